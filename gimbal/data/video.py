@@ -1,0 +1,138 @@
+"""Video reading/writing with PyAV (libav* bindings; frames as uint8 RGB arrays).
+
+Shared by every data stage so that there is one place that knows about containers,
+codecs and pixel formats. Lossless intermediate clips use FFV1 in Matroska.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from gimbal.errors import DataError
+from gimbal.io import atomic_path
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Basic properties of a video stream: frames per second, size in pixels, frame count."""
+
+    fps: float
+    width: int
+    height: int
+    frames: int
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.is_file():
+        raise DataError(f"{path}: video file not found")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise DataError(f"{path}: not a readable video ({exc}); delete it and re-fetch") from exc
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path}: contains no video stream; check the source")
+    return container
+
+
+def probe(path: str | os.PathLike[str], count: bool = True) -> VideoInfo:
+    """Return :class:`VideoInfo` of the first video stream.
+
+    With ``count=True`` frames are counted by decoding (exact; containers often lie),
+    which also detects truncated/corrupt files.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or Fraction(0)
+        n = stream.frames
+        if count:
+            n = 0
+            try:
+                for _ in container.decode(stream):
+                    n += 1
+            except av.error.FFmpegError as exc:
+                raise DataError(f"{path}: corrupt video after {n} frames ({exc}); delete it and re-fetch") from exc
+        if n == 0:
+            raise DataError(f"{path}: no decodable frames; the file is empty or corrupt")
+        return VideoInfo(fps=float(rate), width=stream.codec_context.width, height=stream.codec_context.height, frames=n)
+    finally:
+        container.close()
+
+
+def read_frames(
+    path: str | os.PathLike[str], start: int = 0, count: int | None = None
+) -> np.ndarray:
+    """Decode frames ``[start, start + count)`` as an RGB array ``(T, H, W, 3)`` uint8.
+
+    Raises :class:`DataError` naming the file if it is missing, corrupt, or shorter than
+    requested.
+    """
+    path = Path(path)
+    container = _open(path)
+    frames: list[np.ndarray] = []
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        i = 0
+        try:
+            for frame in container.decode(stream):
+                if i >= start:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                    if count is not None and len(frames) == count:
+                        break
+                i += 1
+        except av.error.FFmpegError as exc:
+            raise DataError(f"{path}: corrupt video at frame {i} ({exc}); delete it and re-create it") from exc
+    finally:
+        container.close()
+    if count is not None and len(frames) < count:
+        raise DataError(f"{path}: expected {count} frames from frame {start}, got {len(frames)}; the file is truncated")
+    if not frames:
+        raise DataError(f"{path}: no frames from frame {start}")
+    return np.stack(frames)
+
+
+def write_video(
+    path: str | os.PathLike[str],
+    frames: np.ndarray,
+    fps: float,
+    codec: str = "ffv1",
+    crf: int | None = None,
+) -> None:
+    """Encode ``frames`` ``(T, H, W, 3)`` uint8 RGB to ``path`` atomically.
+
+    ``codec='ffv1'`` (Matroska) is bit-exact lossless (pixel format ``bgr0``);
+    ``codec='libx264'`` writes H.264 yuv444p at constant rate factor ``crf`` (0 = lossless
+    in YUV, ~10-18 = near-lossless), readable by DALI and PyAV.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise DataError(f"{path}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    path = Path(path)
+    rate = Fraction(fps).limit_denominator(1001)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w") as out:
+            stream = out.add_stream(codec, rate=rate)
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            if codec == "ffv1":
+                stream.pix_fmt = "bgr0"
+            else:
+                stream.pix_fmt = "yuv444p" if codec in ("libx264", "libx265") else "yuv420p"
+                opts = {"crf": str(crf if crf is not None else 0), "preset": "medium"}
+                if codec == "libx264":
+                    opts["g"] = str(len(frames))
+                stream.options = opts
+            for arr in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)

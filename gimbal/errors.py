@@ -1,0 +1,25 @@
+"""Error types. Every user-facing failure raises a :class:`GimbalError` subclass whose
+message names the offending file or param and says how to fix it; stages print the
+message and exit non-zero without a traceback (see :func:`gimbal.cli_utils.run_stage`)."""
+
+from __future__ import annotations
+
+
+class GimbalError(Exception):
+    """Base class of all errors gimbal reports to users."""
+
+
+class ParamError(GimbalError, ValueError):
+    """A param in ``params.yaml`` (or a function argument) is missing or invalid."""
+
+
+class DataError(GimbalError):
+    """An input file (video, shard, image, manifest) is missing, corrupt or malformed."""
+
+
+class FetchError(DataError):
+    """A source in ``data.sources`` could not be downloaded."""
+
+
+class ShapeError(GimbalError, ValueError):
+    """A tensor has the wrong shape or dtype."""
