@@ -129,6 +129,8 @@ def write_video(
                 opts = {"crf": str(crf if crf is not None else 0), "preset": "medium"}
                 if codec == "libx264":
                     opts["g"] = str(len(frames))
+                    # mbtree reads uninitialised memory through PyAV/x264: outputs differ run to run
+                    opts["x264-params"] = "mbtree=0"
                 stream.options = opts
             for arr in frames:
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")

@@ -1,0 +1,235 @@
+"""Offline sample videos: simulated drone flights over photos bundled with scikit-image.
+
+The embedded default pipeline must run with no network (DESIGN.md section 1), yet the
+data should look like real footage. We render a smooth, seeded camera flight (pan,
+zoom, slight roll and a little pitch/yaw) over a real photograph, add the small
+high-frequency shake of an unstabilized camera, warp with kornia homographies
+(bilinear) and encode H.264 like a downloaded mp4. The ``fetch`` stage then ingests
+these files through the same yt-dlp path as real YouTube sources.
+
+Coordinates: pixel centres at integers (``align_corners=True``); a homography ``H``
+maps homogeneous output-frame pixels ``(x, y, 1)`` to photo pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import kornia
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gimbal.errors import ParamError
+from gimbal.io import atomic_dir
+from gimbal.data.video import write_video
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+# Flight envelope (chosen to look like a calm drone shot; all smooth terms are sums of a
+# few sinusoids with random phase, so they are bounded and C-infinity).
+_ZOOM_RANGE = (0.45, 0.85)  # side of the view window as a fraction of the largest window that fits
+_ROLL_MAX = np.deg2rad(3.0)  # slow roll amplitude
+_TILT_MAX = np.deg2rad(2.0)  # slow pitch / yaw amplitude
+_SHAKE_PX = 0.6  # high-frequency translation shake, std in output pixels
+_SHAKE_ROLL = np.deg2rad(0.15)  # high-frequency roll shake, std
+_SHAKE_CLIP = 3.0  # shake is clipped at this many std (keeps the window inside the photo)
+_SHAKE_BAND_HZ = (6.0, 14.0)  # propeller / airframe vibration band
+
+
+def bundled_images() -> dict[str, Path]:
+    """Names -> paths of the photos that ship inside the scikit-image package (no download).
+
+    ``skimage.data`` fetches many of its images with pooch on demand; only the files
+    physically present in the package's ``data`` folder are offered here.
+    """
+    import skimage.data
+
+    data_dir = Path(skimage.data.__file__).parent
+    return {p.stem: p for p in sorted(data_dir.iterdir()) if p.suffix.lower() in _IMAGE_SUFFIXES}
+
+
+def load_photo(name: str) -> np.ndarray:
+    """Load bundled photo ``name`` as ``(H, W, 3)`` uint8 RGB (grey images are replicated, alpha dropped)."""
+    from skimage import io as skio
+
+    images = bundled_images()
+    if name not in images:
+        raise ParamError(
+            f"samples.images: '{name}' is not a photo bundled with scikit-image; choose from {sorted(images)}"
+        )
+    img = np.asarray(skio.imread(images[name]))
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    img = img[..., :3]
+    if img.dtype != np.uint8:
+        img = (255 * (img.astype(np.float64) / max(float(img.max()), 1.0))).round().astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def _smooth_signal(rng: np.random.Generator, t: np.ndarray, cycles: tuple[float, float], k: int = 3) -> np.ndarray:
+    """Smooth random signal in [-1, 1]: sum of ``k`` sinusoids, ``cycles`` per clip duration (t in [0, 1])."""
+    amps = rng.uniform(0.3, 1.0, size=k)
+    amps /= amps.sum()
+    freqs = rng.uniform(*cycles, size=k)
+    phases = rng.uniform(0.0, 2 * np.pi, size=k)
+    return (amps[:, None] * np.sin(2 * np.pi * freqs[:, None] * t[None] + phases[:, None])).sum(0)
+
+
+def _shake(rng: np.random.Generator, times: np.ndarray, std: float, dims: int) -> np.ndarray:
+    """Band-limited vibration ``(T, dims)`` with the given std, clipped at ``_SHAKE_CLIP`` std."""
+    k = 6
+    freqs = rng.uniform(*_SHAKE_BAND_HZ, size=(k, dims))
+    phases = rng.uniform(0.0, 2 * np.pi, size=(k, dims))
+    amps = rng.rayleigh(1.0, size=(k, dims))
+    sig = (amps[None] * np.sin(2 * np.pi * freqs[None] * times[:, None, None] + phases[None])).sum(1)
+    sig = sig / np.sqrt((amps**2).sum(0) / 2)[None]  # unit std
+    return std * np.clip(sig, -_SHAKE_CLIP, _SHAKE_CLIP)
+
+
+def _rotation(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """Camera rotations ``(T, 3, 3)`` = Rz(roll) @ Rx(pitch) @ Ry(yaw) (angles in radians)."""
+    cz, sz = np.cos(roll), np.sin(roll)
+    cx, sx = np.cos(pitch), np.sin(pitch)
+    cy, sy = np.cos(yaw), np.sin(yaw)
+    one, zero = np.ones_like(roll), np.zeros_like(roll)
+    rz = np.stack([np.stack([cz, -sz, zero], -1), np.stack([sz, cz, zero], -1), np.stack([zero, zero, one], -1)], -2)
+    rx = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cx, -sx], -1), np.stack([zero, sx, cx], -1)], -2)
+    ry = np.stack([np.stack([cy, zero, sy], -1), np.stack([zero, one, zero], -1), np.stack([-sy, zero, cy], -1)], -2)
+    return rz @ rx @ ry
+
+
+def random_flight(
+    photo_size: tuple[int, int],
+    out_size: tuple[int, int],
+    frames: int,
+    fps: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A smooth random drone flight over a photo, as homographies ``(T, 3, 3)`` float64.
+
+    ``H[t]`` maps output pixels of frame ``t`` (size ``out_size = (height, width)``) to
+    pixels of the photo (size ``photo_size = (height, width)``). The camera pans across
+    the photo, zooms in and out, rolls slightly and tilts (pitch/yaw rotation homography
+    ``K R K^-1`` with focal length = output width), plus a band-limited 6-14 Hz shake.
+    Every frame's view stays inside the photo, so no border is ever visible.
+    """
+    (ph, pw), (oh, ow) = photo_size, out_size
+    if frames < 1 or fps <= 0:
+        raise ParamError(f"samples: frames must be >= 1 and fps > 0, got frames={frames}, fps={fps}")
+    times = np.arange(frames) / fps  # seconds
+    u = np.linspace(0.0, 1.0, frames)  # clip-relative time for the slow motion
+
+    zoom = _ZOOM_RANGE[0] + (_ZOOM_RANGE[1] - _ZOOM_RANGE[0]) * 0.5 * (1 + _smooth_signal(rng, u, (0.2, 0.8)))
+    roll = _ROLL_MAX * _smooth_signal(rng, u, (0.2, 1.0))
+    yaw = _TILT_MAX * _smooth_signal(rng, u, (0.2, 1.0))
+    pitch = _TILT_MAX * _smooth_signal(rng, u, (0.2, 1.0))
+    pan = 0.5 * (1 + np.stack([_smooth_signal(rng, u, (0.3, 0.9)), _smooth_signal(rng, u, (0.3, 0.9))], -1))
+    shake_xy = _shake(rng, times, _SHAKE_PX, 2)
+    roll = roll + _shake(rng, times, _SHAKE_ROLL, 1)[:, 0]
+
+    # Local camera map (output pixels -> photo offsets from the view centre, in output-pixel units):
+    # centre the output frame, rotate in 3D about the optical axis (K R K^-1), then shift by the shake.
+    f = float(ow)
+    k = np.array([[f, 0, (ow - 1) / 2], [0, f, (oh - 1) / 2], [0, 0, 1.0]])
+    k_inv = np.linalg.inv(k)
+    k0 = np.array([[f, 0, 0], [0, f, 0], [0, 0, 1.0]])  # same intrinsics, principal point at the origin
+    shift = np.tile(np.eye(3), (frames, 1, 1))
+    shift[:, :2, 2] = shake_xy
+    local = shift @ k0[None] @ _rotation(yaw, pitch, roll) @ k_inv[None]
+
+    corners = np.array([[0, 0, 1], [ow - 1, 0, 1], [0, oh - 1, 1], [ow - 1, oh - 1, 1]], dtype=np.float64).T
+    c = local @ corners  # (T, 3, 4)
+    c = c[:, :2] / c[:, 2:]  # corner offsets in output-pixel units
+    lo, hi = c.min(-1), c.max(-1)  # (T, 2)
+    # Scale (photo px per output px) such that the largest fitting window is zoom=1.
+    s_fit = np.minimum((pw - 1) / (hi[:, 0] - lo[:, 0]), (ph - 1) / (hi[:, 1] - lo[:, 1]))
+    scale = zoom * s_fit
+    # Centre range that keeps all four corners inside the photo; pan in [0, 1] spans it.
+    cmin = -scale[:, None] * lo
+    cmax = np.array([pw - 1, ph - 1])[None] - scale[:, None] * hi
+    centre = cmin + pan * (cmax - cmin)
+
+    place = np.zeros((frames, 3, 3))
+    place[:, 0, 0] = place[:, 1, 1] = scale
+    place[:, :2, 2] = centre
+    place[:, 2, 2] = 1.0
+    return place @ local
+
+
+def render_flight(photo: np.ndarray, homographies: np.ndarray, out_size: tuple[int, int], chunk: int = 16) -> np.ndarray:
+    """Warp ``photo`` ``(H, W, 3)`` uint8 through ``homographies`` ``(T, 3, 3)`` -> frames ``(T, h, w, 3)`` uint8.
+
+    Bilinear sampling with kornia. The photo is first resampled (antialiased when shrinking,
+    bilinear upsampling when the flight zooms closer than 1 photo pixel per output pixel)
+    so that the most zoomed-in frame samples it at 1:1.
+    """
+    oh, ow = out_size
+    h = torch.as_tensor(homographies, dtype=torch.float64)
+    scale = torch.linalg.det(h[:, :2, :2]).abs().sqrt()  # approx. photo px per output px
+    r = float(1.0 / scale.min())  # resample factor for the photo
+    img = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
+    if abs(r - 1.0) > 1e-3:
+        size = (max(2, round(img.shape[-2] * r)), max(2, round(img.shape[-1] * r)))
+        ry, rx = (size[0] - 1) / (img.shape[-2] - 1), (size[1] - 1) / (img.shape[-1] - 1)
+        img = kornia.geometry.transform.resize(img, size, interpolation="bilinear", align_corners=True, antialias=r < 1)
+        h = torch.diag(torch.tensor([rx, ry, 1.0], dtype=torch.float64))[None] @ h
+    # kornia's warp_perspective takes the src->dst map: invert ours (dst->src).
+    m = torch.linalg.inv(h).float()
+    out = []
+    for i in range(0, len(m), chunk):
+        mc = m[i : i + chunk]
+        warped = kornia.geometry.transform.warp_perspective(
+            img.expand(len(mc), -1, -1, -1), mc, (oh, ow), mode="bilinear", padding_mode="border", align_corners=True
+        )
+        out.append((warped.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1))
+    return torch.cat(out).numpy()
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    """Per-photo generator: adding or removing photos does not change the others' flights."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def render_sample(name: str, width: int, height: int, frames: int, fps: float, seed: int) -> np.ndarray:
+    """Frames ``(frames, height, width, 3)`` uint8 of the simulated flight over bundled photo ``name``."""
+    if width < 8 or height < 8:
+        raise ParamError(f"samples: width/height must be >= 8, got {width}x{height}")
+    photo = load_photo(name)
+    hs = random_flight(photo.shape[:2], (height, width), frames, fps, _rng(seed, name))
+    return render_flight(photo, hs, (height, width))
+
+
+def make_samples(
+    names: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    width: int,
+    height: int,
+    frames: int,
+    fps: float,
+    seed: int,
+    crf: int = 12,
+    progress: bool = True,
+) -> list[Path]:
+    """Write ``out_dir/flight_<name>.mp4`` (H.264, ``crf``) for every name; returns the paths.
+
+    ``out_dir`` is replaced as a whole (atomically), so it holds exactly these videos.
+    Deterministic for a given ``seed``.
+    """
+    if not names:
+        raise ParamError("samples.images: empty list; name at least one scikit-image photo, e.g. [astronaut]")
+    available = bundled_images()
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ParamError(f"samples.images: {missing} not bundled with scikit-image; choose from {sorted(available)}")
+    if len(set(names)) != len(names):
+        raise ParamError(f"samples.images: duplicate names in {list(names)}")
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for name in tqdm(names, desc="samples", unit="video", disable=not progress):
+            video = render_sample(name, width, height, frames, fps, seed)
+            write_video(tmp / f"flight_{name}.mp4", video, fps, codec="libx264", crf=crf)
+    return [out_dir / f"flight_{n}.mp4" for n in names]

@@ -1,0 +1,218 @@
+"""Fetch stage: yt-dlp download of http(s) URLs, file URLs and local paths into data/raw."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import yaml
+
+from gimbal.data import fetch
+from gimbal.data.video import read_frames, write_video
+from gimbal.errors import FetchError, ParamError
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES, W, H, FPS = 12, 64, 48, 24
+
+
+@pytest.fixture(scope="module")
+def src_dir(tmp_path_factory) -> Path:
+    """A tiny real video, a text file posing as .mp4, and a truncated mp4."""
+    d = tmp_path_factory.mktemp("src")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(FRAMES, H, W, 3), dtype=np.uint8)
+    frames[:] = np.clip(frames.astype(int) // 4 + np.arange(FRAMES)[:, None, None, None] * 10, 0, 255)
+    write_video(d / "tiny.mp4", frames, FPS, codec="libx264", crf=12)
+    (d / "notvideo.mp4").write_text("this is a text file, not a video\n" * 20)
+    data = (d / "tiny.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])  # index (moov) at the end: lost
+    faststart = d / "faststart.mp4"  # index first, then half of the frames' data
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(d / "tiny.mp4"), "-c", "copy",
+                    "-movflags", "+faststart", str(faststart)], check=True)
+    data = faststart.read_bytes()
+    (d / "truncated_faststart.mp4").write_bytes(data[: len(data) * 2 // 3])
+    return d
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(src_dir):
+    """Loopback HTTP server on an ephemeral port serving ``src_dir``; yields its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(src_dir)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _leftovers(raw: Path) -> list[str]:
+    return sorted(p.name for p in raw.iterdir()) if raw.exists() else []
+
+
+def test_fetch_http_file_url_and_local_path(server, src_dir, tmp_path, capfd):
+    raw = tmp_path / "raw"
+    sources = [f"{server}/tiny.mp4", (src_dir / "tiny.mp4").as_uri(), str(src_dir / "tiny.mp4")]
+    manifest = fetch.fetch_sources(sources, raw, max_height=720, progress=False)
+    assert capfd.readouterr().out == ""  # yt-dlp stays quiet
+    assert manifest["failed"] == []
+    videos = manifest["videos"]
+    assert [v["url"] for v in videos] == sources
+    assert len({v["id"] for v in videos}) == 3  # same file name, different sources -> different ids
+    assert json.loads((raw / "manifest.json").read_text()) == manifest
+    original = read_frames(src_dir / "tiny.mp4")
+    for v in videos:
+        assert set(v) == {"id", "url", "file", "sha256", "fps", "width", "height", "frames"}
+        assert v["file"] == f"{v['id']}.mp4" and v["id"].startswith("tiny-")
+        assert (v["frames"], v["width"], v["height"]) == (FRAMES, W, H)
+        assert v["fps"] == pytest.approx(FPS)
+        assert v["sha256"] == _sha(raw / v["file"])
+        assert np.array_equal(read_frames(raw / v["file"]), original)
+    assert _leftovers(raw) == sorted([*(v["file"] for v in videos), "manifest.json"])
+
+
+def test_refetch_is_skipped_and_changed_files_are_fetched_again(server, tmp_path, monkeypatch):
+    raw = tmp_path / "raw"
+    sources = [f"{server}/tiny.mp4"]
+    first = fetch.fetch_sources(sources, raw, progress=False)
+    path = raw / first["videos"][0]["file"]
+    mtime = path.stat().st_mtime_ns
+
+    calls = []
+    real_download = fetch.download
+
+    def spy(*args, **kwargs):
+        calls.append(args[0])
+        return real_download(*args, **kwargs)
+
+    monkeypatch.setattr(fetch, "download", spy)
+    assert fetch.fetch_sources(sources, raw, progress=False) == first
+    assert calls == [] and path.stat().st_mtime_ns == mtime
+
+    path.write_bytes(path.read_bytes()[:-10])  # damaged on disk -> sha256 mismatch -> fetched again
+    assert fetch.fetch_sources(sources, raw, progress=False) == first
+    assert calls == sources
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/tiny.mp4"
+
+
+@pytest.mark.parametrize(
+    ("kind", "hint"),
+    [
+        ("404", "HTTP Error 404"),
+        ("notvideo", "not a complete video"),
+        ("truncated", "not a complete video"),
+        ("truncated_faststart", "not a complete video"),
+        ("unreachable", "download failed"),
+        ("missing_path", "file not found"),
+    ],
+)
+def test_failing_source_raises_clear_error_and_leaves_nothing(server, tmp_path, kind, hint):
+    source = {
+        "404": f"{server}/nothere.mp4",
+        "notvideo": f"{server}/notvideo.mp4",
+        "truncated": f"{server}/truncated.mp4",
+        "truncated_faststart": f"{server}/truncated_faststart.mp4",
+        "unreachable": _closed_port_url(),
+        "missing_path": str(tmp_path / "nope.mp4"),
+    }[kind]
+    raw = tmp_path / "raw"
+    with pytest.raises(FetchError) as err:
+        fetch.fetch_sources([source], raw, progress=False)
+    msg = str(err.value)
+    assert f"'{source}'" in msg and hint in msg and "data.sources" in msg
+    assert "\n" not in msg
+    assert _leftovers(raw) == []  # no partial mp4, no .part/.ytdl, no temp folder, no manifest
+
+
+def test_skip_failed_records_failures(server, tmp_path):
+    raw = tmp_path / "raw"
+    bad = f"{server}/notvideo.mp4"
+    manifest = fetch.fetch_sources([f"{server}/nothere.mp4", f"{server}/tiny.mp4", bad], raw, skip_failed=True,
+                                   progress=False)
+    assert [v["url"] for v in manifest["videos"]] == [f"{server}/tiny.mp4"]
+    assert [f["url"] for f in manifest["failed"]] == [f"{server}/nothere.mp4", bad]
+    assert all(f"'{f['url']}'" in f["error"] for f in manifest["failed"])
+    assert _leftovers(raw) == sorted([manifest["videos"][0]["file"], "manifest.json"])
+
+
+def test_sources_removed_from_the_list_are_deleted(server, src_dir, tmp_path):
+    raw = tmp_path / "raw"
+    both = fetch.fetch_sources([f"{server}/tiny.mp4", str(src_dir / "tiny.mp4")], raw, progress=False)
+    one = fetch.fetch_sources([str(src_dir / "tiny.mp4")], raw, progress=False)
+    assert one["videos"] == both["videos"][1:]
+    assert _leftovers(raw) == sorted([one["videos"][0]["file"], "manifest.json"])
+
+
+def test_read_sources_from_text_file(tmp_path):
+    txt = tmp_path / "list.txt"
+    txt.write_text("# header\n\nhttps://a.example/v.mp4  # inline comment\n  data/x.mp4\nhttps://a.example/v.mp4\n")
+    assert fetch.read_sources(str(txt)) == ["https://a.example/v.mp4", "data/x.mp4"]
+    txt.write_text("# only comments\n")
+    with pytest.raises(ParamError, match="no sources"):
+        fetch.read_sources(str(txt))
+    with pytest.raises(ParamError, match="not found"):
+        fetch.read_sources(str(tmp_path / "missing.txt"))
+
+
+def test_repository_youtube_list_is_well_formed():
+    urls = fetch.read_sources(str(REPO / "data/sources/youtube_drone.txt"))
+    assert urls, "the paper-scale list must not be empty"
+    for url in urls:
+        assert url.startswith("https://www.youtube.com/watch?v=") and len(url.split("v=")[1]) == 11
+
+
+def test_source_ids_are_stable_and_filesystem_safe():
+    yt = {"extractor_key": "Youtube", "id": "-l8UyG-3VVc"}
+    assert fetch.source_id("https://www.youtube.com/watch?v=-l8UyG-3VVc", yt) == "-l8UyG-3VVc"
+    a = fetch.source_id("http://h/x/My%20Video (1).mp4", {"extractor_key": "Generic", "id": "x"})
+    assert a == fetch.source_id("http://h/x/My%20Video (1).mp4") and a.startswith("My_Video_1-")
+    assert fetch.source_id("../.hidden.mp4").startswith("_hidden-")
+    assert fetch.source_id("http://h/a.mp4") != fetch.source_id("http://g/a.mp4")
+    assert fetch.format_selector(720).startswith("bv*[height<=720][ext=mp4]+ba[ext=m4a]/b[height<=720]")
+
+
+@pytest.mark.slow
+def test_stage_cli_fails_with_one_line_error(src_dir, tmp_path):
+    params = {"data": {"sources": [str(src_dir / "tiny.mp4")], "raw_dir": "raw", "max_height": 720}}
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(params))
+    run = subprocess.run([sys.executable, str(REPO / "stages/fetch.py"), "--params", "ok.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "raw/manifest.json").read_text())["videos"][0]["frames"] == FRAMES
+
+    params["data"]["sources"] = ["missing/video.mp4"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(params))
+    run = subprocess.run([sys.executable, str(REPO / "stages/fetch.py"), "--params", "bad.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and run.stderr.strip().splitlines()[-1] == errors[0]
+    assert "'missing/video.mp4'" in errors[0] and "file not found" in errors[0]
