@@ -1,0 +1,134 @@
+"""Training losses (Section 6.1) and image-quality metrics.
+
+Images compared here are in display (gamma) space, ``(B, C, H, W)`` with values in [0, 1]: the
+network's outputs after the gamma of eq. (15) against the sRGB ground-truth middle frame.
+
+- eq. (16): ``L(x, y) = mean|x - y| + mu * mean|sobel(x) - sobel(y)|`` with kornia's normalized
+  Sobel operator (kernel / 8, replicate borders; both the x and y derivatives).
+- eq. (18): ``L_total = L(image, gt) + beta * alpha**t * L(align_estimate, gt)`` at training step
+  ``t``; the second (annealed) term pushes the flow to align, then fades away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import kornia
+import torch
+import torchmetrics.functional.image as tmf
+
+from gimbal.errors import ParamError, ShapeError
+from gimbal.params import get
+
+__all__ = ["LossConfig", "anneal_weight", "gimbal_loss", "gradient_l1_loss", "psnr", "ssim"]
+
+
+def _check_pair(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
+    if pred.dim() != 4 or pred.shape != target.shape:
+        raise ShapeError(f"{name}: expected two (B, C, H, W) images of equal shape, got {tuple(pred.shape)} "
+                         f"and {tuple(target.shape)}")
+
+
+def gradient_l1_loss(pred: torch.Tensor, target: torch.Tensor, mu: float = 1.0) -> torch.Tensor:
+    """Eq. (16): L1 + ``mu`` x L1 of Sobel gradients, both averaged over all elements.
+
+    Args:
+        pred, target: ``(B, C, H, W)`` images (display space).
+        mu: weight of the gradient term.
+
+    Returns:
+        Scalar loss.
+    """
+    _check_pair(pred, target, "gradient_l1_loss")
+    l1 = (pred - target).abs().mean()
+    if mu == 0:
+        return l1
+    grad = kornia.filters.spatial_gradient(pred - target, mode="sobel", order=1, normalized=True)  # linear op
+    return l1 + mu * grad.abs().mean()
+
+
+def anneal_weight(step: int | torch.Tensor, alpha: float = 0.9999886, beta: float = 100.0) -> float:
+    """Weight ``beta * alpha**step`` of the alignment term of eq. (18) at training ``step``."""
+    return float(beta * alpha ** float(step))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss hyper-parameters (paper defaults).
+
+    Attributes:
+        mu: weight of the Sobel-gradient term of eq. (16).
+        anneal: include the annealed alignment term of eq. (18) (``False``: the supplement's ablation).
+        alpha: per-step decay of the alignment weight.
+        beta: initial alignment weight.
+    """
+
+    mu: float = 1.0
+    anneal: bool = True
+    alpha: float = 0.9999886
+    beta: float = 100.0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], group: str = "loss") -> LossConfig:
+        """Read ``<group>.mu``, ``<group>.anneal``, ``<group>.anneal_alpha``, ``<group>.anneal_beta``."""
+        cfg = cls(
+            mu=float(get(params, f"{group}.mu", (int, float), default=cls.mu)),
+            anneal=get(params, f"{group}.anneal", bool, default=cls.anneal),
+            alpha=float(get(params, f"{group}.anneal_alpha", (int, float), default=cls.alpha)),
+            beta=float(get(params, f"{group}.anneal_beta", (int, float), default=cls.beta)),
+        )
+        if cfg.mu < 0 or cfg.beta < 0:
+            raise ParamError(f"params: '{group}.mu' and '{group}.anneal_beta' must be >= 0, got {cfg.mu}, {cfg.beta}")
+        if not 0 < cfg.alpha <= 1:
+            raise ParamError(f"params: '{group}.anneal_alpha' must be in (0, 1], got {cfg.alpha}")
+        return cfg
+
+
+def gimbal_loss(image: torch.Tensor, align_estimate: torch.Tensor, gt: torch.Tensor, step: int,
+                config: LossConfig = LossConfig()) -> torch.Tensor:
+    """Eq. (18): ``L(image, gt) + beta * alpha**step * L(align_estimate, gt)``.
+
+    Args:
+        image, align_estimate: ``(B, C, H, W)`` network outputs after gamma
+            (:class:`~gimbal.models.gimbal.GimbalOutput`).
+        gt: ``(B, C, H, W)`` sRGB ground-truth middle frame in [0, 1].
+        step: training iteration ``t`` (0-based).
+        config: :class:`LossConfig`; with ``anneal=False`` only the first term.
+
+    Returns:
+        Scalar loss.
+    """
+    loss = gradient_l1_loss(image, gt, config.mu)
+    if config.anneal:
+        loss = loss + anneal_weight(step, config.alpha, config.beta) * gradient_l1_loss(align_estimate, gt, config.mu)
+    return loss
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """PSNR in dB of ``(B, C, H, W)`` images in [0, 1] (``pred`` clamped to [0, 1]), per image.
+
+    ``reduction='mean'`` averages the per-image PSNRs, ``'none'`` returns ``(B,)``.
+    """
+    _check_pair(pred, target, "psnr")
+    values = tmf.peak_signal_noise_ratio(pred.clamp(0, 1), target, data_range=1.0, reduction="none",
+                                         dim=(1, 2, 3))
+    return _reduce(values, reduction)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, reduction: str = "mean") -> torch.Tensor:
+    """SSIM of ``(B, C, H, W)`` images in [0, 1] (``pred`` clamped), Gaussian ``window_size`` window, per image.
+
+    ``reduction='mean'`` averages over the batch, ``'none'`` returns ``(B,)``.
+    """
+    _check_pair(pred, target, "ssim")
+    ssim_map = kornia.metrics.ssim(pred.clamp(0, 1), target, window_size, max_val=1.0)
+    return _reduce(ssim_map.mean(dim=(1, 2, 3)), reduction)
+
+
+def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "none":
+        return values
+    raise ParamError(f"reduction must be 'mean' or 'none', got {reduction!r}")

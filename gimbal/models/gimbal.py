@@ -1,0 +1,172 @@
+"""The Digital Gimbal reconstruction network (Section 5): flow alignment + KPN merge.
+
+``GimbalNet`` takes the exposure-normalized burst (eq. 14) in linear units, aligns the
+non-reference frames to the middle frame with :class:`~gimbal.models.flow.FlowNet`, predicts
+per-pixel kernels for the ``2n-1`` frames (burst + aligned) with :class:`~gimbal.models.kpn.KPN`,
+merges them by eq. (15) (mean over frames of the kernel-filtered frames) and applies a
+differentiable gamma. It also returns the annealed alignment estimate of eq. (17), which uses
+each kernel collapsed to 1x1 (the sum of its weights), so it can only be sharp if the flow
+aligned the frames.
+
+Sizes: inputs of any ``H, W`` are accepted; they are replicate-padded up to a multiple of
+``max(2**kpn_depth, 2**(flow_levels-1))`` and every output is cropped back to ``H x W``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gimbal.errors import ParamError, ShapeError
+from gimbal.models.flow import FlowNet, split_reference, warp
+from gimbal.models.kpn import KPN, apply_kernels
+from gimbal.params import get
+
+__all__ = ["GAMMA", "GAMMA_EPS", "GimbalNet", "GimbalOutput", "gamma", "inverse_gamma"]
+
+GAMMA = 2.2
+"""Display gamma: ``srgb = linear ** (1 / GAMMA)`` (sRGB-like)."""
+GAMMA_EPS = 1e-3
+"""Below this linear value the gamma curve continues as its tangent line (finite gradient)."""
+
+
+def gamma(linear: torch.Tensor, g: float = GAMMA, eps: float = GAMMA_EPS) -> torch.Tensor:
+    """Differentiable gamma ``x ** (1/g)`` (linear -> display, applied after eq. 15).
+
+    ``x ** (1/g)`` has an infinite slope at 0; below ``eps`` we continue the curve with its
+    tangent at ``eps`` (like sRGB's linear toe), so the gradient is finite everywhere and
+    non-zero also for slightly negative network outputs. Exactly inverted by :func:`inverse_gamma`.
+    """
+    y0 = eps ** (1.0 / g)
+    slope = y0 / (g * eps)
+    power = linear.clamp(min=eps) ** (1.0 / g)  # clamp keeps the unused branch's gradient finite
+    return torch.where(linear >= eps, power, y0 + (linear - eps) * slope)
+
+
+def inverse_gamma(display: torch.Tensor, g: float = GAMMA, eps: float = GAMMA_EPS) -> torch.Tensor:
+    """Inverse of :func:`gamma`: display values (sRGB-like, [0,1]) -> linear intensities."""
+    y0 = eps ** (1.0 / g)
+    slope = y0 / (g * eps)
+    power = display.clamp(min=y0) ** g
+    return torch.where(display >= y0, power, eps + (display - y0) / slope)
+
+
+@dataclass
+class GimbalOutput:
+    """Outputs of :class:`GimbalNet` for a burst ``(B, n, C, H, W)``.
+
+    Attributes:
+        image: ``(B, C, H, W)`` reconstruction after gamma (display space, compare to sRGB ground truth).
+        align_estimate: ``(B, C, H, W)`` eq. (17) estimate from 1x1 summed kernels, after gamma.
+        linear: ``(B, C, H, W)`` the eq. (15) merge before gamma (linear units of the input).
+        flows: ``(B, n-1, 2, H, W)`` flows in pixels aligning each non-reference frame to the
+            middle one, or ``None`` when the model has no flow network.
+    """
+
+    image: torch.Tensor
+    align_estimate: torch.Tensor
+    linear: torch.Tensor
+    flows: torch.Tensor | None
+
+
+class GimbalNet(nn.Module):
+    """Flow + KPN reconstruction network (Figs. 4-5, eqs. 14-17).
+
+    Args:
+        n: burst length (reference frame ``n // 2``).
+        channels: colour channels ``C`` (3 for RGB, 1 for mono).
+        flow_levels: pyramid levels of the flow network.
+        kernel_size: per-pixel kernel size ``k`` of the KPN.
+        kpn_base_channels, kpn_depth: KPN U-Net width and number of down-samplings.
+        use_flow: ``False`` drops the flow network (KPN on the ``n`` burst frames only; the
+            paper's "KPN" baseline).
+        flow_channels: hidden widths of the flow sub-CNN (paper: 100, 50, 25).
+    """
+
+    def __init__(self, n: int, channels: int = 3, flow_levels: int = 3, kernel_size: int = 5,
+                 kpn_base_channels: int = 64, kpn_depth: int = 4, use_flow: bool = True,
+                 flow_channels: tuple[int, ...] = (100, 50, 25)):
+        super().__init__()
+        if n < 1 or (use_flow and n < 2):
+            raise ParamError(f"GimbalNet: burst length n={n} too small (need n >= 2 with flow, n >= 1 without)")
+        if channels < 1:
+            raise ParamError(f"GimbalNet: channels must be >= 1, got {channels}")
+        self.n = n
+        self.channels = channels
+        self.use_flow = use_flow
+        self.flow = FlowNet(n, levels=flow_levels, channels=flow_channels) if use_flow else None
+        self.kpn = KPN(2 * n - 1 if use_flow else n, kernel_size=kernel_size, base_channels=kpn_base_channels,
+                       depth=kpn_depth)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> GimbalNet:
+        """Build from params group ``model`` (``n`` falls back to ``exposure.n``)."""
+        n = get(params, "model.n", int, default=None)
+        if n is None:
+            n = get(params, "exposure.n", int, default=None)
+        if n is None:
+            raise ParamError("params: missing 'model.n' (or 'exposure.n'): the burst length; add it to params.yaml")
+        flow_channels = get(params, "model.flow_channels", list, default=[100, 50, 25])
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in flow_channels):
+            raise ParamError(f"params: 'model.flow_channels' must be a list of positive ints, got {flow_channels!r}")
+        for key in ("flow_levels", "kernel_size", "kpn_base_channels", "kpn_depth", "channels"):
+            value = get(params, f"model.{key}", int, default=None)
+            if value is not None and value < (0 if key == "kpn_depth" else 1):
+                raise ParamError(f"params: 'model.{key}' must be positive, got {value}")
+        kernel_size = get(params, "model.kernel_size", int, default=5)
+        if kernel_size % 2 == 0:
+            raise ParamError(f"params: 'model.kernel_size' must be odd, got {kernel_size}")
+        return cls(
+            n=n,
+            channels=get(params, "model.channels", int, default=3),
+            flow_levels=get(params, "model.flow_levels", int, default=3),
+            kernel_size=kernel_size,
+            kpn_base_channels=get(params, "model.kpn_base_channels", int, default=64),
+            kpn_depth=get(params, "model.kpn_depth", int, default=4),
+            use_flow=get(params, "model.use_flow", bool, default=True),
+            flow_channels=tuple(flow_channels),
+        )
+
+    @property
+    def multiple(self) -> int:
+        """Inputs are padded internally to a multiple of this."""
+        m = self.kpn.multiple
+        return math.lcm(m, self.flow.multiple) if self.flow is not None else m
+
+    def forward(self, normalized_burst: torch.Tensor) -> GimbalOutput:
+        """Reconstruct the middle frame.
+
+        Args:
+            normalized_burst: ``(B, n, C, H, W)`` exposure-normalized burst (eq. 14), linear
+                units (each frame scaled to a common exposure), any ``H, W >= 1``.
+
+        Returns:
+            :class:`GimbalOutput` with ``(B, C, H, W)`` images and ``(B, n-1, 2, H, W)`` flows.
+        """
+        x = normalized_burst
+        if x.dim() != 5 or x.shape[1] != self.n or x.shape[2] != self.channels:
+            raise ShapeError(f"GimbalNet: expected a burst (B, n={self.n}, C={self.channels}, H, W), "
+                             f"got {tuple(x.shape)}")
+        b, n, c, h, w = x.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:  # pad to a multiple of 2**depth / 2**(levels-1); cropped back below
+            x = F.pad(x.reshape(b, n * c, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, n, c, h + ph, w + pw)
+        flows = None
+        frames = x
+        if self.flow is not None:
+            flows = self.flow(x)
+            _, others = split_reference(x)
+            frames = torch.cat([x, warp(others, flows)], dim=1)  # (B, 2n-1, C, H, W)
+        kernels = self.kpn(frames)  # (B, F, C, k*k, H, W)
+        linear = apply_kernels(frames, kernels).mean(dim=1)  # eq. (15)
+        align_linear = (kernels.sum(dim=3) * frames).mean(dim=1)  # eq. (17): 1x1 summed kernels
+        linear, align_linear = linear[..., :h, :w], align_linear[..., :h, :w]
+        if flows is not None:
+            flows = flows[..., :h, :w]
+        return GimbalOutput(image=gamma(linear), align_estimate=gamma(align_linear), linear=linear, flows=flows)

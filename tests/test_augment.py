@@ -1,0 +1,124 @@
+"""Tests of the training-time augmentation (Section 6.2)."""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import pytest
+import torch
+
+from gimbal.data.augment import (
+    AugmentConfig,
+    augment_clips,
+    random_rotation_trajectory,
+    rotation_homographies,
+    scale_to_electrons,
+)
+from gimbal.errors import ParamError, ShapeError
+from gimbal.models.gimbal import inverse_gamma
+
+CFG = AugmentConfig(crop=32, center=16, out_size=8, max_rotation_deg=4.0, focal_px=40.0)
+
+
+def _clips(seed: int = 0, b: int = 2, t: int = 5, h: int = 40, w: int = 48) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, t, 3, h, w, generator=g)
+
+
+def test_shapes_and_gt_is_middle_frame():
+    out = augment_clips(_clips(), CFG, torch.Generator().manual_seed(1))
+    assert out.linear.shape == (2, 5, 3, 8, 8)
+    assert out.gt.shape == (2, 3, 8, 8)
+    assert out.rotations.shape == (2, 5, 3) and out.origins.shape == (2, 2)
+    assert 0 <= out.gt.min() and out.gt.max() <= 1
+    torch.testing.assert_close(out.linear[:, 2], inverse_gamma(out.gt))  # gt: sRGB middle frame
+    assert (out.linear[:, 2] <= out.gt + 1e-6).all()  # linear = gamma-decoded, darker
+
+
+def test_determinism_with_seed():
+    clips = _clips()
+    a = augment_clips(clips, CFG, torch.Generator().manual_seed(3))
+    b = augment_clips(clips, CFG, torch.Generator().manual_seed(3))
+    c = augment_clips(clips, CFG, torch.Generator().manual_seed(4))
+    assert torch.equal(a.linear, b.linear) and torch.equal(a.gt, b.gt)
+    assert not torch.equal(a.linear, c.linear)
+    ea = scale_to_electrons(a.linear, 0.01, (10.0, 1e4), torch.Generator().manual_seed(5))
+    eb = scale_to_electrons(a.linear, 0.01, (10.0, 1e4), torch.Generator().manual_seed(5))
+    assert torch.equal(ea, eb)
+
+
+def test_zero_rotation_is_pure_crop():
+    cfg = AugmentConfig(crop=32, center=16, out_size=8, max_rotation_deg=0.0)
+    clips = _clips()
+    out = augment_clips(clips, cfg, torch.Generator().manual_seed(2))
+    assert torch.equal(out.rotations, torch.zeros_like(out.rotations))
+    for i in range(2):
+        x0, y0 = (int(v) for v in out.origins[i])
+        window = clips[i, :, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24]  # centre 16 of the 32 crop
+        expected = kornia.geometry.transform.resize(window, (8, 8), antialias=True)
+        torch.testing.assert_close(out.linear[i], inverse_gamma(expected), atol=1e-5, rtol=0)
+    # no resize when out_size == center: the crop itself
+    cfg = AugmentConfig(crop=32, center=16, out_size=16, max_rotation_deg=0.0)
+    out = augment_clips(clips, cfg, torch.Generator().manual_seed(2))
+    x0, y0 = (int(v) for v in out.origins[0])
+    torch.testing.assert_close(out.gt[0], clips[0, 2, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24], atol=1e-5, rtol=0)
+
+
+def test_rotation_trajectory_smooth_anchored_and_scaled():
+    max_angle = torch.tensor([0.01, 0.05, 0.0])
+    rot = random_rotation_trajectory(3, 31, max_angle, 0.1, torch.Generator().manual_seed(0))
+    assert torch.equal(rot[:, 15], torch.zeros(3, 3))  # identity at the middle frame
+    torch.testing.assert_close(rot.norm(dim=2).amax(dim=1), max_angle)
+    step = (rot[:, 1:] - rot[:, :-1]).norm(dim=2)
+    accel = (rot[:, 2:] - 2 * rot[:, 1:-1] + rot[:, :-2]).norm(dim=2)
+    assert (accel[:2].mean(1) < 0.5 * step[:2].mean(1)).all()  # velocity changes slowly: smooth
+
+
+def test_yaw_homography_shifts_by_focal_tan():
+    f, size, theta = 50.0, 33, 0.1
+    h = rotation_homographies(torch.tensor([[0.0, theta, 0.0]]), f, size)[0]  # rotation about the y axis
+    centre = torch.tensor([16.0, 16.0, 1.0])
+    p = h @ centre
+    p = p[:2] / p[2]
+    torch.testing.assert_close(p, torch.tensor([16.0 + f * math.tan(theta), 16.0]))
+
+
+def test_rotation_moves_content():
+    clips = _clips(t=3)
+    cfg = AugmentConfig(crop=32, center=16, out_size=16, min_rotation_deg=5.0, max_rotation_deg=5.0,
+                        focal_px=40.0)
+    out = augment_clips(clips, cfg, torch.Generator().manual_seed(0))
+    assert out.rotations.norm(dim=2).amax().item() == pytest.approx(math.radians(5.0), rel=1e-5)
+    x0, y0 = (int(v) for v in out.origins[0])
+    torch.testing.assert_close(out.gt[0], clips[0, 1, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24], atol=1e-5, rtol=0)
+    assert (out.linear[:, 0] - out.linear[:, 1]).abs().mean() > 0.05  # other frames see a rotated view
+
+
+def test_scale_gives_requested_mean_electrons():
+    linear = torch.rand(64, 3, 1, 4, 4) * torch.rand(64, 1, 1, 1, 1)
+    lo, hi, t_full = 20.0, 2000.0, 0.02
+    irr = scale_to_electrons(linear, t_full, (lo, hi), torch.Generator().manual_seed(0))
+    electrons = irr.mean(dim=(1, 2, 3, 4)) * t_full
+    assert ((electrons >= lo * (1 - 1e-5)) & (electrons <= hi * (1 + 1e-5))).all()
+    # log-uniform: log10 spread over [1.3, 3.3], about half the clips below the geometric mean
+    below = (electrons < math.sqrt(lo * hi)).float().mean()
+    assert 0.25 < below < 0.75
+    # ratios inside a clip are kept (a pure per-clip scale)
+    torch.testing.assert_close(irr[0] / irr[0].mean(), linear[0] / linear[0].mean())
+    fixed = scale_to_electrons(linear, t_full, (500.0, 500.0))
+    torch.testing.assert_close(fixed.mean(dim=(1, 2, 3, 4)) * t_full, torch.full((64,), 500.0))
+    with pytest.raises(ParamError):
+        scale_to_electrons(linear, t_full, (0.0, 10.0))
+
+
+def test_config_from_params_and_errors():
+    cfg = AugmentConfig.from_params({"augment": {"crop": 128, "center": 64, "out_size": 32, "max_rotation_deg": 2}})
+    assert (cfg.crop, cfg.center, cfg.out_size, cfg.max_rotation_deg, cfg.focal) == (128, 64, 32, 2, 128.0)
+    assert AugmentConfig.from_params({}) == AugmentConfig()
+    with pytest.raises(ParamError, match="augment.crop"):
+        AugmentConfig.from_params({"augment": {"crop": 12.5}})
+    with pytest.raises(ParamError, match="out_size"):
+        AugmentConfig(crop=32, center=16, out_size=32)
+    with pytest.raises(ShapeError, match="augment.crop"):
+        augment_clips(_clips(h=20), CFG)

@@ -1,0 +1,206 @@
+"""Tests of the reconstruction network: flow (Fig. 4), KPN (Fig. 5), GimbalNet (eqs. 15, 17)."""
+
+from __future__ import annotations
+
+import kornia
+import pytest
+import torch
+from torch import nn
+
+from gimbal.errors import ParamError, ShapeError
+from gimbal.models import KPN, FlowNet, GimbalNet, apply_kernels, gamma, inverse_gamma, split_reference, warp
+
+TINY = dict(flow_levels=2, kernel_size=3, kpn_base_channels=4, kpn_depth=2, flow_channels=(8, 8, 8))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _texture(b: int, size: int, seed: int) -> torch.Tensor:
+    """Smooth random texture ``(b, 1, size, size)`` in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    return kornia.filters.gaussian_blur2d(torch.rand(b, 1, size, size, generator=g), (7, 7), (1.5, 1.5))
+
+
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("use_flow", [True, False])
+@pytest.mark.parametrize("size", [(16, 16), (13, 21)])
+def test_gimbalnet_shapes(n, use_flow, size):
+    h, w = size
+    net = GimbalNet(n, channels=3, use_flow=use_flow, **TINY)
+    out = net(torch.rand(2, n, 3, h, w))
+    for image in (out.image, out.align_estimate, out.linear):
+        assert image.shape == (2, 3, h, w)
+        assert torch.isfinite(image).all()
+    if use_flow:
+        assert out.flows is not None and out.flows.shape == (2, n - 1, 2, h, w)
+    else:
+        assert out.flows is None
+    assert net.kpn.frames == (2 * n - 1 if use_flow else n)
+
+
+def test_gimbalnet_rejects_wrong_burst():
+    net = GimbalNet(3, channels=3, **TINY)
+    with pytest.raises(ShapeError, match="n=3"):
+        net(torch.rand(1, 4, 3, 16, 16))
+    with pytest.raises(ShapeError, match="C=3"):
+        net(torch.rand(1, 3, 1, 16, 16))
+
+
+def test_subnetworks_reject_indivisible_sizes():
+    with pytest.raises(ShapeError, match="flow_levels"):
+        FlowNet(3, levels=3)(torch.rand(1, 3, 1, 10, 16))
+    with pytest.raises(ShapeError, match="kpn_depth"):
+        KPN(3, kernel_size=3, base_channels=4, depth=2)(torch.rand(1, 3, 1, 16, 18))
+
+
+def test_gradients_reach_flow_kpn_and_input():
+    torch.manual_seed(0)
+    net = GimbalNet(3, channels=3, **TINY)
+    burst = (_texture(2, 16, 1).unsqueeze(1).expand(2, 3, 3, 16, 16) + 0.05 * torch.rand(2, 3, 3, 16, 16))
+    burst = burst.clone().requires_grad_(True)
+    out = net(burst)
+    (out.image.mean() + out.align_estimate.mean()).backward()
+    assert burst.grad is not None and burst.grad.abs().sum() > 0
+    for name, p in net.kpn.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # the flow's last conv starts at zero, so at init only it gets gradient; it must get some
+    last = net.flow.sub_cnn[-1]
+    assert last.weight.grad.abs().sum() > 0 and last.bias.grad.abs().sum() > 0
+    # once it is non-zero, every flow parameter receives gradient
+    net.zero_grad()
+    with torch.no_grad():
+        last.weight.normal_(0, 1e-3)
+    out = net(burst)
+    (out.image.mean() + out.align_estimate.mean()).backward()
+    for name, p in net.flow.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_identity_flow_at_init():
+    burst = torch.rand(2, 5, 3, 16, 16)
+    net = FlowNet(5, levels=3)
+    flows = net(burst)
+    assert torch.equal(flows, torch.zeros_like(flows))
+    aligned, _ = net.align(burst)
+    _, others = split_reference(burst)
+    # grid_sample normalises pixel coordinates to [-1, 1], so identity holds to float rounding only
+    torch.testing.assert_close(aligned, others, atol=1e-6, rtol=0)
+
+
+def test_warp_constant_shift_is_translation():
+    frames = torch.rand(1, 1, 2, 8, 9)
+    flows = torch.zeros(1, 1, 2, 8, 9)
+    flows[:, :, 0] = 2.0  # dx = +2: out(x, y) = in(x + 2, y)
+    flows[:, :, 1] = -1.0  # dy = -1: out(x, y) = in(x, y - 1)
+    out = warp(frames, flows)
+    torch.testing.assert_close(out[..., 1:, :-2], frames[..., :-1, 2:], atol=1e-5, rtol=0)
+
+
+def test_flow_net_learns_shift():
+    """A short optimisation of the flow net on a shifted tiny burst reduces the warp error and
+    recovers the true sub-pixel shifts."""
+    torch.manual_seed(0)
+    tex = _texture(4, 24, seed=0)
+    true = torch.tensor([[1.0, -0.5], [0.0, 0.0], [-1.0, 0.5]])  # (dx, dy) that aligns frame i to the middle
+    flows = (-true)[None, :, :, None, None].expand(4, 3, 2, 24, 24)  # frame_i(p) = tex(p - true_i)
+    burst = warp(tex.unsqueeze(1).expand(4, 3, 1, 24, 24).contiguous(), flows.contiguous())[..., 4:20, 4:20]
+    net = FlowNet(3, levels=2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    ref, _ = split_reference(burst)
+    errors = []
+    for _ in range(150):
+        aligned, _ = net.align(burst)
+        loss = (aligned - ref.unsqueeze(1)).abs().mean()
+        errors.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert errors[-1] < 0.4 * errors[0]
+    with torch.no_grad():
+        est = net(burst)[..., 4:12, 4:12].mean(dim=(-1, -2)).mean(dim=0)  # interior, batch-averaged
+    torch.testing.assert_close(est, true[[0, 2]], atol=0.15, rtol=0)
+
+
+def test_apply_kernels_delta_is_identity_and_shift():
+    frames = torch.rand(2, 3, 3, 7, 8)
+    k = 5
+    delta = torch.zeros(2, 3, 3, k * k, 7, 8)
+    delta[:, :, :, k * k // 2] = 1.0
+    torch.testing.assert_close(apply_kernels(frames, delta), frames, atol=0, rtol=0)
+    # a single one right of the centre picks the right neighbour: out[y, x] = in[y, x + 1]
+    right = torch.zeros(2, 3, 1, k * k, 7, 8)  # C=1: shared across colours
+    right[:, :, :, k * k // 2 + 1] = 1.0
+    out = apply_kernels(frames, right)
+    torch.testing.assert_close(out[..., :-1], frames[..., 1:], atol=0, rtol=0)
+    torch.testing.assert_close(out[..., -1], frames[..., -1], atol=0, rtol=0)  # replicate border
+    with pytest.raises(ShapeError):
+        apply_kernels(frames, torch.zeros(2, 3, 3, 24, 7, 8))
+
+
+class _FixedKernels(nn.Module):
+    """Stand-in KPN returning given kernels, to check the merge of eqs. (15) and (17)."""
+
+    def __init__(self, kernels: torch.Tensor, frames: int):
+        super().__init__()
+        self.kernels = kernels
+        self.frames = frames
+        self.multiple = 1
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.kernels
+
+
+def test_merge_and_alignment_estimate_equations():
+    n, k = 3, 3
+    burst = torch.rand(1, n, 2, 6, 6)
+    kernels = torch.rand(1, n, 2, k * k, 6, 6)
+    net = GimbalNet(n, channels=2, use_flow=False, kernel_size=k, kpn_base_channels=4, kpn_depth=1)
+    net.kpn = _FixedKernels(kernels, n)
+    out = net(burst)
+    expected = torch.stack([apply_kernels(burst, kernels)[0, f] for f in range(n)]).mean(0, keepdim=True)
+    torch.testing.assert_close(out.linear, expected)  # eq. (15)
+    torch.testing.assert_close(out.image, gamma(expected))
+    align = (kernels.sum(3) * burst).mean(1)  # eq. (17)
+    torch.testing.assert_close(out.align_estimate, gamma(align))
+
+
+def test_kpn_init_is_near_identity():
+    """Delta-biased head: an untrained KPN's merge is close to the mean of its input frames."""
+    torch.manual_seed(0)
+    net = GimbalNet(3, channels=1, use_flow=False, kernel_size=5, kpn_base_channels=4, kpn_depth=1)
+    burst = torch.rand(1, 3, 1, 8, 8)
+    out = net(burst)
+    assert (out.linear - burst.mean(1)).abs().mean() < 0.1 * burst.mean()
+
+
+def test_gamma_roundtrip_and_finite_gradient():
+    x = torch.tensor([-0.01, 0.0, 1e-4, 1e-3, 0.02, 0.5, 1.0], requires_grad=True)
+    y = gamma(x)
+    torch.testing.assert_close(y[-2:], x[-2:].detach() ** (1 / 2.2))
+    torch.testing.assert_close(inverse_gamma(y), x.detach(), atol=1e-6, rtol=1e-5)
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad > 0).all()
+    assert (torch.diff(y) > 0).all()  # monotonic
+
+
+def test_from_params():
+    params = {"exposure": {"n": 5}, "model": {"flow_levels": 2, "kernel_size": 3, "kpn_base_channels": 4,
+                                              "kpn_depth": 1, "use_flow": True}}
+    net = GimbalNet.from_params(params)
+    assert net.n == 5 and net.flow is not None and net.flow.levels == 2
+    assert net.kpn.kernel_size == 3 and net.kpn.depth == 1 and net.kpn.frames == 9
+    params["model"].update(n=3, use_flow=False)
+    net = GimbalNet.from_params(params)
+    assert net.n == 3 and net.flow is None and net.kpn.frames == 3
+    with pytest.raises(ParamError, match="model.n"):
+        GimbalNet.from_params({"model": {}})
+    with pytest.raises(ParamError, match="kernel_size"):
+        GimbalNet.from_params({"model": {"n": 3, "kernel_size": 4}})
+    with pytest.raises(ParamError, match="use_flow"):
+        GimbalNet.from_params({"model": {"n": 3, "use_flow": "yes"}})
