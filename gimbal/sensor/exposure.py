@@ -1,0 +1,230 @@
+"""Exposure-time parametrization and shutter schedule (paper eqs. 12-13, Fig. 3).
+
+``n`` frames are captured back to back inside the exposure budget ``[0, T]``:
+frame i is open during ``[t_i, t_i + dt_i]`` and is then read out for ``dt_ro``::
+
+    t_1 = 0,    t_{i+1} = t_i + dt_i + dt_ro,    sum_i (dt_i + dt_ro) + idle = T.
+
+The durations come from unconstrained logits Delta (eq. 12-13)::
+
+    alpha = softmax(Delta),   dt_i = dt_min + alpha_i * (T - n (dt_min + dt_ro)).
+
+With ``slots = n`` the budget is always used in full; with ``slots = n + 1`` the last
+softmax entry is an *idle* slot that absorbs the unused time, placed at the end of the
+budget (after the last readout).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from gimbal.errors import ParamError
+
+US = 1e-6  # seconds per microsecond
+_ALPHA_FLOOR = 1e-6  # softmax cannot reach exactly 0; dt_i == dt_min maps to this alpha
+_SCHEDULE_TOL_US = 0.01  # tolerance when checking a given schedule against the budget
+
+
+def _check_timing(n: int, budget_s: float, dt_min_s: float, dt_readout_s: float, slots: int) -> float:
+    """Validate the timing parameters; return the free time T - n (dt_min + dt_ro) in seconds."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ParamError(f"exposure.n must be a positive int (frames per burst), got {n!r}")
+    if slots not in (n, n + 1):
+        raise ParamError(f"exposure slots must be n={n} (budget fully used) or n+1={n + 1} (idle slot), got {slots!r}")
+    if budget_s <= 0 or dt_min_s < 0 or dt_readout_s < 0:
+        raise ParamError(
+            f"exposure timing must be positive: budget T={budget_s} s, dt_min={dt_min_s} s, readout={dt_readout_s} s"
+        )
+    free = budget_s - n * (dt_min_s + dt_readout_s)
+    if free <= 0:
+        raise ParamError(
+            f"exposure budget T={budget_s / US:.1f} us is too short for n={n} frames: it must exceed "
+            f"n*(dt_min+dt_ro) = {n * (dt_min_s + dt_readout_s) / US:.1f} us; raise the budget or lower n"
+        )
+    return free
+
+
+def uniform_schedule_us(n: int, budget_s: float, dt_min_s: float, dt_readout_s: float) -> list[float]:
+    """Equal exposures filling the budget: dt_i = (T - n dt_ro) / n, in microseconds."""
+    _check_timing(n, budget_s, dt_min_s, dt_readout_s, n)
+    return [(budget_s - n * dt_readout_s) / n / US] * n
+
+
+def logits_from_schedule(
+    durations_us: Sequence[float],
+    budget_s: float,
+    dt_min_s: float,
+    dt_readout_s: float,
+    slots: int | None = None,
+) -> torch.Tensor:
+    """Inverse of eqs. (12)-(13): exposure durations in microseconds -> logits Delta, shape ``(slots,)``.
+
+    ``slots`` defaults to ``n``. With ``slots == n`` the durations must fill the budget,
+    ``sum(dt_i) + n dt_ro == T``; with ``slots == n + 1`` the remainder goes to the idle
+    slot. Every duration must be >= dt_min. The logits are float64 (exact round trip), zero-mean.
+    """
+    dts = [float(d) for d in durations_us]
+    n = len(dts)
+    slots = n if slots is None else slots
+    free = _check_timing(n, budget_s, dt_min_s, dt_readout_s, slots)
+    free_us = free / US
+    excess = [d - dt_min_s / US for d in dts]
+    if min(excess) < -_SCHEDULE_TOL_US:
+        raise ParamError(
+            f"exposure schedule {dts} us has a duration below dt_min = {dt_min_s / US:.3f} us; raise it"
+        )
+    used = sum(max(e, 0.0) for e in excess)
+    rest = free_us - used
+    total_us = sum(dts) + n * dt_readout_s / US
+    if rest < -_SCHEDULE_TOL_US:
+        raise ParamError(
+            f"exposure schedule {dts} us plus {n} readouts of {dt_readout_s / US:.3f} us takes {total_us:.3f} us, "
+            f"more than the budget T = {budget_s / US:.3f} us; shorten the exposures or raise the budget"
+        )
+    if slots == n and abs(rest) > _SCHEDULE_TOL_US:
+        raise ParamError(
+            f"exposure schedule {dts} us plus {n} readouts takes {total_us:.3f} us but with slots=n the budget "
+            f"T = {budget_s / US:.3f} us is always used in full; use an idle slot (exposure.idle_slot: true) "
+            f"or give durations summing to T - n*dt_ro = {(budget_s - n * dt_readout_s) / US:.3f} us"
+        )
+    alphas = [max(e, 0.0) / free_us for e in excess]
+    if slots == n + 1:
+        alphas.append(max(rest, 0.0) / free_us)
+    a = torch.tensor(alphas, dtype=torch.float64).clamp_min(_ALPHA_FLOOR)
+    a = a / a.sum()
+    logits = a.log()
+    return logits - logits.mean()
+
+
+class Exposure(nn.Module):
+    """Learnable (or frozen) exposure schedule of an ``n``-frame burst (eqs. 12-13, Fig. 3).
+
+    Args:
+        n: frames per burst.
+        budget_s: exposure budget T in seconds.
+        dt_min_s: minimum exposure dt_min in seconds.
+        dt_readout_s: readout time dt_ro in seconds.
+        slots: ``n`` (budget fully used) or ``n + 1`` (idle slot at the end); default ``n``.
+        learn: if True the logits are an ``nn.Parameter``; otherwise a buffer (frozen). The
+            state-dict key ``logits`` is the same either way. They are float64 so that a
+            schedule given in microseconds round-trips exactly (``module.float()`` is harmless).
+        init_us: initial durations in microseconds (length n). Default: all logits zero,
+            i.e. equal exposures; with ``slots == n`` they fill the budget, with an idle slot
+            the idle time starts at an equal share (free / (n + 1)) so that its gradient
+            does not vanish (a softmax entry near 0 has a near-0 gradient).
+    """
+
+    logits: torch.Tensor
+
+    def __init__(
+        self,
+        n: int,
+        budget_s: float,
+        dt_min_s: float,
+        dt_readout_s: float,
+        slots: int | None = None,
+        learn: bool = True,
+        init_us: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        slots = n if slots is None else slots
+        self.free_s = _check_timing(n, budget_s, dt_min_s, dt_readout_s, slots)
+        self.n = n
+        self.slots = slots
+        self.budget_s = float(budget_s)
+        self.dt_min_s = float(dt_min_s)
+        self.dt_readout_s = float(dt_readout_s)
+        self.learn = bool(learn)
+        if init_us is None:
+            logits = torch.zeros(slots, dtype=torch.float64)
+        else:
+            if len(init_us) != n:
+                raise ParamError(f"exposure init_us must list n={n} durations in microseconds, got {list(init_us)}")
+            logits = logits_from_schedule(init_us, budget_s, dt_min_s, dt_readout_s, slots)
+        if self.learn:
+            self.logits = nn.Parameter(logits)
+        else:
+            self.register_buffer("logits", logits)
+
+    @classmethod
+    def logits_from_schedule(
+        cls,
+        durations_us: Sequence[float],
+        budget_s: float,
+        dt_min_s: float,
+        dt_readout_s: float,
+        slots: int | None = None,
+    ) -> torch.Tensor:
+        """See :func:`logits_from_schedule`."""
+        return logits_from_schedule(durations_us, budget_s, dt_min_s, dt_readout_s, slots)
+
+    @property
+    def idle_slot(self) -> bool:
+        return self.slots == self.n + 1
+
+    def alphas(self) -> torch.Tensor:
+        """alpha = softmax(Delta), shape ``(slots,)`` (eq. 12)."""
+        return torch.softmax(self.logits, dim=0)
+
+    def durations(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Exposure durations dt_i in seconds, shape ``(n,)`` (eq. 13); differentiable in the logits."""
+        alpha = torch.softmax(self.logits.to(torch.float64), dim=0)[: self.n]
+        return (self.dt_min_s + alpha * self.free_s).to(dtype)
+
+    def starts(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Shutter opening times t_i in seconds, shape ``(n,)``: t_1 = 0, t_{i+1} = t_i + dt_i + dt_ro."""
+        dt = self.durations(torch.float64)
+        step = dt[:-1] + self.dt_readout_s
+        t = torch.cat([dt.new_zeros(1), torch.cumsum(step, dim=0)])
+        return t.to(dtype)
+
+    def idle_s(self) -> float:
+        """Unused time at the end of the budget in seconds (0 without an idle slot)."""
+        if not self.idle_slot:
+            return 0.0
+        return float(torch.softmax(self.logits.detach().to(torch.float64), dim=0)[-1]) * self.free_s
+
+    def to_us(self) -> dict[str, Any]:
+        """The schedule in microseconds, JSON-ready (for camera drivers and plots).
+
+        Keys: ``n``, ``budget_us`` (T), ``readout_us`` (dt_ro), ``min_exposure_us`` (dt_min),
+        ``starts_us`` (t_i), ``durations_us`` (dt_i), ``readout_starts_us`` (t_i + dt_i),
+        ``idle_us``, ``idle_slot``, ``learned``.
+        """
+        with torch.no_grad():
+            dt = self.durations(torch.float64).cpu().tolist()
+            t = self.starts(torch.float64).cpu().tolist()
+        def us(x: float) -> float:
+            return round(x / US, 6)
+
+        return {
+            "n": self.n,
+            "budget_us": us(self.budget_s),
+            "readout_us": us(self.dt_readout_s),
+            "min_exposure_us": us(self.dt_min_s),
+            "starts_us": [us(x) for x in t],
+            "durations_us": [us(x) for x in dt],
+            "readout_starts_us": [us(a + b) for a, b in zip(t, dt, strict=True)],
+            "idle_us": us(self.idle_s()),
+            "idle_slot": self.idle_slot,
+            "learned": self.learn,
+        }
+
+    def extra_repr(self) -> str:
+        dts = ", ".join(f"{d:.1f}" for d in self.to_us()["durations_us"])
+        return f"n={self.n}, slots={self.slots}, learn={self.learn}, durations_us=[{dts}]"
+
+
+def check_schedule(durations_s: torch.Tensor, starts_s: torch.Tensor, budget_s: float) -> None:
+    """Raise :class:`ParamError` if any exposure leaves ``[0, T]`` (guards integration)."""
+    end = (starts_s + durations_s).max().item()
+    if starts_s.min().item() < -1e-12 or end > budget_s * (1 + 1e-6) + 1e-12 or math.isnan(end):
+        raise ParamError(
+            f"exposures must lie inside the budget [0, {budget_s / US:.3f}] us; got starts "
+            f"{(starts_s / US).tolist()} us and durations {(durations_s / US).tolist()} us"
+        )

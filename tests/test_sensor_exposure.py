@@ -1,0 +1,147 @@
+"""Exposure parametrization (eqs. 12-13), shutter schedule (Fig. 3) and camera presets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gimbal.errors import ParamError
+from gimbal.sensor import CameraSpec, Exposure, get_camera, logits_from_schedule, uniform_schedule_us
+from gimbal.sensor.camera import PLANCK_J_S, SPEED_OF_LIGHT_M_S, camera_names
+
+T, DT_MIN, DT_RO = 2e-3, 10e-6, 100e-6
+
+
+def _exposure(n: int = 3, slots: int | None = None, logits: list[float] | None = None) -> Exposure:
+    e = Exposure(n, T, DT_MIN, DT_RO, slots=slots)
+    if logits is not None:
+        with torch.no_grad():
+            e.logits.copy_(torch.tensor(logits, dtype=e.logits.dtype))
+    return e
+
+
+@pytest.mark.parametrize("logits", [[0.0, 0.0, 0.0], [3.0, -1.0, 0.5], [-40.0, 0.0, 40.0]])
+def test_budget_fully_used_with_n_slots(logits: list[float]) -> None:
+    e = _exposure(3, logits=logits)
+    dt = e.durations(torch.float64)
+    assert dt.shape == (3,)
+    total = dt.sum().item() + 3 * DT_RO
+    assert total == pytest.approx(T, rel=1e-12, abs=0)
+    assert total <= T * (1 + 1e-12)
+    assert (dt >= DT_MIN * (1 - 1e-12)).all()
+    assert e.idle_s() == 0.0
+
+
+@pytest.mark.parametrize("logits", [[0.0, 0.0, 0.0, 0.0], [1.0, -2.0, 0.3, 2.0], [0.0, 0.0, 0.0, -30.0]])
+def test_idle_slot_absorbs_the_rest(logits: list[float]) -> None:
+    e = _exposure(3, slots=4, logits=logits)
+    dt = e.durations(torch.float64)
+    alpha = torch.softmax(torch.tensor(logits, dtype=torch.float64), 0)
+    idle = e.idle_s()
+    assert idle == pytest.approx(alpha[-1].item() * (T - 3 * (DT_MIN + DT_RO)), rel=1e-12)
+    used = dt.sum().item() + 3 * DT_RO
+    assert used < T
+    assert used + idle == pytest.approx(T, rel=1e-12, abs=0)
+
+
+def test_schedule_is_back_to_back_with_readouts() -> None:
+    e = _exposure(4, logits=[0.2, -1.0, 1.5, 0.0])
+    dt, t = e.durations(torch.float64), e.starts(torch.float64)
+    assert t[0].item() == 0.0
+    torch.testing.assert_close(t[1:], t[:-1] + dt[:-1] + DT_RO, rtol=1e-12, atol=0)
+    assert (t[-1] + dt[-1] + DT_RO).item() == pytest.approx(T, rel=1e-12)
+
+
+def test_durations_follow_eq13() -> None:
+    logits = [0.7, -0.3, 1.1]
+    e = _exposure(3, logits=logits)
+    alpha = torch.softmax(torch.tensor(logits, dtype=torch.float64), 0)
+    expected = DT_MIN + alpha * (T - 3 * (DT_MIN + DT_RO))
+    torch.testing.assert_close(e.durations(torch.float64), expected, rtol=1e-12, atol=0)
+    assert e.durations().dtype == torch.float32
+
+
+def test_paper_schedule_round_trips_with_idle_slot() -> None:
+    e = Exposure(3, T, DT_MIN, DT_RO, slots=4, init_us=[872, 234, 583])
+    us = e.to_us()
+    assert us["durations_us"] == pytest.approx([872.0, 234.0, 583.0], abs=1e-6)
+    assert us["starts_us"] == pytest.approx([0.0, 972.0, 1306.0], abs=1e-6)
+    assert us["idle_us"] == pytest.approx(2000 - 1689 - 300, abs=1e-6)
+    assert us["budget_us"] == 2000.0 and us["readout_us"] == 100.0 and us["min_exposure_us"] == 10.0
+    assert us["readout_starts_us"] == pytest.approx([872.0, 1206.0, 1889.0], abs=1e-6)
+
+
+def test_uniform_init_and_logits_from_schedule() -> None:
+    uni = uniform_schedule_us(3, T, DT_MIN, DT_RO)
+    assert uni == pytest.approx([(2000 - 300) / 3] * 3)
+    logits = logits_from_schedule(uni, T, DT_MIN, DT_RO)
+    torch.testing.assert_close(logits, torch.zeros(3, dtype=torch.float64))
+    assert Exposure(3, T, DT_MIN, DT_RO).to_us()["durations_us"] == pytest.approx(uni, abs=1e-6)
+    # default with an idle slot: equal softmax shares, so the idle slot's gradient is not ~0
+    idle = Exposure(3, T, DT_MIN, DT_RO, slots=4)
+    free_us = 2000 - 3 * (10 + 100)
+    assert idle.to_us()["durations_us"] == pytest.approx([10 + free_us / 4] * 3, abs=1e-6)
+    assert idle.to_us()["idle_us"] == pytest.approx(free_us / 4, abs=1e-6)
+    # a schedule at the minimum exposure maps to a (clamped) very negative logit, not -inf
+    lg = Exposure.logits_from_schedule([10.0, 845.0, 845.0], T, DT_MIN, DT_RO)
+    assert torch.isfinite(lg).all() and lg[0] < lg[1] - 10
+
+
+def test_schedule_errors_are_clear() -> None:
+    with pytest.raises(ParamError, match="more than the budget"):
+        logits_from_schedule([900, 900, 900], T, DT_MIN, DT_RO, slots=4)
+    with pytest.raises(ParamError, match="below dt_min"):
+        logits_from_schedule([5, 500, 500], T, DT_MIN, DT_RO, slots=4)
+    with pytest.raises(ParamError, match="idle slot"):
+        logits_from_schedule([872, 234, 583], T, DT_MIN, DT_RO)  # 11 us unused but slots = n
+    with pytest.raises(ParamError, match="too short"):
+        Exposure(20, T, DT_MIN, DT_RO)
+    with pytest.raises(ParamError, match="slots"):
+        Exposure(3, T, DT_MIN, DT_RO, slots=5)
+    with pytest.raises(ParamError, match="n=3 durations"):
+        Exposure(3, T, DT_MIN, DT_RO, init_us=[500, 500])
+
+
+def test_frozen_exposure_is_a_buffer() -> None:
+    learned = Exposure(3, T, DT_MIN, DT_RO, learn=True)
+    frozen = Exposure(3, T, DT_MIN, DT_RO, learn=False)
+    assert [n for n, _ in learned.named_parameters()] == ["logits"]
+    assert list(frozen.parameters()) == []
+    assert set(frozen.state_dict()) == set(learned.state_dict()) == {"logits"}
+    frozen.load_state_dict(learned.state_dict())
+
+
+def test_gradient_reaches_logits() -> None:
+    e = _exposure(3, slots=4)
+    (e.durations() * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert e.logits.grad is not None and torch.isfinite(e.logits.grad).all() and e.logits.grad.abs().sum() > 0
+
+
+def test_camera_presets_and_aliases() -> None:
+    jet = get_camera("jetcam19m")
+    flir = get_camera("FLIR-BFS-U3-16S2M")
+    assert get_camera("synthetic") == jet and get_camera("indoor") == jet and get_camera("outdoor") == flir
+    for cam in (jet, flir):
+        assert cam.tau1 == pytest.approx(0.9 * cam.full_well_e)
+        assert cam.max_dn == 2**cam.bits - 1
+        # the paper's learned schedule fits the preset budget with an idle slot
+        Exposure(3, cam.budget_s, cam.min_exposure_s, cam.readout_s, slots=4, init_us=[872, 234, 583])
+    assert {"jetcam19m", "flir_bfs_u3_16s2m", "synthetic", "indoor", "outdoor"} <= set(camera_names())
+    with pytest.raises(ParamError, match="unknown camera"):
+        get_camera("nikon")
+    with pytest.raises(ParamError, match="unknown field"):
+        get_camera("jetcam19m", budget=1.0)
+    with pytest.raises(ParamError, match="quantum_efficiency"):
+        get_camera("jetcam19m", quantum_efficiency=1.5)
+    assert get_camera("jetcam19m", budget_s=4e-3).budget_s == 4e-3
+
+
+def test_irradiance_to_electrons() -> None:
+    cam: CameraSpec = get_camera("jetcam19m")
+    # 1 W/m^2 at 525 nm on a 3.45 um pixel: A / (h c / lambda) photons/s, times QE
+    photons_per_s = 3.45e-6**2 / (PLANCK_J_S * SPEED_OF_LIGHT_M_S / 525e-9)
+    assert cam.electron_rate(1.0) == pytest.approx(cam.quantum_efficiency * photons_per_s, rel=1e-12)
+    assert math.isclose(photons_per_s, 3.1457e7, rel_tol=1e-4)  # 11.9025e-12 m^2 / 3.7837e-19 J
+    assert cam.photons_to_electrons(1000.0) == pytest.approx(1000.0 * cam.quantum_efficiency)
