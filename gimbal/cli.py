@@ -1,0 +1,168 @@
+"""The ``gimbal`` command: inference on real bursts and the learned shutter schedule.
+
+Subcommands::
+
+    gimbal infer --frames f1.png f2.png f3.png --exposures-us 872 234 583 \\
+                 --model models/gimbal.pt -o out.png [--output-linear out.tiff]
+    gimbal schedule --model models/gimbal.pt [--json] [--plot schedule.png]
+
+Also ``python -m gimbal.cli ...``. Errors print one line ``error: ...`` on stderr; the exit
+status is 2 for usage errors (inconsistent arguments, exposures outside the camera's limits)
+and 1 for data errors (missing/unreadable/mismatched files, bad model file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gimbal.errors import GimbalError, ParamError
+from gimbal.sensor.camera import camera_names
+
+EXIT_DATA = 1
+EXIT_USAGE = 2
+
+
+class _StderrHandler(logging.Handler):
+    """Prints ``message`` (info) or ``warning: message`` to the *current* ``sys.stderr``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = self.format(record)
+        if record.levelno >= logging.WARNING:
+            msg = f"{record.levelname.lower()}: {msg}"
+        print(msg, file=sys.stderr)
+
+
+_HANDLER = _StderrHandler()
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("gimbal")
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
+    logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from gimbal.infer import infer_files
+
+    infer_files(
+        frames=args.frames,
+        exposures_us=args.exposures_us,
+        model=args.model,
+        output=args.output,
+        output_linear=args.output_linear,
+        camera=args.camera,
+        bits=args.bits,
+        white_level=args.white_level,
+        black_level=args.black_level,
+        budget_us=args.budget_us,
+        readout_us=args.readout_us,
+        device=args.device,
+        convert_channels=args.convert_channels,
+    )
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from gimbal.infer import read_model_schedule
+
+    sched = read_model_schedule(args.model)
+    if args.plot is not None:
+        from gimbal.sensor.plot import plot_schedule
+
+        label = str(sched.get("variant") or Path(args.model).stem)
+        plot_schedule(sched, args.plot, labels=[label], title=f"{label}: shutter schedule")
+    if args.json:
+        print(json.dumps(sched, indent=2, sort_keys=True))
+    else:
+        kind = "learned" if sched.get("learned") else "fixed"
+        print(f"model {args.model}: variant {sched.get('variant')}, camera {sched.get('camera')}, "
+              f"{kind} exposures, n={sched['n']}")
+        print(f"budget T {sched['budget_us']:.1f} us, readout {sched['readout_us']:.1f} us, "
+              f"min exposure {sched['min_exposure_us']:.1f} us, idle {sched['idle_us']:.1f} us")
+        print(f"{'frame':>5}  {'start_us':>10}  {'exposure_us':>11}  {'readout_at_us':>13}")
+        for i, (t, d, r) in enumerate(zip(sched["starts_us"], sched["durations_us"], sched["readout_starts_us"],
+                                          strict=True)):
+            print(f"{i + 1:>5}  {t:>10.1f}  {d:>11.1f}  {r:>13.1f}")
+    if args.plot is not None:
+        logging.getLogger("gimbal").info("wrote %s", args.plot)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gimbal`` argument parser with its ``infer`` and ``schedule`` subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="gimbal",
+        description="Digital Gimbal: merge a real burst with a trained model, or show its learned shutter schedule.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    p = sub.add_parser(
+        "infer", help="merge a burst of n frames into one stabilized image",
+        description="Merge a burst of n frames (captured back to back with the given exposure times) into one "
+                    "image with a trained model. Frames: 8/16-bit PNG or TIFF (gray or RGB), or .npy arrays "
+                    "(H, W) / (H, W, C). Integer values are DN with white level 2^bits - 1 (bits: the camera's "
+                    "ADC depth, capped at the file's bit depth); floats are taken as already in [0, 1]. 12-bit "
+                    "data stored MSB-aligned in 16-bit files need --white-level 65520.",
+    )
+    p.add_argument("--frames", nargs="+", required=True, metavar="FILE", help="frame files in capture order")
+    p.add_argument("--exposures-us", nargs="+", required=True, type=float, metavar="US",
+                   help="exposure time of each frame in microseconds, same order as --frames")
+    p.add_argument("--model", required=True, type=Path, help="trained model (models/<variant>.pt)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="merged image (display/gamma space): .png/.tif 16-bit, .jpg 8-bit, .npy float")
+    p.add_argument("--output-linear", type=Path, default=None,
+                   help="merged image in linear units (1.0 = white at a full-budget exposure): .tiff/.png 16-bit, "
+                        ".npy float")
+    p.add_argument("--camera", default=None, metavar="NAME",
+                   help=f"capture camera preset (default: the model's); one of {', '.join(camera_names())}")
+    p.add_argument("--bits", type=int, default=None,
+                   help="bit depth of the stored values (default: the camera's ADC bits, at most the file's)")
+    p.add_argument("--white-level", type=float, default=None,
+                   help="stored value of a saturated pixel (overrides --bits), e.g. 65520 for MSB-aligned 12-bit")
+    p.add_argument("--black-level", type=float, default=0.0, help="stored value of black (sensor pedestal), subtracted first (default: 0)")
+    p.add_argument("--budget-us", type=float, default=None, help="override the camera's exposure budget T (us)")
+    p.add_argument("--readout-us", type=float, default=None, help="override the camera's readout time (us)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--convert-channels", action="store_true",
+                   help="convert frames to the model's channels (RGB -> luminance, gray -> RGB) instead of failing")
+    p.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    p.set_defaults(func=_infer)
+
+    s = sub.add_parser("schedule", help="print a model's learned shutter schedule in microseconds",
+                       description="Print the shutter schedule (exposure start times and durations, microseconds) "
+                                   "stored in a trained model.")
+    s.add_argument("--model", required=True, type=Path, help="trained model (models/<variant>.pt)")
+    s.add_argument("--json", action="store_true", help="print the schedule as JSON (for camera drivers)")
+    s.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also draw the timeline (Fig. 3 style)")
+    s.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    s.set_defaults(func=_schedule)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gimbal`` command; returns the exit status (0 ok, 1 data error, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(args.quiet)
+    try:
+        return args.func(args)
+    except ParamError as exc:  # includes gimbal.infer.UsageError
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GimbalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+
+
+if __name__ == "__main__":
+    sys.exit(main())
