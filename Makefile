@@ -1,0 +1,28 @@
+# Two commands (README "Quick start"):
+#   make repro   - create .venv, install everything (torch 2.13.0 CPU), run `dvc repro` on the embedded default
+#   make test    - create .venv if needed, install, run the test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.gimbal-installed
+
+.PHONY: install repro test clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: a CPU wheel of 2.13.0 is what CI uses; an unpinned torch pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test,dali]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,37 @@
+"""DVC stage `train@<variant>`: train the end-to-end model (or a variant: uniform exposures, KPN).
+
+Writes models/<variant>.pt, metrics/train_<variant>.json, exposures/<variant>.json,
+plots/exposures_<variant>.png and dvclive/train_<variant>/ (loss, PSNR, exposure curves).
+Multi-GPU: `torchrun --nproc_per_node=K stages/train.py --variant gimbal`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.train import train
+
+
+def main(params: dict[str, Any], args: argparse.Namespace) -> None:
+    v = args.variant
+    train(
+        params,
+        v,
+        shards_dir=Path(args.shards),
+        model_path=Path(f"models/{v}.pt"),
+        metrics_path=Path(f"metrics/train_{v}.json"),
+        exposures_path=Path(f"exposures/{v}.json"),
+        schedule_plot=Path(f"plots/exposures_{v}.png"),
+        live_dir=Path(f"dvclive/train_{v}"),
+        checkpoint_path=Path(f"checkpoints/{v}/last.pt"),
+    )
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--variant", default="gimbal", help="model variant (a key of 'variants' in params.yaml)")
+    parser.add_argument("--shards", default="data/shards", help="shards directory")
+    run_stage(main, parser)
