@@ -13,6 +13,7 @@ under ``variants.<name>`` in ``params.yaml``; :func:`variant_params` applies the
 from __future__ import annotations
 
 import copy
+import pickle
 import os
 from pathlib import Path
 from dataclasses import dataclass
@@ -152,9 +153,9 @@ def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     if not path.is_file():
         raise DataError(f"{path}: model file not found; train it first (dvc repro) or pass the right --model path")
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=True)
         system = GimbalSystem.from_params(state["params"], state["variant"])
         system.load_state_dict(state["system"])
-    except (KeyError, RuntimeError, EOFError, OSError) as exc:
+    except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise DataError(f"{path}: not a gimbal model checkpoint or incompatible ({exc}); re-train it") from exc
     return system.to(device).eval()

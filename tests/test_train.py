@@ -1,0 +1,182 @@
+"""The end-to-end system (sensor + network) and the training loop on tiny synthetic shards."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from gimbal.data.shards import ShardConfig
+from gimbal.errors import DataError, ParamError
+from gimbal.system import GimbalSystem, ground_truth, load_system, save_system, variant_params
+from gimbal.train import TrainConfig, fixed_irradiance_set, train
+from gimbal.data.augment import AugmentConfig
+from shard_fixtures import make_shards
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_params(n: int = 3) -> dict:
+    """The repo's params.yaml shrunk to a few steps on 16x16 crops of 17-frame clips."""
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    p["exposure"]["n"] = n
+    p["augment"].update(crop=24, center=16, out_size=16)
+    p["model"].update(flow_levels=2, kpn_base_channels=4, kpn_depth=1)
+    p["train"].update(steps=6, batch_size=2, val_every=3, val_clips=2, checkpoint_every=2, samples_per_clip=2,
+                      loader="torch", lr=1e-3)
+    return p
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train_shards")
+    path, _ = make_shards(root, ShardConfig(clips_per_shard=2, codec="libx264", crf=0), frames=17, h=28, w=32)
+    return path
+
+
+def _irradiance(b: int = 2, frames: int = 17, size: int = 16, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 2e5 * (0.2 + torch.rand(b, frames, 3, size, size, generator=g))  # e-/s: ~ 100-500 e- in 2 ms
+
+
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("variant", ["gimbal", "kpn"])
+def test_system_shapes_and_gradients(n: int, variant: str) -> None:
+    p = tiny_params(n)
+    p["variants"]["kpn"] = {"use_flow": False, "learn_exposure": True}  # so logits get gradient in both
+    system = GimbalSystem.from_params(p, variant)
+    irr = _irradiance()
+    out = system(irr, step=0)
+    assert out.image.shape == (2, 3, 16, 16) and out.target.shape == (2, 3, 16, 16)
+    assert out.burst.shape == (2, n, 3, 16, 16)
+    out.loss.backward()
+    logits = [q for name, q in system.named_parameters() if name.startswith("sensor.")]
+    assert logits and all(q.grad is not None and torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0 for q in logits)
+    kpn = [q for name, q in system.named_parameters() if name.startswith("net.kpn.")]
+    assert all(q.grad is not None for q in kpn) and sum(float(q.grad.abs().sum()) for q in kpn) > 0
+    if variant == "gimbal":
+        # at init only the flow net's last (zero) conv receives gradient: it is what moves first
+        flow = [q for name, q in system.named_parameters() if name.startswith("net.flow.")]
+        assert sum(float(q.grad.abs().sum()) for q in flow) > 0
+
+
+def test_ground_truth_matches_noise_free_full_exposure() -> None:
+    p = tiny_params()
+    system = GimbalSystem.from_params(p)
+    cam = system.sensor.camera
+    static = torch.full((1, 17, 3, 4, 4), 1000.0 / cam.budget_s)  # 1000 e- over the budget
+    gt = ground_truth(static, cam)
+    expected = (1000.0 * cam.gain_dn_per_e / cam.max_dn) ** (1 / 2.2)
+    assert torch.allclose(gt, torch.full_like(gt, expected), rtol=1e-3)
+    # the exposure-normalized noise-free burst of a static scene has the target's brightness (eq. 14)
+    system.eval()
+    out = system.sensor(static.repeat(1, 1, 1, 8, 8))
+    normalized = system.sensor.normalize(out.burst, out.durations_s)
+    normalized = normalized.detach()
+    assert abs(float(normalized.mean()) - 1000.0 * cam.gain_dn_per_e / cam.max_dn) < 0.02 * float(normalized.mean())
+
+
+def test_variant_params() -> None:
+    p = tiny_params()
+    assert variant_params(p, "kpn")["model"]["use_flow"] is False
+    assert variant_params(p, "gimbal_uniform")["model"]["learn_exposure"] is False
+    assert p["model"]["learn_exposure"] is True  # the original is not modified
+    with pytest.raises(ParamError, match="unknown model variant 'nope'"):
+        variant_params(p, "nope")
+
+
+def test_train_config_errors() -> None:
+    p = tiny_params()
+    p["train"]["loader"] = "fast"
+    with pytest.raises(ParamError, match="train.loader"):
+        TrainConfig.from_params(p)
+    p = tiny_params()
+    p["sensor"]["electrons_range"] = [10, 1]
+    with pytest.raises(ParamError, match="electrons_range"):
+        TrainConfig.from_params(p)
+
+
+def _run(p: dict, variant: str, shards: Path, out: Path) -> dict:
+    return train(p, variant, shards_dir=shards, model_path=out / "model.pt", metrics_path=out / "metrics.json",
+                 exposures_path=out / "exposures.json", schedule_plot=out / "schedule.png",
+                 live_dir=out / "live", checkpoint_path=out / "ckpt" / "last.pt")
+
+
+def test_train_writes_outputs_and_learns_exposures(shards: Path, tmp_path: Path) -> None:
+    p = tiny_params()
+    p["train"]["lr"] = 1e-2  # visible exposure movement in 6 steps
+    metrics = _run(p, "gimbal", shards, tmp_path)
+    for name in ("model.pt", "metrics.json", "exposures.json", "schedule.png", "live/metrics.json"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    sched = json.loads((tmp_path / "exposures.json").read_text())
+    assert len(sched["durations_us"]) == 3 and sched["learned"] is True
+    assert sum(sched["durations_us"]) + 3 * sched["readout_us"] == pytest.approx(sched["budget_us"], rel=1e-9)
+    assert max(sched["durations_us"]) - min(sched["durations_us"]) > 0.1  # moved away from uniform
+    assert metrics["val_psnr"] > 0 and metrics["steps"] == 6
+    tsv = (tmp_path / "live/plots/metrics/exposure_us/dt0.tsv").read_text().splitlines()
+    assert len(tsv) == 1 + 6  # header + one row per step
+    system = load_system(tmp_path / "model.pt")
+    assert system.sensor.schedule_us()["durations_us"] == pytest.approx(sched["durations_us"])
+
+
+def test_uniform_variant_keeps_exposures_fixed(shards: Path, tmp_path: Path) -> None:
+    p = tiny_params()
+    before = GimbalSystem.from_params(p, "gimbal_uniform").sensor.schedule_us()["durations_us"]
+    _run(p, "gimbal_uniform", shards, tmp_path)
+    sched = json.loads((tmp_path / "exposures.json").read_text())
+    assert sched["durations_us"] == before and sched["learned"] is False
+    state = torch.load(tmp_path / "model.pt", weights_only=False)["system"]
+    init = GimbalSystem.from_params(p, "gimbal_uniform").state_dict()
+    logit_keys = [k for k in state if k.startswith("sensor.")]
+    assert logit_keys and all(torch.equal(state[k], init[k]) for k in logit_keys)
+
+
+def test_train_is_deterministic_and_resumes(shards: Path, tmp_path: Path) -> None:
+    p = tiny_params()
+    a = _run(p, "gimbal", shards, tmp_path / "a")
+    b = _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
+    assert a["val_psnr"] == b["val_psnr"] and a["exposures_us"] == b["exposures_us"]
+    # resume: a run of 4 steps, then the same config extended to 6 steps continues from the checkpoint
+    short = copy.deepcopy(p)
+    short["train"]["steps"] = 4
+    _run(short, "gimbal", shards, tmp_path / "c")
+    ckpt = torch.load(tmp_path / "c/ckpt/last.pt", weights_only=False)
+    assert ckpt["step"] == 4
+    rows4 = (tmp_path / "c/live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(rows4) == 1 + 4
+    c = _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "c")
+    assert c["steps"] == 6
+    # only steps 4 and 5 ran: dvclive appended two rows to the resumed history
+    rows6 = (tmp_path / "c/live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert rows6[:5] == rows4 and len(rows6) == 1 + 6
+    col = rows6[0].split("\t").index("step")
+    assert [r.split("\t")[col] for r in rows6[1:]] == [str(i) for i in range(6)]
+    assert torch.load(tmp_path / "c/ckpt/last.pt", weights_only=False)["step"] == 6
+
+
+def test_fixed_irradiance_set_is_deterministic(shards: Path) -> None:
+    p = tiny_params()
+    aug = AugmentConfig.from_params(p)
+    a = fixed_irradiance_set(shards, "test", 2, 2, aug, 2e-3, (100.0, 2000.0), seed=5, backend="torch")
+    b = fixed_irradiance_set(shards, "test", 2, 2, aug, 2e-3, (100.0, 2000.0), seed=5, backend="torch")
+    assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert a[0].shape == (2, 17, 3, 16, 16)
+
+
+def test_load_system_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="model file not found"):
+        load_system(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="not a gimbal model"):
+        load_system(bad)
+    p = tiny_params()
+    system = GimbalSystem.from_params(p)
+    save_system(tmp_path / "ok.pt", system, p, "gimbal")
+    loaded = load_system(tmp_path / "ok.pt")
+    assert all(torch.equal(x, y) for x, y in zip(system.state_dict().values(), loaded.state_dict().values()))
