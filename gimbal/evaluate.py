@@ -1,0 +1,332 @@
+"""Evaluation of every method on one fixed set of held-out test scenes (paper Table 1, Fig. 7).
+
+The scenes are the first ``eval.clips`` clips of the test shards (videos never seen in training),
+augmented and scaled to electrons with a generator seeded by ``eval.seed``
+(:func:`gimbal.train.fixed_irradiance_set`). Every capture uses exact Poisson noise (sensor in eval
+mode), and the sensor noise is re-seeded with ``eval.seed`` before each method's captures, so
+methods that share an exposure schedule (``gimbal_uniform`` and ``kpn``) see the identical burst and
+the single-image methods see the identical full exposure.
+
+Methods (:data:`METHODS`):
+
+- ``gimbal``: the end-to-end model with learned exposures (``models/gimbal.pt``);
+- ``gimbal_uniform``: the same model trained with fixed uniform exposures;
+- ``kpn``: KPN without flow on the uniform burst (Mildenhall et al.);
+- ``deblurgan``: DeblurGAN-v2 on the single full-exposure image (``models/deblurgan.pt``);
+- ``full_exposure``: floor, the full-exposure image itself (length ``T - dt_ro``, eq. 14 brightness);
+- ``middle_frame``: floor, the exposure-normalized middle frame of the learned burst.
+
+All scores are PSNR / SSIM in display space (gamma) against :func:`gimbal.system.ground_truth`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from gimbal.baselines.deblurgan import DeblurGANv2
+from gimbal.baselines.train_deblurgan import full_exposure_image, to_display
+from gimbal.data.augment import AugmentConfig
+from gimbal.data.shards import read_shard_index
+from gimbal.errors import DataError, ParamError
+from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
+from gimbal.losses import psnr, ssim
+from gimbal.params import get
+from gimbal.plots import plot_example_grid, plot_method_scores
+from gimbal.sensor.model import Sensor
+from gimbal.sensor.plot import plot_schedule
+from gimbal.system import GimbalSystem, ground_truth, load_system
+from gimbal.train import TrainConfig, fixed_irradiance_set
+
+__all__ = [
+    "EXAMPLE_COLUMNS",
+    "LABELS",
+    "METHODS",
+    "MODEL_VARIANTS",
+    "EvalConfig",
+    "EvalResult",
+    "evaluate",
+    "evaluate_methods",
+    "load_models",
+    "middle_frame_image",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_VARIANTS: tuple[str, ...] = ("gimbal", "gimbal_uniform", "kpn")
+"""Trained model variants (``models/<variant>.pt``, stage ``train@<variant>``)."""
+LEARNED = "gimbal"
+"""The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
+METHODS: tuple[str, ...] = (*MODEL_VARIANTS, "deblurgan", "full_exposure", "middle_frame")
+LABELS: dict[str, str] = {
+    "gimbal": "Ours (learned exp.)",
+    "gimbal_uniform": "Ours (uniform exp.)",
+    "kpn": "KPN (uniform burst)",
+    "deblurgan": "DeblurGAN-v2",
+    "full_exposure": "Full exposure",
+    "middle_frame": "Middle frame",
+    "ground_truth": "Ground truth",
+}
+EXAMPLE_COLUMNS: tuple[str, ...] = (
+    "full_exposure", "middle_frame", "deblurgan", "kpn", "gimbal_uniform", "gimbal", "ground_truth",
+)
+"""Panels of an example grid, left to right (paper Fig. 7 order: inputs, baselines, ours, ground truth)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Params group ``eval`` (plus ``train.loader`` / ``train.device`` / ``sensor.electrons_range`` / ``seed``).
+
+    Attributes:
+        clips: number of test clips scored (the first ones of the test shards, in shard order).
+        seed: seed of the scene augmentation and of the sensor noise.
+        examples: number of example grids written (the first clips).
+        batch_size: clips per forward pass (``eval.batch_size``, default ``train.batch_size``).
+        loader, device, electrons_range: as in :class:`gimbal.train.TrainConfig`.
+    """
+
+    clips: int = 8
+    seed: int = 1
+    examples: int = 2
+    batch_size: int = 4
+    loader: str = "auto"
+    device: str = "auto"
+    electrons_range: tuple[float, float] = (100.0, 2000.0)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> EvalConfig:
+        tcfg = TrainConfig.from_params(params)
+        cfg = cls(
+            clips=get(params, "eval.clips", int, cls.clips),
+            seed=get(params, "eval.seed", int, cls.seed),
+            examples=get(params, "eval.examples", int, cls.examples),
+            batch_size=get(params, "eval.batch_size", int, tcfg.batch_size),
+            loader=tcfg.loader,
+            device=tcfg.device,
+            electrons_range=tcfg.electrons_range,
+        )
+        if cfg.clips < 1 or cfg.batch_size < 1:
+            raise ParamError(f"params: 'eval.clips' and 'eval.batch_size' must be >= 1, got {cfg.clips}, "
+                             f"{cfg.batch_size}")
+        if cfg.examples < 0:
+            raise ParamError(f"params: 'eval.examples' must be >= 0, got {cfg.examples}")
+        return cfg
+
+
+@dataclass
+class EvalResult:
+    """Scores of every method on the fixed test scenes.
+
+    Attributes:
+        scores: ``scores[method]["psnr" | "ssim"]`` per clip (dB / [0, 1]), clip order of the test set.
+        examples: ``examples[method or "ground_truth"]`` ``(k, C, H, W)`` display-space images of the first
+            ``k`` clips (CPU).
+        schedules: ``schedules[variant]`` exposure schedule in microseconds (``Exposure.to_us``).
+    """
+
+    scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    examples: dict[str, torch.Tensor] = field(default_factory=dict)
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """``{method: {"psnr": mean dB, "ssim": mean}}`` in :data:`METHODS` order (rounded to 1e-4)."""
+        return {m: {k: round(sum(v) / len(v), 4) for k, v in s.items()} for m, s in self.scores.items()}
+
+
+def middle_frame_image(sensor: Sensor, burst: torch.Tensor, durations_s: torch.Tensor) -> torch.Tensor:
+    """Floor: the middle frame ``n // 2`` of ``burst (B, n, C, H, W)`` scaled by ``T / dt`` (eq. 14), clipped,
+    gamma-encoded -> ``(B, C, H, W)`` display space."""
+    return to_display(sensor.normalize(burst, durations_s)[:, burst.shape[1] // 2])
+
+
+def _model_file(models_dir: Path, name: str) -> Path:
+    path = models_dir / f"{name}.pt"
+    if not path.is_file():
+        stage = "train_deblurgan" if name == "deblurgan" else f"train@{name}"
+        raise DataError(f"{path}: model file not found; train it first with `dvc repro {stage}`")
+    return path
+
+
+def load_models(
+    models_dir: Path, camera_params: dict[str, Any] | None = None, device: torch.device | str = "cpu"
+) -> tuple[dict[str, GimbalSystem], DeblurGANv2]:
+    """Load ``models/<variant>.pt`` for every :data:`MODEL_VARIANTS` and ``models/deblurgan.pt``.
+
+    All files are checked before any is loaded: a missing one raises :class:`DataError` naming the file and
+    the stage that writes it. With ``camera_params``, a model trained for another camera than
+    ``Sensor.from_params(camera_params)`` raises :class:`DataError` too (its noise/brightness would differ).
+    """
+    models_dir = Path(models_dir)
+    paths = {name: _model_file(models_dir, name) for name in (*MODEL_VARIANTS, "deblurgan")}
+    camera = Sensor.from_params(camera_params, learn_exposure=False).camera if camera_params is not None else None
+    systems: dict[str, GimbalSystem] = {}
+    for variant in MODEL_VARIANTS:
+        system = load_system(paths[variant], device)
+        if camera is not None and system.sensor.camera != camera:
+            raise DataError(f"{paths[variant]}: trained for camera {system.sensor.camera.name!r} with other settings "
+                            f"than params 'sensor' ({camera.name!r}); re-train it with `dvc repro train@{variant}`")
+        systems[variant] = system.eval()
+    # the content loss is never used for inference: an identity "feature extractor" skips the VGG19 / substitute setup
+    deblurgan = DeblurGANv2.from_checkpoint(paths["deblurgan"], feature_extractor=torch.nn.Identity(), device=device)
+    return systems, deblurgan
+
+
+@torch.no_grad()
+def evaluate_methods(
+    systems: dict[str, GimbalSystem],
+    deblurgan: DeblurGANv2,
+    sensor: Sensor,
+    batches: Sequence[torch.Tensor],
+    seed: int,
+    examples: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> EvalResult:
+    """Score every method of :data:`METHODS` on fixed irradiance ``batches`` (each ``(b, T_f, C, H, W)`` e-/s).
+
+    ``systems`` maps each of :data:`MODEL_VARIANTS` to a trained :class:`GimbalSystem`; ``sensor`` captures the
+    full exposure of the single-image methods (and defines the ground truth's camera). Each method's captures
+    start from ``set_seed(seed)`` with exact Poisson noise (eval mode), so equal schedules give equal bursts.
+    ``examples``: keep the first ``examples`` clips' images of every method and the ground truth.
+    """
+    missing = [v for v in MODEL_VARIANTS if v not in systems]
+    if missing:
+        raise ParamError(f"evaluate_methods: missing trained systems for {missing}")
+    result = EvalResult(scores={m: {"psnr": [], "ssim": []} for m in METHODS})
+    kept: dict[str, list[torch.Tensor]] = {m: [] for m in (*METHODS, "ground_truth")}
+    sensor = sensor.to(device).eval()
+    targets = [ground_truth(irr.to(device), sensor.camera) for irr in batches]
+
+    def record(method: str, k: int, images: torch.Tensor) -> None:
+        target = targets[k].to(images.dtype)
+        result.scores[method]["psnr"] += psnr(images, target, reduction="none").tolist()
+        result.scores[method]["ssim"] += ssim(images, target, reduction="none").tolist()
+        have = sum(x.shape[0] for x in kept[method])
+        if have < examples:
+            kept[method].append(images[: examples - have].cpu())
+
+    bar = tqdm(total=(len(MODEL_VARIANTS) + 1) * len(batches), desc="evaluate", disable=not progress,
+               dynamic_ncols=True)
+    for variant in MODEL_VARIANTS:  # burst methods
+        system = systems[variant].to(device).eval()
+        system.sensor.set_seed(seed)
+        result.schedules[variant] = system.sensor.schedule_us()
+        for k, irr in enumerate(batches):
+            captured = system.sensor(irr.to(device))
+            record(variant, k, system.reconstruct(captured.burst, captured.durations_s).image)
+            if variant == LEARNED:
+                record("middle_frame", k, middle_frame_image(system.sensor, captured.burst, captured.durations_s))
+            bar.update()
+    sensor.set_seed(seed)  # single-image methods: one full exposure, shared
+    for k, irr in enumerate(batches):
+        blurred = full_exposure_image(sensor, irr.to(device))
+        record("full_exposure", k, blurred)
+        record("deblurgan", k, deblurgan.enhance(blurred))
+        bar.update()
+    bar.close()
+    for target in targets:
+        have = sum(x.shape[0] for x in kept["ground_truth"])
+        if have < examples:
+            kept["ground_truth"].append(target[: examples - have].cpu())
+    result.examples = {m: torch.cat(v) for m, v in kept.items() if v}
+    return result
+
+
+def _test_clip_ids(shards_dir: Path, n: int) -> list[str]:
+    """Keys of the first ``n`` test clips in shard order (the order of :func:`fixed_irradiance_set`)."""
+    try:
+        shards = read_shard_index(shards_dir)["splits"]["test"]["shards"]
+        keys = [key for shard in shards for key in shard["keys"]]
+    except (DataError, KeyError, TypeError):
+        keys = []
+    return [keys[i] if i < len(keys) else f"clip_{i}" for i in range(n)]
+
+
+def _per_clip_csv(result: EvalResult, clip_ids: list[str]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["clip", "clip_id", "method", "psnr", "ssim"])
+    for method in METHODS:
+        s = result.scores[method]
+        for i, (p, q) in enumerate(zip(s["psnr"], s["ssim"], strict=True)):
+            writer.writerow([i, clip_ids[i], method, f"{p:.4f}", f"{q:.5f}"])
+    return buf.getvalue().encode()
+
+
+def _by_method_csv(summary: dict[str, dict[str, float]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["method", "label", "psnr", "ssim"])
+    for method, s in summary.items():
+        writer.writerow([method, LABELS[method], s["psnr"], s["ssim"]])
+    return buf.getvalue().encode()
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamError("params: train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def evaluate(
+    params: dict[str, Any],
+    shards_dir: Path,
+    models_dir: Path = Path("models"),
+    metrics_path: Path = Path("metrics/eval.json"),
+    per_clip_csv: Path = Path("plots/eval_per_clip.csv"),
+    by_method_csv: Path = Path("plots/eval_by_method.csv"),
+    bar_plot: Path = Path("plots/psnr_by_method.png"),
+    examples_dir: Path = Path("plots/examples"),
+    schedule_plot: Path = Path("plots/exposures_eval.png"),
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Evaluate every method on the fixed test scenes and write all outputs atomically.
+
+    Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means), ``per_clip_csv`` (clip, clip_id,
+    method, psnr, ssim), ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per
+    method with per-clip points), ``examples_dir/example_<k>.png`` (Fig. 7 style grids, ``eval.examples`` of
+    them; the directory is replaced) and ``schedule_plot`` (learned vs uniform shutter schedule).
+    Returns the summary written to ``metrics_path``.
+    """
+    cfg = EvalConfig.from_params(params)
+    device = _resolve_device(cfg.device)
+    systems, deblurgan = load_models(Path(models_dir), params, device)  # fail fast, before reading any data
+    sensor = Sensor.from_params(params, learn_exposure=False)
+    augment = AugmentConfig.from_params(params)
+    batches = fixed_irradiance_set(Path(shards_dir), "test", cfg.clips, cfg.batch_size, augment,
+                                   sensor.camera.budget_s, cfg.electrons_range, cfg.seed, cfg.loader, device)
+    n = sum(b.shape[0] for b in batches)
+    if n < cfg.clips:
+        log.warning("evaluate: the test split has only %d clips (eval.clips = %d)", n, cfg.clips)
+    clip_ids = _test_clip_ids(Path(shards_dir), n)
+    result = evaluate_methods(systems, deblurgan, sensor, batches, cfg.seed, min(cfg.examples, n), device, progress)
+    summary = result.summary()
+
+    for method in ("gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame"):
+        log.info("%-16s PSNR %6.2f dB  SSIM %.4f", method, summary[method]["psnr"], summary[method]["ssim"])
+    write_bytes_atomic(per_clip_csv, _per_clip_csv(result, clip_ids))
+    write_bytes_atomic(by_method_csv, _by_method_csv(summary))
+    plot_method_scores(result.scores, bar_plot, labels=LABELS,
+                       title=f"Test set: {n} clips, seed {cfg.seed} (exact Poisson noise)")
+    with atomic_dir(examples_dir) as tmp:
+        k_examples = min(cfg.examples, n)
+        for k in range(k_examples):
+            panels = []
+            for method in EXAMPLE_COLUMNS:
+                caption = LABELS[method]
+                if method in result.scores:
+                    caption += f"\n{result.scores[method]['psnr'][k]:.2f} dB / {result.scores[method]['ssim'][k]:.3f}"
+                panels.append((caption, result.examples[method][k]))
+            plot_example_grid(panels, tmp / f"example_{k}.png", title=f"test clip {clip_ids[k]}")
+    plot_schedule([result.schedules[LEARNED], result.schedules["gimbal_uniform"]], schedule_plot,
+                  labels=[LABELS[LEARNED], LABELS["gimbal_uniform"]], title="Shutter schedules evaluated")
+    write_json_atomic(metrics_path, summary)
+    return summary

@@ -1,0 +1,28 @@
+"""DVC stage `evaluate`: PSNR/SSIM of every method on one fixed set of held-out test scenes.
+
+Methods: gimbal (learned exposures), gimbal_uniform, kpn, deblurgan and the floors full_exposure and
+middle_frame, all on the same scenes with the same seeded exact-Poisson noise. Writes metrics/eval.json
+(`dvc metrics show`), plots/eval_per_clip.csv and plots/eval_by_method.csv (`dvc plots`),
+plots/psnr_by_method.png, plots/examples/example_<k>.png (Fig. 7 style) and plots/exposures_eval.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.evaluate import evaluate
+
+
+def main(params: dict[str, Any], args: argparse.Namespace) -> None:
+    evaluate(params, shards_dir=Path(args.shards), models_dir=Path(args.models))
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--shards", default="data/shards", help="shards directory")
+    parser.add_argument("--models", default="models", help="directory of the trained models (<variant>.pt, "
+                        "deblurgan.pt)")
+    run_stage(main, parser)

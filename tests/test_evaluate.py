@@ -1,0 +1,161 @@
+"""Stage `evaluate`: every method scored on the same scenes and noise, outputs, determinism, errors."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from shard_fixtures import make_interp
+
+from gimbal.baselines.deblurgan import DeblurGANv2
+from gimbal.data.augment import AugmentConfig
+from gimbal.data.shards import ShardConfig, build_shards
+from gimbal.errors import DataError
+from gimbal.evaluate import METHODS, MODEL_VARIANTS, evaluate, evaluate_methods, load_models
+from gimbal.sensor.model import Sensor
+from gimbal.system import GimbalSystem, save_system
+from gimbal.train import fixed_irradiance_set
+
+REPO = Path(__file__).resolve().parents[1]
+LEARNED_LOGITS = (1.0, -1.0, 0.3)  # a non-uniform schedule for the "learned" model
+
+
+def tiny_params() -> dict[str, Any]:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["augment"].update(crop=32, center=16, out_size=16)
+    params["model"].update(kpn_depth=1, flow_levels=2)
+    params["train"].update(loader="torch", device="cpu", batch_size=2)
+    params["eval"].update(clips=2, seed=1, examples=2)
+    return params
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Tiny shards (2 test clips of 9 frames, 48x48) and untrained models of every method."""
+    root = tmp_path_factory.mktemp("eval")
+    index, _ = make_interp(root / "interp", {"a": "train", "c": "test"}, clips_per_video=2, frames=9, h=48, w=48)
+    build_shards(index, root / "shards", ShardConfig(clips_per_shard=2), progress=False)
+    params = tiny_params()
+    models = root / "models"
+    for variant in MODEL_VARIANTS:
+        system = GimbalSystem.from_params(params, variant)
+        if variant == "gimbal":
+            with torch.no_grad():
+                system.sensor.exposure.logits.copy_(torch.tensor(LEARNED_LOGITS, dtype=torch.float64))
+        save_system(models / f"{variant}.pt", system, params, variant)
+    DeblurGANv2.from_params(params).save(models / "deblurgan.pt")  # identity-initialised generator
+    return {"root": root, "shards": root / "shards", "models": models, "params": params}
+
+
+def run_eval(setup: dict[str, Any], out: Path, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return evaluate(
+        params or setup["params"], setup["shards"], setup["models"], metrics_path=out / "metrics/eval.json",
+        per_clip_csv=out / "plots/eval_per_clip.csv", by_method_csv=out / "plots/eval_by_method.csv",
+        bar_plot=out / "plots/psnr_by_method.png", examples_dir=out / "plots/examples",
+        schedule_plot=out / "plots/exposures_eval.png", progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(setup: dict[str, Any]) -> Path:
+    out = setup["root"] / "run1"
+    run_eval(setup, out)
+    return out
+
+
+def test_writes_every_method_and_figure(first_run: Path) -> None:
+    metrics = json.loads((first_run / "metrics/eval.json").read_text())
+    assert set(metrics) == set(METHODS)
+    for method, scores in metrics.items():
+        assert set(scores) == {"psnr", "ssim"}, method
+        assert math.isfinite(scores["psnr"]) and 0 < scores["psnr"] < 100
+        assert -1 <= scores["ssim"] <= 1
+    # the untrained DeblurGAN-v2 is the identity: it must score like its input, the shared full exposure
+    assert metrics["deblurgan"]["psnr"] == pytest.approx(metrics["full_exposure"]["psnr"], abs=1e-3)
+    # the middle frame collects ~1/3 of the light of the full exposure: clearly noisier
+    assert metrics["middle_frame"]["psnr"] < metrics["full_exposure"]["psnr"]
+
+    rows = list(csv.DictReader((first_run / "plots/eval_per_clip.csv").open()))
+    assert len(rows) == 2 * len(METHODS)
+    assert {r["method"] for r in rows} == set(METHODS)
+    assert sorted({r["clip_id"] for r in rows}) == ["c_0", "c_1"]
+    for method in METHODS:  # the mean in eval.json is the mean of the per-clip rows
+        values = [float(r["psnr"]) for r in rows if r["method"] == method]
+        assert sum(values) / 2 == pytest.approx(metrics[method]["psnr"], abs=1e-3)
+    by_method = list(csv.DictReader((first_run / "plots/eval_by_method.csv").open()))
+    assert [r["method"] for r in by_method] == list(METHODS)
+
+    examples = sorted(p.name for p in (first_run / "plots/examples").iterdir())
+    assert examples == ["example_0.png", "example_1.png"]
+    for png in ("plots/psnr_by_method.png", "plots/exposures_eval.png", "plots/examples/example_0.png"):
+        with Image.open(first_run / png) as im:
+            assert im.format == "PNG" and im.width > 300 and im.height > 100
+    with Image.open(first_run / "plots/examples/example_0.png") as im:
+        assert im.width > 3 * im.height  # one row of 7 panels
+    assert not list(first_run.rglob("*.tmp*"))  # atomic writes leave no temp files
+
+
+def test_second_run_is_identical(setup: dict[str, Any], first_run: Path) -> None:
+    out = setup["root"] / "run2"
+    run_eval(setup, out)
+    for rel in ("metrics/eval.json", "plots/eval_per_clip.csv", "plots/eval_by_method.csv"):
+        assert (out / rel).read_bytes() == (first_run / rel).read_bytes(), rel
+
+
+def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) -> None:
+    """Noise is re-seeded per method: the same model evaluated as two methods scores identically, per clip;
+    another seed changes the noise and thus the scores."""
+    params = setup["params"]
+    systems, deblurgan = load_models(setup["models"], params)
+    systems["kpn"] = systems["gimbal_uniform"]
+    sensor = Sensor.from_params(params, learn_exposure=False)
+    batches = fixed_irradiance_set(setup["shards"], "test", 2, 1, AugmentConfig.from_params(params),
+                                   sensor.camera.budget_s, (100.0, 2000.0), seed=1, backend="torch")
+    assert len(batches) == 2  # two batches: the noise stream runs across batches
+    result = evaluate_methods(systems, deblurgan, sensor, batches, seed=1)
+    assert result.scores["kpn"] == result.scores["gimbal_uniform"]
+    other = evaluate_methods(systems, deblurgan, sensor, batches, seed=2)
+    assert other.scores["gimbal_uniform"]["psnr"] != result.scores["gimbal_uniform"]["psnr"]
+    assert other.scores["full_exposure"]["psnr"] != result.scores["full_exposure"]["psnr"]
+    assert result.schedules["gimbal"]["durations_us"] != result.schedules["gimbal_uniform"]["durations_us"]
+
+
+@pytest.mark.parametrize(("missing", "stage"), [("kpn", "train@kpn"), ("deblurgan", "train_deblurgan")])
+def test_missing_model_names_file_and_stage(setup: dict[str, Any], tmp_path: Path, missing: str, stage: str) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(setup["models"], models)
+    (models / f"{missing}.pt").unlink()
+    with pytest.raises(DataError, match=rf"{missing}\.pt: model file not found.*dvc repro {stage}"):
+        evaluate(setup["params"], setup["shards"], models, metrics_path=tmp_path / "eval.json", progress=False)
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_model_for_another_camera_is_rejected(setup: dict[str, Any]) -> None:
+    params = copy.deepcopy(setup["params"])
+    params["sensor"]["overrides"] = {"budget_s": 0.004}
+    with pytest.raises(DataError, match=r"gimbal\.pt: trained for camera .*dvc repro train@gimbal"):
+        load_models(setup["models"], params)
+
+
+def test_stage_cli_reports_missing_model(setup: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(setup["params"]))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages/evaluate.py"), "--params", str(tmp_path / "params.yaml"),
+         "--models", str(tmp_path / "nothing"), "--shards", str(setup["shards"])],
+        check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "error: " in proc.stderr and "gimbal.pt: model file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "metrics").exists()

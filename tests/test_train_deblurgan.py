@@ -1,0 +1,135 @@
+"""Stage `train_deblurgan`: full-exposure input physics, learning, resume, user weights, errors."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from shard_fixtures import make_interp
+
+from gimbal.baselines.deblurgan import DeblurGANv2
+from gimbal.baselines.train_deblurgan import (
+    _fingerprint,
+    _try_resume,
+    full_exposure_image,
+    load_deblurgan_weights,
+    train_deblurgan,
+)
+from gimbal.data.shards import ShardConfig, build_shards
+from gimbal.errors import DataError, ParamError
+from gimbal.models.gimbal import gamma
+from gimbal.sensor.model import Sensor
+from gimbal.system import ground_truth
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_params(steps: int) -> dict[str, Any]:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["augment"].update(crop=32, center=16, out_size=16)
+    params["train"].update(loader="torch", device="cpu", val_clips=2, val_every=8, checkpoint_every=8)
+    params["baselines"]["deblurgan"].update(steps=steps, batch_size=4, lr=2e-3, weights=None)
+    return params
+
+
+def run(params: dict[str, Any], shards: Path, out: Path) -> dict[str, Any]:
+    return train_deblurgan(params, shards, out / "models/deblurgan.pt", out / "metrics/train_deblurgan.json",
+                           out / "dvclive", out / "checkpoints/last.pt", progress=False)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 train clips and 2 test clips of 9 frames, 48x48."""
+    root = tmp_path_factory.mktemp("dgan")
+    index, _ = make_interp(root / "interp", {"a": "train", "b": "train", "c": "test"}, clips_per_video=2,
+                           frames=9, h=48, w=48)
+    build_shards(index, root / "shards", ShardConfig(clips_per_shard=2), progress=False)
+    return root / "shards"
+
+
+def test_full_exposure_has_ground_truth_brightness() -> None:
+    """A static scene: the T - dt_ro exposure, scaled by T / (T - dt_ro) (eq. 14), matches the ground truth."""
+    params = tiny_params(0)
+    sensor = Sensor.from_params(params, learn_exposure=False).eval()
+    cam = sensor.camera
+    level = torch.tensor([0.2, 0.5, 0.8]).view(1, 1, 3, 1, 1)  # fraction of the ADC range at full budget
+    rate = level * cam.max_dn / (cam.gain_dn_per_e * cam.budget_s)  # e-/s
+    irr = rate.expand(1, 9, 3, 64, 64).contiguous()
+    sensor.set_seed(0)
+    image = full_exposure_image(sensor, irr)
+    assert image.shape == (1, 3, 64, 64)
+    gt = ground_truth(irr, cam)
+    assert torch.allclose(gt.mean(dim=(0, 2, 3)), gamma(level.flatten()), atol=1e-5)
+    assert torch.allclose(image.mean(dim=(0, 2, 3)), gt.mean(dim=(0, 2, 3)), rtol=2e-3)
+    unnormalized = gamma(level.flatten() * (cam.budget_s - cam.readout_s) / cam.budget_s)
+    assert not torch.allclose(image.mean(dim=(0, 2, 3)), unnormalized, rtol=2e-3)
+    assert image.std() > 0  # shot noise is there
+    sensor.set_seed(0)
+    assert torch.equal(full_exposure_image(sensor, irr), image)  # seeded
+
+
+@pytest.mark.slow
+def test_trains_resumes_and_evaluates_given_weights(shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    m1 = run(tiny_params(12), shards, out)
+    with (out / "dvclive/plots/metrics/train/loss_g.tsv").open() as fh:
+        loss = [float(r["loss_g"]) for r in csv.DictReader(fh, delimiter="\t")]
+    assert len(loss) == 12
+    assert sum(loss[-5:]) / 5 < sum(loss[:5]) / 5  # the loss decreases
+    # the generator starts as the identity; after training it restores better than its input
+    assert m1["val_psnr"] > m1["val_input_psnr"]
+    assert json.loads((out / "metrics/train_deblurgan.json").read_text()) == m1
+    assert DeblurGANv2.from_checkpoint(out / "models/deblurgan.pt").step == 12
+
+    # more steps: resumes from the checkpoint instead of starting over
+    m2 = run(tiny_params(14), shards, out)
+    assert m2["start_step"] == 12
+    model = DeblurGANv2.from_checkpoint(out / "models/deblurgan.pt")
+    assert model.step == 14
+    # a checkpoint written for other params is ignored
+    other = tiny_params(100)
+    ckpt, fresh = out / "checkpoints/last.pt", DeblurGANv2.from_params(other)
+    assert _try_resume(ckpt, fresh, torch.Generator(), _fingerprint(tiny_params(100)), 100) == 14
+    other["baselines"]["deblurgan"]["lr"] = 1e-4
+    assert _try_resume(ckpt, fresh, torch.Generator(), _fingerprint(other), 100) == 0
+
+    # given weights with steps 0: only evaluated, same validation scores, same generator
+    params = tiny_params(0)
+    params["baselines"]["deblurgan"]["weights"] = str(out / "models/deblurgan.pt")
+    m3 = run(params, shards, tmp_path / "b")
+    assert m3["val_psnr"] == m2["val_psnr"] and m3["val_input_psnr"] == m2["val_input_psnr"]
+    assert m3["train_loss"] is None
+    loaded = DeblurGANv2.from_checkpoint(tmp_path / "b/models/deblurgan.pt")
+    for key, value in model.generator.state_dict().items():
+        assert torch.equal(loaded.generator.state_dict()[key], value), key
+
+
+def test_bare_generator_weights(tmp_path: Path) -> None:
+    params = tiny_params(0)
+    src = DeblurGANv2.from_params({**params, "seed": 5})
+    torch.save({"model": {f"module.{k}": v for k, v in src.generator.state_dict().items()}}, tmp_path / "g.pt")
+    model = load_deblurgan_weights(params, tmp_path / "g.pt")
+    for key, value in src.generator.state_dict().items():
+        assert torch.equal(model.generator.state_dict()[key], value)
+    assert model.step == 0
+    small = copy.deepcopy(params)
+    small["baselines"]["deblurgan"]["fpn_channels"] = 8
+    with pytest.raises(DataError, match=r"g\.pt \(params 'baselines\.deblurgan\.weights'\): weights do not fit"):
+        load_deblurgan_weights(small, tmp_path / "g.pt")
+
+
+def test_bad_params_and_missing_weights(tmp_path: Path) -> None:
+    params = tiny_params(0)
+    params["baselines"]["deblurgan"]["weights"] = str(tmp_path / "nope.pt")
+    with pytest.raises(DataError, match=r"nope\.pt \(params 'baselines\.deblurgan\.weights'\): weights file not found"):
+        run(params, tmp_path / "no_shards", tmp_path / "out")
+    params = tiny_params(-1)
+    with pytest.raises(ParamError, match=r"baselines\.deblurgan\.steps"):
+        run(params, tmp_path / "no_shards", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
