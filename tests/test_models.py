@@ -204,3 +204,16 @@ def test_from_params():
         GimbalNet.from_params({"model": {"n": 3, "kernel_size": 4}})
     with pytest.raises(ParamError, match="use_flow"):
         GimbalNet.from_params({"model": {"n": 3, "use_flow": "yes"}})
+
+
+def test_kpn_reference_init_returns_the_middle_frame() -> None:
+    torch.manual_seed(0)
+    for use_flow in (True, False):
+        net = GimbalNet(n=3, channels=3, flow_levels=2, kpn_base_channels=4, kpn_depth=1, use_flow=use_flow,
+                        kpn_init="reference", flow_channels=(8, 8, 8))
+        net.kpn.head.weight.data.zero_()  # isolate the bias: exactly the initial kernels
+        burst = torch.rand(2, 3, 3, 16, 16)
+        out = net(burst)
+        assert torch.allclose(out.linear, burst[:, 1], atol=1e-6)
+    with pytest.raises(ParamError, match="kpn_init"):
+        GimbalNet(n=3, kpn_init="median")

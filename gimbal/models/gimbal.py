@@ -86,11 +86,13 @@ class GimbalNet(nn.Module):
         use_flow: ``False`` drops the flow network (KPN on the ``n`` burst frames only; the
             paper's "KPN" baseline).
         flow_channels: hidden widths of the flow sub-CNN (paper: 100, 50, 25).
+        kpn_init: ``"mean"`` (the merge starts as the mean of all frames) or ``"reference"``
+            (it starts as the exposure-normalized middle frame; see :class:`KPN`).
     """
 
     def __init__(self, n: int, channels: int = 3, flow_levels: int = 3, kernel_size: int = 5,
                  kpn_base_channels: int = 64, kpn_depth: int = 4, use_flow: bool = True,
-                 flow_channels: tuple[int, ...] = (100, 50, 25)):
+                 flow_channels: tuple[int, ...] = (100, 50, 25), kpn_init: str = "mean"):
         super().__init__()
         if n < 1 or (use_flow and n < 2):
             raise ParamError(f"GimbalNet: burst length n={n} too small (need n >= 2 with flow, n >= 1 without)")
@@ -100,8 +102,10 @@ class GimbalNet(nn.Module):
         self.channels = channels
         self.use_flow = use_flow
         self.flow = FlowNet(n, levels=flow_levels, channels=flow_channels) if use_flow else None
+        if kpn_init not in ("mean", "reference"):
+            raise ParamError(f"GimbalNet: kpn_init must be 'mean' or 'reference', got {kpn_init!r}")
         self.kpn = KPN(2 * n - 1 if use_flow else n, kernel_size=kernel_size, base_channels=kpn_base_channels,
-                       depth=kpn_depth)
+                       depth=kpn_depth, init_reference=n // 2 if kpn_init == "reference" else None)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> GimbalNet:
@@ -129,6 +133,7 @@ class GimbalNet(nn.Module):
             kpn_base_channels=get(params, "model.kpn_base_channels", int, default=64),
             kpn_depth=get(params, "model.kpn_depth", int, default=4),
             use_flow=get(params, "model.use_flow", bool, default=True),
+            kpn_init=get(params, "model.kpn_init", str, default="mean"),
             flow_channels=tuple(flow_channels),
         )
 

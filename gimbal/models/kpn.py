@@ -69,10 +69,13 @@ class KPN(nn.Module):
     Initialisation: the output convolution gets small weights and a bias that makes every
     kernel a centred delta, so an untrained network returns each frame unchanged (the merge of
     eq. 15 then starts as the plain mean of the frames) while gradients still reach all layers.
+    With ``init_reference=r`` the bias is instead a delta of weight ``F`` on frame ``r`` and zero
+    on the others, so the merge starts as the (exposure-normalized) reference frame itself and
+    training only has to learn what the other frames add.
     """
 
     def __init__(self, frames: int, kernel_size: int = 5, base_channels: int = 64, depth: int = 4,
-                 init_scale: float = 0.1):
+                 init_scale: float = 0.1, init_reference: int | None = None):
         super().__init__()
         if frames < 1 or kernel_size < 1 or kernel_size % 2 == 0 or base_channels < 1 or depth < 0:
             raise ShapeError(f"KPN: invalid config frames={frames}, kernel_size={kernel_size} (odd), "
@@ -93,7 +96,12 @@ class KPN(nn.Module):
         with torch.no_grad():
             self.head.weight.mul_(init_scale)
             bias = torch.zeros(frames, kk)
-            bias[:, kk // 2] = 1.0
+            if init_reference is None:
+                bias[:, kk // 2] = 1.0
+            else:
+                if not 0 <= init_reference < frames:
+                    raise ShapeError(f"KPN: init_reference={init_reference} not in [0, {frames})")
+                bias[init_reference, kk // 2] = float(frames)
             self.head.bias.copy_(bias.reshape(-1))
 
     @property
