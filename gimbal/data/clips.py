@@ -9,18 +9,15 @@ interpolation stage sees the decoded source frames bit-exactly.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from tqdm import tqdm
 
-from gimbal.data.video import write_video
+from gimbal.data.video import iter_frames, sha256_file, write_video
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_json, write_json_atomic
 
@@ -104,49 +101,13 @@ def load_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def iter_video_frames(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, float]]:
-    """Stream a video once, yielding ``(frame (H, W, 3) uint8 RGB, stream fps)`` per frame.
-
-    Streaming (not :func:`gimbal.data.video.read_frames`) keeps memory at one clip for
-    long sources. Raises :class:`DataError` naming the file on open/decode failure.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: video file not found; {_REFETCH}")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise DataError(f"{path}: not a readable video ({exc}); {_REFETCH}") from exc
-    with container:
-        if not container.streams.video:
-            raise DataError(f"{path}: contains no video stream; {_REFETCH}")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate or stream.guessed_rate or 0)
-        i = 0
-        try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24"), rate
-                i += 1
-        except av.error.FFmpegError as exc:
-            raise DataError(f"{path}: corrupt video at frame {i} ({exc}); {_REFETCH}") from exc
-
-
 def _cut_video(video: dict[str, Any], stage: Path, length: int, skip: int, verify_sha256: bool) -> list[dict[str, Any]]:
     """Cut one video into ``stage/<id>_<k>.mkv``; return its clip entries (without split)."""
     path: Path = video["path"]
     if not path.is_file():
         raise DataError(f"{path}: video '{video['id']}' listed in the manifest is missing; {_REFETCH}")
     if verify_sha256 and isinstance(video.get("sha256"), str) and video["sha256"]:
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if digest != video["sha256"].lower():
             raise DataError(f"{path}: sha256 {digest[:12]}... does not match the manifest ({video['sha256'][:12]}...); "
                             f"the file is corrupt or was replaced; {_REFETCH}")
@@ -155,7 +116,7 @@ def _cut_video(video: dict[str, Any], stage: Path, length: int, skip: int, verif
     buf: list[np.ndarray] = []
     n = 0
     fps = float(video.get("fps") or 0)
-    for i, (frame, stream_fps) in enumerate(iter_video_frames(path)):
+    for i, (frame, stream_fps) in enumerate(iter_frames(path, _REFETCH)):
         n = i + 1
         if fps <= 0:
             fps = stream_fps

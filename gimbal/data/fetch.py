@@ -33,7 +33,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gimbal.errors import DataError, FetchError, ParamError
 from gimbal.io import atomic_path, read_json, write_json_atomic
-from gimbal.data.video import probe
+from gimbal.data.video import probe, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +107,6 @@ def source_id(source: str, info: dict[str, Any] | None = None) -> str:
     path = urllib.parse.urlparse(source).path if _URL_RE.match(source) else source.replace("\\", "/")
     stem = PurePosixPath(urllib.parse.unquote(path)).stem
     return f"{_safe(stem)[:60]}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # ----------------------------------------------------------------------------- yt-dlp

@@ -6,7 +6,9 @@ codecs and pixel formats. Lossless intermediate clips use FFV1 in Matroska.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,17 +30,37 @@ class VideoInfo:
     frames: int
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def _open(path: Path, fix: str) -> av.container.InputContainer:
     if not path.is_file():
-        raise DataError(f"{path}: video file not found")
+        raise DataError(f"{path}: video file not found; {fix}")
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:
-        raise DataError(f"{path}: not a readable video ({exc}); delete it and re-fetch") from exc
+        raise DataError(f"{path}: not a readable video ({exc}); {fix}") from exc
     if not container.streams.video:
         container.close()
-        raise DataError(f"{path}: contains no video stream; check the source")
+        raise DataError(f"{path}: contains no video stream; {fix}")
     return container
+
+
+def iter_frames(path: str | os.PathLike[str], fix: str = "delete it and re-create it") -> Iterator[tuple[np.ndarray, float]]:
+    """Stream a video once, yielding ``(frame (H, W, 3) uint8 RGB, stream fps)`` per frame.
+
+    Memory stays at one frame, whatever the length of the video. Raises :class:`DataError`
+    naming the file (and ending with ``fix``, how to repair it) on open or decode failure.
+    """
+    path = Path(path)
+    with _open(path, fix) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or stream.guessed_rate or 0)
+        i = 0
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24"), rate
+                i += 1
+        except av.error.FFmpegError as exc:
+            raise DataError(f"{path}: corrupt video at frame {i} ({exc}); {fix}") from exc
 
 
 def probe(path: str | os.PathLike[str], count: bool = True) -> VideoInfo:
@@ -48,7 +70,7 @@ def probe(path: str | os.PathLike[str], count: bool = True) -> VideoInfo:
     which also detects truncated/corrupt files.
     """
     path = Path(path)
-    container = _open(path)
+    container = _open(path, "delete it and re-fetch")
     try:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or Fraction(0)
@@ -76,28 +98,23 @@ def read_frames(
     requested.
     """
     path = Path(path)
-    container = _open(path)
     frames: list[np.ndarray] = []
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        i = 0
-        try:
-            for frame in container.decode(stream):
-                if i >= start:
-                    frames.append(frame.to_ndarray(format="rgb24"))
-                    if count is not None and len(frames) == count:
-                        break
-                i += 1
-        except av.error.FFmpegError as exc:
-            raise DataError(f"{path}: corrupt video at frame {i} ({exc}); delete it and re-create it") from exc
-    finally:
-        container.close()
+    for i, (frame, _fps) in enumerate(iter_frames(path)):
+        if i >= start:
+            frames.append(frame)
+            if count is not None and len(frames) == count:
+                break
     if count is not None and len(frames) < count:
         raise DataError(f"{path}: expected {count} frames from frame {start}, got {len(frames)}; the file is truncated")
     if not frames:
         raise DataError(f"{path}: no frames from frame {start}")
     return np.stack(frames)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def write_video(
