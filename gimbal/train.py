@@ -7,6 +7,8 @@ exposure times in microseconds), one GPU / CPU or several GPUs through ``torchru
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -239,7 +241,7 @@ def train(
     start = 0
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state.get("fingerprint") == fingerprint:
+        if state.get("fingerprint") == fingerprint and int(state["step"]) < cfg.steps:
             system.load_state_dict(state["system"])
             opt.load_state_dict(state["optimizer"])
             gen.set_state(state["data_generator"])
@@ -247,7 +249,7 @@ def train(
             start = int(state["step"])
             log.info("resuming %s from step %d (%s)", variant, start, checkpoint_path)
         else:
-            log.info("ignoring checkpoint %s: written for other params", checkpoint_path)
+            log.info("not resuming from %s: a finished run, or other params or code", checkpoint_path)
 
     model: torch.nn.Module = system
     if ctx.world > 1:
@@ -338,12 +340,25 @@ def train(
     return metrics
 
 
-def _fingerprint(params: dict[str, Any]) -> str:
-    """A stable hash of the params that change what is trained (steps may grow on resume)."""
-    import hashlib
-    import json
+def code_fingerprint() -> str:
+    """sha256 of the gimbal package's source: a checkpoint from other code is not resumed."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
+
+def run_fingerprint(relevant: dict[str, Any]) -> str:
+    """Hash of what determines a training run: the relevant params plus the code (see :func:`code_fingerprint`)."""
+    blob = json.dumps({"params": relevant, "code": code_fingerprint()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _fingerprint(params: dict[str, Any]) -> str:
+    """Fingerprint of a model-variant run (``train.steps`` may grow on resume)."""
     relevant = {k: v for k, v in params.items() if k not in ("train", "eval", "baselines")}
     relevant["train"] = {k: v for k, v in (params.get("train") or {}).items()
                          if k not in ("steps", "val_every", "checkpoint_every", "loader", "device")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+    return run_fingerprint(relevant)

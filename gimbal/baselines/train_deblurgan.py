@@ -16,8 +16,6 @@ noise), resumable from ``checkpoints/deblurgan/last.pt``, logged with dvclive, t
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -38,7 +36,14 @@ from gimbal.models.gimbal import gamma
 from gimbal.params import get
 from gimbal.sensor.model import Sensor
 from gimbal.system import ground_truth
-from gimbal.train import TrainConfig, clip_batches, fixed_irradiance_set, make_irradiance, setup_distributed
+from gimbal.train import (
+    TrainConfig,
+    clip_batches,
+    fixed_irradiance_set,
+    make_irradiance,
+    run_fingerprint,
+    setup_distributed,
+)
 
 __all__ = [
     "DeblurGANTrainConfig",
@@ -179,7 +184,7 @@ def _fingerprint(params: dict[str, Any]) -> str:
     group.pop("steps", None)
     relevant = {"seed": params.get("seed"), "sensor": params.get("sensor"), "augment": params.get("augment"),
                 "deblurgan": group}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+    return run_fingerprint(relevant)
 
 
 def _noise_seed(seed: int, step: int) -> int:
@@ -205,10 +210,11 @@ def _try_resume(path: Path, model: DeblurGANv2, generator: torch.Generator, fing
         log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
         return 0
     if not isinstance(extra, dict) or extra.get("fingerprint") != fingerprint:
-        log.info("ignoring checkpoint %s: written for other params", path)
+        log.info("ignoring checkpoint %s: written for other params or code", path)
         return 0
-    if int(extra.get("step", 0)) > steps:
-        log.info("ignoring checkpoint %s: it is at step %s > %d steps", path, extra.get("step"), steps)
+    if int(extra.get("step", 0)) >= steps:
+        log.info("not resuming from %s: it is a finished run (step %s of %d); training again", path,
+                 extra.get("step"), steps)
         return 0
     model.load(path)
     generator.set_state(extra["data_generator"])
