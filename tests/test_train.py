@@ -180,3 +180,44 @@ def test_load_system_errors(tmp_path: Path) -> None:
     save_system(tmp_path / "ok.pt", system, p, "gimbal")
     loaded = load_system(tmp_path / "ok.pt")
     assert all(torch.equal(x, y) for x, y in zip(system.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_kpn_baseline_loss_decreases() -> None:
+    """The KPN baseline (no flow, uniform exposures) fits a fixed tiny batch: its loss goes down."""
+    p = tiny_params()
+    p["loss"]["anneal"] = False  # the reconstruction term alone (eq. 16)
+    system = GimbalSystem.from_params(p, "kpn")
+    assert system.net.flow is None and not system.sensor.exposure.learn
+    opt = torch.optim.Adam([q for q in system.parameters() if q.requires_grad], lr=1e-2)
+    irr = _irradiance(b=2, frames=1, seed=3).repeat(1, 17, 1, 1, 1)  # a static scene: averaging frames denoises
+    losses = []
+    for step in range(40):
+        system.sensor.set_seed(0)  # the same noisy burst every step
+        out = system(irr, step=step)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(float(out.loss.detach()))
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(shards: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node=2 stages/train.py` trains with DistributedDataParallel (gloo on CPU)."""
+    import os
+    import subprocess
+    import sys
+
+    p = tiny_params()
+    p["train"].update(steps=3, val_every=3, checkpoint_every=3, device="cpu")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", str(REPO / "stages/train.py"),
+           "--params", str(params), "--variant", "gimbal", "--shards", str(shards)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics/train_gimbal.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 3
+    assert (tmp_path / "models/gimbal.pt").is_file() and (tmp_path / "exposures/gimbal.json").is_file()
