@@ -62,7 +62,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MODEL_VARIANTS: tuple[str, ...] = ("gimbal", "gimbal_uniform", "kpn")
-"""Trained model variants (``models/<variant>.pt``, stage ``train@<variant>``)."""
+"""Trained model variants (``models/<variant>.pt``, stage ``train_<variant>``)."""
 LEARNED = "gimbal"
 """The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
 METHODS: tuple[str, ...] = (*MODEL_VARIANTS, "deblurgan", "full_exposure", "middle_frame")
@@ -150,7 +150,7 @@ def middle_frame_image(sensor: Sensor, burst: torch.Tensor, durations_s: torch.T
 def _model_file(models_dir: Path, name: str) -> Path:
     path = models_dir / f"{name}.pt"
     if not path.is_file():
-        stage = "train_deblurgan" if name == "deblurgan" else f"train@{name}"
+        stage = "train_deblurgan" if name == "deblurgan" else f"train_{name}"
         raise DataError(f"{path}: model file not found; train it first with `dvc repro {stage}`")
     return path
 
@@ -172,7 +172,7 @@ def load_models(
         system = load_system(paths[variant], device)
         if camera is not None and system.sensor.camera != camera:
             raise DataError(f"{paths[variant]}: trained for camera {system.sensor.camera.name!r} with other settings "
-                            f"than params 'sensor' ({camera.name!r}); re-train it with `dvc repro train@{variant}`")
+                            f"than params 'sensor' ({camera.name!r}); re-train it with `dvc repro train_{variant}`")
         systems[variant] = system.eval()
     # the content loss is never used for inference: an identity "feature extractor" skips the VGG19 / substitute setup
     deblurgan = DeblurGANv2.from_checkpoint(paths["deblurgan"], feature_extractor=torch.nn.Identity(), device=device)

@@ -1,4 +1,4 @@
-"""DVC stage `train@<variant>`: train the end-to-end model (or a variant: uniform exposures, KPN).
+"""DVC stage `train_<variant>`: train the end-to-end model (or a variant: uniform exposures, KPN).
 
 Writes models/<variant>.pt, metrics/train_<variant>.json, exposures/<variant>.json,
 plots/exposures_<variant>.png and dvclive/train_<variant>/ (loss, PSNR, exposure curves).

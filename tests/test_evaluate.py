@@ -131,7 +131,7 @@ def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) ->
     assert result.schedules["gimbal"]["durations_us"] != result.schedules["gimbal_uniform"]["durations_us"]
 
 
-@pytest.mark.parametrize(("missing", "stage"), [("kpn", "train@kpn"), ("deblurgan", "train_deblurgan")])
+@pytest.mark.parametrize(("missing", "stage"), [("kpn", "train_kpn"), ("deblurgan", "train_deblurgan")])
 def test_missing_model_names_file_and_stage(setup: dict[str, Any], tmp_path: Path, missing: str, stage: str) -> None:
     models = tmp_path / "models"
     shutil.copytree(setup["models"], models)
@@ -144,7 +144,7 @@ def test_missing_model_names_file_and_stage(setup: dict[str, Any], tmp_path: Pat
 def test_model_for_another_camera_is_rejected(setup: dict[str, Any]) -> None:
     params = copy.deepcopy(setup["params"])
     params["sensor"]["overrides"] = {"budget_s": 0.004}
-    with pytest.raises(DataError, match=r"gimbal\.pt: trained for camera .*dvc repro train@gimbal"):
+    with pytest.raises(DataError, match=r"gimbal\.pt: trained for camera .*dvc repro train_gimbal"):
         load_models(setup["models"], params)
 
 

@@ -62,7 +62,7 @@ def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
             continue
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst / rel)
-    shutil.copytree(REPO / ".dvc", dst / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    shutil.copytree(REPO / ".dvc", dst / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"), dirs_exist_ok=True)
     (dst / "dvc.lock").unlink(missing_ok=True)
     params = tiny_params(yaml.safe_load((dst / "params.yaml").read_text()))
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -128,12 +128,12 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
     assert "metrics/eval.json" in shown and "gimbal_uniform.psnr" in shown
     assert "Running stage" not in _run(["dvc", "repro"], repo_copy).stdout
 
-    # the paper's ablation as a DVC experiment: only train@gimbal (and evaluate) re-run
+    # the paper's ablation as a DVC experiment: only train_gimbal (and evaluate) re-run
     _run(["git", "add", "-A"], repo_copy)
     _run(["git", "commit", "-qm", "baseline run"], repo_copy)
     out = _run(["dvc", "exp", "run", "-S", "model.learn_exposure=false"], repo_copy).stdout
-    assert "Running stage 'train@gimbal'" in out and "Running stage 'evaluate'" in out
-    for other in ("train@kpn", "train@gimbal_uniform", "train_deblurgan", "shards"):
+    assert "Running stage 'train_gimbal'" in out and "Running stage 'evaluate'" in out
+    for other in ("train_kpn", "train_gimbal_uniform", "train_deblurgan", "shards"):
         assert f"Running stage '{other}'" not in out
     ablated = json.loads((repo_copy / "exposures/gimbal.json").read_text())
     assert ablated["learned"] is False
