@@ -13,7 +13,7 @@ import torch
 import yaml
 from shard_fixtures import make_interp
 
-from gimbal.baselines.deblurgan import DeblurGANv2
+from gimbal.baselines.deblurgan import DeblurGANConfig, DeblurGANv2
 from gimbal.baselines.train_deblurgan import (
     _fingerprint,
     _try_resume,
@@ -34,7 +34,9 @@ def tiny_params(steps: int) -> dict[str, Any]:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["augment"].update(crop=32, center=16, out_size=16)
     params["train"].update(loader="torch", device="cpu", val_clips=2, val_every=8, checkpoint_every=8)
-    params["baselines"]["deblurgan"].update(steps=steps, batch_size=4, lr=2e-3, weights=None)
+    # adv_weight: the code's default (the authors' 0.001), independent of what params.yaml says
+    params["baselines"]["deblurgan"].update(steps=steps, batch_size=4, lr=2e-3, weights=None,
+                                            adv_weight=DeblurGANConfig().adv_weight)
     return params
 
 
