@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# stages run `python stages/...`: put the venv first on PATH so that is the venv's python
+VENV_PATH := PATH="$(abspath $(BIN)):$$PATH"
+
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	$(VENV_PATH) dvc repro
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(VENV_PATH) python -m pytest -q
 
 clean-venv:
 	rm -rf $(VENV)
