@@ -127,13 +127,15 @@ def setup_distributed(device: str) -> tuple[Dist, torch.device]:
 def clip_batches(
     shards_dir: Path, split: str, batch_size: int, backend: str, seed: int, ctx: Dist, device: torch.device
 ) -> Iterator[torch.Tensor]:
-    """Endless iterator over shuffled clip batches ``(B, T_f, C, H, W)`` float [0, 1], epoch after epoch.
+    """Endless iterator over shuffled clip batches ``(B, T_f, C, H, W)`` uint8, epoch after epoch.
+
+    Clips stay 8-bit until :func:`make_irradiance` has cropped them (a float 720p clip is 2.7 GB).
 
     One loader serves every epoch (each ``iter()`` is a new, seeded epoch order).
     """
     loader = make_loader(
         shards_dir, split, batch_size=batch_size, backend=backend, shuffle=True, seed=seed,
-        rank=ctx.rank, world_size=ctx.world,
+        rank=ctx.rank, world_size=ctx.world, dtype=torch.uint8,
     )
     while True:
         got = False
@@ -148,7 +150,8 @@ def make_irradiance(
     clips: torch.Tensor, augment: AugmentConfig, full_exposure_s: float, erange: tuple[float, float],
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Dense sRGB clips ``(B, T_f, C, H, W)`` -> augmented irradiance ``(B, T_f, C, h, w)`` in e-/s (Section 6.2)."""
+    """Dense sRGB clips ``(B, T_f, C, H, W)`` (uint8 or float in [0, 1]) -> augmented irradiance
+    ``(B, T_f, C, h, w)`` in e-/s (Section 6.2)."""
     aug = augment_clips(clips, augment, generator)
     return scale_to_electrons(aug.linear, full_exposure_s, erange, generator)
 
@@ -166,7 +169,7 @@ def fixed_irradiance_set(
     out: list[torch.Tensor] = []
     n = 0
     loader = make_loader(shards_dir, split, batch_size=max(1, min(batch_size, n_clips)), backend=backend,
-                         shuffle=False, seed=seed, rank=0, world_size=1)
+                         shuffle=False, seed=seed, rank=0, world_size=1, dtype=torch.uint8)
     for clips, _meta in loader:
         clips = clips[: n_clips - n]
         out.append(make_irradiance(clips.to(device), augment, budget_s, electrons_range, gen).cpu())

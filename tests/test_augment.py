@@ -122,3 +122,13 @@ def test_config_from_params_and_errors():
         AugmentConfig(crop=32, center=16, out_size=32)
     with pytest.raises(ShapeError, match="augment.crop"):
         augment_clips(_clips(h=20), CFG)
+
+
+def test_uint8_clips_match_float_clips() -> None:
+    """8-bit clips (as the loaders yield them for training) give the same result as float clips."""
+    g = torch.Generator().manual_seed(0)
+    clips8 = torch.randint(0, 256, (2, 5, 3, 40, 44), generator=g, dtype=torch.uint8)
+    cfg = AugmentConfig(crop=32, center=16, out_size=8)
+    a = augment_clips(clips8, cfg, torch.Generator().manual_seed(3))
+    b = augment_clips(clips8.float() / 255.0, cfg, torch.Generator().manual_seed(3))
+    assert torch.allclose(a.linear, b.linear, atol=1e-6) and torch.allclose(a.gt, b.gt, atol=1e-6)

@@ -171,15 +171,15 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
     """Augment a batch of dense sRGB clips (see the module docstring).
 
     Args:
-        clips: ``(B, T, C, H, W)`` float in [0, 1] (sRGB), ``H, W >= config.crop``.
+        clips: ``(B, T, C, H, W)`` float in [0, 1] or uint8 in [0, 255] (sRGB), ``H, W >= config.crop``.
         config: :class:`AugmentConfig`.
         generator: CPU ``torch.Generator``; the same seed gives the same output.
 
     Returns:
         :class:`AugmentedBatch` (linear clip, sRGB ground-truth middle frame, rotations).
     """
-    if clips.dim() != 5 or not clips.is_floating_point():
-        raise ShapeError(f"augment_clips: expected a float (B, T, C, H, W) clip batch, got {tuple(clips.shape)} "
+    if clips.dim() != 5 or not (clips.is_floating_point() or clips.dtype == torch.uint8):
+        raise ShapeError(f"augment_clips: expected a float or uint8 (B, T, C, H, W) clip batch, got {tuple(clips.shape)} "
                          f"{clips.dtype}")
     b, t, c, h, w = clips.shape
     s = config.crop
@@ -193,9 +193,11 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
     x0 = torch.randint(0, w - s + 1, (b,), generator=generator)
 
     crops = torch.stack([clips[i, :, :, y0[i] : y0[i] + s, x0[i] : x0[i] + s] for i in range(b)])
-    homog = rotation_homographies(rotations.to(clips.device, clips.dtype), config.focal, s)  # (B, T, 3, 3)
+    if crops.dtype == torch.uint8:  # 8-bit clips are converted after cropping: 4x less memory for the full frames
+        crops = crops.float() / 255.0
+    homog = rotation_homographies(rotations.to(crops.device, crops.dtype), config.focal, s)  # (B, T, 3, 3)
     offset = (s - config.center) / 2.0  # crop coordinates -> centre-window coordinates
-    shift = torch.eye(3, device=clips.device, dtype=clips.dtype)
+    shift = torch.eye(3, device=crops.device, dtype=crops.dtype)
     shift[0, 2] = shift[1, 2] = -offset
     warped = kornia.geometry.transform.warp_perspective(
         crops.reshape(b * t, c, s, s), (shift @ homog).reshape(b * t, 3, 3), (config.center, config.center),
