@@ -103,3 +103,30 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: invalid JSON ({exc}); delete it and re-run dvc repro") from exc
+
+
+def read_records(
+    path: str | os.PathLike[str], key: str, required: tuple[str, ...], fix: str, what: str = "index"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read a stage index ``{key: [record, ...], ...}`` and check every record has ``required`` fields.
+
+    Returns ``(document, records)``. Every error is a :class:`gimbal.errors.DataError` that names
+    the file (and the record) and ends with ``fix`` (how to rebuild it, e.g. "re-run the clips stage").
+    """
+    from gimbal.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found; {fix}")
+    try:
+        doc = read_json(path)
+    except DataError as exc:
+        raise DataError(f"{exc}; {fix}") from exc
+    records = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected an object with a '{key}' list; {fix}")
+    for i, rec in enumerate(records):
+        missing = [f for f in required if not isinstance(rec, dict) or f not in rec]
+        if missing:
+            raise DataError(f"{path}: {key}[{i}] lacks {missing}; {fix}")
+    return doc, records

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from gimbal.data.video import iter_frames, sha256_file, write_video
 from gimbal.errors import DataError, ParamError
-from gimbal.io import atomic_dir, read_json, write_json_atomic
+from gimbal.io import atomic_dir, read_records, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,10 @@ def load_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     missing or malformed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: manifest not found; {_REFETCH}")
-    manifest = read_json(path)
-    videos = manifest.get("videos") if isinstance(manifest, dict) else None
-    if not isinstance(videos, list):
-        raise DataError(f"{path}: expected an object with a 'videos' list; {_REFETCH}")
+    manifest, videos = read_records(path, "videos", ("id", "file"), _REFETCH, what="manifest")
     out = []
     for i, entry in enumerate(videos):
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("id", "file")):
+        if not all(isinstance(entry.get(k), str) for k in ("id", "file")):
             raise DataError(f"{path}: videos[{i}] needs string 'id' and 'file'; {_REFETCH}")
         vid = entry["id"]
         if not vid or any(c in vid for c in "/\\") or vid.startswith("."):

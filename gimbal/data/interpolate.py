@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from gimbal.data.video import read_frames, write_video
 from gimbal.errors import DataError, ParamError, ShapeError
-from gimbal.io import atomic_dir, read_json, write_json_atomic
+from gimbal.io import atomic_dir, read_records, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +205,9 @@ def _interpolate_clip(
 
 
 def _load_clip_index(path: Path) -> list[dict[str, Any]]:
-    index = read_json(path)
-    clips = index.get("clips") if isinstance(index, dict) else None
-    if not isinstance(clips, list):
-        raise DataError(f"{path}: expected an object with a 'clips' list; re-run the clips stage")
-    required = ("id", "split", "file", "frames", "fps")
-    for i, c in enumerate(clips):
-        if not isinstance(c, dict) or any(k not in c for k in required):
-            raise DataError(f"{path}: clips[{i}] lacks one of {required}; re-run the clips stage")
+    _, clips = read_records(path, "clips", ("id", "split", "file", "frames", "fps"), "re-run the clips stage",
+                            what="file")
+    for c in clips:
         if not isinstance(c["frames"], int) or c["frames"] < 3 or c["frames"] % 2 == 0:
             raise DataError(f"{path}: clip '{c['id']}' has {c['frames']!r} frames; need an odd number >= 3 "
                             "so the middle frame is an original (check clips.length)")

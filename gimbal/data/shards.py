@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from gimbal.data.video import read_frames
 from gimbal.errors import DataError, ParamError
-from gimbal.io import atomic_dir, read_json, write_json_atomic
+from gimbal.io import atomic_dir, read_json, read_records, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -192,17 +192,10 @@ def _sample_key(clip_id: str) -> str:
 
 
 def _load_clips(interp_index: Path) -> list[dict[str, Any]]:
-    if not interp_index.is_file():
-        raise DataError(f"{interp_index}: interpolated clip index not found; run `dvc repro interpolate`")
-    index = read_json(interp_index)
-    clips = index.get("clips") if isinstance(index, dict) else None
-    if not isinstance(clips, list):
-        raise DataError(f"{interp_index}: expected {{'clips': [...]}}; re-run `dvc repro interpolate`")
+    _, clips = read_records(interp_index, "clips", _REQUIRED_FIELDS, "run `dvc repro interpolate`",
+                            what="interpolated clip index")
     keys: set[str] = set()
-    for i, clip in enumerate(clips):
-        missing = [f for f in _REQUIRED_FIELDS if not isinstance(clip, dict) or f not in clip]
-        if missing:
-            raise DataError(f"{interp_index}: clip #{i} lacks {missing}; re-run `dvc repro interpolate`")
+    for clip in clips:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", str(clip["split"])):
             raise DataError(f"{interp_index}: clip {clip['id']!r} has invalid split {clip['split']!r}")
         key = _sample_key(str(clip["id"]))
