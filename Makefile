@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gimbal-installed
+# extra pip arguments for torch, e.g. TORCH_PIP_ARGS="--index-url <your CPU-wheel index>"
+TORCH_PIP_ARGS ?=
 
 .PHONY: install repro test clean-venv
 
@@ -12,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: a CPU wheel of 2.13.0 is what CI uses; an unpinned torch pulls a multi-GB CUDA build
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[test,dali]"
 	touch $(STAMP)
 
