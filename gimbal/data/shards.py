@@ -32,7 +32,6 @@ import tarfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ import numpy as np
 import webdataset as wds
 from tqdm import tqdm
 
-from gimbal.data.video import read_frames
+from gimbal.data.video import encode_frames, read_frames
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_json, read_records, write_json_atomic
 
@@ -94,9 +93,8 @@ class ShardConfig:
 def encode_clip(frames: np.ndarray, fps: float, cfg: ShardConfig) -> bytes:
     """Encode ``frames`` ``(T, H, W, 3)`` uint8 RGB into an in-memory video file.
 
-    One key frame (GOP = T): clips are always decoded whole. Written in memory rather than
-    with :func:`gimbal.data.video.write_video` because shards need bytes, VP9 lossless and
-    a choice of chroma subsampling, which that helper does not offer.
+    One key frame (GOP = T): clips are always decoded whole. Encoded in memory (shards need
+    bytes) with the codec options shards allow (VP9/x265 lossless, chroma subsampling).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -115,17 +113,8 @@ def encode_clip(frames: np.ndarray, fps: float, cfg: ShardConfig) -> bytes:
         opts |= {"lossless": "1"} if cfg.crf == 0 else {"crf": str(cfg.crf), "b": "0"}
         opts |= {"deadline": "realtime", "cpu-used": "8", "row-mt": "1"}  # ~3x faster than "good", same quality
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format=CODECS[cfg.codec][1]) as out:
-        stream = out.add_stream(cfg.codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = w, h
-        stream.pix_fmt = "bgr0" if cfg.codec == "ffv1" else cfg.pix_fmt
-        stream.options = opts
-        for arr in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    encode_frames(buf, frames, fps, cfg.codec, "bgr0" if cfg.codec == "ffv1" else cfg.pix_fmt, opts,
+                  container_format=CODECS[cfg.codec][1], name="clip")
     return buf.getvalue()
 
 

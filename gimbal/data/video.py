@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from typing import BinaryIO
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -130,28 +131,47 @@ def write_video(
     ``codec='libx264'`` writes H.264 yuv444p at constant rate factor ``crf`` (0 = lossless
     in YUV, ~10-18 = near-lossless), readable by DALI and PyAV.
     """
+    path = Path(path)
+    opts: dict[str, str] = {}
+    if codec == "ffv1":
+        pix_fmt = "bgr0"
+    else:
+        pix_fmt = "yuv444p" if codec in ("libx264", "libx265") else "yuv420p"
+        opts = {"crf": str(crf if crf is not None else 0), "preset": "medium"}
+        if codec == "libx264":
+            opts["g"] = str(len(frames))
+            # mbtree reads uninitialised memory through PyAV/x264: outputs differ run to run
+            opts["x264-params"] = "mbtree=0"
+    with atomic_path(path) as tmp:
+        encode_frames(str(tmp), frames, fps, codec, pix_fmt, opts, name=str(path))
+
+
+def encode_frames(
+    target: str | BinaryIO,
+    frames: np.ndarray,
+    fps: float,
+    codec: str,
+    pix_fmt: str,
+    options: dict[str, str],
+    container_format: str | None = None,
+    name: str = "<memory>",
+) -> None:
+    """Encode ``frames`` ``(T, H, W, 3)`` uint8 RGB with PyAV into ``target`` (a path or a binary file object).
+
+    ``options`` are the codec's private options; ``container_format`` is needed for file
+    objects (e.g. ``"mp4"``). Raises :class:`DataError` naming ``name`` for malformed frames.
+    """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise DataError(f"{path}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    path = Path(path)
-    rate = Fraction(fps).limit_denominator(1001)
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w") as out:
-            stream = out.add_stream(codec, rate=rate)
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
-            if codec == "ffv1":
-                stream.pix_fmt = "bgr0"
-            else:
-                stream.pix_fmt = "yuv444p" if codec in ("libx264", "libx265") else "yuv420p"
-                opts = {"crf": str(crf if crf is not None else 0), "preset": "medium"}
-                if codec == "libx264":
-                    opts["g"] = str(len(frames))
-                    # mbtree reads uninitialised memory through PyAV/x264: outputs differ run to run
-                    opts["x264-params"] = "mbtree=0"
-                stream.options = opts
-            for arr in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode():
+        raise DataError(f"{name}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    with av.open(target, mode="w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        stream.options = options
+        for arr in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            for packet in stream.encode(frame):
                 out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
