@@ -46,6 +46,10 @@ def _irradiance(b: int = 2, frames: int = 17, size: int = 16, seed: int = 0) -> 
 @pytest.mark.parametrize("n", [3, 5])
 @pytest.mark.parametrize("variant", ["gimbal", "kpn"])
 def test_system_shapes_and_gradients(n: int, variant: str) -> None:
+    # Fixed init: with kpn_init=reference the aligned frames (and so the flow net) reach the loss at
+    # step 0 only through the KPN head's weights; with 4-channel test KPNs, some random inits (about 1
+    # in 30) have all last-layer ReLUs dead, and the flow gets its first gradient a few steps later.
+    torch.manual_seed(0)
     p = tiny_params(n)
     p["variants"]["kpn"] = {"use_flow": False, "learn_exposure": True}  # so logits get gradient in both
     system = GimbalSystem.from_params(p, variant)
