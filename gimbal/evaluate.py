@@ -13,7 +13,7 @@ Methods (:data:`METHODS`):
 - ``gimbal_uniform``: the same model trained with fixed uniform exposures;
 - ``kpn``: KPN without flow on the uniform burst (Mildenhall et al.);
 - ``deblurgan``: DeblurGAN-v2 on the single full-exposure image (``models/deblurgan.pt``);
-- ``full_exposure``: floor, the full-exposure image itself (length ``T - dt_ro``, eq. 14 brightness);
+- ``full_exposure``: floor, the full-exposure image itself (one exposure of the whole budget ``T``);
 - ``middle_frame``: floor, the exposure-normalized middle frame of the learned burst.
 
 All scores are PSNR / SSIM in display space (gamma) against :func:`gimbal.system.ground_truth`.
@@ -39,7 +39,8 @@ from gimbal.data.shards import read_shard_index
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
 from gimbal.losses import psnr, ssim
-from gimbal.params import get
+from gimbal.models.gimbal import ModelConfig
+from gimbal.params import parse_group
 from gimbal.plots import plot_example_grid, plot_method_scores
 from gimbal.sensor.model import Sensor
 from gimbal.sensor.plot import plot_schedule
@@ -83,42 +84,35 @@ EXAMPLE_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Params group ``eval`` (plus ``train.loader`` / ``train.device`` / ``sensor.electrons_range`` / ``seed``).
+    """Params group ``eval`` (the loader and device are ``train.loader`` / ``train.device``).
 
     Attributes:
         clips: number of test clips scored (the first ones of the test shards, in shard order).
         seed: seed of the scene augmentation and of the sensor noise.
         examples: number of example grids written (the first clips).
-        batch_size: clips per forward pass (``eval.batch_size``, default ``train.batch_size``).
-        loader, device, electrons_range: as in :class:`gimbal.train.TrainConfig`.
+        batch_size: clips per forward pass.
+        window_frames: frames spanning the budget T, from the first (None: ``augment.window_frames``;
+            the paper text uses all 241, the authors' released evaluation 61).
     """
 
     clips: int = 8
     seed: int = 1
     examples: int = 2
     batch_size: int = 4
-    loader: str = "auto"
-    device: str = "auto"
-    electrons_range: tuple[float, float] = (100.0, 2000.0)
+    window_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.clips < 1 or self.batch_size < 1:
+            raise ParamError(f"params: 'eval.clips' and 'eval.batch_size' must be >= 1, got {self.clips}, "
+                             f"{self.batch_size}")
+        if self.examples < 0:
+            raise ParamError(f"params: 'eval.examples' must be >= 0, got {self.examples}")
+        if self.window_frames is not None and self.window_frames < 2:
+            raise ParamError(f"params: 'eval.window_frames' must be >= 2 or null, got {self.window_frames}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> EvalConfig:
-        tcfg = TrainConfig.from_params(params)
-        cfg = cls(
-            clips=get(params, "eval.clips", int, cls.clips),
-            seed=get(params, "eval.seed", int, cls.seed),
-            examples=get(params, "eval.examples", int, cls.examples),
-            batch_size=get(params, "eval.batch_size", int, tcfg.batch_size),
-            loader=tcfg.loader,
-            device=tcfg.device,
-            electrons_range=tcfg.electrons_range,
-        )
-        if cfg.clips < 1 or cfg.batch_size < 1:
-            raise ParamError(f"params: 'eval.clips' and 'eval.batch_size' must be >= 1, got {cfg.clips}, "
-                             f"{cfg.batch_size}")
-        if cfg.examples < 0:
-            raise ParamError(f"params: 'eval.examples' must be >= 0, got {cfg.examples}")
-        return cfg
+        return parse_group(cls, params.get("eval"), "eval")
 
 
 @dataclass
@@ -297,12 +291,14 @@ def evaluate(
     Returns the summary written to ``metrics_path``.
     """
     cfg = EvalConfig.from_params(params)
-    device = _resolve_device(cfg.device)
+    tcfg = TrainConfig.from_params(params)
+    device = _resolve_device(tcfg.device)
     systems, deblurgan = load_models(Path(models_dir), params, device)  # fail fast, before reading any data
     sensor = Sensor.from_params(params, learn_exposure=False)
     augment = AugmentConfig.from_params(params)
-    batches = fixed_irradiance_set(Path(shards_dir), "test", cfg.clips, cfg.batch_size, augment,
-                                   sensor.camera.budget_s, cfg.electrons_range, cfg.seed, cfg.loader, device)
+    channels = ModelConfig.from_params(params).channels
+    batches = fixed_irradiance_set(Path(shards_dir), "test", cfg.clips, cfg.batch_size, augment, sensor.camera,
+                                   channels, cfg.seed, tcfg.loader, device, window_frames=cfg.window_frames)
     n = sum(b.shape[0] for b in batches)
     if n < cfg.clips:
         log.warning("evaluate: the test split has only %d clips (eval.clips = %d)", n, cfg.clips)

@@ -6,6 +6,7 @@ A failed stage therefore never leaves a partial output behind (DESIGN.md section
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -85,6 +86,16 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def save_torch_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically, through a buffer: no temp-file name is stored in the
+    archive, so equal objects give byte-identical files."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -19,7 +19,7 @@ import torch
 import torchmetrics.functional.image as tmf
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.params import get
+from gimbal.params import parse_group
 
 __all__ = ["LossConfig", "anneal_weight", "gimbal_loss", "gradient_l1_loss", "psnr", "ssim"]
 
@@ -55,34 +55,31 @@ def anneal_weight(step: int | torch.Tensor, alpha: float = 0.9999886, beta: floa
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss hyper-parameters (paper defaults).
+    """Params group ``loss`` (eqs. 16, 18).
 
     Attributes:
-        mu: weight of the Sobel-gradient term of eq. (16).
+        mu: weight of the Sobel-gradient term of eq. (16) (paper: 1).
         anneal: include the annealed alignment term of eq. (18) (``False``: the supplement's ablation).
-        alpha: per-step decay of the alignment weight.
-        beta: initial alignment weight.
+        anneal_alpha: per-step decay of the alignment weight (paper: 0.9999886 over ~1e6 steps; the
+            embedded default decays faster for short runs).
+        anneal_beta: initial alignment weight (paper: 100).
     """
 
     mu: float = 1.0
     anneal: bool = True
-    alpha: float = 0.9999886
-    beta: float = 100.0
+    anneal_alpha: float = 0.999
+    anneal_beta: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.mu < 0 or self.anneal_beta < 0:
+            raise ParamError(f"params: 'loss.mu' and 'loss.anneal_beta' must be >= 0, got {self.mu}, "
+                             f"{self.anneal_beta}")
+        if not 0 < self.anneal_alpha <= 1:
+            raise ParamError(f"params: 'loss.anneal_alpha' must be in (0, 1], got {self.anneal_alpha}")
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], group: str = "loss") -> LossConfig:
-        """Read ``<group>.mu``, ``<group>.anneal``, ``<group>.anneal_alpha``, ``<group>.anneal_beta``."""
-        cfg = cls(
-            mu=float(get(params, f"{group}.mu", (int, float), default=cls.mu)),
-            anneal=get(params, f"{group}.anneal", bool, default=cls.anneal),
-            alpha=float(get(params, f"{group}.anneal_alpha", (int, float), default=cls.alpha)),
-            beta=float(get(params, f"{group}.anneal_beta", (int, float), default=cls.beta)),
-        )
-        if cfg.mu < 0 or cfg.beta < 0:
-            raise ParamError(f"params: '{group}.mu' and '{group}.anneal_beta' must be >= 0, got {cfg.mu}, {cfg.beta}")
-        if not 0 < cfg.alpha <= 1:
-            raise ParamError(f"params: '{group}.anneal_alpha' must be in (0, 1], got {cfg.alpha}")
-        return cfg
+    def from_params(cls, params: dict[str, Any]) -> LossConfig:
+        return parse_group(cls, params.get("loss"), "loss")
 
 
 def gimbal_loss(image: torch.Tensor, align_estimate: torch.Tensor, gt: torch.Tensor, step: int,
@@ -101,7 +98,7 @@ def gimbal_loss(image: torch.Tensor, align_estimate: torch.Tensor, gt: torch.Ten
     """
     loss = gradient_l1_loss(image, gt, config.mu)
     if config.anneal:
-        loss = loss + anneal_weight(step, config.alpha, config.beta) * gradient_l1_loss(align_estimate, gt, config.mu)
+        loss = loss + anneal_weight(step, config.anneal_alpha, config.anneal_beta) * gradient_l1_loss(align_estimate, gt, config.mu)
     return loss
 
 

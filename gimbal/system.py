@@ -6,13 +6,12 @@ matching ground truth: the middle instant of the clip as a noise-free exposure o
 budget ``T`` (the brightness that eq. 14 normalizes every frame to), clipped to the ADC
 range, then gamma-encoded like the network output (eq. 15).
 
-Model variants (the paper's ablations and the KPN baseline) are ``model`` param overrides
-under ``variants.<name>`` in ``params.yaml``; :func:`variant_params` applies them.
+Model variants (the paper's ablations and the KPN baseline) are ``model`` and ``exposure`` param
+overrides under ``variants.<name>`` in ``params.yaml``; :func:`variant_configs` applies them.
 """
 
 from __future__ import annotations
 
-import copy
 import pickle
 import os
 from pathlib import Path
@@ -23,30 +22,42 @@ import torch
 from torch import nn
 
 from gimbal.errors import DataError, ParamError, ShapeError
-from gimbal.io import atomic_path
+from gimbal.io import save_torch_atomic
 from gimbal.losses import LossConfig, gimbal_loss
 from gimbal.models.gimbal import GimbalNet, GimbalOutput, gamma
-from gimbal.params import get
+from gimbal.models.gimbal import ModelConfig
+from gimbal.params import parse_group, unknown_key_error
 from gimbal.sensor.camera import CameraSpec
-from gimbal.sensor.model import Sensor
+from gimbal.sensor.exposure import ExposureConfig
+from gimbal.sensor.model import Sensor, SensorConfig
 
 
-def variant_params(params: dict[str, Any], variant: str) -> dict[str, Any]:
-    """Return a copy of ``params`` with ``variants.<variant>`` merged into the ``model`` group.
+VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure")
+"""The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
 
-    ``variant='gimbal'`` with no overrides is the model exactly as configured in ``model``.
+
+def variant_configs(params: dict[str, Any], variant: str) -> tuple[ModelConfig, ExposureConfig]:
+    """The ``model`` and ``exposure`` configs of ``variant``: the groups with ``variants.<variant>`` merged in.
+
+    ``variants.<name>`` maps ``model`` and/or ``exposure`` to key overrides; ``gimbal: {}`` is the model exactly
+    as configured. Unknown variants, groups and keys raise :class:`ParamError` naming them.
     """
-    variants = get(params, "variants", dict, default={}) or {}
-    if variant not in variants:
-        known = ", ".join(sorted(variants)) or "none"
+    variants = params.get("variants") or {}
+    if not isinstance(variants, dict) or variant not in variants:
+        known = ", ".join(sorted(variants)) if isinstance(variants, dict) else "none"
         raise ParamError(f"params: unknown model variant '{variant}' (variants: {known}); add it under 'variants'")
     overrides = variants[variant] or {}
     if not isinstance(overrides, dict):
-        raise ParamError(f"params: 'variants.{variant}' must be a mapping of 'model' overrides, got {overrides!r}")
-    merged = copy.deepcopy(params)
-    merged.setdefault("model", {})
-    merged["model"].update(copy.deepcopy(overrides))
-    return merged
+        raise ParamError(f"params: 'variants.{variant}' must map groups {list(VARIANT_GROUPS)} to overrides, "
+                         f"got {overrides!r}")
+    for group in overrides:
+        if group not in VARIANT_GROUPS:
+            raise unknown_key_error(str(group), VARIANT_GROUPS, f"'variants.{variant}'")
+    merged = {}
+    for group, cls in (("model", ModelConfig), ("exposure", ExposureConfig)):
+        parse_group(cls, overrides.get(group), f"variants.{variant}.{group}")  # names a bad override key
+        merged[group] = parse_group(cls, {**(params.get(group) or {}), **(overrides.get(group) or {})}, group)
+    return merged["model"], merged["exposure"]
 
 
 def ground_truth(irradiance: torch.Tensor, camera: CameraSpec) -> torch.Tensor:
@@ -112,22 +123,26 @@ class GimbalSystem(nn.Module):
 
     @classmethod
     def from_params(cls, params: dict[str, Any], variant: str = "gimbal") -> GimbalSystem:
-        """Build the system for ``variant`` from params groups sensor, exposure, model, loss."""
-        p = variant_params(params, variant)
-        p["model"].setdefault("n", get(p, "exposure.n", int, default=3))
-        sensor = Sensor.from_params(p)
-        net = GimbalNet.from_params(p)
-        normalize = get(p, "model.normalize_exposure", bool, default=True)
-        return cls(sensor, net, LossConfig.from_params(p), normalize=normalize)
+        """Build the system for ``variant`` from params groups sensor, exposure, model, loss and ``seed``."""
+        model, exposure = variant_configs(params, variant)
+        seed = params.get("seed", 0)
+        sensor = Sensor.from_config(SensorConfig.from_params(params), exposure, model.learn_exposure,
+                                    seed if isinstance(seed, int) else 0)
+        net = GimbalNet.from_config(model, exposure.n)
+        return cls(sensor, net, LossConfig.from_params(params), normalize=model.normalize_exposure)
 
     def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> GimbalOutput:
         """Network on a raw burst ``(B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s."""
         x = self.sensor.normalize(burst, durations_s) if self.normalize else burst
         return self.net(x)
 
-    def forward(self, irradiance: torch.Tensor, step: int = 0) -> StepOutput:
-        """Capture a burst from ``irradiance (B, T_f, C, H, W)`` (e-/s), reconstruct, and compute the loss."""
-        captured = self.sensor(irradiance, step)
+    def forward(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None
+                ) -> StepOutput:
+        """Capture a burst from ``irradiance (B, T_f, C, H, W)`` (e-/s), reconstruct, and compute the loss.
+
+        ``generator``: the sensor noise stream (default: the sensor's own; validation passes its own).
+        """
+        captured = self.sensor(irradiance, step, generator)
         out = self.reconstruct(captured.burst, captured.durations_s)
         target = ground_truth(irradiance, self.sensor.camera).to(out.image.dtype)
         loss = gimbal_loss(out.image, out.align_estimate, target, step, self.loss_config)
@@ -142,9 +157,8 @@ def exposure_report(system: GimbalSystem, variant: str) -> dict[str, Any]:
 
 def save_system(path: str | os.PathLike[str], system: GimbalSystem, params: dict[str, Any], variant: str) -> None:
     """Atomically write a trained system (params, variant, weights, schedule in us) for :func:`load_system`."""
-    with atomic_path(path) as tmp:
-        torch.save({"variant": variant, "params": params, "system": system.state_dict(),
-                    "exposures": exposure_report(system, variant)}, tmp)
+    save_torch_atomic(path, {"variant": variant, "params": params, "system": system.state_dict(),
+                             "exposures": exposure_report(system, variant)})
 
 
 def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GimbalSystem:

@@ -16,18 +16,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from gimbal.data.augment import AugmentConfig, augment_clips, scale_to_electrons
+from gimbal.data.augment import AugmentConfig, augment_clips, to_irradiance, window
 from gimbal.data.loader import make_loader
 from gimbal.errors import ParamError
-from gimbal.io import atomic_path, write_json_atomic
+from gimbal.io import save_torch_atomic, write_json_atomic
 from gimbal.losses import psnr, ssim
-from gimbal.params import get
+from gimbal.params import parse_group
+from gimbal.sensor.camera import CameraSpec
 from gimbal.sensor.plot import plot_schedule
 from gimbal.system import GimbalSystem, exposure_report, save_system
 
@@ -36,63 +37,49 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Params group ``train``.
+    """Params group ``train`` (the embedded default; paper scale in comments).
 
     Attributes:
-        steps: optimisation steps (paper: ~ 1e6; embedded default: a few hundred).
-        batch_size: clips per step and per rank.
-        lr: Adam learning rate (paper: 1e-4).
-        seed: base seed (rank r uses seed + r for data order and noise).
+        steps: optimisation steps (paper: ~1e6).
+        batch_size: clips per step and per rank (paper: 2 per GPU).
+        lr: Adam learning rate of the network and the exposures (paper: 1e-4 over ~1e6 steps).
+        samples_per_clip: optimisation steps per decoded clip batch, each with a fresh random augmentation
+            (crop, shake, light level); > 1 amortises video decoding (paper scale: 1).
         val_every: validate every this many steps (and at the end).
         val_clips: number of held-out test clips in the fixed validation set.
         checkpoint_every: save a resumable checkpoint every this many steps.
         loader: ``auto`` (DALI when it works, else PyTorch/PyAV), ``dali`` or ``torch``.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        electrons_range: mean photo-electrons at full exposure drawn per clip (log-uniform).
-        samples_per_clip: optimisation steps per decoded clip batch, each with a fresh random
-            augmentation (crop, 3D rotation, brightness); > 1 amortises video decoding.
     """
 
     steps: int = 200
     batch_size: int = 4
-    lr: float = 1e-4
-    seed: int = 0
+    lr: float = 1e-3
+    samples_per_clip: int = 8
     val_every: int = 50
     val_clips: int = 4
     checkpoint_every: int = 50
-    loader: str = "auto"
-    device: str = "auto"
-    electrons_range: tuple[float, float] = (100.0, 2000.0)
-    samples_per_clip: int = 1
+    loader: Literal["auto", "dali", "torch"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "val_every", "val_clips", "checkpoint_every", "samples_per_clip"):
+            if getattr(self, key) < 1:
+                raise ParamError(f"params: 'train.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ParamError(f"params: 'train.lr' must be > 0, got {self.lr}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainConfig:
-        erange = get(params, "sensor.electrons_range", list, default=list(cls.electrons_range))
-        if len(erange) != 2 or not all(isinstance(x, (int, float)) for x in erange) or not 0 < erange[0] <= erange[1]:
-            raise ParamError(f"params: 'sensor.electrons_range' must be [lo, hi] with 0 < lo <= hi, got {erange!r}")
-        cfg = cls(
-            steps=get(params, "train.steps", int, cls.steps),
-            batch_size=get(params, "train.batch_size", int, cls.batch_size),
-            lr=float(get(params, "train.lr", (int, float), cls.lr)),
-            seed=get(params, "seed", int, cls.seed),
-            val_every=get(params, "train.val_every", int, cls.val_every),
-            val_clips=get(params, "train.val_clips", int, cls.val_clips),
-            checkpoint_every=get(params, "train.checkpoint_every", int, cls.checkpoint_every),
-            loader=get(params, "train.loader", str, cls.loader),
-            device=get(params, "train.device", str, cls.device),
-            electrons_range=(float(erange[0]), float(erange[1])),
-            samples_per_clip=get(params, "train.samples_per_clip", int, cls.samples_per_clip),
-        )
-        for key in ("steps", "batch_size", "val_every", "val_clips", "checkpoint_every", "samples_per_clip"):
-            if getattr(cfg, key) < 1:
-                raise ParamError(f"params: 'train.{key}' must be >= 1, got {getattr(cfg, key)}")
-        if cfg.lr <= 0:
-            raise ParamError(f"params: 'train.lr' must be > 0, got {cfg.lr}")
-        if cfg.loader not in ("auto", "dali", "torch"):
-            raise ParamError(f"params: 'train.loader' must be auto, dali or torch, got {cfg.loader!r}")
-        if cfg.device not in ("auto", "cpu", "cuda"):
-            raise ParamError(f"params: 'train.device' must be auto, cpu or cuda, got {cfg.device!r}")
-        return cfg
+        return parse_group(cls, params.get("train"), "train")
+
+
+def seed_from_params(params: dict[str, Any]) -> int:
+    """The top-level ``seed`` param (default 0)."""
+    seed = params.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ParamError(f"params: 'seed' must be an int, got {seed!r}")
+    return seed
 
 
 @dataclass(frozen=True)
@@ -147,21 +134,24 @@ def clip_batches(
 
 
 def make_irradiance(
-    clips: torch.Tensor, augment: AugmentConfig, full_exposure_s: float, erange: tuple[float, float],
-    generator: torch.Generator,
+    clips: torch.Tensor, augment: AugmentConfig, camera: CameraSpec, channels: int, generator: torch.Generator,
+    window_frames: int | None = None,
 ) -> torch.Tensor:
-    """Dense sRGB clips ``(B, T_f, C, H, W)`` (uint8 or float in [0, 1]) -> augmented irradiance
-    ``(B, T_f, C, h, w)`` in e-/s (Section 6.2)."""
-    aug = augment_clips(clips, augment, generator)
-    return scale_to_electrons(aug.linear, full_exposure_s, erange, generator)
+    """Dense sRGB clips ``(B, T_f, 3, H, W)`` (uint8 or float in [0, 1]) -> augmented irradiance
+    ``(B, T_w, channels, h, w)`` in e-/s (Section 6.2): the first ``window_frames`` frames (default
+    ``augment.window_frames``) span the budget T."""
+    frames = augment.window_frames if window_frames is None else window_frames
+    aug = augment_clips(window(clips, frames), augment, generator, channels)
+    return to_irradiance(aug.linear, camera, augment.white_level, generator)
 
 
 def fixed_irradiance_set(
-    shards_dir: Path, split: str, n_clips: int, batch_size: int, augment: AugmentConfig, budget_s: float,
-    electrons_range: tuple[float, float], seed: int, backend: str = "auto", device: torch.device | str = "cpu",
+    shards_dir: Path, split: str, n_clips: int, batch_size: int, augment: AugmentConfig, camera: CameraSpec,
+    channels: int, seed: int, backend: str = "auto", device: torch.device | str = "cpu",
+    window_frames: int | None = None,
 ) -> list[torch.Tensor]:
-    """A fixed list of irradiance batches ``(b, T_f, C, h, w)`` (e-/s, on the CPU) from the first ``n_clips``
-    clips of ``split`` in shard order, augmented and scaled with a generator seeded by ``seed``.
+    """A fixed list of irradiance batches ``(b, T_w, C, h, w)`` (e-/s, on the CPU) from the first ``n_clips``
+    clips of ``split`` in shard order, augmented and lit with a generator seeded by ``seed``.
 
     The same arguments give the same tensors, so every method and variant is scored on the same scenes.
     """
@@ -172,7 +162,7 @@ def fixed_irradiance_set(
                          shuffle=False, seed=seed, rank=0, world_size=1, dtype=torch.uint8)
     for clips, _meta in loader:
         clips = clips[: n_clips - n]
-        out.append(make_irradiance(clips.to(device), augment, budget_s, electrons_range, gen).cpu())
+        out.append(make_irradiance(clips.to(device), augment, camera, channels, gen, window_frames).cpu())
         n += clips.shape[0]
         if n >= n_clips:
             break
@@ -183,13 +173,17 @@ def fixed_irradiance_set(
 
 @torch.no_grad()
 def validate(system: GimbalSystem, batches: list[torch.Tensor], seed: int, device: torch.device) -> dict[str, float]:
-    """Mean loss / PSNR / SSIM on fixed batches with exact Poisson noise (eval mode), seeded."""
+    """Mean loss / PSNR / SSIM on fixed batches with exact Poisson noise (eval mode).
+
+    The noise comes from a generator of its own seeded with ``seed``: every validation sees the same
+    bursts, and the training noise stream is left untouched.
+    """
     was_training = system.training
     system.eval()
-    system.sensor.set_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     losses, psnrs, ssims = [], [], []
     for irr in batches:
-        out = system(irr.to(device), step=0)
+        out = system(irr.to(device), step=0, generator=gen)
         losses.append(float(out.loss))
         psnrs.extend(psnr(out.image, out.target, reduction="none").tolist())
         ssims.extend(ssim(out.image, out.target, reduction="none").tolist())
@@ -200,17 +194,39 @@ def validate(system: GimbalSystem, batches: list[torch.Tensor], seed: int, devic
 
 def save_checkpoint(path: Path, system: GimbalSystem, opt: torch.optim.Optimizer, step: int,
                     generator: torch.Generator, extra: dict[str, Any]) -> None:
-    """Atomically save everything needed to resume at ``step``."""
+    """Atomically save everything needed to resume at ``step``: weights, optimizer and every RNG
+    (data augmentation, sensor noise, torch's global one)."""
     state = {
         "step": step,
         "system": system.state_dict(),
         "optimizer": opt.state_dict(),
         "data_generator": generator.get_state(),
+        "sensor_rng": system.sensor.rng_state(),
         "torch_rng": torch.get_rng_state(),
         **extra,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch_atomic(path, state)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or ``None`` when there is none.
+
+    An unreadable checkpoint is reported by name, moved aside to ``<name>.corrupt`` and ignored, so
+    training starts fresh instead of failing until someone deletes it.
+    """
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(state, dict) or "step" not in state or "system" not in state:
+            raise ValueError("not a training checkpoint")
+        return state
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is handled the same way
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        log.warning("%s: unreadable checkpoint (%s: %s); moved to %s, training starts from step 0",
+                    path, type(exc).__name__, str(exc)[:200], aside)
+        return None
 
 
 def train(
@@ -226,29 +242,36 @@ def train(
 ) -> dict[str, Any]:
     """Train ``variant`` and write the model, metrics, exposure schedule (JSON + plot) and dvclive logs.
 
-    Resumes from ``checkpoint_path`` when it exists and was written for the same params.
+    Resumes from ``checkpoint_path`` when it holds an unfinished run of the same params and code; the
+    resumed run equals an uninterrupted one (weights, schedule and dvclive logs), since the checkpoint
+    holds every RNG, the logged history, and the loader is replayed to the same clip batch.
     Returns the final metrics dict.
     """
     cfg = TrainConfig.from_params(params)
+    seed = seed_from_params(params)
     ctx, device = setup_distributed(cfg.device)
-    torch.manual_seed(cfg.seed + ctx.rank)
+    torch.manual_seed(seed + ctx.rank)
     system = GimbalSystem.from_params(params, variant).to(device)
-    system.sensor.set_seed(cfg.seed + 1000 * ctx.rank)
+    system.sensor.set_seed(seed + 1000 * ctx.rank)
     augment = AugmentConfig.from_params(params)
-    budget_s = system.sensor.camera.budget_s
+    camera = system.sensor.camera
+    channels = system.net.channels
     trainable = [p for p in system.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed + 7919 * (ctx.rank + 1))
+    gen = torch.Generator().manual_seed(seed + 7919 * (ctx.rank + 1))
     fingerprint = {"variant": variant, "params": _fingerprint(params)}
 
     start = 0
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    history: list[tuple[int, dict[str, float]]] = []  # (step, metrics) as logged to dvclive
+    state = load_checkpoint(checkpoint_path, device)
+    if state is not None:
         if state.get("fingerprint") == fingerprint and int(state["step"]) < cfg.steps:
             system.load_state_dict(state["system"])
             opt.load_state_dict(state["optimizer"])
             gen.set_state(state["data_generator"])
+            system.sensor.set_rng_state(state["sensor_rng"])
             torch.set_rng_state(state["torch_rng"])
+            history = list(state.get("history", []))
             start = int(state["step"])
             log.info("resuming %s from step %d (%s)", variant, start, checkpoint_path)
         else:
@@ -260,29 +283,39 @@ def train(
             system, device_ids=[device.index] if device.type == "cuda" else None)
 
     backend = cfg.loader
+    val_seed = seed + 10_000
     val_batches = (
-        fixed_irradiance_set(shards_dir, "test", cfg.val_clips, cfg.batch_size, augment, budget_s,
-                             cfg.electrons_range, cfg.seed + 10_000, backend, device)
+        fixed_irradiance_set(shards_dir, "test", cfg.val_clips, cfg.batch_size, augment, camera, channels,
+                             val_seed, backend, device)
         if ctx.main else []
     )
-    batches = clip_batches(shards_dir, "train", cfg.batch_size, backend, cfg.seed + ctx.rank, ctx, device)
+    batches = clip_batches(shards_dir, "train", cfg.batch_size, backend, seed + ctx.rank, ctx, device)
+    drawn = 0  # clip batches taken from the loader; step s trains on batch s // samples_per_clip
 
     live = None
     if ctx.main:
         from dvclive import Live
 
-        live = Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
-    history: dict[str, float] = {}
+        live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
+        for logged_step, logged in history:  # a resumed run rewrites the logs of the steps before it
+            live.step = logged_step
+            for name, value in logged.items():
+                live.log_metric(name, value)
+        if history:
+            live.sync()
     step_times: list[float] = []
     system.train()
     bar = tqdm(range(start, cfg.steps), desc=f"train {variant}", initial=start, total=cfg.steps,
                disable=not ctx.main, dynamic_ncols=True)
     last_val: dict[str, float] = {}
+    last_train: dict[str, float] = {}
+    clips = None
     for step in bar:
         t0 = time.perf_counter()
-        if (step - start) % cfg.samples_per_clip == 0:
+        while drawn <= step // cfg.samples_per_clip:
             clips = next(batches)
-        irr = make_irradiance(clips, augment, budget_s, cfg.electrons_range, gen)
+            drawn += 1
+        irr = make_irradiance(clips, augment, camera, channels, gen)
         out = model(irr, step=step)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -295,48 +328,52 @@ def train(
         if ctx.main and live is not None:
             train_psnr = float(psnr(out.image.detach(), out.target).mean())
             sched = system.sensor.schedule_us()
-            live.log_metric("train/loss", loss_value)
-            live.log_metric("train/psnr", train_psnr)
+            logged = {"train/loss": loss_value, "train/psnr": train_psnr}
             for i, dt_us in enumerate(sched["durations_us"]):
-                live.log_metric(f"exposure_us/dt{i}", float(dt_us))
+                logged[f"exposure_us/dt{i}"] = float(dt_us)
             bar.set_postfix(loss=f"{loss_value:.4f}", psnr=f"{train_psnr:.2f}",
                             dt_us="/".join(f"{d:.0f}" for d in sched["durations_us"]))
-            history["train_psnr"] = train_psnr
-            history["train_loss"] = loss_value
+            last_train = {"train_psnr": train_psnr, "train_loss": loss_value}
             if done % cfg.val_every == 0 or done == cfg.steps:
-                last_val = validate(system, val_batches, cfg.seed, device)
-                for k, v in last_val.items():
-                    live.log_metric(f"val/{k}", v)
-            live.next_step()
+                last_val = validate(system, val_batches, val_seed, device)
+                logged.update({f"val/{k}": v for k, v in last_val.items()})
+            live.step = step
+            for name, value in logged.items():
+                live.log_metric(name, value)
+            history.append((step, logged))
+            live.sync()
             if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                save_checkpoint(checkpoint_path, system, opt, done, gen, {"fingerprint": fingerprint})
+                save_checkpoint(checkpoint_path, system, opt, done, gen,
+                                {"fingerprint": fingerprint, "history": history})
     bar.close()
 
     metrics: dict[str, Any] = {}
     if ctx.main:
         if not last_val:
-            last_val = validate(system, val_batches, cfg.seed, device)
+            last_val = validate(system, val_batches, val_seed, device)
+        if not last_train and history:
+            last_train = {"train_psnr": history[-1][1]["train/psnr"], "train_loss": history[-1][1]["train/loss"]}
         sched = exposure_report(system, variant)
         metrics = {
             "variant": variant,
             "steps": cfg.steps,
-            "train_loss": history.get("train_loss"),
-            "train_psnr": history.get("train_psnr"),
+            "train_loss": last_train.get("train_loss"),
+            "train_psnr": last_train.get("train_psnr"),
             "val_loss": last_val["loss"],
             "val_psnr": last_val["psnr"],
             "val_ssim": last_val["ssim"],
             "exposures_us": sched["durations_us"],
-            "sec_per_step": sum(step_times) / len(step_times) if step_times else None,
-            "device": str(device),
-            "world_size": ctx.world,
         }
-        save_checkpoint(checkpoint_path, system, opt, cfg.steps, gen, {"fingerprint": fingerprint})
+        save_checkpoint(checkpoint_path, system, opt, cfg.steps, gen, {"fingerprint": fingerprint, "history": history})
         save_system(model_path, system, params, variant)
         write_json_atomic(exposures_path, sched)
         plot_schedule(system.sensor.exposure, schedule_plot, title=f"{variant}: shutter schedule")
         write_json_atomic(metrics_path, metrics)
         if live is not None:
             live.end()
+        if step_times:
+            log.info("train %s: %.3f s per step on %s (world size %d)", variant,
+                     sum(step_times) / len(step_times), device, ctx.world)
     if ctx.world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -363,5 +400,5 @@ def _fingerprint(params: dict[str, Any]) -> str:
     """Fingerprint of a model-variant run (``train.steps`` may grow on resume)."""
     relevant = {k: v for k, v in params.items() if k not in ("train", "eval", "baselines")}
     relevant["train"] = {k: v for k, v in (params.get("train") or {}).items()
-                         if k not in ("steps", "val_every", "checkpoint_every", "loader", "device")}
+                         if k not in ("steps", "checkpoint_every", "loader", "device")}
     return run_fingerprint(relevant)

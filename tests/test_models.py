@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.models import KPN, FlowNet, GimbalNet, apply_kernels, gamma, inverse_gamma, split_reference, warp
+from gimbal.models import KPN, FlowNet, GimbalNet, ModelConfig, apply_kernels, gamma, inverse_gamma, split_reference, warp
 
 TINY = dict(flow_levels=2, kernel_size=3, kpn_base_channels=4, kpn_depth=2, flow_channels=(8, 8, 8))
 
@@ -189,21 +189,49 @@ def test_gamma_roundtrip_and_finite_gradient():
     assert (torch.diff(y) > 0).all()  # monotonic
 
 
-def test_from_params():
-    params = {"exposure": {"n": 5}, "model": {"flow_levels": 2, "kernel_size": 3, "kpn_base_channels": 4,
-                                              "kpn_depth": 1, "use_flow": True}}
-    net = GimbalNet.from_params(params)
-    assert net.n == 5 and net.flow is not None and net.flow.levels == 2
+def test_from_config():
+    cfg = ModelConfig.from_params({"model": {"flow_levels": 2, "kernel_size": 3, "kpn_base_channels": 4,
+                                             "kpn_depth": 1, "use_flow": True}})
+    net = GimbalNet.from_config(cfg, 5)
+    assert net.n == 5 and net.flow is not None and net.flow.levels == 2 and net.channels == 1
     assert net.kpn.kernel_size == 3 and net.kpn.depth == 1 and net.kpn.frames == 9
-    params["model"].update(n=3, use_flow=False)
-    net = GimbalNet.from_params(params)
+    net = GimbalNet.from_config(ModelConfig(use_flow=False), 3)
     assert net.n == 3 and net.flow is None and net.kpn.frames == 3
-    with pytest.raises(ParamError, match="model.n"):
-        GimbalNet.from_params({"model": {}})
     with pytest.raises(ParamError, match="kernel_size"):
-        GimbalNet.from_params({"model": {"n": 3, "kernel_size": 4}})
+        ModelConfig.from_params({"model": {"kernel_size": 4}})
     with pytest.raises(ParamError, match="use_flow"):
-        GimbalNet.from_params({"model": {"n": 3, "use_flow": "yes"}})
+        ModelConfig.from_params({"model": {"use_flow": "yes"}})
+    with pytest.raises(ParamError, match="did you mean 'learn_exposure'"):
+        ModelConfig.from_params({"model": {"learn_exposur": False}})
+
+
+def test_eq17_uses_reference_and_aligned_frames_only():
+    """Eq. (17) with the flow on: (kappa / kappa_a) (1/F) sum over {reference, aligned frames} of kbar_i Y_i,
+    checked pixel by pixel against the kernels and frames the KPN actually saw."""
+    torch.manual_seed(0)
+    n = 3
+    net = GimbalNet(n, channels=1, flow_levels=2, kernel_size=3, kpn_base_channels=4, kpn_depth=1,
+                    kpn_init="mean").eval()
+    with torch.no_grad():  # move away from the init: kernels differ per frame and pixel, the flow is non-zero
+        for p in net.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    seen = {}
+    net.kpn.register_forward_hook(lambda m, inp, out: seen.update(frames=inp[0].detach(), kernels=out.detach()))
+    burst = torch.rand(1, n, 1, 8, 8) + 0.5
+    with torch.no_grad():
+        out = net(burst)
+    frames, kernels = seen["frames"], seen["kernels"]
+    f = frames.shape[1]
+    assert f == 2 * n - 1
+    aligned_set = [n // 2] + list(range(n, f))  # the normalized reference and the n-1 warped frames
+    expected = torch.zeros(8, 8, dtype=torch.float64)
+    for y in range(8):
+        for x in range(8):
+            kbar = [float(kernels[0, i, 0, :, y, x].sum()) for i in range(f)]
+            kappa, kappa_a = sum(kbar), sum(kbar[i] for i in aligned_set)
+            acc = sum(kbar[i] * float(frames[0, i, 0, y, x]) for i in aligned_set)
+            expected[y, x] = kappa / kappa_a * acc / f
+    torch.testing.assert_close(inverse_gamma(out.align_estimate[0, 0]).double(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_kpn_reference_init_returns_the_middle_frame() -> None:

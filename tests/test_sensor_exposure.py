@@ -9,7 +9,7 @@ import torch
 
 from gimbal.errors import ParamError
 from gimbal.sensor import CameraSpec, Exposure, get_camera, logits_from_schedule, uniform_schedule_us
-from gimbal.sensor.camera import PLANCK_J_S, SPEED_OF_LIGHT_M_S, camera_names
+from gimbal.sensor.camera import PLANCK_J_S, SPEED_OF_LIGHT_M_S, camera_names, get_experiment
 
 T, DT_MIN, DT_RO = 2e-3, 10e-6, 100e-6
 
@@ -122,15 +122,28 @@ def test_gradient_reaches_logits() -> None:
 def test_camera_presets_and_aliases() -> None:
     jet = get_camera("jetcam19m")
     flir = get_camera("FLIR-BFS-U3-16S2M")
-    assert get_camera("synthetic") == jet and get_camera("indoor") == jet and get_camera("outdoor") == flir
+    # the authors' calibration (released config.ini [model])
+    assert (jet.read_noise_e, jet.bits, jet.gain_dn_per_e, jet.prnu) == (17.9, 10, 0.067616, 0.022762)
+    assert (jet.full_well_e, jet.dark_current_e_per_s, jet.quantum_efficiency) == (12273.8087, 9.1723, 0.528236)
+    assert jet.pixel_area_m2 == pytest.approx(1e-10) and jet.wavelength_m == 520e-9
+    # supplement Table 1 experiments: camera + timing (T, dt_min, dt_ro) + idle slot
+    syn, ind, out = (get_experiment(x) for x in ("synthetic", "indoor", "outdoor"))
+    assert get_camera("synthetic") == syn.spec() and syn.camera == "jetcam19m" and syn.idle_slot
+    assert (syn.budget_s, syn.min_exposure_s, syn.readout_s) == (3e-3, 0.0, 400e-6)
+    assert (ind.budget_s, ind.min_exposure_s, ind.readout_s, ind.idle_slot) == (5e-3, 500e-6, 400e-6, False)
+    assert out.camera == "flir_bfs_u3_16s2m" and get_camera("outdoor").name == flir.name
+    assert (out.budget_s, out.min_exposure_s, out.readout_s, out.idle_slot) == (5e-3, 4e-6, 400e-6, False)
+    # the published synthetic schedule fits T = 3 ms with 400 us readouts and an idle slot
+    s = syn.spec()
+    Exposure(3, s.budget_s, s.min_exposure_s, s.readout_s, slots=4, init_us=[872, 234, 583])
     for cam in (jet, flir):
         assert cam.tau1 == pytest.approx(0.9 * cam.full_well_e)
         assert cam.max_dn == 2**cam.bits - 1
-        # the paper's learned schedule fits the preset budget with an idle slot
-        Exposure(3, cam.budget_s, cam.min_exposure_s, cam.readout_s, slots=4, init_us=[872, 234, 583])
     assert {"jetcam19m", "flir_bfs_u3_16s2m", "synthetic", "indoor", "outdoor"} <= set(camera_names())
     with pytest.raises(ParamError, match="unknown camera"):
         get_camera("nikon")
+    with pytest.raises(ParamError, match="unknown experiment"):
+        get_experiment("lab")
     with pytest.raises(ParamError, match="unknown field"):
         get_camera("jetcam19m", budget=1.0)
     with pytest.raises(ParamError, match="quantum_efficiency"):
@@ -140,8 +153,8 @@ def test_camera_presets_and_aliases() -> None:
 
 def test_irradiance_to_electrons() -> None:
     cam: CameraSpec = get_camera("jetcam19m")
-    # 1 W/m^2 at 525 nm on a 3.45 um pixel: A / (h c / lambda) photons/s, times QE
-    photons_per_s = 3.45e-6**2 / (PLANCK_J_S * SPEED_OF_LIGHT_M_S / 525e-9)
+    # 1 W/m^2 at 520 nm on a 10 um pixel: A / (h c / lambda) photons/s, times QE
+    photons_per_s = 10e-6**2 / (PLANCK_J_S * SPEED_OF_LIGHT_M_S / 520e-9)
     assert cam.electron_rate(1.0) == pytest.approx(cam.quantum_efficiency * photons_per_s, rel=1e-12)
-    assert math.isclose(photons_per_s, 3.1457e7, rel_tol=1e-4)  # 11.9025e-12 m^2 / 3.7837e-19 J
+    assert math.isclose(photons_per_s, 2.6178e8, rel_tol=1e-4)  # 1e-10 m^2 / 3.8200e-19 J
     assert cam.photons_to_electrons(1000.0) == pytest.approx(1000.0 * cam.quantum_efficiency)

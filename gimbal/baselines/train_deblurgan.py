@@ -1,8 +1,8 @@
 """Training of the DeblurGAN-v2 baseline on the single full-exposure image (paper Table 1/2 baseline).
 
-Input: the clip captured by the *same* simulated sensor as one exposure of length ``T - dt_ro``
-(:meth:`Sensor.full_exposure`, exact Poisson noise), brightness-normalized by ``T / (T - dt_ro)``
-(eq. 14), clipped to [0, 1] and gamma-encoded; target: :func:`gimbal.system.ground_truth` (the
+Input: the clip captured by the *same* simulated sensor as one exposure of the whole budget ``T``
+(:meth:`Sensor.full_exposure`, exact Poisson noise; the brightness eq. 14 normalizes bursts to),
+clipped to [0, 1] and gamma-encoded; target: :func:`gimbal.system.ground_truth` (the
 middle instant at full-budget brightness, display space). Scenes come from the same augmentation /
 irradiance pipeline as :mod:`gimbal.train` (:func:`make_irradiance`, :func:`clip_batches`,
 :func:`fixed_irradiance_set`), so the baseline sees the data distribution of the models it is
@@ -32,7 +32,7 @@ from gimbal.data.augment import AugmentConfig
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_path, write_json_atomic
 from gimbal.losses import psnr, ssim
-from gimbal.models.gimbal import gamma
+from gimbal.models.gimbal import ModelConfig, gamma
 from gimbal.params import get
 from gimbal.sensor.model import Sensor
 from gimbal.system import ground_truth
@@ -42,6 +42,7 @@ from gimbal.train import (
     fixed_irradiance_set,
     make_irradiance,
     run_fingerprint,
+    seed_from_params,
     setup_distributed,
 )
 
@@ -95,17 +96,15 @@ def to_display(linear: torch.Tensor) -> torch.Tensor:
     return gamma(linear.clamp(0.0, 1.0))
 
 
-def full_exposure_image(sensor: Sensor, irradiance: torch.Tensor, step: int = 0) -> torch.Tensor:
-    """The single-image baselines' input: one exposure of ``T - dt_ro`` through ``sensor``.
+def full_exposure_image(sensor: Sensor, irradiance: torch.Tensor, step: int = 0,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """The single-image baselines' input: one exposure of the whole budget ``T`` through ``sensor``.
 
     ``irradiance (B, T_f, C, H, W)`` e-/s -> ``(B, C, H, W)`` display space: the raw image in [0, 1] DN
-    scaled by ``T / (T - dt_ro)`` (eq. 14, the brightness of the ground truth), clipped, gamma-encoded.
-    The noise model follows ``sensor``'s mode (eval: exact Poisson) and seed.
+    (already at the ground truth's brightness, eq. 14 scale ``T / T = 1``), clipped, gamma-encoded. The
+    noise model follows ``sensor``'s mode (eval: exact Poisson) and ``generator`` (default: its own stream).
     """
-    cam = sensor.camera
-    raw = sensor.full_exposure(irradiance, step)
-    dt = torch.tensor([cam.budget_s - cam.readout_s], dtype=torch.float64, device=raw.device)
-    return to_display(sensor.normalize(raw.unsqueeze(1), dt)[:, 0])  # eq. (14)
+    return to_display(sensor.full_exposure(irradiance, step, generator))
 
 
 def load_deblurgan_weights(
@@ -183,7 +182,7 @@ def _fingerprint(params: dict[str, Any]) -> str:
     group = dict(get(params, PARAM_GROUP, dict, {}) or {})
     group.pop("steps", None)
     relevant = {"seed": params.get("seed"), "sensor": params.get("sensor"), "augment": params.get("augment"),
-                "deblurgan": group}
+                "channels": ModelConfig.from_params(params).channels, "deblurgan": group}
     return run_fingerprint(relevant)
 
 
@@ -235,23 +234,25 @@ def train_deblurgan(
     """Train DeblurGAN-v2 on full-exposure / ground-truth pairs and write model, metrics and dvclive logs.
 
     Params: ``baselines.deblurgan.*`` (architecture, loss, lr, steps, batch_size, weights), ``seed``,
-    ``sensor.*`` (camera, electrons_range), ``augment.*``, ``train.val_every``, ``train.val_clips``,
+    ``sensor.*``, ``model.channels``, ``augment.*``, ``train.val_every``, ``train.val_clips``,
     ``train.checkpoint_every``, ``train.loader``, ``train.device``. Resumes from ``checkpoint_path`` when
     it was written for the same params. Returns the metrics written to ``metrics_path``: ``train_loss``
     (generator loss, mean of the last <= 10 steps), ``train_content``, ``val_psnr`` / ``val_ssim`` (restored)
     and ``val_input_psnr`` / ``val_input_ssim`` (the full exposure itself) on the fixed validation scenes of
-    :mod:`gimbal.train` (test split), ``sec_per_step``.
+    :mod:`gimbal.train` (test split).
     """
     cfg = TrainConfig.from_params(params)
     dcfg = DeblurGANTrainConfig.from_params(params)
+    seed = seed_from_params(params)
     ctx, device = setup_distributed(cfg.device)
     if ctx.world > 1:
         raise ParamError("train_deblurgan runs in one process; launch it with python, not torchrun")
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(seed)
     sensor = Sensor.from_params(params, learn_exposure=False).to(device).eval()  # exact Poisson: no gradient needed
     camera = sensor.camera
+    channels = ModelConfig.from_params(params).channels
     augment = AugmentConfig.from_params(params)
-    gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    gen = torch.Generator().manual_seed(seed + 7919)
     fingerprint = _fingerprint(params)
 
     if dcfg.weights is not None:
@@ -262,8 +263,8 @@ def train_deblurgan(
     if dcfg.steps == 0 and dcfg.weights is None:
         log.warning("DeblurGAN-v2: steps is 0 and no weights are given: writing the untrained generator")
 
-    val_batches = fixed_irradiance_set(shards_dir, "test", cfg.val_clips, dcfg.batch_size, augment, camera.budget_s,
-                                       cfg.electrons_range, cfg.seed + VAL_SEED_OFFSET, cfg.loader, device)
+    val_batches = fixed_irradiance_set(shards_dir, "test", cfg.val_clips, dcfg.batch_size, augment, camera, channels,
+                                       seed + VAL_SEED_OFFSET, cfg.loader, device)
     from dvclive import Live
 
     live = Live(str(live_dir), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
@@ -271,7 +272,7 @@ def train_deblurgan(
     step_times: list[float] = []
     last_val: dict[str, float] = {}
     if start < dcfg.steps:
-        batches = clip_batches(shards_dir, "train", dcfg.batch_size, cfg.loader, cfg.seed, ctx, device)
+        batches = clip_batches(shards_dir, "train", dcfg.batch_size, cfg.loader, seed, ctx, device)
         bar = tqdm(range(start, dcfg.steps), desc="train deblurgan", initial=start, total=dcfg.steps,
                    disable=not progress, dynamic_ncols=True)
         for step in bar:
@@ -279,8 +280,8 @@ def train_deblurgan(
             if (step - start) % cfg.samples_per_clip == 0:
                 clips = next(batches)
             with torch.no_grad():
-                irr = make_irradiance(clips, augment, camera.budget_s, cfg.electrons_range, gen)
-                sensor.set_seed(_noise_seed(cfg.seed, step))
+                irr = make_irradiance(clips, augment, camera, channels, gen)
+                sensor.set_seed(_noise_seed(seed, step))
                 blurred = full_exposure_image(sensor, irr)
                 sharp = ground_truth(irr, camera).to(blurred.dtype)
             losses = model.training_step(blurred, sharp)
@@ -293,7 +294,7 @@ def train_deblurgan(
                 live.log_metric(f"train/{k}", v)
             bar.set_postfix(loss_g=f"{losses['loss_g']:.4f}", mse=f"{losses['mse']:.5f}")
             if done % cfg.val_every == 0 or done == dcfg.steps:
-                last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device)
+                last_val = validate_deblurgan(model, sensor, val_batches, seed, device)
                 for k, v in last_val.items():
                     live.log_metric(f"val/{k}", v)
             live.next_step()
@@ -301,7 +302,7 @@ def train_deblurgan(
                 _save_checkpoint(checkpoint_path, model, gen, fingerprint)
         bar.close()
     if not last_val:
-        last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device)
+        last_val = validate_deblurgan(model, sensor, val_batches, seed, device)
         if start == 0:  # nothing was logged (steps 0): log the evaluation so the dvclive plots exist
             for k, v in last_val.items():
                 live.log_metric(f"val/{k}", v)
@@ -322,9 +323,9 @@ def train_deblurgan(
         "val_input_psnr": last_val["input_psnr"],
         "val_input_ssim": last_val["input_ssim"],
         "perceptual": "substitute" if model.content_loss.uses_substitute else "vgg19",
-        "sec_per_step": sum(step_times) / len(step_times) if step_times else None,
-        "device": str(device),
     }
+    if step_times:
+        log.info("train deblurgan: %.3f s per step on %s", sum(step_times) / len(step_times), device)
     _save_checkpoint(checkpoint_path, model, gen, fingerprint)
     model.save(model_path)
     write_json_atomic(metrics_path, metrics)

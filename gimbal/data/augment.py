@@ -1,36 +1,44 @@
-"""Training-time augmentation of dense clips (Section 6.2).
+"""Training-time augmentation of dense clips and the scene's light level (Section 6.2).
 
-For a batch of interpolated clips ``(B, T, C, H, W)`` (sRGB, [0, 1]):
+For a batch of interpolated clips ``(B, T, 3, H, W)`` (sRGB, [0, 1] or uint8):
 
-1. a smooth random 3D camera rotation per frame (integrated random walk of angular
-   velocities, anchored to the identity at the middle frame and scaled per clip so the largest
-   rotation equals a random angle in ``[min_rotation_deg, max_rotation_deg]``);
-2. a random ``crop x crop`` window (same for all frames of a clip), warped by the homography
-   ``H_t = K R_t K^-1`` (pinhole intrinsics ``K``: focal ``focal_px`` in pixels of the crop,
-   principal point at the crop centre) and cut to its central ``center x center`` part, in
-   one kornia ``warp_perspective`` call (border padding);
+0. the time window: the first ``window_frames`` frames span the budget T (``None``: all; the
+   released code uses 121 of 241 in training and 61 in evaluation, the paper text all 241);
+1. a random ``crop x crop`` window (same for all frames of a clip), converted to luma when the
+   model is monochrome (BT.601 weights on the gamma-encoded values, as OpenCV's grayscale read
+   that the authors use);
+2. camera shake, as a homography ``H_t = K R_t K^-1`` per frame:
+
+   * ``motion: shake`` (the authors' released protocol, default): a per-frame random walk of
+     Euler angles (std roll 1e-3 deg, pitch 1e-2 deg, yaw 1e-2 deg per frame) accumulated
+     outward from the middle frame, with the calibrated intrinsics (fx 5480.68, fy 5494.67 px,
+     principal point (1020.30, 516.23) at 1920x1080) scaled to the frame size;
+   * ``motion: smooth``: a smooth random rotation (integrated random walk of angular velocity),
+     anchored at the middle frame and scaled so its largest angle is in
+     ``[min_rotation_deg, max_rotation_deg]``, with a pinhole of focal ``focal_px`` at the crop centre;
+
+   warped (kornia ``warp_perspective``, border padding) and cut to the central ``center x center``
+   part in one call;
 3. an antialiased resize to ``out_size x out_size`` (kornia);
-4. inverse gamma to linear intensities (:func:`gimbal.models.gimbal.inverse_gamma`, the exact
-   inverse of the network's output gamma).
+4. the inverse sRGB gamma (kornia) to linear intensities.
 
-The ground truth is the middle frame of the augmented clip in sRGB (before inverse gamma): the
-loss (eq. 16/18) compares the network output after its gamma against it in display space, as
-the paper does. :func:`scale_to_electrons` then turns the linear clip into irradiance
-(electrons per second) for the sensor simulation.
+:func:`to_irradiance` then scales the linear clip by a white level drawn uniformly per clip
+(``white_level``, W/m^2) and converts it to photo-electrons per second with
+:meth:`CameraSpec.electron_rate` (eq. 4), as the authors' released code does.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import kornia
 import torch
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.models.gimbal import inverse_gamma
-from gimbal.params import get
+from gimbal.params import parse_group
+from gimbal.sensor.camera import CameraSpec
 
 __all__ = [
     "AugmentConfig",
@@ -39,33 +47,44 @@ __all__ = [
     "intrinsic_matrix",
     "random_rotation_trajectory",
     "rotation_homographies",
-    "scale_to_electrons",
+    "shake_rotations",
+    "to_irradiance",
+    "window",
 ]
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation parameters (params group ``augment``).
+    """Params group ``augment`` (Section 6.2; the embedded default, paper values in comments).
 
     Attributes:
         crop: side in pixels of the random window cut from each input frame (paper: 512).
         center: side of its central part kept after warping (paper: 256).
         out_size: final side after antialiased resizing (paper: 128).
-        max_rotation_deg: upper bound of the per-clip maximal camera rotation (degrees).
-        min_rotation_deg: lower bound of it.
-        focal_px: focal length of the virtual camera in pixels of the crop (None: ``crop``,
-            i.e. a ~53 degree field of view across the crop).
-        smoothness: ratio of random-walk angular-acceleration noise to initial angular
-            velocity; larger = more wiggly trajectories.
+        motion: ``shake`` (the released per-frame Euler random walk) or ``smooth`` (a smooth rotation).
+        shake_std_deg: per-frame std of the roll, pitch and yaw random walk in degrees (``shake``).
+        intrinsics: ``(fx, fy, cx, cy)`` in pixels at ``intrinsics_size`` (``shake``), scaled to the frame.
+        intrinsics_size: ``(width, height)`` the intrinsics were calibrated at.
+        max_rotation_deg, min_rotation_deg: range of the per-clip largest rotation (``smooth``).
+        focal_px: focal length in pixels of the crop (``smooth``; None: ``crop``).
+        smoothness: angular-acceleration noise relative to the initial velocity (``smooth``).
+        white_level: ``[lo, hi]`` irradiance in W/m^2 of an sRGB white, drawn uniformly per clip.
+        window_frames: frames spanning the budget T, from the first (None: all; released: 121).
     """
 
-    crop: int = 512
-    center: int = 256
-    out_size: int = 128
+    crop: int = 128
+    center: int = 64
+    out_size: int = 32
+    motion: Literal["shake", "smooth"] = "shake"
+    shake_std_deg: tuple[float, float, float] = (1e-3, 1e-2, 1e-2)
+    intrinsics: tuple[float, float, float, float] = (5480.68, 5494.67, 1020.30, 516.23)
+    intrinsics_size: tuple[int, int] = (1920, 1080)
     max_rotation_deg: float = 3.0
     min_rotation_deg: float = 0.0
     focal_px: float | None = None
     smoothness: float = 0.1
+    white_level: tuple[float, float] = (0.018, 0.02)
+    window_frames: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.out_size <= self.center <= self.crop:
@@ -76,28 +95,23 @@ class AugmentConfig:
                              f"({self.max_rotation_deg})")
         if self.focal_px is not None and self.focal_px <= 0:
             raise ParamError(f"augment: focal_px must be > 0, got {self.focal_px}")
-        if self.smoothness < 0:
-            raise ParamError(f"augment: smoothness must be >= 0, got {self.smoothness}")
+        if self.smoothness < 0 or min(self.shake_std_deg) < 0:
+            raise ParamError(f"augment: smoothness and shake_std_deg must be >= 0, got {self.smoothness}, "
+                             f"{list(self.shake_std_deg)}")
+        if not 0 < self.white_level[0] <= self.white_level[1]:
+            raise ParamError(f"augment: white_level must be [lo, hi] W/m^2 with 0 < lo <= hi, got "
+                             f"{list(self.white_level)}")
+        if self.window_frames is not None and self.window_frames < 2:
+            raise ParamError(f"augment: window_frames must be >= 2 or null, got {self.window_frames}")
 
     @property
     def focal(self) -> float:
-        """Focal length in pixels of the crop."""
+        """Focal length in pixels of the crop (``smooth`` motion)."""
         return float(self.focal_px) if self.focal_px is not None else float(self.crop)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], group: str = "augment") -> AugmentConfig:
-        """Read every field from params group ``group``; missing keys keep the paper defaults."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            value = get(params, f"{group}.{f.name}", None, default=None)
-            if value is None:
-                continue
-            typ = int if f.type == "int" else (int, float)
-            if not isinstance(value, typ) or isinstance(value, bool):
-                name = "an int" if typ is int else "a number"
-                raise ParamError(f"params: '{group}.{f.name}' must be {name}, got {value!r}")
-            values[f.name] = value
-        return cls(**values)
+    def from_params(cls, params: dict[str, Any]) -> AugmentConfig:
+        return parse_group(cls, params.get("augment"), "augment")
 
 
 @dataclass
@@ -106,8 +120,8 @@ class AugmentedBatch:
 
     Attributes:
         linear: ``(B, T, C, out, out)`` augmented clip, linear intensities in [0, 1].
-        gt: ``(B, C, out, out)`` its middle frame ``T // 2`` in sRGB [0, 1] (loss target).
-        rotations: ``(B, T, 3)`` camera rotations (axis-angle, radians) applied per frame.
+        gt: ``(B, C, out, out)`` its middle frame ``T // 2`` in sRGB [0, 1].
+        rotations: ``(B, T, 3, 3)`` camera rotation matrices applied per frame.
         origins: ``(B, 2)`` top-left ``(x0, y0)`` of each clip's ``crop`` window in the input frames.
     """
 
@@ -166,77 +180,141 @@ def rotation_homographies(rotations: torch.Tensor, focal_px: float, size: int) -
     return (k @ r @ torch.linalg.inv(k)).reshape(*shape, 3, 3)
 
 
-def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None
-                  ) -> AugmentedBatch:
+def shake_rotations(batch: int, frames: int, std_deg: tuple[float, float, float],
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """The released camera shake: a per-frame random walk of Euler angles, zero at the middle frame.
+
+    Each frame adds independent N(0, std^2) increments to (roll, pitch, yaw), accumulated outward from
+    the middle frame ``frames // 2`` (frames after it sum the increments from the middle on, frames
+    before it the increments back to the middle), so the middle frame is unrotated.
+
+    Args:
+        batch, frames: ``B`` and ``T``.
+        std_deg: per-frame std of roll (about the optical axis z), pitch (about x) and yaw (about y), degrees.
+        generator: CPU generator.
+
+    Returns:
+        ``(B, T, 3, 3)`` rotation matrices ``R = Rz(roll) Rx(pitch) Ry(yaw)`` (float32, CPU).
+    """
+    std = torch.tensor([math.radians(x) for x in std_deg])
+    steps = torch.randn(batch, frames, 3, generator=generator) * std
+    m = frames // 2
+    angles = torch.zeros(batch, frames, 3)
+    angles[:, m + 1 :] = steps[:, m + 1 :].cumsum(dim=1)
+    angles[:, :m] = steps[:, :m].flip(1).cumsum(dim=1).flip(1)
+    axes = torch.eye(3)[[2, 0, 1]]  # roll about z, pitch about x, yaw about y
+    r = kornia.geometry.conversions.axis_angle_to_rotation_matrix((angles[..., :, None] * axes).reshape(-1, 3))
+    r = r.reshape(batch, frames, 3, 3, 3)
+    return r[:, :, 0] @ r[:, :, 1] @ r[:, :, 2]
+
+
+def window(clips: torch.Tensor, frames: int | None) -> torch.Tensor:
+    """The first ``frames`` frames of ``clips (B, T, ...)`` (all for ``None``): the samples spanning T."""
+    if frames is None:
+        return clips
+    if frames > clips.shape[1]:
+        raise ShapeError(f"augment: window_frames={frames} is more than the clips' {clips.shape[1]} frames; "
+                         "lower augment.window_frames / eval.window_frames")
+    return clips[:, :frames]
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    """Inverse sRGB gamma of ``x (..., C, H, W)`` in [0, 1], any ``C`` (kornia's works on 3 channels)."""
+    c = x.shape[-3]
+    if c == 3:
+        return kornia.color.rgb_to_linear_rgb(x)
+    shape = (*x.shape[:-3], 3, *x.shape[-2:])
+    return kornia.color.rgb_to_linear_rgb(x[..., :1, :, :].expand(shape))[..., :1, :, :].expand(x.shape)
+
+
+def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None,
+                  channels: int = 3) -> AugmentedBatch:
     """Augment a batch of dense sRGB clips (see the module docstring).
 
     Args:
-        clips: ``(B, T, C, H, W)`` float in [0, 1] or uint8 in [0, 255] (sRGB), ``H, W >= config.crop``.
+        clips: ``(B, T, 3, H, W)`` float in [0, 1] or uint8 in [0, 255] (sRGB), ``H, W >= config.crop``;
+            ``T`` already the time window (:func:`window`).
         config: :class:`AugmentConfig`.
         generator: CPU ``torch.Generator``; the same seed gives the same output.
+        channels: 1 (luma, BT.601) or 3 (RGB) output channels.
 
     Returns:
-        :class:`AugmentedBatch` (linear clip, sRGB ground-truth middle frame, rotations).
+        :class:`AugmentedBatch` with ``linear (B, T, channels, out, out)``.
     """
     if clips.dim() != 5 or not (clips.is_floating_point() or clips.dtype == torch.uint8):
         raise ShapeError(f"augment_clips: expected a float or uint8 (B, T, C, H, W) clip batch, got {tuple(clips.shape)} "
                          f"{clips.dtype}")
     b, t, c, h, w = clips.shape
+    if channels not in (1, 3) or (channels == 3 and c != 3) or c not in (1, 3):
+        raise ShapeError(f"augment_clips: cannot make {channels} channels from {c}-channel clips")
     s = config.crop
     if h < s or w < s:
         raise ShapeError(f"augment_clips: frames are {w}x{h}, smaller than augment.crop={s}; lower augment.crop "
                          "(and center/out_size) in params.yaml")
-    lo, hi = math.radians(config.min_rotation_deg), math.radians(config.max_rotation_deg)
-    max_angle = lo + (hi - lo) * torch.rand(b, generator=generator)
-    rotations = random_rotation_trajectory(b, t, max_angle, config.smoothness, generator)
+    if config.motion == "shake":
+        rotations = shake_rotations(b, t, config.shake_std_deg, generator)
+    else:
+        lo, hi = math.radians(config.min_rotation_deg), math.radians(config.max_rotation_deg)
+        max_angle = lo + (hi - lo) * torch.rand(b, generator=generator)
+        axis_angle = random_rotation_trajectory(b, t, max_angle, config.smoothness, generator)
+        rotations = kornia.geometry.conversions.axis_angle_to_rotation_matrix(axis_angle.reshape(-1, 3))
+        rotations = rotations.reshape(b, t, 3, 3)
+        smooth_homog = rotation_homographies(axis_angle.double(), config.focal, s)
     y0 = torch.randint(0, h - s + 1, (b,), generator=generator)
     x0 = torch.randint(0, w - s + 1, (b,), generator=generator)
 
     crops = torch.stack([clips[i, :, :, y0[i] : y0[i] + s, x0[i] : x0[i] + s] for i in range(b)])
     if crops.dtype == torch.uint8:  # 8-bit clips are converted after cropping: 4x less memory for the full frames
         crops = crops.float() / 255.0
-    homog = rotation_homographies(rotations.to(crops.device, crops.dtype), config.focal, s)  # (B, T, 3, 3)
+    if channels == 1 and c == 3:
+        crops = kornia.color.rgb_to_grayscale(crops.reshape(b * t, 3, s, s)).reshape(b, t, 1, s, s)
+    cc = crops.shape[2]
+    dev, dt = crops.device, crops.dtype
+    if config.motion == "shake":  # K of the whole frame, moved to the crop's coordinates
+        fx, fy, cx, cy = config.intrinsics
+        sx, sy = w / config.intrinsics_size[0], h / config.intrinsics_size[1]
+        k = torch.tensor([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+        k = k.expand(b, 3, 3).clone()
+        k[:, 0, 2] -= x0.double()
+        k[:, 1, 2] -= y0.double()
+        homog = (k[:, None] @ rotations.double() @ torch.linalg.inv(k)[:, None]).to(dev, dt)  # (B, T, 3, 3)
+    else:
+        homog = smooth_homog.to(dev, dt)
     offset = (s - config.center) / 2.0  # crop coordinates -> centre-window coordinates
-    shift = torch.eye(3, device=crops.device, dtype=crops.dtype)
+    shift = torch.eye(3, device=dev, dtype=dt)
     shift[0, 2] = shift[1, 2] = -offset
     warped = kornia.geometry.transform.warp_perspective(
-        crops.reshape(b * t, c, s, s), (shift @ homog).reshape(b * t, 3, 3), (config.center, config.center),
+        crops.reshape(b * t, cc, s, s), (shift @ homog).reshape(b * t, 3, 3), (config.center, config.center),
         mode="bilinear", padding_mode="border", align_corners=True)
     if config.out_size != config.center:
         warped = kornia.geometry.transform.resize(warped, (config.out_size, config.out_size),
                                                   interpolation="bilinear", antialias=True)
-    srgb = warped.clamp(0, 1).reshape(b, t, c, config.out_size, config.out_size)
-    return AugmentedBatch(linear=inverse_gamma(srgb), gt=srgb[:, t // 2].clone(), rotations=rotations,
-                         origins=torch.stack([x0, y0], dim=1))
+    srgb = warped.clamp(0, 1).reshape(b, t, cc, config.out_size, config.out_size)
+    return AugmentedBatch(linear=srgb_to_linear(srgb), gt=srgb[:, t // 2].clone(), rotations=rotations,
+                          origins=torch.stack([x0, y0], dim=1))
 
 
-def scale_to_electrons(linear: torch.Tensor, full_exposure_s: float, electrons_range: tuple[float, float],
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """Scale linear clips to irradiance in electrons per second for the sensor (Section 6.2).
+def to_irradiance(linear: torch.Tensor, camera: CameraSpec, white_level: tuple[float, float],
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Linear clips -> irradiance in photo-electrons per second (the authors' light level).
 
-    Per clip a target mean electron count ``e`` is drawn log-uniformly in ``electrons_range``
-    and the clip is scaled so that ``mean(irradiance) * full_exposure_s == e`` (i.e. a single
-    exposure over the full budget collects ``e`` electrons per pixel on average).
+    Per clip a white level ``L ~ U[lo, hi]`` W/m^2 is drawn; the irradiance is ``linear * L`` W/m^2,
+    converted to e-/s per pixel by :meth:`CameraSpec.electron_rate` (eq. 4).
 
     Args:
-        linear: ``(B, T, C, H, W)`` linear intensities (>= 0, not all zero per clip).
-        full_exposure_s: the full exposure budget ``T`` in seconds.
-        electrons_range: ``(lo, hi)`` mean electrons at full exposure, ``0 < lo <= hi``.
+        linear: ``(B, T, C, H, W)`` linear intensities in [0, 1] (sRGB white = 1).
+        camera: the sensor's :class:`CameraSpec` (pixel area, QE, wavelength).
+        white_level: ``(lo, hi)`` W/m^2, ``0 < lo <= hi``.
         generator: CPU ``torch.Generator``.
 
     Returns:
-        ``(B, T, C, H, W)`` irradiance in electrons per second.
+        ``(B, T, C, H, W)`` irradiance in e-/s.
     """
-    lo, hi = electrons_range
+    lo, hi = white_level
     if not 0 < lo <= hi:
-        raise ParamError(f"scale_to_electrons: electrons_range must satisfy 0 < lo <= hi, got {electrons_range}")
-    if full_exposure_s <= 0:
-        raise ParamError(f"scale_to_electrons: full_exposure_s must be > 0, got {full_exposure_s}")
+        raise ParamError(f"to_irradiance: white_level must satisfy 0 < lo <= hi, got {white_level}")
     if linear.dim() != 5:
-        raise ShapeError(f"scale_to_electrons: expected (B, T, C, H, W), got {tuple(linear.shape)}")
-    b = linear.shape[0]
-    u = torch.rand(b, generator=generator, dtype=torch.float64)
-    target = torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))  # log-uniform electrons
-    mean = linear.detach().mean(dim=(1, 2, 3, 4)).double().clamp(min=1e-12)
-    scale = (target.to(mean.device) / (mean * full_exposure_s)).to(linear.dtype)
-    return linear * scale[:, None, None, None, None]
+        raise ShapeError(f"to_irradiance: expected (B, T, C, H, W), got {tuple(linear.shape)}")
+    u = torch.rand(linear.shape[0], generator=generator, dtype=torch.float64)
+    rate = camera.electron_rate(lo + (hi - lo) * u)  # e-/s of a white pixel, per clip
+    return linear * rate.to(device=linear.device, dtype=linear.dtype)[:, None, None, None, None]

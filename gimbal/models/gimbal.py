@@ -4,9 +4,10 @@
 non-reference frames to the middle frame with :class:`~gimbal.models.flow.FlowNet`, predicts
 per-pixel kernels for the ``2n-1`` frames (burst + aligned) with :class:`~gimbal.models.kpn.KPN`,
 merges them by eq. (15) (mean over frames of the kernel-filtered frames) and applies a
-differentiable gamma. It also returns the annealed alignment estimate of eq. (17), which uses
-each kernel collapsed to 1x1 (the sum of its weights), so it can only be sharp if the flow
-aligned the frames.
+differentiable gamma. It also returns the annealed alignment estimate of eq. (17): each kernel
+collapsed to 1x1 (the sum of its weights), applied to the normalized reference frame and the
+n-1 *aligned* frames only, rescaled by kappa / kappa_a (the sum of all collapsed kernels over
+the sum over those n frames), so it can only be sharp if the flow aligned the frames.
 
 Sizes: inputs of any ``H, W`` are accepted; they are replicate-padded up to a multiple of
 ``max(2**kpn_depth, 2**(flow_levels-1))`` and every output is cropped back to ``H x W``.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +26,10 @@ from torch import nn
 from gimbal.errors import ParamError, ShapeError
 from gimbal.models.flow import FlowNet, split_reference, warp
 from gimbal.models.kpn import KPN, apply_kernels
-from gimbal.params import get
+from gimbal.params import parse_group
 
-__all__ = ["GAMMA", "GAMMA_EPS", "GimbalNet", "GimbalOutput", "gamma", "inverse_gamma"]
+__all__ = ["GAMMA", "GAMMA_EPS", "GimbalNet", "GimbalOutput", "ModelConfig", "align_estimate", "gamma",
+           "inverse_gamma"]
 
 GAMMA = 2.2
 """Display gamma: ``srgb = linear ** (1 / GAMMA)`` (sRGB-like)."""
@@ -54,6 +56,84 @@ def inverse_gamma(display: torch.Tensor, g: float = GAMMA, eps: float = GAMMA_EP
     slope = y0 / (g * eps)
     power = display.clamp(min=y0) ** g
     return torch.where(display >= y0, power, eps + (display - y0) / slope)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Params group ``model`` (Section 5); the embedded default, paper scale in comments.
+
+    Attributes:
+        learn_exposure: learn the exposure times end to end (``False``: frozen at ``exposure.init_us``).
+        use_flow: align the burst with the flow network (``False``: the paper's no-flow ablation / KPN).
+        normalize_exposure: eq. (14) before the network (``False``: the supplement's ablation).
+        channels: 1 (monochrome, as the paper and its released code) or 3 (RGB).
+        flow_levels: pyramid levels of the flow network (paper scale: 4).
+        flow_channels: hidden widths of the flow sub-CNN (paper: 100, 50, 25).
+        kernel_size: per-pixel kernel size k (paper: 5).
+        kpn_base_channels: KPN U-Net width (paper scale: 64).
+        kpn_depth: KPN down-samplings (paper scale: 4).
+        kpn_init: the merge starts as the middle frame (``reference``) or the mean of all frames (``mean``).
+    """
+
+    learn_exposure: bool = True
+    use_flow: bool = True
+    normalize_exposure: bool = True
+    channels: int = 1
+    flow_levels: int = 3
+    flow_channels: tuple[int, ...] = (100, 50, 25)
+    kernel_size: int = 5
+    kpn_base_channels: int = 8
+    kpn_depth: int = 2
+    kpn_init: Literal["reference", "mean"] = "reference"
+
+    def __post_init__(self) -> None:
+        for key in ("channels", "flow_levels", "kernel_size", "kpn_base_channels"):
+            if getattr(self, key) < 1:
+                raise ParamError(f"params: 'model.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.channels not in (1, 3):
+            raise ParamError(f"params: 'model.channels' must be 1 (mono) or 3 (RGB), got {self.channels}")
+        if self.kpn_depth < 0:
+            raise ParamError(f"params: 'model.kpn_depth' must be >= 0, got {self.kpn_depth}")
+        if self.kernel_size % 2 == 0:
+            raise ParamError(f"params: 'model.kernel_size' must be odd, got {self.kernel_size}")
+        if not self.flow_channels or min(self.flow_channels) < 1:
+            raise ParamError(f"params: 'model.flow_channels' must be positive ints, got {list(self.flow_channels)}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ModelConfig:
+        return parse_group(cls, params.get("model"), "model")
+
+
+def align_estimate(frames: torch.Tensor, kernels: torch.Tensor, n: int, aligned: bool,
+                   eps: float = 1e-8) -> torch.Tensor:
+    """Eq. (17): the annealed alignment estimate in linear units, ``(B, C, H, W)``.
+
+    ``kbar_i = sum_q kernels_i[q]`` is each kernel collapsed to 1x1. With flow (``aligned``), the frames
+    are ``(normalized burst, aligned frames)`` and the estimate uses the normalized reference ``n // 2``
+    and the ``n - 1`` aligned frames ``A`` only, rescaled by ``kappa / kappa_a``::
+
+        I_align = (kappa / kappa_a) * (1 / F) * sum_{i in A} kbar_i Y_i,
+        kappa = sum_{all i} kbar_i,   kappa_a = sum_{i in A} kbar_i,
+
+    so it has the brightness of the eq. (15) merge and is sharp only if the frames in ``A`` are aligned.
+    Without flow there are no aligned frames and all ``n`` frames are used (kappa = kappa_a).
+
+    Args:
+        frames: ``(B, F, C, H, W)`` the KPN's input frames (``F = 2n - 1`` with flow, ``n`` without).
+        kernels: ``(B, F, C, k*k, H, W)`` the KPN's per-pixel kernels.
+        n: burst length.
+        aligned: whether ``frames[:, n:]`` are the flow-aligned frames.
+    """
+    kbar = kernels.sum(dim=3)  # (B, F, C, H, W)
+    f = frames.shape[1]
+    if not aligned:
+        return (kbar * frames).mean(dim=1)
+    idx = [n // 2, *range(n, f)]
+    kappa = kbar.sum(dim=1)
+    kbar_a = kbar[:, idx]
+    kappa_a = kbar_a.sum(dim=1)
+    kappa_a = torch.where(kappa_a.abs() < eps, torch.full_like(kappa_a, eps), kappa_a)
+    return (kappa / kappa_a) * (kbar_a * frames[:, idx]).sum(dim=1) / f
 
 
 @dataclass
@@ -108,34 +188,11 @@ class GimbalNet(nn.Module):
                        depth=kpn_depth, init_reference=n // 2 if kpn_init == "reference" else None)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> GimbalNet:
-        """Build from params group ``model`` (``n`` falls back to ``exposure.n``)."""
-        n = get(params, "model.n", int, default=None)
-        if n is None:
-            n = get(params, "exposure.n", int, default=None)
-        if n is None:
-            raise ParamError("params: missing 'model.n' (or 'exposure.n'): the burst length; add it to params.yaml")
-        flow_channels = get(params, "model.flow_channels", list, default=[100, 50, 25])
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in flow_channels):
-            raise ParamError(f"params: 'model.flow_channels' must be a list of positive ints, got {flow_channels!r}")
-        for key in ("flow_levels", "kernel_size", "kpn_base_channels", "kpn_depth", "channels"):
-            value = get(params, f"model.{key}", int, default=None)
-            if value is not None and value < (0 if key == "kpn_depth" else 1):
-                raise ParamError(f"params: 'model.{key}' must be positive, got {value}")
-        kernel_size = get(params, "model.kernel_size", int, default=5)
-        if kernel_size % 2 == 0:
-            raise ParamError(f"params: 'model.kernel_size' must be odd, got {kernel_size}")
-        return cls(
-            n=n,
-            channels=get(params, "model.channels", int, default=3),
-            flow_levels=get(params, "model.flow_levels", int, default=3),
-            kernel_size=kernel_size,
-            kpn_base_channels=get(params, "model.kpn_base_channels", int, default=64),
-            kpn_depth=get(params, "model.kpn_depth", int, default=4),
-            use_flow=get(params, "model.use_flow", bool, default=True),
-            kpn_init=get(params, "model.kpn_init", str, default="mean"),
-            flow_channels=tuple(flow_channels),
-        )
+    def from_config(cls, cfg: ModelConfig, n: int) -> GimbalNet:
+        """Build from params group ``model`` for bursts of ``n`` frames (``exposure.n``)."""
+        return cls(n=n, channels=cfg.channels, flow_levels=cfg.flow_levels, kernel_size=cfg.kernel_size,
+                   kpn_base_channels=cfg.kpn_base_channels, kpn_depth=cfg.kpn_depth, use_flow=cfg.use_flow,
+                   flow_channels=tuple(cfg.flow_channels), kpn_init=cfg.kpn_init)
 
     @property
     def multiple(self) -> int:
@@ -170,7 +227,7 @@ class GimbalNet(nn.Module):
             frames = torch.cat([x, warp(others, flows)], dim=1)  # (B, 2n-1, C, H, W)
         kernels = self.kpn(frames)  # (B, F, C, k*k, H, W)
         linear = apply_kernels(frames, kernels).mean(dim=1)  # eq. (15)
-        align_linear = (kernels.sum(dim=3) * frames).mean(dim=1)  # eq. (17): 1x1 summed kernels
+        align_linear = align_estimate(frames, kernels, n, aligned=self.flow is not None)  # eq. (17)
         linear, align_linear = linear[..., :h, :w], align_linear[..., :h, :w]
         if flows is not None:
             flows = flows[..., :h, :w]

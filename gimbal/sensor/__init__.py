@@ -5,18 +5,21 @@ spanning the exposure budget [0, T]. Output: a raw burst ``(B, n, C, H, W)`` flo
 (= DN / (2^m - 1)), differentiable w.r.t. the exposure logits.
 """
 
-from gimbal.sensor.camera import CameraSpec, camera_names, get_camera
-from gimbal.sensor.exposure import Exposure, logits_from_schedule, uniform_schedule_us
+from gimbal.sensor.camera import EXPERIMENTS, CameraSpec, Experiment, camera_names, get_camera, get_experiment
+from gimbal.sensor.exposure import Exposure, ExposureConfig, logits_from_schedule, uniform_schedule_us
 from gimbal.sensor.integrate import exposure_weights, integrate_exposures
-from gimbal.sensor.model import DEFAULT_PARAMS, Sensor, SensorOutput
+from gimbal.sensor.model import Sensor, SensorConfig, SensorOutput
 from gimbal.sensor.noise import gaussian_poisson, gengs_poisson, gengs_temperature, min_bins, read_noise, shot_noise
-from gimbal.sensor.response import normalize_exposure, quantize, soft_saturation, ste_round
+from gimbal.sensor.response import normalize_exposure, prnu_pattern, quantize, soft_saturation, ste_round
 
 __all__ = [
-    "DEFAULT_PARAMS",
+    "EXPERIMENTS",
     "CameraSpec",
+    "Experiment",
     "Exposure",
+    "ExposureConfig",
     "Sensor",
+    "SensorConfig",
     "SensorOutput",
     "camera_names",
     "exposure_weights",
@@ -24,10 +27,12 @@ __all__ = [
     "gengs_poisson",
     "gengs_temperature",
     "get_camera",
+    "get_experiment",
     "integrate_exposures",
     "logits_from_schedule",
     "min_bins",
     "normalize_exposure",
+    "prnu_pattern",
     "quantize",
     "read_noise",
     "shot_noise",

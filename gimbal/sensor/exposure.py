@@ -5,9 +5,10 @@ frame i is open during ``[t_i, t_i + dt_i]`` and is then read out for ``dt_ro``:
 
     t_1 = 0,    t_{i+1} = t_i + dt_i + dt_ro,    sum_i (dt_i + dt_ro) + idle = T.
 
-The durations come from unconstrained logits Delta (eq. 12-13)::
+The durations come from unconstrained logits Delta::
 
-    alpha = softmax(Delta),   dt_i = dt_min + alpha_i * (T - n (dt_min + dt_ro)).
+    alpha = softmax(Delta)                                   (eq. 13)
+    dt_i = dt_min + alpha_i * (T - n (dt_min + dt_ro))       (eq. 12)
 
 With ``slots = n`` the budget is always used in full; with ``slots = n + 1`` the last
 softmax entry is an *idle* slot that absorbs the unused time, placed at the end of the
@@ -18,16 +19,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from gimbal.errors import ParamError
+from gimbal.params import parse_group
 
 US = 1e-6  # seconds per microsecond
 _ALPHA_FLOOR = 1e-6  # softmax cannot reach exactly 0; dt_i == dt_min maps to this alpha
 _SCHEDULE_TOL_US = 0.01  # tolerance when checking a given schedule against the budget
+
+
+@dataclass(frozen=True)
+class ExposureConfig:
+    """Params group ``exposure``.
+
+    Attributes:
+        n: frames per burst (paper: 3).
+        idle_slot: ``True``: n+1 softmax slots, the last one idle (the budget need not be used up);
+            ``None``: the experiment's (supplement Table 1: on for ``synthetic``).
+        init_us: ``None``: equal exposures (with an idle slot: all n+1 slots equal); or n durations in us.
+    """
+
+    n: int = 3
+    idle_slot: bool | None = None
+    init_us: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ParamError(f"params: 'exposure.n' must be >= 1 (frames per burst), got {self.n}")
+        if self.init_us is not None and len(self.init_us) != self.n:
+            raise ParamError(f"params: 'exposure.init_us' must list exposure.n = {self.n} durations in us, "
+                             f"got {list(self.init_us)}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ExposureConfig:
+        return parse_group(cls, params.get("exposure"), "exposure")
 
 
 def _check_timing(n: int, budget_s: float, dt_min_s: float, dt_readout_s: float, slots: int) -> float:
@@ -168,11 +198,11 @@ class Exposure(nn.Module):
         return self.slots == self.n + 1
 
     def alphas(self) -> torch.Tensor:
-        """alpha = softmax(Delta), shape ``(slots,)`` (eq. 12)."""
+        """alpha = softmax(Delta), shape ``(slots,)`` (eq. 13)."""
         return torch.softmax(self.logits, dim=0)
 
     def durations(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Exposure durations dt_i in seconds, shape ``(n,)`` (eq. 13); differentiable in the logits."""
+        """Exposure durations dt_i in seconds, shape ``(n,)`` (eq. 12); differentiable in the logits."""
         alpha = torch.softmax(self.logits.to(torch.float64), dim=0)[: self.n]
         return (self.dt_min_s + alpha * self.free_s).to(dtype)
 

@@ -6,8 +6,8 @@ raw burst ``(B, n, C, H, W)`` of digital numbers scaled to [0, 1] (DN / (2^m - 1
 
 1. exposure schedule from logits (eqs. 12-13)       -> ``Exposure``
 2. trapezoid integration over each exposure (eq. 5)  -> ``integrate_exposures``
-3. Poisson shot + dark noise, read noise (eqs. 6-8)  -> ``shot_noise``, ``read_noise``
-4. soft saturation, dark subtraction, m-bit ADC (eqs. 9-11)
+3. Poisson shot + dark noise (eqs. 6-7), read noise (eq. 8) -> ``shot_noise``, ``read_noise``
+4. dark subtraction, soft saturation, gain, PRNU, m-bit ADC (eqs. 9-11) -> ``response``
 
 In ``train()`` mode the Poisson step is the differentiable GenGS/Gaussian hybrid, with the
 temperature annealed by the ``step`` argument; in ``eval()`` mode it is exact
@@ -18,37 +18,55 @@ temperature annealed by the ``step`` argument; in ``eval()`` mode it is exact
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.params import get
-from gimbal.sensor.camera import CameraSpec, get_camera
-from gimbal.sensor.exposure import Exposure, check_schedule
+from gimbal.params import parse_group
+from gimbal.sensor.camera import CameraSpec, get_camera, get_experiment
+from gimbal.sensor.exposure import Exposure, ExposureConfig, check_schedule
 from gimbal.sensor.integrate import check_irradiance, integrate_exposures
 from gimbal.sensor.noise import check_gengs_params, gengs_temperature, read_noise, shot_noise
-from gimbal.sensor.response import normalize_exposure, quantize, soft_saturation
+from gimbal.sensor.response import normalize_exposure, prnu_pattern, quantize, soft_saturation
 
-# Embedded-default (tiny, CPU) values of the sensor/exposure params; paper values in comments.
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "sensor": {
-        "camera": "jetcam19m",
-        "overrides": {},  # CameraSpec fields to replace, e.g. {budget_s: 0.004}
-        "gengs_max_electrons": 100.0,  # paper: 1000
-        "n_bins": 170,  # paper: 1200 (must be >= max + 6 sqrt(max) + 10)
-        "tau_decay": 1.0e-5,  # paper: tau = max(exp(-1e-5 t), 0.1)
-        "tau_min": 0.1,
-        "chunk_mb": 64.0,
-        "gengs_hard": False,  # paper: soft GenGS; true = straight-through (exact Poisson forward)
-    },
-    "exposure": {
-        "n": 3,  # frames per burst (paper: 3)
-        "idle_slot": False,  # True: n+1 softmax slots, the last one idle
-        "init_us": None,  # null: equal exposures filling the budget; or a list of n durations in us
-    },
-}
+@dataclass(frozen=True)
+class SensorConfig:
+    """Params group ``sensor`` (Section 4); the embedded default, paper values in comments.
+
+    Attributes:
+        experiment: supplement Table 1 configuration (:data:`~gimbal.sensor.camera.EXPERIMENTS`):
+            ``synthetic`` | ``indoor`` | ``outdoor`` (a camera preset plus timing plus idle slot).
+        overrides: :class:`CameraSpec` fields to replace, e.g. ``{budget_s: 0.004, readout_s: 5.0e-5}``.
+        gengs_max_electrons: GenGS below this mean, Gaussian above (paper: 1000).
+        n_bins: GenGS Poisson bins (paper: 1200; >= max + 6 sqrt(max) + 10).
+        tau_decay: GenGS temperature tau = max(exp(-tau_decay t), tau_min) (paper: 1e-5; short runs anneal faster).
+        tau_min: lowest GenGS temperature (paper: 0.1).
+        gengs_hard: exact Poisson forward with the GenGS gradient (GenGS under-disperses at high tau).
+        chunk_mb: GenGS memory per chunk, MiB.
+    """
+
+    experiment: str = "synthetic"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    gengs_max_electrons: float = 100.0
+    n_bins: int = 170
+    tau_decay: float = 1.0e-2
+    tau_min: float = 0.1
+    gengs_hard: bool = False
+    chunk_mb: float = 64.0
+
+    def __post_init__(self) -> None:
+        self.camera()  # an unknown experiment or override field fails here, naming it
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SensorConfig:
+        return parse_group(cls, params.get("sensor"), "sensor")
+
+    def camera(self) -> CameraSpec:
+        """The experiment's camera with its timing and the overrides."""
+        return get_experiment(self.experiment).spec(**self.overrides)
 
 
 class SensorOutput(NamedTuple):
@@ -118,37 +136,35 @@ class Sensor(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_params(cls, params: dict[str, Any], learn_exposure: bool | None = None) -> Sensor:
-        """Build from the ``sensor`` and ``exposure`` param groups (plus ``seed`` and ``model.learn_exposure``).
+    def from_config(
+        cls, sensor: SensorConfig, exposure: ExposureConfig, learn_exposure: bool = True, seed: int = 0
+    ) -> Sensor:
+        """Build from the ``sensor`` and ``exposure`` param groups.
 
-        Missing keys take :data:`DEFAULT_PARAMS`; ``learn_exposure`` overrides ``model.learn_exposure``.
+        ``exposure.idle_slot: null`` takes the experiment's idle slot (supplement Table 1).
         """
-        d_s, d_e = DEFAULT_PARAMS["sensor"], DEFAULT_PARAMS["exposure"]
-        overrides = get(params, "sensor.overrides", (dict, type(None)), d_s["overrides"]) or {}
-        camera = get_camera(get(params, "sensor.camera", str, d_s["camera"]), **overrides)
-        n = get(params, "exposure.n", int, d_e["n"])
-        idle = get(params, "exposure.idle_slot", bool, d_e["idle_slot"])
-        init_us = get(params, "exposure.init_us", (list, type(None)), d_e["init_us"])
-        if init_us is not None and not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in init_us):
-            raise ParamError(f"params: 'exposure.init_us' must be a list of numbers (microseconds), got {init_us!r}")
-        if learn_exposure is None:
-            learn_exposure = get(params, "model.learn_exposure", bool, True)
+        idle = get_experiment(sensor.experiment).idle_slot if exposure.idle_slot is None else exposure.idle_slot
         return cls(
-            camera,
-            n=n,
-            slots=n + 1 if idle else n,
+            sensor.camera(),
+            n=exposure.n,
+            slots=exposure.n + 1 if idle else exposure.n,
             learn_exposure=learn_exposure,
-            init_exposures_us=init_us,
-            gengs_max_electrons=float(
-                get(params, "sensor.gengs_max_electrons", (int, float), d_s["gengs_max_electrons"])
-            ),
-            n_bins=get(params, "sensor.n_bins", int, d_s["n_bins"]),
-            seed=get(params, "seed", int, 0),
-            tau_decay=float(get(params, "sensor.tau_decay", (int, float), d_s["tau_decay"])),
-            tau_min=float(get(params, "sensor.tau_min", (int, float), d_s["tau_min"])),
-            chunk_mb=float(get(params, "sensor.chunk_mb", (int, float), d_s["chunk_mb"])),
-            gengs_hard=get(params, "sensor.gengs_hard", bool, d_s["gengs_hard"]),
+            init_exposures_us=exposure.init_us,
+            gengs_max_electrons=sensor.gengs_max_electrons,
+            n_bins=sensor.n_bins,
+            seed=seed,
+            tau_decay=sensor.tau_decay,
+            tau_min=sensor.tau_min,
+            chunk_mb=sensor.chunk_mb,
+            gengs_hard=sensor.gengs_hard,
         )
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], learn_exposure: bool = True) -> Sensor:
+        """Build from the raw ``sensor``, ``exposure`` and ``seed`` params (see :meth:`from_config`)."""
+        seed = params.get("seed", 0)
+        return cls.from_config(SensorConfig.from_params(params), ExposureConfig.from_params(params),
+                               learn_exposure, seed if isinstance(seed, int) else 0)
 
     # ------------------------------------------------------------------ randomness
     def set_seed(self, seed: int) -> None:
@@ -164,20 +180,34 @@ class Sensor(nn.Module):
             self._generators[key] = g
         return self._generators[key]
 
+    def rng_state(self) -> dict[str, Any]:
+        """The noise generators' states (for checkpoints): ``{"seed", "states": {device: ByteTensor}}``."""
+        return {"seed": self.seed, "states": {k: g.get_state() for k, g in self._generators.items()}}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`rng_state`: the following captures continue the saved noise stream."""
+        self.set_seed(int(state["seed"]))
+        for key, s in state["states"].items():
+            self._generator(torch.device(key)).set_state(s.cpu() if isinstance(s, torch.Tensor) else s)
+
     # ------------------------------------------------------------------ model
     def temperature(self, step: int) -> float:
         """GenGS temperature at training step ``step``."""
         return gengs_temperature(step, self.tau_decay, self.tau_min)
 
-    def capture(self, mean_electrons: torch.Tensor, durations_s: torch.Tensor, step: int = 0) -> torch.Tensor:
-        """Noise, response and ADC (eqs. 6-11) on mean photo-electrons.
+    def capture(self, mean_electrons: torch.Tensor, durations_s: torch.Tensor, step: int = 0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise, response and ADC (eqs. 6-11) on mean photo-electrons, in the authors' order:
+        + dark mean -> Poisson (eqs. 6-7) -> + read noise (eq. 8) -> - dark mean -> response r (eqs. 9-10)
+        -> gain K -> PRNU -> round -> clip (eq. 11: Y = Q(r(e - e0))).
 
         Args:
             mean_electrons: ``(B, n, C, H, W)`` mean photo-electrons per exposure.
             durations_s: ``(n,)`` exposure durations in seconds (for the dark signal I0 * dt).
             step: training step (GenGS temperature).
+            generator: noise generator (default: the module's own stream, see :meth:`set_seed`).
         Returns:
-            ``(B, n, C, H, W)`` DN / (2^m - 1) in [0, 1].
+            ``(B, n, C, H, W)`` DN / (2^m - 1), in [0, 1].
         """
         cam = self.camera
         if mean_electrons.dim() != 5 or mean_electrons.shape[1] != durations_s.numel():
@@ -185,9 +215,9 @@ class Sensor(nn.Module):
                 f"mean_electrons must be (B, n, C, H, W) with n = {durations_s.numel()} durations, "
                 f"got {tuple(mean_electrons.shape)}"
             )
-        gen = self._generator(mean_electrons.device)
+        gen = generator if generator is not None else self._generator(mean_electrons.device)
         dt = durations_s.to(device=mean_electrons.device, dtype=mean_electrons.dtype).view(1, -1, 1, 1, 1)
-        dark = cam.dark_current_e_per_s * dt  # mean dark electrons (eq. 6)
+        dark = cam.dark_current_e_per_s * dt  # mean dark electrons e0 = I0 dt
         electrons = shot_noise(
             mean_electrons + dark,
             training=self.training,
@@ -197,21 +227,26 @@ class Sensor(nn.Module):
             generator=gen,
             chunk_bytes=self.chunk_bytes,
             hard=self.gengs_hard,
-        )
-        electrons = read_noise(electrons, cam.read_noise_e, gen)  # eq. (7)
-        electrons = soft_saturation(electrons, cam.tau1, cam.full_well_e)  # eq. (9)
+        )  # eqs. (6)-(7)
+        electrons = read_noise(electrons, cam.read_noise_e, gen)  # eq. (8)
         if cam.dark_subtraction:
-            electrons = electrons - dark  # eq. (10)
+            electrons = electrons - dark  # eq. (11): e - e0 before the response
+        electrons = soft_saturation(electrons, cam.tau1, cam.full_well_e)  # eqs. (9)-(10)
+        if cam.prnu > 0:
+            b, _, c, h, w = electrons.shape
+            electrons = electrons * prnu_pattern((b, 1, c, h, w), cam.prnu, gen, electrons.device, electrons.dtype)
         dn = quantize(electrons, cam.gain_dn_per_e, cam.bits)  # eq. (11)
         return dn / cam.max_dn
 
-    def forward(self, irradiance: torch.Tensor, step: int = 0) -> SensorOutput:
+    def forward(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None
+                ) -> SensorOutput:
         """Raw burst from a dense clip.
 
         Args:
             irradiance: ``(B, T_f, C, H, W)`` photo-electrons / s / pixel; the T_f samples span
                 the budget [0, T] uniformly (sample j at j T / (T_f - 1)).
             step: training step, sets the GenGS temperature (ignored in eval mode).
+            generator: noise generator (default: the module's own stream).
         Returns:
             :class:`SensorOutput` with ``burst (B, n, C, H, W)`` in [0, 1] (same dtype as the
             input), and the schedule ``durations_s``, ``starts_s`` ``(n,)`` in seconds.
@@ -221,21 +256,23 @@ class Sensor(nn.Module):
         t64 = self.exposure.starts(torch.float64)
         check_schedule(dt64.detach(), t64.detach(), self.camera.budget_s)
         mean = integrate_exposures(irradiance, t64, dt64, self.camera.budget_s)  # eq. (5)
-        burst = self.capture(mean, dt64, step)
+        burst = self.capture(mean, dt64, step, generator)
         return SensorOutput(burst, dt64.to(irradiance.dtype), t64.to(irradiance.dtype))
 
-    def full_exposure(self, irradiance: torch.Tensor, step: int = 0) -> torch.Tensor:
-        """One exposure of length T - dt_ro from t = 0 through the same noise and response.
+    def full_exposure(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None
+                      ) -> torch.Tensor:
+        """One exposure of the whole budget ``[0, T]`` through the same noise and response.
 
-        ``irradiance (B, T_f, C, H, W)`` -> ``(B, C, H, W)`` in [0, 1] (not exposure-normalized:
-        multiply by ``T / (T - dt_ro)`` for eq. 14 scaling). Used by the single-image baselines.
+        ``irradiance (B, T_f, C, H, W)`` -> ``(B, C, H, W)`` in [0, 1]; it already has the brightness that
+        eq. (14) normalizes bursts to (the authors' released code integrates over T as well). Used by the
+        single-image baselines.
         """
         check_irradiance(irradiance)
         cam = self.camera
-        dt = torch.tensor([cam.budget_s - cam.readout_s], dtype=torch.float64, device=irradiance.device)
+        dt = torch.tensor([cam.budget_s], dtype=torch.float64, device=irradiance.device)
         t0 = torch.zeros(1, dtype=torch.float64, device=irradiance.device)
         mean = integrate_exposures(irradiance, t0, dt, cam.budget_s)
-        return self.capture(mean, dt, step)[:, 0]
+        return self.capture(mean, dt, step, generator)[:, 0]
 
     def normalize(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
         """Eq. (14): ``Y_i * T / dt_i`` for ``burst (B, n, C, H, W)``.

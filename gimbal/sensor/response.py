@@ -1,13 +1,13 @@
-"""Sensor response, dark subtraction and quantization (paper eqs. 9-11), and eq. 14.
+"""Sensor response, PRNU and quantization (paper eqs. 9-11), and the exposure normalization of eq. 14.
 
-* Eq. (9): the response is linear up to tau1 (default 0.9 FWC) and saturates softly to the
-  full well above it: ``f(x) = tau1 + (FWC - tau1) * (1 - exp(-(x - tau1) / (FWC - tau1)))``
-  for ``x > tau1``. It is C^1 at tau1 (slope 1) and never exceeds FWC. (The supplement's
-  exact soft-saturation formula was not available offline; this is a standard choice with
-  the properties the paper states.)
-* Eq. (10): the mean dark signal ``I0 * dt`` is subtracted (dark-frame subtraction).
-* Eq. (11): ``DN = clamp(round(K * x), 0, 2^m - 1)`` with a straight-through estimator for
-  the rounding (identity gradient inside the ADC range).
+* Eqs. (9)-(10): the response r is linear up to tau1 (0.9 FWC: the authors' 10 % response tail)
+  and saturates softly to the full well above it:
+  ``r(x) = tau1 + (FWC - tau1) * (1 - exp(-(x - tau1) / (FWC - tau1)))`` for ``x > tau1``
+  (C^1 at tau1, never above FWC; the form of the authors' released forward model).
+* Eq. (11): ``Y = Q(r(e - e0))``: the mean dark signal ``e0 = I0 dt`` is subtracted before the
+  response, then the gain K, then ``Q = clamp(round(.), 0, 2^m - 1)`` with a straight-through
+  estimator for the rounding (identity gradient inside the ADC range).
+* PRNU: each pixel's signal is scaled by ``1 + prnu * U(-0.5, 0.5)`` (the authors' calibration).
 """
 
 from __future__ import annotations
@@ -16,11 +16,18 @@ import torch
 
 
 def soft_saturation(electrons: torch.Tensor, tau1_e: float, full_well_e: float) -> torch.Tensor:
-    """Eq. (9): identity below ``tau1_e``, smooth approach to ``full_well_e`` above; electrons in and out."""
+    """Eqs. (9)-(10): identity below ``tau1_e``, smooth approach to ``full_well_e`` above; electrons in and out."""
     span = full_well_e - tau1_e
     excess = (electrons - tau1_e).clamp_min(0)
     saturated = tau1_e + span * (-torch.expm1(-excess / span))
     return torch.where(electrons > tau1_e, saturated, electrons)
+
+
+def prnu_pattern(shape: tuple[int, ...], prnu: float, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-pixel response factors ``1 + prnu * U(-0.5, 0.5)`` of ``shape`` (dimensionless)."""
+    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    return 1.0 + prnu * (u - 0.5)
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
