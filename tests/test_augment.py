@@ -13,12 +13,20 @@ from gimbal.data.augment import (
     augment_clips,
     random_rotation_trajectory,
     rotation_homographies,
-    scale_to_electrons,
+    shake_rotations,
+    to_irradiance,
+    window,
 )
 from gimbal.errors import ParamError, ShapeError
-from gimbal.models.gimbal import inverse_gamma
+from gimbal.sensor.camera import get_camera
 
-CFG = AugmentConfig(crop=32, center=16, out_size=8, max_rotation_deg=4.0, focal_px=40.0)
+
+def inverse_gamma(srgb: torch.Tensor) -> torch.Tensor:
+    """The sRGB transfer function inverted (IEC 61966-2-1), written out for the tests."""
+    return torch.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+CFG = AugmentConfig(crop=32, center=16, out_size=8, motion="smooth", max_rotation_deg=4.0, focal_px=40.0)
 
 
 def _clips(seed: int = 0, b: int = 2, t: int = 5, h: int = 40, w: int = 48) -> torch.Tensor:
@@ -30,9 +38,9 @@ def test_shapes_and_gt_is_middle_frame():
     out = augment_clips(_clips(), CFG, torch.Generator().manual_seed(1))
     assert out.linear.shape == (2, 5, 3, 8, 8)
     assert out.gt.shape == (2, 3, 8, 8)
-    assert out.rotations.shape == (2, 5, 3) and out.origins.shape == (2, 2)
+    assert out.rotations.shape == (2, 5, 3, 3) and out.origins.shape == (2, 2)
     assert 0 <= out.gt.min() and out.gt.max() <= 1
-    torch.testing.assert_close(out.linear[:, 2], inverse_gamma(out.gt))  # gt: sRGB middle frame
+    torch.testing.assert_close(out.linear[:, 2], inverse_gamma(out.gt), atol=1e-6, rtol=1e-5)  # gt: sRGB middle
     assert (out.linear[:, 2] <= out.gt + 1e-6).all()  # linear = gamma-decoded, darker
 
 
@@ -43,23 +51,24 @@ def test_determinism_with_seed():
     c = augment_clips(clips, CFG, torch.Generator().manual_seed(4))
     assert torch.equal(a.linear, b.linear) and torch.equal(a.gt, b.gt)
     assert not torch.equal(a.linear, c.linear)
-    ea = scale_to_electrons(a.linear, 0.01, (10.0, 1e4), torch.Generator().manual_seed(5))
-    eb = scale_to_electrons(a.linear, 0.01, (10.0, 1e4), torch.Generator().manual_seed(5))
+    cam = get_camera("jetcam19m")
+    ea = to_irradiance(a.linear, cam, (0.018, 0.02), torch.Generator().manual_seed(5))
+    eb = to_irradiance(a.linear, cam, (0.018, 0.02), torch.Generator().manual_seed(5))
     assert torch.equal(ea, eb)
 
 
 def test_zero_rotation_is_pure_crop():
-    cfg = AugmentConfig(crop=32, center=16, out_size=8, max_rotation_deg=0.0)
+    cfg = AugmentConfig(crop=32, center=16, out_size=8, motion="smooth", max_rotation_deg=0.0)
     clips = _clips()
     out = augment_clips(clips, cfg, torch.Generator().manual_seed(2))
-    assert torch.equal(out.rotations, torch.zeros_like(out.rotations))
+    assert torch.equal(out.rotations, torch.eye(3).expand_as(out.rotations))
     for i in range(2):
         x0, y0 = (int(v) for v in out.origins[i])
         window = clips[i, :, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24]  # centre 16 of the 32 crop
         expected = kornia.geometry.transform.resize(window, (8, 8), antialias=True)
         torch.testing.assert_close(out.linear[i], inverse_gamma(expected), atol=1e-5, rtol=0)
     # no resize when out_size == center: the crop itself
-    cfg = AugmentConfig(crop=32, center=16, out_size=16, max_rotation_deg=0.0)
+    cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="shake", shake_std_deg=(0.0, 0.0, 0.0))
     out = augment_clips(clips, cfg, torch.Generator().manual_seed(2))
     x0, y0 = (int(v) for v in out.origins[0])
     torch.testing.assert_close(out.gt[0], clips[0, 2, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24], atol=1e-5, rtol=0)
@@ -86,30 +95,58 @@ def test_yaw_homography_shifts_by_focal_tan():
 
 def test_rotation_moves_content():
     clips = _clips(t=3)
-    cfg = AugmentConfig(crop=32, center=16, out_size=16, min_rotation_deg=5.0, max_rotation_deg=5.0,
-                        focal_px=40.0)
+    cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="smooth", min_rotation_deg=5.0,
+                        max_rotation_deg=5.0, focal_px=40.0)
     out = augment_clips(clips, cfg, torch.Generator().manual_seed(0))
-    assert out.rotations.norm(dim=2).amax().item() == pytest.approx(math.radians(5.0), rel=1e-5)
+    angle = kornia.geometry.conversions.rotation_matrix_to_axis_angle(out.rotations.reshape(-1, 3, 3)).norm(dim=1)
+    assert angle.amax().item() == pytest.approx(math.radians(5.0), rel=1e-4)
     x0, y0 = (int(v) for v in out.origins[0])
     torch.testing.assert_close(out.gt[0], clips[0, 1, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24], atol=1e-5, rtol=0)
     assert (out.linear[:, 0] - out.linear[:, 1]).abs().mean() > 0.05  # other frames see a rotated view
 
 
-def test_scale_gives_requested_mean_electrons():
-    linear = torch.rand(64, 3, 1, 4, 4) * torch.rand(64, 1, 1, 1, 1)
-    lo, hi, t_full = 20.0, 2000.0, 0.02
-    irr = scale_to_electrons(linear, t_full, (lo, hi), torch.Generator().manual_seed(0))
-    electrons = irr.mean(dim=(1, 2, 3, 4)) * t_full
-    assert ((electrons >= lo * (1 - 1e-5)) & (electrons <= hi * (1 + 1e-5))).all()
-    # log-uniform: log10 spread over [1.3, 3.3], about half the clips below the geometric mean
-    below = (electrons < math.sqrt(lo * hi)).float().mean()
-    assert 0.25 < below < 0.75
-    # ratios inside a clip are kept (a pure per-clip scale)
-    torch.testing.assert_close(irr[0] / irr[0].mean(), linear[0] / linear[0].mean())
-    fixed = scale_to_electrons(linear, t_full, (500.0, 500.0))
-    torch.testing.assert_close(fixed.mean(dim=(1, 2, 3, 4)) * t_full, torch.full((64,), 500.0))
+def test_irradiance_is_white_level_times_electron_rate():
+    """e-/s = linear x white level (uniform per clip in [lo, hi] W/m^2) x QE A lambda / (h c) (eq. 4)."""
+    cam = get_camera("jetcam19m")
+    linear = torch.rand(256, 3, 1, 4, 4)
+    lo, hi = 0.018, 0.02
+    irr = to_irradiance(linear, cam, (lo, hi), torch.Generator().manual_seed(0))
+    photons_per_j = 520e-9 / (6.62607015e-34 * 299_792_458.0)
+    per_w = 0.528236 * 1e-10 * photons_per_j  # e-/s per W/m^2 on a 10 um pixel
+    white = (irr / linear).mean(dim=(1, 2, 3, 4)) / per_w  # the drawn white level of each clip, W/m^2
+    assert (white >= lo * (1 - 1e-5)).all() and (white <= hi * (1 + 1e-5)).all()
+    assert white.mean().item() == pytest.approx((lo + hi) / 2, rel=0.01)  # uniform: mean at the centre
+    assert white.std().item() == pytest.approx((hi - lo) / math.sqrt(12), rel=0.15)
+    torch.testing.assert_close(irr[0] / irr[0].mean(), linear[0] / linear[0].mean())  # a per-clip scale
     with pytest.raises(ParamError):
-        scale_to_electrons(linear, t_full, (0.0, 10.0))
+        to_irradiance(linear, cam, (0.0, 0.02))
+
+
+def test_shake_is_a_random_walk_outward_from_the_middle():
+    """Per-frame increments of std (roll, pitch, yaw): the angle's variance grows as |t - middle| std^2."""
+    std = (1e-3, 1e-2, 1e-2)
+    r = shake_rotations(4000, 9, std, torch.Generator().manual_seed(0)).double()
+    assert torch.allclose(r[:, 4], torch.eye(3, dtype=torch.float64).expand(4000, 3, 3))  # the middle is unrotated
+    # small angles: yaw (about y) ~ R[0, 2], pitch (about x) ~ R[2, 1], roll (about z) ~ R[1, 0]
+    for t in (0, 2, 6, 8):
+        k = abs(t - 4)
+        yaw, pitch, roll = r[:, t, 0, 2], r[:, t, 2, 1], r[:, t, 1, 0]
+        for series, s in ((roll, std[0]), (pitch, std[1]), (yaw, std[2])):
+            assert series.std().item() == pytest.approx(math.radians(s) * math.sqrt(k), rel=0.06)
+
+
+def test_luma_and_window():
+    """Mono clips are BT.601 luma of the gamma-encoded RGB; the window keeps the first frames."""
+    clips = _clips(t=7)
+    cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="shake", shake_std_deg=(0.0, 0.0, 0.0))
+    out = augment_clips(window(clips, 5), cfg, torch.Generator().manual_seed(2), channels=1)
+    assert out.linear.shape == (2, 5, 1, 16, 16)
+    x0, y0 = (int(v) for v in out.origins[0])
+    rgb = clips[0, 2, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24]
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    torch.testing.assert_close(out.gt[0, 0], luma, atol=1e-5, rtol=0)
+    with pytest.raises(ShapeError, match="window_frames"):
+        window(clips, 9)
 
 
 def test_config_from_params_and_errors():
@@ -118,6 +155,8 @@ def test_config_from_params_and_errors():
     assert AugmentConfig.from_params({}) == AugmentConfig()
     with pytest.raises(ParamError, match="augment.crop"):
         AugmentConfig.from_params({"augment": {"crop": 12.5}})
+    with pytest.raises(ParamError, match="did you mean 'white_level'"):
+        AugmentConfig.from_params({"augment": {"whitelevel": [0.1, 0.2]}})
     with pytest.raises(ParamError, match="out_size"):
         AugmentConfig(crop=32, center=16, out_size=32)
     with pytest.raises(ShapeError, match="augment.crop"):
