@@ -363,6 +363,7 @@ def train(
             "val_psnr": last_val["psnr"],
             "val_ssim": last_val["ssim"],
             "exposures_us": sched["durations_us"],
+            "world_size": ctx.world,
         }
         save_checkpoint(checkpoint_path, system, opt, cfg.steps, gen, {"fingerprint": fingerprint, "history": history})
         save_system(model_path, system, params, variant)

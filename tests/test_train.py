@@ -12,8 +12,8 @@ import yaml
 
 from gimbal.data.shards import ShardConfig
 from gimbal.errors import DataError, ParamError
-from gimbal.system import GimbalSystem, ground_truth, load_system, save_system, variant_params
-from gimbal.train import TrainConfig, fixed_irradiance_set, train
+from gimbal.system import GimbalSystem, ground_truth, load_system, save_system, variant_configs
+from gimbal.train import TrainConfig, fixed_irradiance_set, train, validate
 from gimbal.data.augment import AugmentConfig
 from shard_fixtures import make_shards
 
@@ -40,7 +40,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _irradiance(b: int = 2, frames: int = 17, size: int = 16, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return 2e5 * (0.2 + torch.rand(b, frames, 3, size, size, generator=g))  # e-/s: ~ 100-500 e- in 2 ms
+    return 2e5 * (0.2 + torch.rand(b, frames, 1, size, size, generator=g))  # e-/s: ~ 100-500 e- in 2 ms
 
 
 @pytest.mark.parametrize("n", [3, 5])
@@ -51,12 +51,12 @@ def test_system_shapes_and_gradients(n: int, variant: str) -> None:
     # in 30) have all last-layer ReLUs dead, and the flow gets its first gradient a few steps later.
     torch.manual_seed(0)
     p = tiny_params(n)
-    p["variants"]["kpn"] = {"use_flow": False, "learn_exposure": True}  # so logits get gradient in both
+    p["variants"]["kpn"] = {"model": {"use_flow": False, "learn_exposure": True}}  # logits get gradient in both
     system = GimbalSystem.from_params(p, variant)
     irr = _irradiance()
     out = system(irr, step=0)
-    assert out.image.shape == (2, 3, 16, 16) and out.target.shape == (2, 3, 16, 16)
-    assert out.burst.shape == (2, n, 3, 16, 16)
+    assert out.image.shape == (2, 1, 16, 16) and out.target.shape == (2, 1, 16, 16)
+    assert out.burst.shape == (2, n, 1, 16, 16)
     out.loss.backward()
     logits = [q for name, q in system.named_parameters() if name.startswith("sensor.")]
     assert logits and all(q.grad is not None and torch.isfinite(q.grad).all() and q.grad.abs().sum() > 0 for q in logits)
@@ -72,7 +72,7 @@ def test_ground_truth_matches_noise_free_full_exposure() -> None:
     p = tiny_params()
     system = GimbalSystem.from_params(p)
     cam = system.sensor.camera
-    static = torch.full((1, 17, 3, 4, 4), 1000.0 / cam.budget_s)  # 1000 e- over the budget
+    static = torch.full((1, 17, 1, 4, 4), 1000.0 / cam.budget_s)  # 1000 e- over the budget
     gt = ground_truth(static, cam)
     expected = (1000.0 * cam.gain_dn_per_e / cam.max_dn) ** (1 / 2.2)
     assert torch.allclose(gt, torch.full_like(gt, expected), rtol=1e-3)
@@ -84,13 +84,30 @@ def test_ground_truth_matches_noise_free_full_exposure() -> None:
     assert abs(float(normalized.mean()) - 1000.0 * cam.gain_dn_per_e / cam.max_dn) < 0.02 * float(normalized.mean())
 
 
-def test_variant_params() -> None:
+def test_variant_configs() -> None:
     p = tiny_params()
-    assert variant_params(p, "kpn")["model"]["use_flow"] is False
-    assert variant_params(p, "gimbal_uniform")["model"]["learn_exposure"] is False
+    assert variant_configs(p, "kpn")[0].use_flow is False
+    assert variant_configs(p, "gimbal_uniform")[0].learn_exposure is False
     assert p["model"]["learn_exposure"] is True  # the original is not modified
     with pytest.raises(ParamError, match="unknown model variant 'nope'"):
-        variant_params(p, "nope")
+        variant_configs(p, "nope")
+    p["variants"]["kpn"] = {"model": {"use_flw": False}}
+    with pytest.raises(ParamError, match="did you mean 'use_flow'"):
+        variant_configs(p, "kpn")
+
+
+@pytest.mark.parametrize("exposure", [{"idle_slot": True}, {"idle_slot": False, "init_us": [300, 1100, 400]},
+                                      {"idle_slot": True, "init_us": [872, 234, 583]}])
+def test_fixed_exposure_variants_are_uniform_over_the_whole_budget(exposure: dict) -> None:
+    """Whatever the main model's exposure settings, gimbal_uniform and kpn capture n equal exposures
+    filling T: n dt + n dt_ro = T, no idle time."""
+    p = tiny_params()
+    p["exposure"].update(exposure)
+    for variant in ("gimbal_uniform", "kpn"):
+        sched = GimbalSystem.from_params(p, variant).sensor.schedule_us()
+        d = sched["durations_us"]
+        assert max(d) - min(d) < 1e-6 and sched["idle_us"] == pytest.approx(0.0, abs=1e-6)
+        assert sum(d) + 3 * sched["readout_us"] == pytest.approx(sched["budget_us"], rel=1e-9)
 
 
 def test_train_config_errors() -> None:
@@ -99,9 +116,27 @@ def test_train_config_errors() -> None:
     with pytest.raises(ParamError, match="train.loader"):
         TrainConfig.from_params(p)
     p = tiny_params()
-    p["sensor"]["electrons_range"] = [10, 1]
-    with pytest.raises(ParamError, match="electrons_range"):
+    p["train"]["setps"] = 3
+    with pytest.raises(ParamError, match="did you mean 'steps'"):
         TrainConfig.from_params(p)
+
+
+def test_validation_does_not_touch_the_training_noise() -> None:
+    """Validation draws its noise from its own generator: the training stream continues as without it
+    (a reseed there made every block of val_every steps repeat the same noise)."""
+    p = tiny_params()
+    irr = _irradiance(b=1)
+    runs = []
+    for with_validation in (False, True):
+        torch.manual_seed(0)
+        system = GimbalSystem.from_params(p).train()
+        system.sensor.set_seed(p["seed"])
+        first = system.sensor(irr).burst
+        if with_validation:
+            validate(system, [irr], p["seed"], torch.device("cpu"))
+        runs.append((first, system.sensor(irr).burst))
+    assert not torch.equal(runs[1][0], runs[1][1])  # the bursts differ across the validation boundary
+    assert torch.equal(runs[0][1], runs[1][1])  # and equal those of a run without validation
 
 
 def _run(p: dict, variant: str, shards: Path, out: Path) -> dict:
@@ -119,7 +154,8 @@ def test_train_writes_outputs_and_learns_exposures(shards: Path, tmp_path: Path)
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     sched = json.loads((tmp_path / "exposures.json").read_text())
     assert len(sched["durations_us"]) == 3 and sched["learned"] is True
-    assert sum(sched["durations_us"]) + 3 * sched["readout_us"] == pytest.approx(sched["budget_us"], rel=1e-9)
+    used = sum(sched["durations_us"]) + 3 * sched["readout_us"] + sched["idle_us"]
+    assert used == pytest.approx(sched["budget_us"], rel=1e-9)
     assert max(sched["durations_us"]) - min(sched["durations_us"]) > 0.1  # moved away from uniform
     assert metrics["val_psnr"] > 0 and metrics["steps"] == 6
     tsv = (tmp_path / "live/plots/metrics/exposure_us/dt0.tsv").read_text().splitlines()
@@ -140,36 +176,77 @@ def test_uniform_variant_keeps_exposures_fixed(shards: Path, tmp_path: Path) -> 
     assert logit_keys and all(torch.equal(state[k], init[k]) for k in logit_keys)
 
 
-def test_train_is_deterministic_and_resumes(shards: Path, tmp_path: Path) -> None:
+def test_train_is_deterministic(shards: Path, tmp_path: Path) -> None:
     p = tiny_params()
     a = _run(p, "gimbal", shards, tmp_path / "a")
     b = _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
-    assert a["val_psnr"] == b["val_psnr"] and a["exposures_us"] == b["exposures_us"]
-    # resume: a run of 4 steps, then the same config extended to 6 steps continues from the checkpoint
-    short = copy.deepcopy(p)
-    short["train"]["steps"] = 4
-    _run(short, "gimbal", shards, tmp_path / "c")
-    ckpt = torch.load(tmp_path / "c/ckpt/last.pt", weights_only=False)
-    assert ckpt["step"] == 4
-    rows4 = (tmp_path / "c/live/plots/metrics/train/loss.tsv").read_text().splitlines()
-    assert len(rows4) == 1 + 4
-    c = _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "c")
-    assert c["steps"] == 6
-    # only steps 4 and 5 ran: dvclive appended two rows to the resumed history
-    rows6 = (tmp_path / "c/live/plots/metrics/train/loss.tsv").read_text().splitlines()
-    assert rows6[:5] == rows4 and len(rows6) == 1 + 6
-    col = rows6[0].split("\t").index("step")
-    assert [r.split("\t")[col] for r in rows6[1:]] == [str(i) for i in range(6)]
-    assert torch.load(tmp_path / "c/ckpt/last.pt", weights_only=False)["step"] == 6
+    assert a == b
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()  # byte-stable
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_path: Path, monkeypatch) -> None:
+    """Kill training at step 5 (after the checkpoint of step 4), rerun: the final weights, schedule and every
+    dvclive log equal those of an uninterrupted run."""
+    import gimbal.train as train_module
+
+    p = tiny_params()
+    p["train"].update(steps=8, samples_per_clip=3, val_every=3, checkpoint_every=4)
+    _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "a")
+
+    real = train_module.make_irradiance
+    calls = {"n": 0}
+
+    def killed_at_step_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "make_irradiance", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
+    assert torch.load(tmp_path / "b/ckpt/last.pt", weights_only=False)["step"] == 4
+    monkeypatch.setattr(train_module, "make_irradiance", real)
+    _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
+
+    a_state = torch.load(tmp_path / "a/model.pt", weights_only=False)
+    b_state = torch.load(tmp_path / "b/model.pt", weights_only=False)
+    assert all(torch.equal(x, b_state["system"][k]) for k, x in a_state["system"].items())
+    assert (tmp_path / "a/exposures.json").read_text() == (tmp_path / "b/exposures.json").read_text()
+    assert (tmp_path / "a/metrics.json").read_text() == (tmp_path / "b/metrics.json").read_text()
+    logs_a = sorted((tmp_path / "a/live/plots/metrics").rglob("*.tsv"))
+    assert len(logs_a) >= 6
+    for f in logs_a:
+        other = tmp_path / "b/live/plots/metrics" / f.relative_to(tmp_path / "a/live/plots/metrics")
+        assert f.read_text() == other.read_text(), f.name
+    rows = (tmp_path / "b/live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    col = rows[0].split("\t").index("step")
+    assert [r.split("\t")[col] for r in rows[1:]] == [str(i) for i in range(8)]
+
+
+def test_corrupt_checkpoint_is_moved_aside(shards: Path, tmp_path: Path, caplog) -> None:
+    p = tiny_params()
+    p["train"]["steps"] = 2
+    ckpt = tmp_path / "ckpt/last.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"\x00" * 100)
+    with caplog.at_level("WARNING"):
+        metrics = _run(p, "gimbal", shards, tmp_path)
+    assert metrics["steps"] == 2
+    assert str(ckpt) in caplog.text and "unreadable checkpoint" in caplog.text
+    assert (tmp_path / "ckpt/last.pt.corrupt").read_bytes() == b"\x00" * 100
 
 
 def test_fixed_irradiance_set_is_deterministic(shards: Path) -> None:
     p = tiny_params()
     aug = AugmentConfig.from_params(p)
-    a = fixed_irradiance_set(shards, "test", 2, 2, aug, 2e-3, (100.0, 2000.0), seed=5, backend="torch")
-    b = fixed_irradiance_set(shards, "test", 2, 2, aug, 2e-3, (100.0, 2000.0), seed=5, backend="torch")
+    cam = GimbalSystem.from_params(p).sensor.camera
+    a = fixed_irradiance_set(shards, "test", 2, 2, aug, cam, 1, seed=5, backend="torch")
+    b = fixed_irradiance_set(shards, "test", 2, 2, aug, cam, 1, seed=5, backend="torch")
     assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-    assert a[0].shape == (2, 17, 3, 16, 16)
+    assert a[0].shape == (2, 17, 1, 16, 16)
+    w = fixed_irradiance_set(shards, "test", 2, 2, aug, cam, 1, seed=5, backend="torch", window_frames=9)
+    assert w[0].shape == (2, 9, 1, 16, 16)
 
 
 def test_load_system_errors(tmp_path: Path) -> None:
