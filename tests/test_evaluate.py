@@ -28,7 +28,7 @@ from gimbal.system import GimbalSystem, save_system
 from gimbal.train import fixed_irradiance_set
 
 REPO = Path(__file__).resolve().parents[1]
-LEARNED_LOGITS = (1.0, -1.0, 0.3)  # a non-uniform schedule for the "learned" model
+LEARNED_LOGITS = (1.0, -1.0, 0.3, 0.0)  # a non-uniform schedule (3 exposures + the idle slot)
 
 
 def tiny_params() -> dict[str, Any]:
@@ -121,7 +121,7 @@ def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) ->
     systems["kpn"] = systems["gimbal_uniform"]
     sensor = Sensor.from_params(params, learn_exposure=False)
     batches = fixed_irradiance_set(setup["shards"], "test", 2, 1, AugmentConfig.from_params(params),
-                                   sensor.camera.budget_s, (100.0, 2000.0), seed=1, backend="torch")
+                                   sensor.camera, 1, seed=1, backend="torch")
     assert len(batches) == 2  # two batches: the noise stream runs across batches
     result = evaluate_methods(systems, deblurgan, sensor, batches, seed=1)
     assert result.scores["kpn"] == result.scores["gimbal_uniform"]

@@ -864,6 +864,8 @@ def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def config_from_params(params: dict[str, Any]) -> DeblurGANConfig:
+    from gimbal.models.gimbal import ModelConfig
+
     """Read :class:`DeblurGANConfig` from params group ``baselines.deblurgan`` (ParamError names a bad key)."""
     defaults = DeblurGANConfig()
     num = (int, float)
@@ -871,7 +873,9 @@ def config_from_params(params: dict[str, Any]) -> DeblurGANConfig:
     for f in fields(DeblurGANConfig):
         key = f"{PARAM_GROUP}.{f.name}"
         default = getattr(defaults, f.name)
-        if f.name == "seed":
+        if f.name == "channels":  # the models' channels (params model.channels), not a key of this group
+            kw["channels"] = ModelConfig.from_params(params).channels
+        elif f.name == "seed":
             kw["seed"] = get(params, key, int, get(params, "seed", int, default))
         elif f.name == "perceptual_weights":
             value = get(params, key, None, default)
