@@ -1,6 +1,6 @@
 """gimbal: Digital Gimbal - end-to-end deep image stabilization with learnable exposure times.
 
-Implements Dahary, Jacoby & Bronstein, ICCV 2021, as a reproducible DVC pipeline.
+Implements Dahary, Jacoby & Bronstein, CVPR 2021, as a reproducible DVC pipeline.
 See ``DESIGN.md`` (shared) for the map from paper equations to modules.
 """
 

@@ -1,4 +1,4 @@
-"""Baselines the paper compares against (Section 5 / Table 2 of Dahary et al., ICCV 2021).
+"""Baselines the paper compares against (Section 5 / Table 2 of Dahary et al., CVPR 2021).
 
 Modules (import them directly; this package imports nothing eagerly):
 

@@ -1,7 +1,7 @@
 """DeblurGAN-v2 baseline (Kupyn, Martyniuk, Wu, Wang, "DeblurGAN-v2: Deblurring (Orders-of-Magnitude)
 Faster and Better", ICCV 2019), trained from scratch on our data.
 
-Digital Gimbal (Dahary et al., ICCV 2021, Table 2) compares against DeblurGAN-v2 applied to the single
+Digital Gimbal (Dahary et al., CVPR 2021, Table 2) compares against DeblurGAN-v2 applied to the single
 full-exposure image. This module re-implements the FPN-MobileNet variant following the paper and the
 authors' code (github.com/VITA-Group/DeblurGANv2: ``models/fpn_mobilenet.py``, ``models/mobilenet_v2.py``,
 ``models/networks.py``, ``models/losses.py``, ``adversarial_trainer.py``, ``train.py``):

@@ -38,7 +38,7 @@ class CameraSpec:
         pixel_area_m2: light-sensitive pixel area A.
         quantum_efficiency: eta in [0, 1], electrons per photon.
         dark_current_e_per_s: I0, mean dark electrons per second (eq. 6).
-        read_noise_e: sigma_ro, temporal read (dark) noise in electrons (eq. 7).
+        read_noise_e: sigma_ro, temporal read (dark) noise in electrons (eq. 8).
         gain_dn_per_e: overall system gain K in DN per electron (eq. 11).
         full_well_e: full-well capacity FWC in electrons (eq. 9).
         tau1_e: end of the linear range of the response (eq. 9); ``None`` means 0.9 * FWC (the
