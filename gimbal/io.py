@@ -87,6 +87,19 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def save_torch_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically and byte-stably.
+
+    ``torch.save`` to a *path* names the zip archive's root folder after the file, so saving
+    through :func:`atomic_path`'s random temp name gave every checkpoint a different md5.
+    Through a file object the folder is always ``archive/``: the same ``obj`` gives the same bytes.
+    """
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as pretty JSON (sorted keys, trailing newline) to ``path`` atomically."""
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
