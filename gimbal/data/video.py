@@ -21,6 +21,10 @@ from gimbal.errors import DataError
 from gimbal.io import atomic_path
 
 
+#: libavcodec encoder threads: a constant, not the machine's core count, so that outputs do not depend on the machine
+ENCODE_THREADS = 4
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """Basic properties of a video stream: frames per second, size in pixels, frame count."""
@@ -164,10 +168,15 @@ def encode_frames(
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise DataError(f"{name}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    with av.open(target, mode="w", format=container_format) as out:
+    # Byte-stable output (DESIGN.md section 5): "bitexact" stops the Matroska muxer from writing random
+    # segment/track UIDs and both muxer and encoder from writing their libav version strings; the
+    # thread count is fixed because x264's sliced threads cut each frame into one slice per thread.
+    with av.open(target, mode="w", format=container_format, options={"fflags": "+bitexact"}) as out:
         stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = pix_fmt
+        stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        stream.codec_context.thread_count = ENCODE_THREADS
         stream.options = options
         for arr in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
