@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -32,13 +31,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gimbal.errors import DataError, FetchError, ParamError
-from gimbal.io import atomic_path, read_json, write_json_atomic
+from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
 from gimbal.data.video import probe, sha256_file
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-_TMP_PREFIX, _TMP_SUFFIX = ".fetch.", ".tmp"  # matches the repo's `.*.tmp*` ignore pattern
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # scheme: (http:, https:, file:, ytsearch: ...)
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _FIX = "or remove it from data.sources (data.skip_failed: true skips failing sources)"
@@ -205,7 +203,7 @@ def fetch_one(source: str, raw_dir: str | os.PathLike[str], max_height: int = 72
     raw_dir = Path(raw_dir)
     url = source_url(source)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=raw_dir))
+    workdir = make_temp_dir(raw_dir / "fetch")  # .fetch.<owner>.<random>.tmp
     try:
         try:
             info, path = download(url, workdir, max_height)
@@ -284,8 +282,7 @@ def fetch_sources(
     items = read_sources(sources)
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    for stale in raw_dir.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_temps(raw_dir)  # temp folders of killed runs (not those of a concurrent run)
     previous = _previous_entries(raw_dir)
     videos: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
