@@ -32,7 +32,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gimbal.errors import DataError, FetchError, ParamError
 from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
-from gimbal.data.video import probe, sha256_file
+from gimbal.data.video import VideoInfo, declared_length, probe, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ def ydl_options(outtmpl: str, max_height: int) -> dict[str, Any]:
         "socket_timeout": 30,
         "retries": 3,
         "overwrites": True,
+        "keepvideo": True,  # keep what was downloaded beside the remuxed mp4: its header tells a truncated source
     }
 
 
@@ -193,6 +194,22 @@ def download(url: str, workdir: Path, max_height: int) -> tuple[dict[str, Any], 
 # ----------------------------------------------------------------------------- fetch
 
 
+def _check_complete(path: Path, meta: VideoInfo, workdir: Path) -> None:
+    """DataError if less decodes from ``path`` than the headers of it, or of what yt-dlp downloaded, claim.
+
+    yt-dlp remuxes e.g. a webm/mkv into mp4 with ``-c copy``: from a truncated source that gives
+    a valid, shorter mp4, so the claims are read from the kept download (``keepvideo``) too.
+    """
+    decoded_s = meta.frames / meta.fps if meta.fps > 0 else None
+    for f in [path, *(p for p in sorted(workdir.iterdir()) if p != path and p.is_file())]:
+        frames, seconds = declared_length(f)  # (0, None) for audio-only or unreadable parts
+        if frames > meta.frames:
+            raise DataError(f"{path}: truncated, {meta.frames} of {frames} frames decode")
+        # slack: audio may outlast the video in the container duration; timestamps are rounded
+        if seconds is not None and decoded_s is not None and seconds - decoded_s > max(0.5, 0.01 * seconds) + 2 / meta.fps:
+            raise DataError(f"{path}: truncated, {decoded_s:.2f} s of {seconds:.2f} s decode")
+
+
 def fetch_one(source: str, raw_dir: str | os.PathLike[str], max_height: int = 720) -> dict[str, Any]:
     """Download one source to ``raw_dir/<id>.mp4`` and return its manifest entry.
 
@@ -211,9 +228,7 @@ def fetch_one(source: str, raw_dir: str | os.PathLike[str], max_height: int = 72
             raise FetchError(f"data.sources: '{source}': {exc}; check that it is reachable and a video, {_FIX}") from exc
         try:
             meta = probe(path)  # decodes every frame: catches non-videos and truncated files
-            declared = probe(path, count=False).frames  # frame count in the container header (0: unknown)
-            if declared > meta.frames:
-                raise DataError(f"{path}: truncated, {meta.frames} of {declared} frames decode")
+            _check_complete(path, meta, workdir)
         except DataError as exc:
             reason = str(exc).replace(f"{path}: ", "").replace(f": '{path}'", "").split(";")[0]
             reason = re.sub(r"\[Errno -?\d+\] ", "", reason)  # e.g. "not a readable video (Invalid data ...)"

@@ -94,6 +94,41 @@ def probe(path: str | os.PathLike[str], count: bool = True) -> VideoInfo:
         container.close()
 
 
+def _clock(text: str) -> float | None:
+    """``'HH:MM:SS.fff'`` (Matroska's per-track DURATION tag) -> seconds; None if malformed."""
+    parts = text.strip().split(":")
+    try:
+        return sum(float(p) * 60**i for i, p in enumerate(reversed(parts))) if len(parts) <= 3 else None
+    except ValueError:
+        return None
+
+
+def declared_length(path: str | os.PathLike[str]) -> tuple[int, float | None]:
+    """``(frames, seconds)`` that the container's header claims for its first video stream, without decoding.
+
+    ``frames`` is the stream's frame count (0: not recorded, e.g. Matroska); ``seconds`` the
+    stream duration, else its ``DURATION`` tag, else the container duration (None: unknown).
+    ``(0, None)`` for a file that does not open or has no video stream (e.g. an audio track).
+    Compared with what decodes, this finds truncated files whose header was written whole.
+    """
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError):
+        return 0, None
+    with container:
+        if not container.streams.video:
+            return 0, None
+        stream = container.streams.video[0]
+        seconds: float | None = None
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif stream.metadata.get("DURATION"):
+            seconds = _clock(stream.metadata["DURATION"])
+        if seconds is None and container.duration:
+            seconds = container.duration / av.time_base
+        return max(int(stream.frames or 0), 0), seconds
+
+
 def read_frames(
     path: str | os.PathLike[str], start: int = 0, count: int | None = None
 ) -> np.ndarray:
