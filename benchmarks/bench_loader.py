@@ -2,8 +2,8 @@
 
 Renders ``--clips`` clips of ``--frames`` frames (a camera drifting over scikit-image's
 astronaut photo, ``--width`` x ``--height``), packs them with ``build_shards`` for each codec,
-then times a cold ``open_split`` (validation incl. the per-shard sha256) and one epoch of every reader that can decode them: torch/PyAV with 0 and 2 DataLoader
-workers, and DALI (CPU or GPU). Reports clips/s (after one warm-up epoch) and shard sizes.
+then times a cold ``open_split`` (validation incl. the per-shard sha256) and one epoch of every
+reader that can decode them: torch/PyAV with 0 and 2 DataLoader workers, and DALI (CPU or GPU). Reports clips/s (after one warm-up epoch) and shard sizes.
 
 Usage: ``python benchmarks/bench_loader.py [--clips 8] [--frames 241] [--codecs libx264,libvpx-vp9] [--json out.json]``
 """
@@ -80,7 +80,8 @@ def main() -> None:
             open_s = time.perf_counter() - t0
             size = sum(t.stat().st_size for t in shards.tars)
             row = {"codec": codec, "clips": args.clips, "frames": args.frames, "size": [args.width, args.height],
-                   "build_s": round(build, 2), "mb_per_clip": round(size / args.clips / 1e6, 3), "open_split_cold_ms": round(1e3 * open_s, 2)}
+                   "build_s": round(build, 2), "mb_per_clip": round(size / args.clips / 1e6, 3),
+                   "open_split_cold_ms": round(1e3 * open_s, 2)}
             for workers in (0, 2):
                 row[f"torch_w{workers}_clips_s"] = round(
                     epoch_rate(TorchClipLoader(out, "train", args.batch, num_workers=workers)), 2)

@@ -234,7 +234,7 @@ def test_garbage_shard(broken: Path) -> None:
 
 
 def _zero_inside_first_clip(tar: Path, n: int) -> None:
-    """Zero ``n`` bytes in the middle of the first clip's video data of ``tar`` (the tar stays valid), keeping its mtime."""
+    """Zero ``n`` bytes in the middle of the first clip's video in ``tar`` (the tar stays valid); keep its mtime."""
     ext, offset, size, name = tar.with_suffix(".idx").read_text().splitlines()[1].split()[4:8]
     assert (ext, name) == ("mp4", "vidA_0.mp4") and int(size) > n
     st = tar.stat()

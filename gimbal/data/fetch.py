@@ -206,7 +206,8 @@ def _check_complete(path: Path, meta: VideoInfo, workdir: Path) -> None:
         if frames > meta.frames:
             raise DataError(f"{path}: truncated, {meta.frames} of {frames} frames decode")
         # slack: audio may outlast the video in the container duration; timestamps are rounded
-        if seconds is not None and decoded_s is not None and seconds - decoded_s > max(0.5, 0.01 * seconds) + 2 / meta.fps:
+        slack = max(0.5, 0.01 * (seconds or 0.0)) + 2 / max(meta.fps, 1.0)
+        if seconds is not None and decoded_s is not None and seconds - decoded_s > slack:
             raise DataError(f"{path}: truncated, {decoded_s:.2f} s of {seconds:.2f} s decode")
 
 
