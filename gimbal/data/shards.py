@@ -108,7 +108,8 @@ def encode_clip(frames: np.ndarray, fps: float, cfg: ShardConfig) -> bytes:
         # mbtree reads uninitialised memory through PyAV/x264: without this, outputs differ run to run
         opts |= {"crf": str(cfg.crf), "preset": "medium", "x264-params": "mbtree=0"}
     elif cfg.codec == "libx265":
-        x265 = "log-level=error:" + ("lossless=1" if cfg.crf == 0 else f"crf={cfg.crf}")
+        # fixed frame threads (x265's default follows the core count) and no info SEI: the same bytes on any machine
+        x265 = "log-level=error:frame-threads=2:info=0:" + ("lossless=1" if cfg.crf == 0 else f"crf={cfg.crf}")
         opts |= {"x265-params": x265, "preset": "medium"}
     elif cfg.codec == "libvpx-vp9":
         opts |= {"lossless": "1"} if cfg.crf == 0 else {"crf": str(cfg.crf), "b": "0"}
