@@ -1,15 +1,19 @@
 """Atomic file output: write to a temp name in the same directory, fsync, rename.
 
 A failed stage therefore never leaves a partial output behind (DESIGN.md section 4).
+Temp names carry their owner, ``.<name>.<pid>-<start>@<host>.<random>.tmp``: a temp left by a
+process that was killed (SIGKILL, power loss) is removed by the next write of the same output,
+while the temp of a run that is still going (another process, same or other host) is kept.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,18 +35,108 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def _start_ticks(pid: int) -> int:
+    """Start time of process ``pid`` (clock ticks after boot, Linux ``/proc``); 0 if unknown, -1 if no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return -1 if Path("/proc/self/stat").is_file() else 0
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22; the command name may contain spaces
+
+
+def owner_tag() -> str:
+    """``<pid>-<start>@<host>``: who owns a temp file; the start time tells a re-used pid apart."""
+    return f"{os.getpid()}-{_start_ticks(os.getpid())}@{_host()}"
+
+
+#: a tagged temp name: ``.<name>.<pid>-<start>@<host>.<anything>.tmp[<ext>]``
+_TEMP_RE = re.compile(r"^\..+?\.(\d+)-(\d+)@([A-Za-z0-9-]+)\..*\.tmp(?:\.[^.]*)?$")
+#: directories already swept by this process (a killed run's temps cannot appear later)
+_SWEPT: set[str] = set()
+
+
+def _owner_gone(pid: int, start: int, host: str) -> bool:
+    """True only when the owner surely no longer runs: same host, and no process ``pid`` with that start time."""
+    if host != _host():
+        return False  # another machine sharing the filesystem: cannot tell
+    now = _start_ticks(pid)
+    if now == -1:
+        return True
+    if now == 0 or start == 0:  # no /proc: fall back to whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+    return now != start
+
+
+def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temp files/folders in ``directory`` (named by :func:`atomic_path`, :func:`atomic_dir`
+    or :func:`make_temp_dir`) whose owner process is gone; return what was removed.
+
+    Temps of live processes (a concurrent run), of other hosts, and untagged names are left alone.
+    """
+    directory = Path(directory)
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in directory.iterdir():
+            m = _TEMP_RE.match(entry.name)
+            if m is None or not _owner_gone(int(m[1]), int(m[2]), m[3]):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    if removed:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: removed %d temp(s) left by killed runs: %s", directory,
+                                            len(removed), ", ".join(p.name for p in removed))
+    return removed
+
+
+def _sweep_once(directory: Path) -> None:
+    key = os.path.realpath(directory)
+    if key not in _SWEPT:
+        remove_stale_temps(directory)
+        _SWEPT.add(key)
+
+
+def make_temp_dir(path: str | os.PathLike[str]) -> Path:
+    """A fresh private folder ``.<name>.<owner>.<random>.tmp`` beside ``path`` (the caller removes it).
+
+    The first time a process makes a temp in a directory, temps of killed runs there are removed
+    (:func:`remove_stale_temps`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_once(path.parent)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     The temp name keeps the extension of ``path`` (or ``suffix``) so tools that infer
     the container from the name (ffmpeg, PyAV) still work. On any exception the temp
-    file is removed and ``path`` is left untouched.
+    file is removed and ``path`` is left untouched; temps of killed runs are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_once(path.parent)
     ext = suffix if suffix is not None else "".join(path.suffixes[-1:])
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.{owner_tag()}.", suffix=f".tmp{ext}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -61,17 +155,17 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``path``; on success it replaces ``path``.
 
-    Any previous content of ``path`` is removed only after the new one is complete.
+    Any previous content of ``path`` is removed only after the new one is complete. On any
+    exception the temp directory is removed; those of killed runs are removed on entry.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = make_temp_dir(path)
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the usual directory mode
         old = None
         if path.exists():
-            old = path.with_name(f".{path.name}.old.{os.getpid()}")
+            old = path.with_name(f".{path.name}.{owner_tag()}.old.tmp")
             os.replace(path, old)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -89,13 +183,16 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def save_torch_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """``torch.save(obj)`` to ``path`` atomically, through a buffer: no temp-file name is stored in the
-    archive, so equal objects give byte-identical files."""
+    """``torch.save(obj)`` to ``path`` atomically and byte-stably.
+
+    ``torch.save`` to a *path* names the zip archive's root folder after the file, so saving
+    through :func:`atomic_path`'s random temp name gave every checkpoint a different md5.
+    Through a file object the folder is always ``archive/``: the same ``obj`` gives the same bytes.
+    """
     import torch
 
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_bytes_atomic(path, buf.getvalue())
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

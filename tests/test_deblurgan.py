@@ -162,6 +162,9 @@ def test_save_load_round_trip_and_resume(tmp_path):
     path = tmp_path / "deblurgan.pt"
     a.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["deblurgan.pt"]  # atomic: no temp left behind
+    a.save(tmp_path / "again.pt")  # byte-stable: the random temp-file name is not recorded in the archive
+    assert (tmp_path / "again.pt").read_bytes() == path.read_bytes()
+    (tmp_path / "again.pt").unlink()
     b = DeblurGANv2(DeblurGANConfig(**{**TINY.__dict__, "seed": 7})).load(path)
     c = DeblurGANv2.from_checkpoint(path)
     assert b.step == c.step == 2

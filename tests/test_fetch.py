@@ -216,3 +216,35 @@ def test_stage_cli_fails_with_one_line_error(src_dir, tmp_path):
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and run.stderr.strip().splitlines()[-1] == errors[0]
     assert "'missing/video.mp4'" in errors[0] and "file not found" in errors[0]
+
+
+@pytest.mark.parametrize("ext", ["mkv", "webm"])
+def test_truncated_source_that_yt_dlp_remuxes_is_rejected(tmp_path, ext):
+    """Issue 11: half of a Matroska/WebM file, remuxed by yt-dlp into a valid but shorter mp4, is not accepted."""
+    frames = np.random.default_rng(1).integers(0, 256, size=(48, H, W, 3), dtype=np.uint8)
+    write_video(tmp_path / "src.mp4", frames, FPS, codec="libx264", crf=12)
+    codec = ["-c", "copy"] if ext == "mkv" else ["-c:v", "libvpx-vp9", "-crf", "30", "-b:v", "0"]
+    full = tmp_path / f"full.{ext}"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(tmp_path / "src.mp4"), *codec,
+                    str(full)], check=True)
+    half = tmp_path / f"half.{ext}"
+    half.write_bytes(full.read_bytes()[: full.stat().st_size // 2])  # the header (durations) stays whole
+    raw = tmp_path / "raw"
+    manifest = fetch.fetch_sources([str(full)], raw, progress=False)  # the whole file is remuxed and accepted
+    assert manifest["videos"][0]["frames"] == 48
+    with pytest.raises(FetchError, match=rf"'{half}': downloaded file is not a complete video \(truncated, "
+                                         r"[\d.]+ s of 2\.00 s decode\)"):
+        fetch.fetch_sources([str(half)], raw, progress=False)
+    assert _leftovers(raw) == sorted([manifest["videos"][0]["file"], "manifest.json"])
+
+
+def test_skip_failed_sources_are_retried_on_the_next_run(tmp_path):
+    """With skip_failed a failing source is listed under "failed" and fetched again by the next run."""
+    src, ok = tmp_path / "later.mp4", tmp_path / "ok.mp4"
+    write_video(ok, np.zeros((4, H, W, 3), np.uint8), FPS, codec="libx264")
+    raw = tmp_path / "raw"
+    first = fetch.fetch_sources([str(src), str(ok)], raw, skip_failed=True, progress=False)
+    assert [f["url"] for f in first["failed"]] == [str(src)]
+    write_video(src, np.full((5, H, W, 3), 80, np.uint8), FPS, codec="libx264")  # the source is back
+    second = fetch.fetch_sources([str(src), str(ok)], raw, skip_failed=True, progress=False)
+    assert second["failed"] == [] and [v["frames"] for v in second["videos"]] == [5, 4]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 import torch
 from shard_fixtures import make_shards
 
+import gimbal.data.loader as loader_module
 from gimbal.data.loader import (
     DaliClipLoader,
     TorchClipLoader,
@@ -225,26 +228,76 @@ def test_truncated_shard(broken: Path) -> None:
 def test_garbage_shard(broken: Path) -> None:
     tar = broken / "train" / "shard-00000.tar"
     tar.write_bytes(np.random.default_rng(0).integers(0, 256, tar.stat().st_size, dtype=np.uint8).tobytes())
-    for read in readers(broken):
-        with pytest.raises(DataError, match=r"shard-00000\.tar: corrupt shard.*dvc repro shards"):
+    for read in [*readers(broken), *readers(broken, check=False)]:
+        with pytest.raises(DataError, match=r"shard-00000\.tar: shard is corrupt.*dvc repro shards -f"):
             read()
-    # without the header scan the failure surfaces while reading, still naming the shard
-    for read in readers(broken, check=False):
-        with pytest.raises(DataError, match=r"shard-00000\.tar.*dvc repro shards"):
+
+
+def _zero_inside_first_clip(tar: Path, n: int) -> None:
+    """Zero ``n`` bytes in the middle of the first clip's video in ``tar`` (the tar stays valid); keep its mtime."""
+    ext, offset, size, name = tar.with_suffix(".idx").read_text().splitlines()[1].split()[4:8]
+    assert (ext, name) == ("mp4", "vidA_0.mp4") and int(size) > n
+    st = tar.stat()
+    with open(tar, "r+b") as fh:  # in place: same inode, same size
+        fh.seek(int(offset) + (int(size) - n) // 2)
+        fh.write(bytes(n))
+    os.utime(tar, ns=(st.st_atime_ns, st.st_mtime_ns))  # as `touch -r`: DVC sees an unchanged file
+    assert tar.stat().st_size == st.st_size and tar.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_corrupt_shard_same_size_and_mtime(broken: Path) -> None:
+    """Issue 11: 4 KB zeroed inside a shard, timestamp kept. Every reader refuses it before decoding."""
+    _zero_inside_first_clip(broken / "train" / "shard-00000.tar", 4096)
+    for read in [*readers(broken), *readers(broken, check=False)]:
+        with pytest.raises(DataError, match=r"shard-00000\.tar: shard is corrupt or was modified \(sha256 .*"
+                                            r"dvc repro shards -f"):
+            read()
+    with pytest.raises(DataError, match=r"shard-00000\.tar: shard is corrupt"):
+        make_loader(broken, "train", 2, backend="auto", device="cpu")
+
+
+def test_corrupt_dali_index(broken: Path) -> None:
+    idx = broken / "test" / "shard-00000.idx"
+    text = idx.read_text()
+    first = text.splitlines()[1].split()
+    idx.write_text(text.replace(f" {first[1]} ", f" {int(first[1]) + 512} ", 1))  # DALI would read the wrong bytes
+    assert idx.read_text() != text
+    with pytest.raises(DataError, match=r"test/shard-00000\.idx: DALI index of shard-00000\.tar is corrupt"):
+        open_split(broken, "test")
+
+
+def test_shards_are_hashed_once_per_process(broken: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeated loaders and epochs do not re-hash; a file rewritten in place afterwards is hashed again."""
+    hashed: list[str] = []
+    real = loader_module.sha256_file
+    monkeypatch.setattr(loader_module, "sha256_file", lambda p: hashed.append(Path(p).name) or real(p))
+    files = sorted(p.name for p in (broken / "train").iterdir())
+    for read in readers(broken) * 2:
+        read()
+    loader = TorchClipLoader(broken, "train", 2)
+    for _ in range(2):
+        list(loader)
+    assert sorted(hashed) == files  # each tar and idx exactly once
+    _zero_inside_first_clip(broken / "train" / "shard-00000.tar", 16)  # size and mtime unchanged, ctime not
+    with pytest.raises(DataError, match=r"shard-00000\.tar: shard is corrupt"):
+        open_split(broken, "train")
+
+
+def test_old_index_without_checksums(broken: Path) -> None:
+    index = json.loads((broken / "index.json").read_text())
+    index["format"] = 1
+    (broken / "index.json").write_text(json.dumps(index))
+    for read in readers(broken):
+        with pytest.raises(DataError, match=r"index\.json: not a gimbal shard index.*dvc repro shards -f"):
             read()
 
 
 def test_corrupt_clip_bytes(broken: Path) -> None:
-    """Damage inside a clip keeps the tar valid; the torch reader catches it by CRC."""
-    tar = broken / "train" / "shard-00000.tar"
-    ext, offset, size, name = tar.with_suffix(".idx").read_text().splitlines()[1].split()[4:8]
-    assert (ext, name) == ("mp4", "vidA_0.mp4")
-    blob = bytearray(tar.read_bytes())
-    mid = int(offset) + int(size) // 2
-    blob[mid : mid + 64] = bytes(64)
-    tar.write_bytes(bytes(blob))
+    """Damage after the loader opened (and verified) the shard: the torch reader still catches it by CRC."""
+    loader = TorchClipLoader(broken, "train", 2)
+    _zero_inside_first_clip(broken / "train" / "shard-00000.tar", 64)
     with pytest.raises(DataError, match=r"shard-00000\.tar: clip vidA_0\.mp4 is corrupt"):
-        list(TorchClipLoader(broken, "train", 2))
+        list(loader)
 
 
 def test_missing_shards(broken: Path, tmp_path: Path) -> None:

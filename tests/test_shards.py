@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -41,6 +42,8 @@ def test_shard_and_sample_counts(tmp_path: Path) -> None:
         for shard in split["shards"]:
             names = sorted(tar_members(out / shard["tar"]))
             assert names == sorted(f"{k}.{e}" for k in shard["keys"] for e in ("json", "mp4"))
+            assert shard["sha256"] == hashlib.sha256((out / shard["tar"]).read_bytes()).hexdigest()
+            assert shard["idx_sha256"] == hashlib.sha256((out / shard["idx"]).read_bytes()).hexdigest()
     assert train["shards"][0]["keys"] == ["a_0", "a_1", "b_0", "b_1"]  # input order kept
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
 

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gimbal.errors import DataError, ParamError, ShapeError
-from gimbal.io import atomic_path
+from gimbal.io import save_torch_atomic
 from gimbal.params import get
 
 __all__ = [
@@ -794,8 +794,7 @@ class DeblurGANv2:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write a checkpoint atomically (temp file + fsync + rename)."""
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        save_torch_atomic(path, self.state_dict())
 
     def load(self, path: str | os.PathLike[str]) -> DeblurGANv2:
         """Load a checkpoint written by :meth:`save` into this model (networks, optimisers, step); returns self.

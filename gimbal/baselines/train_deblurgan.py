@@ -30,7 +30,7 @@ from tqdm import tqdm
 from gimbal.baselines.deblurgan import CHECKPOINT_FORMAT, PARAM_GROUP, DeblurGANConfig, DeblurGANv2, config_from_params
 from gimbal.data.augment import AugmentConfig
 from gimbal.errors import DataError, ParamError
-from gimbal.io import atomic_path, write_json_atomic
+from gimbal.io import save_torch_atomic, write_json_atomic
 from gimbal.losses import psnr, ssim
 from gimbal.models.gimbal import ModelConfig, gamma
 from gimbal.params import get
@@ -195,8 +195,7 @@ def _save_checkpoint(path: Path, model: DeblurGANv2, generator: torch.Generator,
     """Atomically write the model checkpoint (loadable by :meth:`DeblurGANv2.load`) plus the loop state."""
     state = {**model.state_dict(), "data_generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
              "fingerprint": fingerprint}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch_atomic(path, state)
 
 
 def _try_resume(path: Path, model: DeblurGANv2, generator: torch.Generator, fingerprint: str, steps: int) -> int:

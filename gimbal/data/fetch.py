@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -32,13 +31,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gimbal.errors import DataError, FetchError, ParamError
-from gimbal.io import atomic_path, read_json, write_json_atomic
-from gimbal.data.video import probe, sha256_file
+from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
+from gimbal.data.video import VideoInfo, declared_length, probe, sha256_file
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-_TMP_PREFIX, _TMP_SUFFIX = ".fetch.", ".tmp"  # matches the repo's `.*.tmp*` ignore pattern
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # scheme: (http:, https:, file:, ytsearch: ...)
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _FIX = "or remove it from data.sources (data.skip_failed: true skips failing sources)"
@@ -166,6 +164,7 @@ def ydl_options(outtmpl: str, max_height: int) -> dict[str, Any]:
         "socket_timeout": 30,
         "retries": 3,
         "overwrites": True,
+        "keepvideo": True,  # keep what was downloaded beside the remuxed mp4: its header tells a truncated source
     }
 
 
@@ -195,6 +194,23 @@ def download(url: str, workdir: Path, max_height: int) -> tuple[dict[str, Any], 
 # ----------------------------------------------------------------------------- fetch
 
 
+def _check_complete(path: Path, meta: VideoInfo, workdir: Path) -> None:
+    """DataError if less decodes from ``path`` than the headers of it, or of what yt-dlp downloaded, claim.
+
+    yt-dlp remuxes e.g. a webm/mkv into mp4 with ``-c copy``: from a truncated source that gives
+    a valid, shorter mp4, so the claims are read from the kept download (``keepvideo``) too.
+    """
+    decoded_s = meta.frames / meta.fps if meta.fps > 0 else None
+    for f in [path, *(p for p in sorted(workdir.iterdir()) if p != path and p.is_file())]:
+        frames, seconds = declared_length(f)  # (0, None) for audio-only or unreadable parts
+        if frames > meta.frames:
+            raise DataError(f"{path}: truncated, {meta.frames} of {frames} frames decode")
+        # slack: audio may outlast the video in the container duration; timestamps are rounded
+        slack = max(0.5, 0.01 * (seconds or 0.0)) + 2 / max(meta.fps, 1.0)
+        if seconds is not None and decoded_s is not None and seconds - decoded_s > slack:
+            raise DataError(f"{path}: truncated, {decoded_s:.2f} s of {seconds:.2f} s decode")
+
+
 def fetch_one(source: str, raw_dir: str | os.PathLike[str], max_height: int = 720) -> dict[str, Any]:
     """Download one source to ``raw_dir/<id>.mp4`` and return its manifest entry.
 
@@ -205,7 +221,7 @@ def fetch_one(source: str, raw_dir: str | os.PathLike[str], max_height: int = 72
     raw_dir = Path(raw_dir)
     url = source_url(source)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=raw_dir))
+    workdir = make_temp_dir(raw_dir / "fetch")  # .fetch.<owner>.<random>.tmp
     try:
         try:
             info, path = download(url, workdir, max_height)
@@ -213,9 +229,7 @@ def fetch_one(source: str, raw_dir: str | os.PathLike[str], max_height: int = 72
             raise FetchError(f"data.sources: '{source}': {exc}; check that it is reachable and a video, {_FIX}") from exc
         try:
             meta = probe(path)  # decodes every frame: catches non-videos and truncated files
-            declared = probe(path, count=False).frames  # frame count in the container header (0: unknown)
-            if declared > meta.frames:
-                raise DataError(f"{path}: truncated, {meta.frames} of {declared} frames decode")
+            _check_complete(path, meta, workdir)
         except DataError as exc:
             reason = str(exc).replace(f"{path}: ", "").replace(f": '{path}'", "").split(";")[0]
             reason = re.sub(r"\[Errno -?\d+\] ", "", reason)  # e.g. "not a readable video (Invalid data ...)"
@@ -284,8 +298,7 @@ def fetch_sources(
     items = read_sources(sources)
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    for stale in raw_dir.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_temps(raw_dir)  # temp folders of killed runs (not those of a concurrent run)
     previous = _previous_entries(raw_dir)
     videos: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []

@@ -39,13 +39,16 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from gimbal.data.shards import decode_clip, read_shard_index
+from gimbal.data.video import sha256_file
 from gimbal.errors import DataError, ParamError, ShapeError
 
 log = logging.getLogger(__name__)
 
 Meta = dict[str, Any]
 Batch = tuple[torch.Tensor, list[Meta]]
-_REBUILD = "rebuild the shards with `dvc repro shards`"
+_REBUILD = "rebuild the shards with `dvc repro shards -f`"
+#: files whose sha256 matched index.json in this process: (path, dev, inode, size, mtime, ctime) -> sha256
+_VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,11 @@ class ShardSet:
 def open_split(shards_dir: str | os.PathLike[str], split: str, check: bool = True) -> ShardSet:
     """Read and validate the shards of ``split`` listed in ``<shards_dir>/index.json``.
 
-    Every tar and ``.idx`` must exist and each tar must have its recorded size; with
-    ``check=True`` the tar headers are also scanned and must list exactly the recorded
-    samples. Raises :class:`DataError` naming the bad file and suggesting ``dvc repro shards``.
+    Every tar and ``.idx`` must exist with its recorded size and sha256 (hashed once per file
+    and process, see :func:`verify_sha256`, so repeated epochs and loaders do not re-hash);
+    with ``check=True`` the tar headers are also scanned and must list exactly the recorded
+    samples. Raises :class:`DataError` naming the bad file and suggesting ``dvc repro shards -f``
+    (``-f`` because DVC misses damage that keeps the size and timestamp).
     """
     root = Path(shards_dir)
     index = read_shard_index(root)
@@ -99,6 +104,8 @@ def open_split(shards_dir: str | os.PathLike[str], split: str, check: bool = Tru
                             f"{_REBUILD}")
         if not idx.is_file():
             raise DataError(f"{idx}: DALI index of {tar.name} missing; {_REBUILD}")
+        verify_sha256(tar, shard["sha256"], "shard")
+        verify_sha256(idx, shard["idx_sha256"], f"DALI index of {tar.name}")
         if check:
             expected = {f"{k}.{e}" for k in shard["keys"] for e in (ext, "json")}
             found = set(_scan_tar(tar))
@@ -112,6 +119,24 @@ def open_split(shards_dir: str | os.PathLike[str], split: str, check: bool = Tru
         crcs.append(tuple(shard["crc32"]))
     return ShardSet(root, split, index["codec"], index["pix_fmt"], index["crf"], ext, tuple(tars), tuple(idxs),
                     tuple(keys), tuple(crcs), info["frames"], info["width"], info["height"])
+
+
+def verify_sha256(path: Path, expected: str, what: str = "shard") -> None:
+    """Raise :class:`DataError` unless the bytes of ``path`` have the hex sha256 ``expected``.
+
+    A file is hashed once per process and version: the result is cached under its path,
+    device, inode, size, mtime and ctime. ctime changes on every write and cannot be set back
+    (unlike mtime, which ``touch -r`` restores), so a file modified after its check is hashed again.
+    """
+    st = path.stat()
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if _VERIFIED.get(key) == expected:
+        return
+    digest = sha256_file(path)
+    if digest != expected:
+        raise DataError(f"{path}: {what} is corrupt or was modified (sha256 {digest[:12]}..., index.json records "
+                        f"{str(expected)[:12]}...); {_REBUILD}")
+    _VERIFIED[key] = expected
 
 
 def _scan_tar(tar: Path) -> dict[str, tarfile.TarInfo]:

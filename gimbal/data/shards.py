@@ -4,7 +4,8 @@ Layout written by :func:`build_shards` (DESIGN.md section 1, stage ``shards``)::
 
     <out_dir>/index.json                    codec settings; per split: samples, frames, width,
                                             height, bytes and every shard (tar, idx, samples,
-                                            bytes, keys, crc32 of each clip's video)
+                                            bytes, sha256 of the tar and of the idx, keys,
+                                            crc32 of each clip's video)
     <out_dir>/{train,test}/shard-%05d.tar   WebDataset tars, ``clips_per_shard`` samples each
     <out_dir>/{train,test}/shard-%05d.idx   DALI ``fn.readers.webdataset`` index of each tar
 
@@ -40,7 +41,7 @@ import numpy as np
 import webdataset as wds
 from tqdm import tqdm
 
-from gimbal.data.video import encode_frames, read_frames
+from gimbal.data.video import encode_frames, read_frames, sha256_file
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_json, read_records, write_json_atomic
 
@@ -54,7 +55,7 @@ CODECS: dict[str, tuple[str, str]] = {
     "ffv1": ("mkv", "matroska"),
 }
 PIX_FMTS = ("yuv444p", "yuv420p")
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: per-shard sha256 (tar and idx), verified by every reader
 SPLITS = ("train", "test")
 #: fields copied from each clip of ``data/interp/index.json`` into the sample's json meta
 _META_FIELDS = ("id", "video", "index", "split", "start_frame", "fps", "source_fps", "factor", "gt_frame")
@@ -107,7 +108,8 @@ def encode_clip(frames: np.ndarray, fps: float, cfg: ShardConfig) -> bytes:
         # mbtree reads uninitialised memory through PyAV/x264: without this, outputs differ run to run
         opts |= {"crf": str(cfg.crf), "preset": "medium", "x264-params": "mbtree=0"}
     elif cfg.codec == "libx265":
-        x265 = "log-level=error:" + ("lossless=1" if cfg.crf == 0 else f"crf={cfg.crf}")
+        # fixed frame threads (x265's default follows the core count) and no info SEI: the same bytes on any machine
+        x265 = "log-level=error:frame-threads=2:info=0:" + ("lossless=1" if cfg.crf == 0 else f"crf={cfg.crf}")
         opts |= {"x265-params": x265, "preset": "medium"}
     elif cfg.codec == "libvpx-vp9":
         opts |= {"lossless": "1"} if cfg.crf == 0 else {"crf": str(cfg.crf), "b": "0"}
@@ -246,7 +248,8 @@ def build_shards(
                 assert n == len(keys), f"{name}.tar: indexed {n} samples, wrote {len(keys)}"
                 shards.append(
                     {"tar": f"{name}.tar", "idx": f"{name}.idx", "samples": n,
-                     "bytes": (tmp / f"{name}.tar").stat().st_size, "keys": keys, "crc32": crcs}
+                     "bytes": (tmp / f"{name}.tar").stat().st_size, "sha256": sha256_file(tmp / f"{name}.tar"),
+                     "idx_sha256": sha256_file(tmp / f"{name}.idx"), "keys": keys, "crc32": crcs}
                 )
             if not members:
                 log.warning("split %r has no clips; its shard directory is empty", split)
@@ -304,5 +307,6 @@ def read_shard_index(shards_dir: str | os.PathLike[str]) -> dict[str, Any]:
     except DataError as exc:
         raise DataError(f"{exc}; rebuild the shards with `dvc repro shards`") from exc
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or "splits" not in index:
-        raise DataError(f"{path}: not a gimbal shard index (format {INDEX_FORMAT}); run `dvc repro shards`")
+        raise DataError(f"{path}: not a gimbal shard index of format {INDEX_FORMAT} (older gimbal versions wrote "
+                        "format 1, without checksums); rebuild the shards with `dvc repro shards -f`")
     return index

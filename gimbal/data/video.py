@@ -21,6 +21,10 @@ from gimbal.errors import DataError
 from gimbal.io import atomic_path
 
 
+#: libavcodec encoder threads: a constant, not the machine's core count, so that outputs do not depend on the machine
+ENCODE_THREADS = 4
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """Basic properties of a video stream: frames per second, size in pixels, frame count."""
@@ -88,6 +92,41 @@ def probe(path: str | os.PathLike[str], count: bool = True) -> VideoInfo:
         return VideoInfo(fps=float(rate), width=stream.codec_context.width, height=stream.codec_context.height, frames=n)
     finally:
         container.close()
+
+
+def _clock(text: str) -> float | None:
+    """``'HH:MM:SS.fff'`` (Matroska's per-track DURATION tag) -> seconds; None if malformed."""
+    parts = text.strip().split(":")
+    try:
+        return sum(float(p) * 60**i for i, p in enumerate(reversed(parts))) if len(parts) <= 3 else None
+    except ValueError:
+        return None
+
+
+def declared_length(path: str | os.PathLike[str]) -> tuple[int, float | None]:
+    """``(frames, seconds)`` that the container's header claims for its first video stream, without decoding.
+
+    ``frames`` is the stream's frame count (0: not recorded, e.g. Matroska); ``seconds`` the
+    stream duration, else its ``DURATION`` tag, else the container duration (None: unknown).
+    ``(0, None)`` for a file that does not open or has no video stream (e.g. an audio track).
+    Compared with what decodes, this finds truncated files whose header was written whole.
+    """
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError):
+        return 0, None
+    with container:
+        if not container.streams.video:
+            return 0, None
+        stream = container.streams.video[0]
+        seconds: float | None = None
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif stream.metadata.get("DURATION"):
+            seconds = _clock(stream.metadata["DURATION"])
+        if seconds is None and container.duration:
+            seconds = container.duration / av.time_base
+        return max(int(stream.frames or 0), 0), seconds
 
 
 def read_frames(
@@ -164,10 +203,15 @@ def encode_frames(
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise DataError(f"{name}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    with av.open(target, mode="w", format=container_format) as out:
+    # Byte-stable output (DESIGN.md section 5): "bitexact" stops the Matroska muxer from writing random
+    # segment/track UIDs and both muxer and encoder from writing their libav version strings; the
+    # thread count is fixed because x264's sliced threads cut each frame into one slice per thread.
+    with av.open(target, mode="w", format=container_format, options={"fflags": "+bitexact"}) as out:
         stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = pix_fmt
+        stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        stream.codec_context.thread_count = ENCODE_THREADS
         stream.options = options
         for arr in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
