@@ -79,7 +79,7 @@ def measure(scale: str, channels: int, h: int, w: int, device: str, max_memory_g
     mp = h * w / 1e6
     res = {"scale": scale, "channels": channels, "size": f"{w}x{h}", "device": device, "seconds": seconds,
            "s_per_mp": seconds / mp, "peak_rss_gb": peak / 1e9, "peak_mb_per_mp": (peak - base) / 1e6 / mp,
-           "estimate_mb_per_mp": bytes_per_pixel(net) / 1e6 * 1e6, "threads": torch.get_num_threads()}
+           "estimate_mb_per_mp": bytes_per_pixel(net), "threads": torch.get_num_threads()}
     if device.startswith("cuda"):
         res["gpu_peak_mb_per_mp"] = torch.cuda.max_memory_allocated() / 1e6 / mp
     return res
