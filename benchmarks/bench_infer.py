@@ -1,21 +1,26 @@
-"""Time the reconstruction network on one burst (e.g. 720p) and print the figures.
+"""Seconds and peak memory per megapixel of `gimbal infer`'s merge (mono and RGB), and one big burst.
 
-    python benchmarks/bench_infer.py                      # paper-scale net, 1280x720, n=3, on CUDA if present
-    python benchmarks/bench_infer.py --size 256 256 --scale embedded --device cpu
+    python benchmarks/bench_infer.py                                 # table: embedded + paper, mono + RGB, CPU (+ CUDA)
+    python benchmarks/bench_infer.py --scales embedded --sizes 1024  # a subset
+    python benchmarks/bench_infer.py --one 4432 4432 --channels 1    # one tiled run, e.g. a JetCam19M frame
 
-Reports seconds per merged image (median of --repeats after a warm-up) and, on CUDA, the peak
-GPU memory. The weights are random: the cost does not depend on them.
+Each measurement runs in a fresh subprocess (so the process's peak RSS, ``ru_maxrss``, belongs to
+that run alone): it builds the network (random weights: the cost does not depend on them), a random
+burst of n = 3 frames, and runs :func:`gimbal.infer.reconstruct_burst` (tiled under
+``--max-memory-gb``) once to warm up and once timed. "peak MB/MP" is the growth of the peak RSS
+over the RSS before the merge, per megapixel (frames, output and network working memory); on CUDA
+also the peak GPU memory. ``--untiled`` runs the network on the whole frame instead (the
+calibration of ``gimbal.tiling.BYTES_PER_FLOAT_PEAK``).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
-import torch
-
-from gimbal.models.gimbal import GimbalNet
+import json
+import os
+import platform
+import subprocess
+import sys
 
 SCALES = {
     "paper": {"flow_levels": 4, "kpn_base_channels": 64, "kpn_depth": 4},
@@ -23,43 +28,103 @@ SCALES = {
 }
 
 
+def _rss() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure(scale: str, channels: int, h: int, w: int, device: str, max_memory_gb: float, untiled: bool,
+            warmup: bool) -> dict:
+    """One measurement in this process (call in a fresh one)."""
+    import resource
+    import time
+
+    import numpy as np
+    import torch
+
+    from gimbal.infer import reconstruct_burst
+    from gimbal.models.gimbal import GimbalNet
+    from gimbal.system import GimbalSystem
+    from gimbal.tiling import bytes_per_pixel
+
+    params = {"seed": 0, "exposure": {"n": 3, "idle_slot": True, "init_us": [872.0, 234.0, 583.0]},
+              "model": {"channels": channels, **SCALES[scale]}, "variants": {"gimbal": {}}}
+    system = GimbalSystem.from_params(params).to(device).eval()
+    net: GimbalNet = system.net
+    frames = np.random.default_rng(0).random((3, channels, h, w), dtype=np.float32) * 0.5
+    exps = [872.0, 234.0, 583.0]
+
+    def run() -> None:
+        if untiled:
+            with torch.inference_mode():
+                system.reconstruct(torch.from_numpy(frames)[None].to(device),
+                                   torch.tensor(exps, dtype=torch.float64, device=device) * 1e-6)
+        else:
+            reconstruct_burst(system, frames, exps, max_memory_gb)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    if warmup:
+        run()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    base = _rss()
+    t0 = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    mp = h * w / 1e6
+    res = {"scale": scale, "channels": channels, "size": f"{w}x{h}", "device": device, "seconds": seconds,
+           "s_per_mp": seconds / mp, "peak_rss_gb": peak / 1e9, "peak_mb_per_mp": (peak - base) / 1e6 / mp,
+           "estimate_mb_per_mp": bytes_per_pixel(net), "threads": torch.get_num_threads()}
+    if device.startswith("cuda"):
+        res["gpu_peak_mb_per_mp"] = torch.cuda.max_memory_allocated() / 1e6 / mp
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, nargs=2, default=[1280, 720], metavar=("W", "H"))
-    ap.add_argument("--n", type=int, default=3, help="burst length")
-    ap.add_argument("--channels", type=int, default=3)
-    ap.add_argument("--scale", choices=sorted(SCALES), default="paper")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--half", action="store_true", help="autocast to float16 (CUDA)")
+    ap.add_argument("--scales", nargs="+", default=["embedded", "paper"], choices=sorted(SCALES))
+    ap.add_argument("--channels", type=int, nargs="+", default=[1, 3])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1024], help="square frame sides (pixels)")
+    ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when present")
+    ap.add_argument("--max-memory-gb", type=float, default=2.0)
+    ap.add_argument("--untiled", action="store_true", help="whole frame in one forward pass")
+    ap.add_argument("--one", type=int, nargs=2, metavar=("W", "H"), help="a single run of this size, no warm-up")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        print(json.dumps(measure(**json.loads(args.child))))
+        return
+    import torch
 
-    device = torch.device(args.device)
-    net = GimbalNet(n=args.n, channels=args.channels, **SCALES[args.scale]).to(device).eval()
-    w, h = args.size
-    burst = torch.rand(1, args.n, args.channels, h, w, device=device)
-    params = sum(p.numel() for p in net.parameters())
-
-    def run() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.inference_mode(), torch.autocast(device.type, enabled=args.half and device.type == "cuda"):
-            net(burst)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    run()  # warm-up
-    times = [run() for _ in range(args.repeats)]
-    print(f"device          : {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'})")
-    print(f"network         : {args.scale} scale, n={args.n}, {params / 1e6:.2f} M parameters")
-    print(f"input           : {w}x{h}x{args.channels}, {'fp16 autocast' if args.half else 'fp32'}")
-    print(f"seconds / image : median {statistics.median(times):.3f}, min {min(times):.3f} ({args.repeats} runs)")
-    if device.type == "cuda":
-        print(f"peak GPU memory : {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    jobs = []
+    if args.one:
+        w, h = args.one
+        jobs = [(s, c, h, w, d, False) for s in args.scales for c in args.channels for d in devices]
+    else:
+        jobs = [(s, c, z, z, d, True) for d in devices for s in args.scales for c in args.channels for z in args.sizes]
+    cpu = platform.processor() or platform.machine()
+    print(f"# {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
+          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, "
+          f"{'untiled' if args.untiled else f'--max-memory-gb {args.max_memory_gb:g}'}")
+    print(f"{'scale':9} {'C':>1} {'size':>9} {'device':6} {'s':>7} {'s/MP':>6} {'peak RSS GB':>11} "
+          f"{'peak MB/MP':>10} {'GPU MB/MP':>9}")
+    for scale, c, h, w, dev, warm in jobs:
+        child = json.dumps({"scale": scale, "channels": c, "h": h, "w": w, "device": dev,
+                            "max_memory_gb": args.max_memory_gb, "untiled": args.untiled, "warmup": warm})
+        proc = subprocess.run([sys.executable, __file__, "--child", child], capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{scale:9} {c:>1} {w}x{h} {dev}: failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        gpu = f"{r['gpu_peak_mb_per_mp']:9.0f}" if "gpu_peak_mb_per_mp" in r else f"{'-':>9}"
+        print(f"{scale:9} {c:>1} {r['size']:>9} {dev:6} {r['seconds']:7.1f} {r['s_per_mp']:6.1f} "
+              f"{r['peak_rss_gb']:11.2f} {r['peak_mb_per_mp']:10.0f} {gpu}", flush=True)
 
 
 if __name__ == "__main__":

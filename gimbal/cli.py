@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gimbal.errors import GimbalError, ParamError
+from gimbal.infer import DEFAULT_MAX_MEMORY_GB
 from gimbal.sensor.camera import camera_names
+from gimbal.tiling import MAX_FLOW_PX
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -65,6 +67,8 @@ def _infer(args: argparse.Namespace) -> int:
         readout_us=args.readout_us,
         device=args.device,
         convert_channels=args.convert_channels,
+        max_memory_gb=args.max_memory_gb,
+        max_flow_px=args.max_flow_px,
     )
     return 0
 
@@ -132,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--convert-channels", action="store_true",
                    help="convert frames to the model's channels (RGB -> luminance, gray -> RGB) instead of failing")
+    p.add_argument("--max-memory-gb", type=float, default=DEFAULT_MAX_MEMORY_GB, metavar="GB",
+                   help="memory budget of the network (1e9 bytes): larger frames are merged in overlapping tiles "
+                        f"(default: {DEFAULT_MAX_MEMORY_GB:g}); frames and output come on top")
+    p.add_argument("--max-flow-px", type=float, default=MAX_FLOW_PX, metavar="PX",
+                   help=f"largest motion (pixels) the tile overlap allows for (default: {MAX_FLOW_PX:g})")
     p.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
     p.set_defaults(func=_infer)
 

@@ -39,8 +39,9 @@ import torch
 
 from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.io import atomic_path
-from gimbal.sensor.camera import CameraSpec, get_camera
-from gimbal.system import GimbalSystem, load_system
+from gimbal.sensor.camera import CameraSpec, camera_names, get_camera
+from gimbal.system import GimbalSystem, checkpoint_reason, load_system
+from gimbal.tiling import MAX_FLOW_PX, plan_tiles, reconstruct_tiled
 
 log = logging.getLogger("gimbal.infer")
 
@@ -52,6 +53,8 @@ LUMA_709 = (0.2126, 0.7152, 0.0722)  # Rec. 709 luminance weights of linear RGB 
 
 OUTPUT_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy")
 LINEAR_OUTPUT_EXTS = (".png", ".tif", ".tiff", ".npy")
+DEFAULT_MAX_MEMORY_GB = 2.0  # working memory of the network's forward passes (gimbal.tiling.plan_tiles)
+GB = 1e9
 
 
 class UsageError(ParamError):
@@ -293,7 +296,13 @@ def match_channels(frames: np.ndarray, channels: int, convert: bool, what: str =
 def camera_for(system: GimbalSystem, name: str | None = None, budget_us: float | None = None,
                readout_us: float | None = None) -> CameraSpec:
     """The capture camera: preset ``name`` (default: the model's camera) with budget/readout overrides (us)."""
-    base = system.sensor.camera if name is None else get_camera(name)
+    if name is None:
+        base = system.sensor.camera
+    else:
+        try:
+            base = get_camera(name)
+        except ParamError as exc:
+            raise UsageError(f"--camera {name}: unknown camera; use one of {', '.join(camera_names())}") from exc
     changes: dict[str, float] = {}
     for flag, value, field in (("--budget-us", budget_us, "budget_s"), ("--readout-us", readout_us, "readout_s")):
         if value is not None:
@@ -382,7 +391,8 @@ def read_model_schedule(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types (UnpicklingError, RuntimeError, EOFError...)
-        raise DataError(f"{path}: not a gimbal model checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{path}: not a gimbal model checkpoint ({checkpoint_reason(exc)}); pass the .pt file "
+                        "written by training (models/<variant>.pt) to --model") from exc
     if not isinstance(state, dict):
         raise DataError(f"{path}: not a gimbal model checkpoint (top level is {type(state).__name__})")
     sched = state.get("exposures")
@@ -408,25 +418,40 @@ def resolve_device(device: str) -> torch.device:
 
 
 @torch.inference_mode()
-def reconstruct_burst(system: GimbalSystem, frames: np.ndarray, exposures_us: Sequence[float]) -> tuple[
+def reconstruct_burst(system: GimbalSystem, frames: np.ndarray, exposures_us: Sequence[float],
+                      max_memory_gb: float = DEFAULT_MAX_MEMORY_GB, max_flow_px: float = MAX_FLOW_PX) -> tuple[
         np.ndarray, np.ndarray]:
-    """Run the model on one burst.
+    """Run the model on one burst, in overlapping tiles when it does not fit ``max_memory_gb``.
 
     Args:
         system: a loaded system (eval mode).
         frames: ``(n, C, H, W)`` float32 in [0, 1] DN.
         exposures_us: the ``n`` exposure durations in microseconds.
+        max_memory_gb: budget (1e9 bytes) for the network's working memory per forward pass;
+            the frames and the result come on top (``(n + 3) C + 1`` floats per pixel).
+        max_flow_px: flow magnitude (pixels) the tile margins allow for (see :mod:`gimbal.tiling`).
     Returns:
         ``(image, linear)``, each ``(C, H, W)`` float32: the display-space (gamma) merge and the
-        linear eq. (15) merge, unclipped.
+        linear eq. (15) merge, unclipped. Equal to the untiled merge within ~1e-5 while flows stay
+        within ``max_flow_px``.
     """
     if frames.ndim != 4:
         raise ShapeError(f"frames must be (n, C, H, W), got {frames.shape}")
+    if not (isinstance(max_memory_gb, (int, float)) and math.isfinite(max_memory_gb) and max_memory_gb > 0):
+        raise UsageError(f"--max-memory-gb must be a positive number of gigabytes, got {max_memory_gb}")
+    if not (isinstance(max_flow_px, (int, float)) and math.isfinite(max_flow_px) and max_flow_px >= 0):
+        raise UsageError(f"--max-flow-px must be a non-negative number of pixels, got {max_flow_px}")
+    burst = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).unsqueeze(0)  # stays on the CPU
     device = next(system.parameters()).device
-    burst = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(device).unsqueeze(0)
     durations_s = torch.tensor([float(d) for d in exposures_us], dtype=torch.float64, device=device) * US
-    out = system.reconstruct(burst, durations_s)
-    return out.image[0].float().cpu().numpy(), out.linear[0].float().cpu().numpy()
+    plan = plan_tiles(system.net, (frames.shape[2], frames.shape[3]), max_memory_gb * GB, max_flow_px)
+    out = reconstruct_tiled(system, burst, durations_s, plan.tile, plan.overlap, plan.margin, plan.batch,
+                            max_flow_px)
+    if out.tiles > 1:
+        log.info("tiled: %d tiles of %dx%d (overlap %d px, margin %d px, %d per pass, ~%.2f GB per pass)",
+                 out.tiles, plan.tile[1], plan.tile[0], plan.overlap, plan.margin, plan.batch,
+                 plan.estimated_bytes / GB)
+    return out.image[0].float().numpy(), out.linear[0].float().numpy()
 
 
 # ----------------------------------------------------------------------------- writing images
@@ -460,6 +485,8 @@ def check_output_path(path: str | os.PathLike[str], allowed: Sequence[str] = OUT
         raise UsageError(f"{flag} {path}: unsupported extension '{path.suffix}'; use one of {', '.join(allowed)}")
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{flag} {path}: directory {path.parent} does not exist; create it first or write elsewhere")
     return path
 
 
@@ -523,6 +550,8 @@ def infer_files(
     readout_us: float | None = None,
     device: str = "auto",
     convert_channels: bool = False,
+    max_memory_gb: float = DEFAULT_MAX_MEMORY_GB,
+    max_flow_px: float = MAX_FLOW_PX,
 ) -> InferResult:
     """Merge a real burst with a trained model and write the result (the ``gimbal infer`` command).
 
@@ -543,6 +572,7 @@ def infer_files(
         budget_us, readout_us: camera timing overrides in microseconds.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         convert_channels: convert gray <-> RGB frames to the model's channel count.
+        max_memory_gb, max_flow_px: tiling (see :func:`reconstruct_burst`).
     """
     warnings: list[str] = []
 
@@ -596,7 +626,7 @@ def infer_files(
     log.info("burst: %d x %s frames of %dx%d (%s, white level %g, black level %g) on %s", n,
              {1: "gray", 3: "RGB"}.get(burst.channels, f"{burst.channels}-channel"), w, h, burst.dtype,
              burst.white_level, burst.black_level, dev)
-    image, linear = reconstruct_burst(system, data, exposures_us)
+    image, linear = reconstruct_burst(system, data, exposures_us, max_memory_gb, max_flow_px)
     if output is not None:
         log.info("wrote %s", write_image(output, image))
     if output_linear is not None:

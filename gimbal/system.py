@@ -161,6 +161,16 @@ def save_system(path: str | os.PathLike[str], system: GimbalSystem, params: dict
                              "exposures": exposure_report(system, variant)})
 
 
+def checkpoint_reason(exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words: the exception type and the first line of its
+    message, without PyTorch's advice to retry with ``weights_only=False`` (that would run code
+    from the file)."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if "weights_only" in str(exc) or "Weights only load failed" in first:
+        first = "not a PyTorch checkpoint of tensors and plain values"
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+
+
 def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GimbalSystem:
     """Load a trained :class:`GimbalSystem` written by :func:`train` (``models/<variant>.pt``)."""
     path = Path(path)
@@ -171,5 +181,6 @@ def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu"
         system = GimbalSystem.from_params(state["params"], state["variant"])
         system.load_state_dict(state["system"])
     except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise DataError(f"{path}: not a gimbal model checkpoint or incompatible ({exc}); re-train it") from exc
+        raise DataError(f"{path}: not a gimbal model checkpoint or incompatible ({checkpoint_reason(exc)}); "
+                        "pass the .pt file written by training (models/<variant>.pt) or re-train it") from exc
     return system.to(device).eval()

@@ -305,3 +305,60 @@ def test_schedule_command_and_help(models, tmp_path, capsys):
     assert exc.value.code == 0
     help_text = capsys.readouterr().out
     assert "infer" in help_text and "schedule" in help_text
+
+
+# ----------------------------------------------------------------------------- model, camera and output errors
+def test_garbage_model_one_line_error(models, tmp_path, capsys):
+    paths = write_frames(tmp_path / "in", synthetic_burst())
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"this is not a checkpoint\n" * 10)
+    for argv in (infer_args(bad, paths, tmp_path / "out.png"), ["schedule", "--model", str(bad)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and "garbage.pt" in err[0], err
+        assert "weights_only" not in err[0] and "--model" in err[0]
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_unknown_camera_names_flag_and_choices(models, tmp_path, capsys):
+    paths = write_frames(tmp_path / "in", synthetic_burst())
+    argv = infer_args(models["rgb"], paths, tmp_path / "out.png")
+    argv[argv.index("--camera") + 1] = "nosuch"
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--camera nosuch" in err[0] and "jetcam19m" in err[0], err
+    assert "params.yaml" not in err[0]
+
+
+def test_output_into_missing_directory_is_an_error(models, tmp_path, capsys):
+    paths = write_frames(tmp_path / "in", synthetic_burst())
+    missing = tmp_path / "no" / "such"
+    for extra in ([], ["--output-linear", str(missing / "lin.tiff")]):
+        out = (missing / "out.png") if not extra else (tmp_path / "out.png")
+        assert main(infer_args(models["rgb"], paths, out, EXPOSURES_US, *extra)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(missing) in err[0] and "does not exist" in err[0], err
+    assert not (tmp_path / "no").exists() and not (tmp_path / "out.png").exists()
+
+
+def test_cli_tiles_large_frames_under_a_memory_budget(models, tmp_path, capsys):
+    """A frame too large for --max-memory-gb is merged in tiles; the result equals the untiled merge."""
+    rng = np.random.default_rng(3)
+    h, w = 260, 300
+    yy, xx = np.mgrid[0:h, 0:w]
+    scene = 0.4 + 0.3 * np.sin(xx / 6.0) * np.cos(yy / 9.0)
+    frames = np.stack([np.clip(np.rint(scene * dt / 2000.0 * MAX_DN + rng.normal(0, 3, scene.shape)), 0, MAX_DN)
+                       for dt in EXPOSURES_US]).astype(np.uint16)[..., None]
+    paths = write_frames(tmp_path / "in", frames)
+    whole, tiled = tmp_path / "whole.npy", tmp_path / "tiled.npy"
+    assert main(infer_args(models["mono"], paths, whole)) == 0
+    assert "tiled:" not in capsys.readouterr().err
+    assert main(infer_args(models["mono"], paths, tiled, EXPOSURES_US, "--max-memory-gb", "0.12",
+                           "--max-flow-px", "2")) == 0  # the untrained flow is zero: a small margin is exact
+    err = capsys.readouterr().err
+    assert "tiled:" in err and "warning" not in err
+    a, b = np.load(whole), np.load(tiled)
+    assert a.shape == b.shape == (h, w, 1)
+    np.testing.assert_allclose(b, a, atol=1e-3, rtol=0)
+    assert main(infer_args(models["mono"], paths, tiled, EXPOSURES_US, "--max-memory-gb", "0")) == 2
+    assert "--max-memory-gb" in capsys.readouterr().err
