@@ -65,7 +65,7 @@ def test_zero_rotation_is_pure_crop():
     for i in range(2):
         x0, y0 = (int(v) for v in out.origins[i])
         window = clips[i, :, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24]  # centre 16 of the 32 crop
-        expected = kornia.geometry.transform.resize(window, (8, 8), antialias=True)
+        expected = torch.nn.functional.interpolate(window, size=(8, 8), mode="bilinear", antialias=True)
         torch.testing.assert_close(out.linear[i], inverse_gamma(expected), atol=1e-5, rtol=0)
     # no resize when out_size == center: the crop itself
     cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="shake", shake_std_deg=(0.0, 0.0, 0.0))
@@ -171,3 +171,29 @@ def test_uint8_clips_match_float_clips() -> None:
     a = augment_clips(clips8, cfg, torch.Generator().manual_seed(3))
     b = augment_clips(clips8.float() / 255.0, cfg, torch.Generator().manual_seed(3))
     assert torch.allclose(a.linear, b.linear, atol=1e-6) and torch.allclose(a.gt, b.gt, atol=1e-6)
+
+
+@pytest.mark.parametrize("motion", ["shake", "smooth"])
+def test_region_warp_equals_warping_the_whole_crop(motion: str) -> None:
+    """Reading only the part of the crop that the window samples gives what warping the whole crop gives."""
+    g = torch.Generator().manual_seed(0)
+    clips = torch.randint(0, 256, (3, 7, 3, 90, 120), generator=g, dtype=torch.uint8)
+    cfg = AugmentConfig(crop=64, center=32, out_size=32, motion=motion, shake_std_deg=(0.5, 2.0, 2.0),
+                        max_rotation_deg=6.0, min_rotation_deg=6.0)
+    out = augment_clips(clips, cfg, torch.Generator().manual_seed(1), channels=1)
+    assert out.linear.shape == (3, 7, 1, 32, 32)
+    fx, fy, cx, cy = cfg.intrinsics
+    for i in range(3):
+        x0, y0 = (int(v) for v in out.origins[i])
+        crop = clips[i, :, :, y0 : y0 + 64, x0 : x0 + 64].float() / 255.0
+        gray = 0.299 * crop[:, 0:1] + 0.587 * crop[:, 1:2] + 0.114 * crop[:, 2:3]
+        if motion == "shake":  # the frame's intrinsics (scaled from 1920x1080) in crop coordinates
+            k = torch.tensor([[fx * 120 / 1920, 0, cx * 120 / 1920 - x0], [0, fy * 90 / 1080, cy * 90 / 1080 - y0],
+                              [0, 0, 1]], dtype=torch.float64)
+        else:
+            k = torch.tensor([[64.0, 0, 31.5], [0, 64.0, 31.5], [0, 0, 1]], dtype=torch.float64)
+        shift = torch.tensor([[1, 0, -16.0], [0, 1, -16.0], [0, 0, 1]], dtype=torch.float64)
+        hom = (shift @ k @ out.rotations[i].double() @ torch.linalg.inv(k)).float()
+        ref = kornia.geometry.transform.warp_perspective(gray, hom, (32, 32), mode="bilinear",
+                                                         padding_mode="border", align_corners=True)
+        torch.testing.assert_close(out.linear[i], inverse_gamma(ref.clamp(0, 1)), atol=2e-5, rtol=0)

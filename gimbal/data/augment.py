@@ -263,13 +263,6 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
     y0 = torch.randint(0, h - s + 1, (b,), generator=generator)
     x0 = torch.randint(0, w - s + 1, (b,), generator=generator)
 
-    crops = torch.stack([clips[i, :, :, y0[i] : y0[i] + s, x0[i] : x0[i] + s] for i in range(b)])
-    if crops.dtype == torch.uint8:  # 8-bit clips are converted after cropping: 4x less memory for the full frames
-        crops = crops.float() / 255.0
-    if channels == 1 and c == 3:
-        crops = kornia.color.rgb_to_grayscale(crops.reshape(b * t, 3, s, s)).reshape(b, t, 1, s, s)
-    cc = crops.shape[2]
-    dev, dt = crops.device, crops.dtype
     if config.motion == "shake":  # K of the whole frame, moved to the crop's coordinates
         fx, fy, cx, cy = config.intrinsics
         sx, sy = w / config.intrinsics_size[0], h / config.intrinsics_size[1]
@@ -277,18 +270,42 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
         k = k.expand(b, 3, 3).clone()
         k[:, 0, 2] -= x0.double()
         k[:, 1, 2] -= y0.double()
-        homog = (k[:, None] @ rotations.double() @ torch.linalg.inv(k)[:, None]).to(dev, dt)  # (B, T, 3, 3)
+        homog = k[:, None] @ rotations.double() @ torch.linalg.inv(k)[:, None]  # (B, T, 3, 3), crop coordinates
     else:
-        homog = smooth_homog.to(dev, dt)
+        homog = smooth_homog
     offset = (s - config.center) / 2.0  # crop coordinates -> centre-window coordinates
-    shift = torch.eye(3, device=dev, dtype=dt)
+    shift = torch.eye(3, dtype=torch.float64)
     shift[0, 2] = shift[1, 2] = -offset
+    to_out = shift @ homog  # crop -> output window, (B, T, 3, 3)
+    # Only the part of the crop that some frame samples is read and converted: the output window's corners
+    # mapped back into the crop bound it (a homography maps the window to a convex quadrilateral), plus
+    # 2 px for bilinear taps; one region size for the batch, so the warp stays a single call.
+    m = config.center - 1
+    corners = torch.tensor([[0.0, 0.0, 1.0], [m, 0.0, 1.0], [0.0, m, 1.0], [m, m, 1.0]], dtype=torch.float64)
+    src = torch.linalg.solve(to_out[:, :, None], corners[None, None, :, :, None])[..., 0]  # (B, T, 4, 3)
+    src = src[..., :2] / src[..., 2:]
+    lo = (src.amin(dim=(1, 2)).floor() - 2).clamp(0, s - 1)  # (B, 2) x, y
+    hi = (src.amax(dim=(1, 2)).ceil() + 2).clamp(0, s - 1)
+    rw, rh = (int(v) + 1 for v in (hi - lo).amax(dim=0))
+    rx = torch.minimum(lo[:, 0], torch.tensor(float(s - rw))).long()
+    ry = torch.minimum(lo[:, 1], torch.tensor(float(s - rh))).long()
+    region = torch.stack([clips[i, :, :, y0[i] + ry[i] : y0[i] + ry[i] + rh, x0[i] + rx[i] : x0[i] + rx[i] + rw]
+                          for i in range(b)])  # (B, T, C, rh, rw), still 8-bit for uint8 clips
+    if region.dtype == torch.uint8:
+        region = region.float() / 255.0
+    if channels == 1 and c == 3:
+        region = kornia.color.rgb_to_grayscale(region.reshape(b * t, 3, rh, rw)).reshape(b, t, 1, rh, rw)
+    cc = region.shape[2]
+    move = torch.eye(3, dtype=torch.float64).repeat(b, 1, 1)  # region -> crop coordinates
+    move[:, 0, 2] = rx.double()
+    move[:, 1, 2] = ry.double()
+    warp = (to_out @ move[:, None]).to(region.device, region.dtype)
     warped = kornia.geometry.transform.warp_perspective(
-        crops.reshape(b * t, cc, s, s), (shift @ homog).reshape(b * t, 3, 3), (config.center, config.center),
+        region.reshape(b * t, cc, rh, rw), warp.reshape(b * t, 3, 3), (config.center, config.center),
         mode="bilinear", padding_mode="border", align_corners=True)
-    if config.out_size != config.center:
-        warped = kornia.geometry.transform.resize(warped, (config.out_size, config.out_size),
-                                                  interpolation="bilinear", antialias=True)
+    if config.out_size != config.center:  # torch's antialiased bilinear resize (a triangle filter)
+        warped = torch.nn.functional.interpolate(warped, size=(config.out_size, config.out_size), mode="bilinear",
+                                                 antialias=True, align_corners=False)
     srgb = warped.clamp(0, 1).reshape(b, t, cc, config.out_size, config.out_size)
     return AugmentedBatch(linear=srgb_to_linear(srgb), gt=srgb[:, t // 2].clone(), rotations=rotations,
                           origins=torch.stack([x0, y0], dim=1))
