@@ -12,9 +12,10 @@ Reading frames (:func:`read_frame`, :func:`load_burst`):
   ``(H, W, C)``; any other extension Pillow reads (8-bit).
 * Integer values are DN: ``burst = (value - black_level) / (white_level - black_level)``,
   clamped below at 0. ``white_level`` defaults to ``2^bits - 1`` with ``bits`` the camera's
-  ADC depth, capped at the file's container depth (so 8-bit files use 255). 12-bit data
-  stored MSB-aligned in 16-bit files (``dn << 4``) needs ``white_level = 65520``: nothing is
-  auto-detected, but the error for values above the white level says which value to pass.
+  ADC depth, capped at the file's container depth (so 8-bit files use 255). m-bit data
+  stored MSB-aligned in 16-bit files (``dn << (16 - m)``) needs ``white_level = (2^m - 1) << (16 - m)``
+  (65472 for the 10-bit jetcam19m, 65520 for 12-bit): nothing is auto-detected, but the error
+  for values above the white level says which value to pass.
 * Floating-point arrays are taken as already normalized to [0, 1] unless a white level (or
   bit depth) is given explicitly.
 
