@@ -112,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Merge a burst of n frames (captured back to back with the given exposure times) into one "
                     "image with a trained model. Frames: 8/16-bit PNG or TIFF (gray or RGB), or .npy arrays "
                     "(H, W) / (H, W, C). Integer values are DN with white level 2^bits - 1 (bits: the camera's "
-                    "ADC depth, capped at the file's bit depth); floats are taken as already in [0, 1]. 12-bit "
-                    "data stored MSB-aligned in 16-bit files need --white-level 65520.",
+                    "ADC depth, capped at the file's bit depth); floats are taken as already in [0, 1]. Data "
+                    "stored MSB-aligned in 16-bit files need --white-level 65472 (10-bit) or 65520 (12-bit).",
     )
     p.add_argument("--frames", nargs="+", required=True, metavar="FILE", help="frame files in capture order")
     p.add_argument("--exposures-us", nargs="+", required=True, type=float, metavar="US",
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int, default=None,
                    help="bit depth of the stored values (default: the camera's ADC bits, at most the file's)")
     p.add_argument("--white-level", type=float, default=None,
-                   help="stored value of a saturated pixel (overrides --bits), e.g. 65520 for MSB-aligned 12-bit")
+                   help="stored value of a saturated pixel (overrides --bits), e.g. 65472 for MSB-aligned 10-bit")
     p.add_argument("--black-level", type=float, default=0.0, help="stored value of black (sensor pedestal), subtracted first (default: 0)")
     p.add_argument("--budget-us", type=float, default=None, help="override the camera's exposure budget T (us)")
     p.add_argument("--readout-us", type=float, default=None, help="override the camera's readout time (us)")

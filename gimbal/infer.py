@@ -12,9 +12,10 @@ Reading frames (:func:`read_frame`, :func:`load_burst`):
   ``(H, W, C)``; any other extension Pillow reads (8-bit).
 * Integer values are DN: ``burst = (value - black_level) / (white_level - black_level)``,
   clamped below at 0. ``white_level`` defaults to ``2^bits - 1`` with ``bits`` the camera's
-  ADC depth, capped at the file's container depth (so 8-bit files use 255). 12-bit data
-  stored MSB-aligned in 16-bit files (``dn << 4``) needs ``white_level = 65520``: nothing is
-  auto-detected, but the error for values above the white level says which value to pass.
+  ADC depth, capped at the file's container depth (so 8-bit files use 255). m-bit data
+  stored MSB-aligned in 16-bit files (``dn << (16 - m)``) needs ``white_level = (2^m - 1) << (16 - m)``
+  (65472 for the 10-bit jetcam19m, 65520 for 12-bit): nothing is auto-detected, but the error
+  for values above the white level says which value to pass.
 * Floating-point arrays are taken as already normalized to [0, 1] unless a white level (or
   bit depth) is given explicitly.
 
@@ -39,7 +40,7 @@ import torch
 
 from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.io import atomic_path
-from gimbal.sensor.camera import CameraSpec, camera_names, get_camera
+from gimbal.sensor.camera import ALIASES, CameraSpec, camera_names, get_camera
 from gimbal.system import GimbalSystem, checkpoint_reason, load_system
 from gimbal.tiling import MAX_FLOW_PX, plan_tiles, reconstruct_tiled
 
@@ -313,6 +314,15 @@ def camera_for(system: GimbalSystem, name: str | None = None, budget_us: float |
     return base.replace(**changes) if changes else base
 
 
+def camera_label(name: str | None, camera: CameraSpec) -> str:
+    """How messages name the capture camera: the preset name, plus the name given to ``--camera``
+    when that differs (an experiment name such as ``indoor`` is a preset with other timing)."""
+    if name is None:
+        return camera.name
+    key = name.strip().lower().replace("-", "_")
+    return camera.name if ALIASES.get(key, key) == camera.name else f"{key} ({camera.name})"
+
+
 def schedule_us(exposures_us: Sequence[float], camera: CameraSpec) -> dict[str, Any]:
     """The shutter schedule (Fig. 3) of back-to-back exposures, in microseconds.
 
@@ -340,8 +350,12 @@ def schedule_us(exposures_us: Sequence[float], camera: CameraSpec) -> dict[str, 
     }
 
 
-def check_exposures(exposures_us: Sequence[float], camera: CameraSpec) -> None:
-    """Raise :class:`UsageError` unless every ``dt_i >= dt_min`` and ``sum(dt_i) + n dt_ro <= T`` (eqs. 12-13)."""
+def check_exposures(exposures_us: Sequence[float], camera: CameraSpec, label: str | None = None) -> None:
+    """Raise :class:`UsageError` unless every ``dt_i >= dt_min`` and ``sum(dt_i) + n dt_ro <= T`` (eqs. 12-13).
+
+    ``label`` names the camera in the messages (default: ``camera.name``; see :func:`camera_label`).
+    """
+    label = camera.name if label is None else label
     dts = [float(d) for d in exposures_us]
     if not dts:
         raise UsageError("no exposure times given (--exposures-us)")
@@ -351,13 +365,13 @@ def check_exposures(exposures_us: Sequence[float], camera: CameraSpec) -> None:
     dt_min = camera.min_exposure_s / US
     short = [d for d in dts if d < dt_min - SCHEDULE_TOL_US]
     if short:
-        raise UsageError(f"exposure(s) {short} us are shorter than the camera '{camera.name}' minimum "
+        raise UsageError(f"exposure(s) {short} us are shorter than the camera '{label}' minimum "
                          f"dt_min = {dt_min:g} us")
     n, ro, budget = len(dts), camera.readout_s / US, camera.budget_s / US
     total = sum(dts) + n * ro
     if total > budget + SCHEDULE_TOL_US:
         raise UsageError(f"exposures {dts} us plus {n} readouts of {ro:g} us take {total:g} us, more than the "
-                         f"budget T = {budget:g} us of camera '{camera.name}'; shorten the exposures "
+                         f"budget T = {budget:g} us of camera '{label}'; shorten the exposures "
                          "or pass --budget-us / --readout-us for your camera setup")
 
 
@@ -612,7 +626,7 @@ def infer_files(
     if cam.name != system.sensor.camera.name:
         warn(f"capture camera '{cam.name}' differs from the model's training camera "
              f"'{system.sensor.camera.name}' (noise and gain differ); results may degrade")
-    check_exposures(exposures_us, cam)
+    check_exposures(exposures_us, cam, camera_label(camera, cam))
     sched = schedule_us(exposures_us, cam)
     log.info("schedule used: %s", format_schedule(sched))
     if not schedule_matches(sched["durations_us"], model_schedule["durations_us"]):

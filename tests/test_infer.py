@@ -26,9 +26,12 @@ from gimbal.cli import main
 from gimbal.infer import read_frame
 from gimbal.system import GimbalSystem, load_system, save_system
 
-EXPOSURES_US = [872.0, 234.0, 583.0]  # the paper's learned schedule; fits jetcam19m's T = 2000 us with idle
+# jetcam19m (the synthetic experiment's timing): T = 3 ms, dt_min = 0, dt_ro = 400 us, idle slot, 10-bit ADC
+BUDGET_US = 3000.0
+READOUT_US = 400.0
+MAX_DN = 1023  # 2^10 - 1
+EXPOSURES_US = [872.0, 234.0, 583.0]  # the paper's learned schedule: 1689 + 3 x 400 + 111 idle = 3000 us
 H, W = 19, 23  # not a multiple of the network's padding multiple: exercises pad + crop
-MAX_DN = 4095  # jetcam19m: 12-bit ADC
 
 
 def tiny_params(channels: int) -> dict:
@@ -54,13 +57,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def synthetic_burst(channels: int = 3, seed: int = 0) -> np.ndarray:
-    """``(n, H, W, C)`` uint16 12-bit DN: a smooth scene shifting by one pixel per frame, scaled by dt_i / T."""
+    """``(n, H, W, C)`` uint16 10-bit DN: a smooth scene shifting by one pixel per frame, scaled by dt_i / T."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:H, 0 : W + 4].astype(np.float64)
     scene = 0.45 + 0.3 * np.sin(xx / 3.0)[..., None] * np.cos(yy[..., None] / 4.0 + np.arange(channels))
     frames = []
     for i, dt in enumerate(EXPOSURES_US):
-        clean = scene[:, i : i + W] * dt / 2000.0 * MAX_DN
+        clean = scene[:, i : i + W] * dt / BUDGET_US * MAX_DN
         frames.append(np.clip(np.rint(clean + rng.normal(0, 3, clean.shape)), 0, MAX_DN))
     return np.stack(frames).astype(np.uint16)
 
@@ -181,18 +184,18 @@ def test_tiff_and_npy_inputs(models, tmp_path, kind):
 
 
 def test_msb_aligned_white_level(models, tmp_path, capsys):
-    """12-bit data shifted into 16 bits is rejected with a hint, and accepted with --white-level 65520."""
+    """10-bit data shifted into 16 bits is rejected with a hint, and accepted with --white-level 65472."""
     frames = synthetic_burst()
-    paths = write_frames(tmp_path, frames << 4)
+    paths = write_frames(tmp_path, frames << 6)  # MSB-aligned: 16 - 10 = 6 bits of shift
     out = tmp_path / "out.png"
     assert main(infer_args(models["rgb"], paths, out)) == 1
-    assert "--white-level 65520" in capsys.readouterr().err and not out.exists()
-    assert main(infer_args(models["rgb"], paths, out, EXPOSURES_US, "--white-level", "65520")) == 0
+    assert "--white-level 65472" in capsys.readouterr().err and not out.exists()  # 1023 << 6
+    assert main(infer_args(models["rgb"], paths, out, EXPOSURES_US, "--white-level", "65472")) == 0
     np.testing.assert_array_equal(read_frame(out), reference(models["rgb"], frames)[0])
 
 
 def test_mono_model_8bit_frames_jpeg_and_channel_conversion(models, tmp_path, capsys):
-    frames8 = (synthetic_burst(channels=1) >> 4).astype(np.uint8)  # 8-bit files: white level 255
+    frames8 = (synthetic_burst(channels=1) >> 2).astype(np.uint8)  # 10 -> 8-bit files: white level 255
     paths = []
     for i, f in enumerate(frames8):
         Image.fromarray(f[..., 0]).save(tmp_path / f"g{i}.png")
@@ -227,7 +230,7 @@ def _bad_case(case: str, d: Path) -> tuple[list[str], list[float], list[str]]:
     if case == "size":
         write_png16(Path(paths[1]), frames[1][:-2])
     elif case == "bit_depth":
-        Image.fromarray((frames[2] >> 4).astype(np.uint8)).save(paths[2])
+        Image.fromarray((frames[2] >> 2).astype(np.uint8)).save(paths[2])
     elif case == "channels":
         write_png16(Path(paths[1]), frames[1][..., 0])
     elif case == "missing":
@@ -236,12 +239,12 @@ def _bad_case(case: str, d: Path) -> tuple[list[str], list[float], list[str]]:
         Path(paths[0]).write_bytes(b"not a png")
     elif case == "budget":
         return paths, [872.0, 234.0, 983.0], []
-    elif case == "min_exposure":
-        return paths, [872.0, 5.0, 583.0], []
+    elif case == "min_exposure":  # jetcam19m has dt_min = 0; the indoor experiment's dt_min is 500 us
+        return paths, EXPOSURES_US, ["--camera", "indoor"]
     elif case == "non_positive":
         return paths, [872.0, 0.0, 583.0], []
     elif case == "readout_override":
-        return paths, EXPOSURES_US, ["--readout-us", "200"]
+        return paths, EXPOSURES_US, ["--readout-us", "500"]  # 1689 + 3 x 500 = 3189 us > T
     elif case == "bad_output":
         return paths, EXPOSURES_US, ["-o", str(d / "out.bmp")]
     return paths, EXPOSURES_US, []
@@ -255,10 +258,10 @@ BAD = {  # case -> (exit status, words the one-line message must contain)
     "channels": (1, ["f1.png", "1 channel"]),
     "missing": (1, ["nope.png", "not found"]),
     "unreadable": (1, ["f0.png", "cannot decode"]),
-    "budget": (2, ["budget", "2000", "2389"]),
-    "min_exposure": (2, ["dt_min", "5.0"]),
+    "budget": (2, ["budget", "3000", "3289"]),  # 872 + 234 + 983 + 3 x 400 = 3289 us > T = 3000 us
+    "min_exposure": (2, ["dt_min", "234.0", "500", "indoor"]),
     "non_positive": (2, ["positive"]),
-    "readout_override": (2, ["budget", "readouts of 200"]),
+    "readout_override": (2, ["budget", "readouts of 500", "3189"]),
     "bad_output": (2, ["out.bmp", "extension"]),
 }
 
@@ -282,10 +285,10 @@ def test_schedule_mismatch_warns_and_budget_override(models, tmp_path, capsys):
     assert main(infer_args(models["rgb"], paths, out, [500.0, 500.0, 500.0])) == 0
     err = capsys.readouterr().err
     assert "warning:" in err and "[872.0, 234.0, 583.0]" in err  # the model's trained schedule
-    assert main(infer_args(models["rgb"], paths, out, [600.0, 600.0, 600.0])) == 2  # 2100 us > T
-    assert main(infer_args(models["rgb"], paths, out, [600.0, 600.0, 600.0], "--budget-us", "2100")) == 0
+    assert main(infer_args(models["rgb"], paths, out, [700.0, 700.0, 700.0])) == 2  # 2100 + 3 x 400 = 3300 us > T
+    assert main(infer_args(models["rgb"], paths, out, [700.0, 700.0, 700.0], "--budget-us", "3300")) == 0
     err = capsys.readouterr().err
-    assert "budget T 2100.0 us" in err and "idle 0.0 us" in err
+    assert "budget T 3300.0 us" in err and "idle 0.0 us" in err
 
 
 def test_schedule_command_and_help(models, tmp_path, capsys):
@@ -293,11 +296,13 @@ def test_schedule_command_and_help(models, tmp_path, capsys):
     assert main(["schedule", "--model", str(models["rgb"]), "--json", "--plot", str(plot)]) == 0
     sched = json.loads(capsys.readouterr().out)
     np.testing.assert_allclose(sched["durations_us"], EXPOSURES_US, atol=1e-3)
-    np.testing.assert_allclose(sched["starts_us"], [0.0, 972.0, 1306.0], atol=1e-3)
+    starts = [0.0, 872.0 + READOUT_US, 872.0 + 234.0 + 2 * READOUT_US]  # t_{i+1} = t_i + dt_i + dt_ro
+    np.testing.assert_allclose(sched["starts_us"], starts, atol=1e-3)
+    np.testing.assert_allclose(sched["idle_us"], BUDGET_US - sum(EXPOSURES_US) - 3 * READOUT_US, atol=1e-3)
     assert png_header(plot)[:2] > (100, 50)
     assert main(["schedule", "--model", str(models["rgb"])]) == 0
     text = capsys.readouterr().out
-    assert "872.0" in text and "budget T 2000.0 us" in text
+    assert "872.0" in text and "budget T 3000.0 us" in text and "idle 111.0 us" in text
     assert main(["schedule", "--model", str(tmp_path / "missing.pt")]) == 1
     assert "missing.pt" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
@@ -347,7 +352,7 @@ def test_cli_tiles_large_frames_under_a_memory_budget(models, tmp_path, capsys):
     h, w = 260, 300
     yy, xx = np.mgrid[0:h, 0:w]
     scene = 0.4 + 0.3 * np.sin(xx / 6.0) * np.cos(yy / 9.0)
-    frames = np.stack([np.clip(np.rint(scene * dt / 2000.0 * MAX_DN + rng.normal(0, 3, scene.shape)), 0, MAX_DN)
+    frames = np.stack([np.clip(np.rint(scene * dt / BUDGET_US * MAX_DN + rng.normal(0, 3, scene.shape)), 0, MAX_DN)
                        for dt in EXPOSURES_US]).astype(np.uint16)[..., None]
     paths = write_frames(tmp_path / "in", frames)
     whole, tiled = tmp_path / "whole.npy", tmp_path / "tiled.npy"
