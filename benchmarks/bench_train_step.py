@@ -1,0 +1,153 @@
+"""Benchmark of one training step: per-part breakdown, and this code against an older commit side by side.
+
+For each code version (the working tree, and ``--baseline REV``, checked out into a temporary git worktree)
+a fresh subprocess times, on the version's own ``params.yaml`` (the embedded default) and the same random
+8-bit clips of the shards' size ``(B, 241, 3, 144, 192)``:
+
+- ``augment``: clips -> augmented irradiance (crop, shake, light level; ``gimbal.train.make_irradiance``),
+- ``sensor``: the burst capture alone (forward),
+- ``forward``: sensor + network + loss,
+- ``backward``: backward pass + Adam step (``fwd+bwd+opt`` minus ``forward``),
+
+and, with ``--shards``, the clip loader of the working tree (``decode``, clips/s). A step's clips/s counts the
+decoding amortised over ``train.samples_per_clip`` steps. The ratio of the two versions' training samples per
+second is measured in one run on one machine: compare only ratios.
+
+Usage: ``python benchmarks/bench_train_step.py [--baseline 16ec87f] [--shards data/shards] [--repeats 5]
+[--threads 2] [--json out.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+_MEASURE = r'''
+import inspect, json, sys, time
+import torch, yaml
+torch.set_num_threads(int(sys.argv[2]))
+from gimbal.data.augment import AugmentConfig
+from gimbal.system import GimbalSystem
+import gimbal.train as tr
+
+root, repeats = sys.argv[1], int(sys.argv[3])
+params = yaml.safe_load(open(f"{root}/params.yaml"))
+tcfg = params["train"]
+b = tcfg["batch_size"]
+torch.manual_seed(0)
+system = GimbalSystem.from_params(params, "gimbal").train()
+aug = AugmentConfig.from_params(params)
+clips = torch.randint(0, 256, (b, 241, 3, 144, 192), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+gen = torch.Generator().manual_seed(1)
+sig = inspect.signature(tr.make_irradiance).parameters
+if "camera" in sig:  # this code's API
+    make = lambda: tr.make_irradiance(clips, aug, system.sensor.camera, system.net.channels, gen)
+else:  # older API: (clips, augment, full_exposure_s, electrons_range, generator)
+    erange = tuple(params["sensor"]["electrons_range"])
+    make = lambda: tr.make_irradiance(clips, aug, system.sensor.camera.budget_s, erange, gen)
+opt = torch.optim.Adam([p for p in system.parameters() if p.requires_grad], lr=1e-4)
+
+def timed(fn):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return min(times)
+
+with torch.inference_mode():
+    t_aug = timed(make)
+irr = make()
+with torch.no_grad():
+    t_sensor = timed(lambda: system.sensor(irr, 100))
+t_fwd = timed(lambda: system(irr, step=100).loss)
+def step():
+    out = system(irr, step=100); opt.zero_grad(set_to_none=True); out.loss.backward(); opt.step()
+t_step = timed(step)
+print(json.dumps({"batch_size": b, "samples_per_clip": tcfg.get("samples_per_clip", 1), "augment_s": t_aug,
+                  "sensor_s": t_sensor, "forward_s": t_fwd, "backward_s": max(t_step - t_fwd, 0.0),
+                  "channels": system.net.channels, "crop": aug.crop, "out_size": aug.out_size}))
+'''
+
+
+def measure(root: Path, threads: int, repeats: int) -> dict:
+    """Time one version's step parts in a fresh process with ``root`` first on the import path."""
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(root), str(threads), str(repeats)], env=env,
+                          cwd=root, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"measurement in {root} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def decode_rate(shards: Path, batch_size: int) -> float:
+    """Clips per second of the working tree's loader over the train split (one epoch, after a warm-up batch)."""
+    import torch
+
+    from gimbal.data.loader import make_loader
+
+    loader = make_loader(shards, "train", batch_size=batch_size, shuffle=False, seed=0, dtype=torch.uint8)
+    it = iter(loader)
+    next(it)
+    n, t0 = 0, time.perf_counter()
+    for clips, _ in it:
+        n += clips.shape[0]
+    dt = time.perf_counter() - t0
+    return n / dt if n else float("nan")
+
+
+def samples_per_s(m: dict, decode_clips_s: float | None) -> float:
+    """Training samples per second of one step, decoding amortised over samples_per_clip steps."""
+    step = m["augment_s"] + m["forward_s"] + m["backward_s"]
+    if decode_clips_s:
+        step += m["batch_size"] / decode_clips_s / m["samples_per_clip"]
+    return m["batch_size"] / step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline", default="16ec87f", help="older commit to compare with ('' for none)")
+    ap.add_argument("--shards", type=Path, default=None, help="shards directory for the decode column")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    rows = {"working tree": measure(REPO, args.threads, args.repeats)}
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as tmp:
+            wt = Path(tmp) / "baseline"
+            subprocess.run(["git", "worktree", "add", "--detach", str(wt), args.baseline], cwd=REPO, check=True,
+                           capture_output=True)
+            try:
+                rows[f"baseline {args.baseline}"] = measure(wt, args.threads, args.repeats)
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=REPO, check=False)
+    decode = decode_rate(args.shards, rows["working tree"]["batch_size"]) if args.shards else None
+
+    print(f"threads {args.threads}; times are the fastest of {args.repeats} (s); decode: working-tree loader")
+    print(f"{'version':22s} {'B':>2s} {'C':>2s} {'augment':>8s} {'sensor':>7s} {'forward':>8s} {'backward':>8s} "
+          f"{'step clips/s':>12s}")
+    for name, m in rows.items():
+        print(f"{name:22s} {m['batch_size']:2d} {m['channels']:2d} {m['augment_s']:8.3f} {m['sensor_s']:7.3f} "
+              f"{m['forward_s']:8.3f} {m['backward_s']:8.3f} {samples_per_s(m, decode):12.2f}")
+    if decode:
+        m = rows["working tree"]
+        print(f"loader: {decode:.2f} clips/s; the step consumes {m['batch_size'] / m['samples_per_clip'] / (m['augment_s'] + m['forward_s'] + m['backward_s']):.2f} clips/s "
+              f"(loader / step = {decode / (m['batch_size'] / m['samples_per_clip'] / (m['augment_s'] + m['forward_s'] + m['backward_s'])):.2f})")
+    if len(rows) == 2:
+        new, old = (samples_per_s(m, decode) for m in rows.values())
+        print(f"speed-up (training samples per second, working tree / baseline): {new / old:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "decode_clips_s": decode}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
