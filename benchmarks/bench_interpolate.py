@@ -45,14 +45,16 @@ def shots(frames: np.ndarray, max_frames: int) -> list[np.ndarray]:
     return out
 
 
-def score(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """Mean PSNR (dB) and SSIM of ``pred`` vs ``target``, both ``(N, H, W, 3)`` uint8."""
-    p = torch.from_numpy(pred).permute(0, 3, 1, 2).double() / 255
-    t = torch.from_numpy(target).permute(0, 3, 1, 2).double() / 255
-    mse = ((p - t) ** 2).mean(dim=(1, 2, 3))
-    psnr = (10 * torch.log10(1 / mse.clamp_min(1e-12))).mean().item()
-    ssim = kornia.metrics.ssim(p, t, 11).mean().item()
-    return psnr, ssim
+def score(pred: np.ndarray, target: np.ndarray, chunk: int = 8) -> tuple[float, float]:
+    """Mean over frames of PSNR (dB) and SSIM of ``pred`` vs ``target``, both ``(N, H, W, 3)`` uint8."""
+    psnrs, ssims = [], []
+    for i in range(0, len(pred), chunk):
+        p = torch.from_numpy(pred[i : i + chunk]).permute(0, 3, 1, 2).double() / 255
+        t = torch.from_numpy(target[i : i + chunk]).permute(0, 3, 1, 2).double() / 255
+        mse = ((p - t) ** 2).mean(dim=(1, 2, 3))
+        psnrs.append(10 * torch.log10(1 / mse.clamp_min(1e-12)))
+        ssims.append(kornia.metrics.ssim(p, t, 11).mean(dim=(1, 2, 3)))
+    return torch.cat(psnrs).mean().item(), torch.cat(ssims).mean().item()
 
 
 def main() -> None:

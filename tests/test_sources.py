@@ -64,3 +64,21 @@ def test_scores_by_source() -> None:
     assert out["synthetic"]["gimbal"] == {"psnr": 20.0, "ssim": 0.5}
     with pytest.raises(ValueError, match="3 scores for 2 clips"):
         scores_by_source(scores, ["real", "real"])
+
+
+def test_shard_clip_kinds_follow_the_clips_into_the_shards(tmp_path: Path) -> None:
+    import json
+
+    from gimbal.data.shards import ShardConfig, build_shards
+    from gimbal.data.sources import shard_clip_kinds
+    from shard_fixtures import make_interp
+
+    index, _ = make_interp(tmp_path / "interp", {"real1": "test", "flight": "test", "real2": "train"}, frames=5)
+    doc = json.loads(index.read_text())
+    for c in doc["clips"]:
+        c["kind"] = "synthetic" if c["video"] == "flight" else "real"
+    index.write_text(json.dumps(doc))
+    build_shards(index, tmp_path / "shards", ShardConfig(codec="ffv1", clips_per_shard=3), progress=False)
+    expected = [c["kind"] for c in doc["clips"] if c["split"] == "test"]
+    assert shard_clip_kinds(tmp_path / "shards", "test") == expected == ["real", "real", "synthetic", "synthetic"]
+    assert shard_clip_kinds(tmp_path / "shards", "train") == ["real", "real"]
