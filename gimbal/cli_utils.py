@@ -32,6 +32,9 @@ def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], parser
     args = parser.parse_args()
     try:
         params = load_params(args.params)
+        from gimbal.config import check_params  # every group parsed: a misspelt key fails before any work
+
+        check_params(params)
         main(params, args)
     except GimbalError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -36,6 +36,7 @@ from gimbal.baselines.deblurgan import DeblurGANv2
 from gimbal.baselines.train_deblurgan import full_exposure_image, to_display
 from gimbal.data.augment import AugmentConfig
 from gimbal.data.shards import read_shard_index
+from gimbal.data.sources import scores_by_source, shard_clip_kinds
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
 from gimbal.losses import psnr, ssim
@@ -244,14 +245,14 @@ def _test_clip_ids(shards_dir: Path, n: int) -> list[str]:
     return [keys[i] if i < len(keys) else f"clip_{i}" for i in range(n)]
 
 
-def _per_clip_csv(result: EvalResult, clip_ids: list[str]) -> bytes:
+def _per_clip_csv(result: EvalResult, clip_ids: list[str], kinds: list[str]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["clip", "clip_id", "method", "psnr", "ssim"])
+    writer.writerow(["clip", "clip_id", "kind", "method", "psnr", "ssim"])
     for method in METHODS:
         s = result.scores[method]
         for i, (p, q) in enumerate(zip(s["psnr"], s["ssim"], strict=True)):
-            writer.writerow([i, clip_ids[i], method, f"{p:.4f}", f"{q:.5f}"])
+            writer.writerow([i, clip_ids[i], kinds[i], method, f"{p:.4f}", f"{q:.5f}"])
     return buf.getvalue().encode()
 
 
@@ -284,8 +285,8 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Evaluate every method on the fixed test scenes and write all outputs atomically.
 
-    Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means), ``per_clip_csv`` (clip, clip_id,
-    method, psnr, ssim), ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per
+    Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, plus ``by_source``: the same per source
+    kind, ``real`` / ``synthetic``), ``per_clip_csv`` (clip, clip_id, kind, method, psnr, ssim), ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per
     method with per-clip points), ``examples_dir/example_<k>.png`` (Fig. 7 style grids, ``eval.examples`` of
     them; the directory is replaced) and ``schedule_plot`` (learned vs uniform shutter schedule).
     Returns the summary written to ``metrics_path``.
@@ -303,12 +304,14 @@ def evaluate(
     if n < cfg.clips:
         log.warning("evaluate: the test split has only %d clips (eval.clips = %d)", n, cfg.clips)
     clip_ids = _test_clip_ids(Path(shards_dir), n)
+    kinds = (shard_clip_kinds(Path(shards_dir), "test") + ["real"] * n)[:n]  # source kind of each scored clip
     result = evaluate_methods(systems, deblurgan, sensor, batches, cfg.seed, min(cfg.examples, n), device, progress)
     summary = result.summary()
+    by_source = {k: v for k, v in scores_by_source(result.scores, kinds).items() if k != "all"}
 
     for method in ("gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame"):
         log.info("%-16s PSNR %6.2f dB  SSIM %.4f", method, summary[method]["psnr"], summary[method]["ssim"])
-    write_bytes_atomic(per_clip_csv, _per_clip_csv(result, clip_ids))
+    write_bytes_atomic(per_clip_csv, _per_clip_csv(result, clip_ids, kinds))
     write_bytes_atomic(by_method_csv, _by_method_csv(summary))
     plot_method_scores(result.scores, bar_plot, labels=LABELS,
                        title=f"Test set: {n} clips, seed {cfg.seed} (exact Poisson noise)")
@@ -324,5 +327,5 @@ def evaluate(
             plot_example_grid(panels, tmp / f"example_{k}.png", title=f"test clip {clip_ids[k]}")
     plot_schedule([result.schedules[LEARNED], result.schedules["gimbal_uniform"]], schedule_plot,
                   labels=[LABELS[LEARNED], LABELS["gimbal_uniform"]], title="Shutter schedules evaluated")
-    write_json_atomic(metrics_path, summary)
+    write_json_atomic(metrics_path, {**summary, "by_source": by_source})
     return summary

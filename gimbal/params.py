@@ -30,6 +30,14 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     return params
 
 
+def seed_from_params(params: Mapping[str, Any]) -> int:
+    """The top-level ``seed`` param (default 0)."""
+    seed = params.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ParamError(f"params: 'seed' must be an int, got {seed!r}")
+    return seed
+
+
 def get(params: dict[str, Any], dotted: str, typ: type | tuple[type, ...] | None = None, default: Any = ...) -> Any:
     """Return ``params['a']['b']`` for ``dotted='a.b'``.
 

@@ -27,7 +27,7 @@ from gimbal.data.loader import make_loader
 from gimbal.errors import ParamError
 from gimbal.io import save_torch_atomic, write_json_atomic
 from gimbal.losses import psnr, ssim
-from gimbal.params import parse_group
+from gimbal.params import parse_group, seed_from_params
 from gimbal.sensor.camera import CameraSpec
 from gimbal.sensor.plot import plot_schedule
 from gimbal.system import GimbalSystem, exposure_report, save_system
@@ -72,14 +72,6 @@ class TrainConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainConfig:
         return parse_group(cls, params.get("train"), "train")
-
-
-def seed_from_params(params: dict[str, Any]) -> int:
-    """The top-level ``seed`` param (default 0)."""
-    seed = params.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ParamError(f"params: 'seed' must be an int, got {seed!r}")
-    return seed
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,24 @@ from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.data.clips import ClipsConfig, cut_clips
-from gimbal.params import get
+from gimbal.data.fetch import DataConfig
+from gimbal.data.samples import SamplesConfig
+from gimbal.params import seed_from_params
 
 
 def main(params: dict[str, Any], args: argparse.Namespace) -> None:
     cfg = ClipsConfig.from_params(params)
-    raw_dir = Path(get(params, "data.raw_dir", str))
+    raw_dir = Path(DataConfig.from_params(params).raw_dir)
     cut_clips(
         raw_dir / "manifest.json",
         cfg.out_dir,
         length=cfg.length,
         skip=cfg.skip,
         test_fraction=cfg.test_fraction,
-        seed=get(params, "seed", int),
+        seed=seed_from_params(params),
         size=cfg.size,
         cut_threshold=cfg.cut_threshold,
-        synthetic_dir=get(params, "samples.out_dir", str),
+        synthetic_dir=SamplesConfig.from_params(params).out_dir,
     )
 
 

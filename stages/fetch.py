@@ -10,17 +10,13 @@ import argparse
 from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.fetch import fetch_sources
-from gimbal.params import get
+from gimbal.data.fetch import DataConfig, fetch_sources
 
 
 def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    manifest = fetch_sources(
-        get(params, "data.sources", (list, str)),
-        get(params, "data.raw_dir", str),
-        max_height=get(params, "data.max_height", int, 720),
-        skip_failed=get(params, "data.skip_failed", bool, False),
-    )
+    cfg = DataConfig.from_params(params)
+    sources = cfg.sources if isinstance(cfg.sources, str) else list(cfg.sources)
+    manifest = fetch_sources(sources, cfg.raw_dir, max_height=cfg.max_height, skip_failed=cfg.skip_failed)
     print(f"fetched {len(manifest['videos'])} videos, {len(manifest['failed'])} failed")
 
 

@@ -10,14 +10,14 @@ import argparse
 from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.data.clips import ClipsConfig
 from gimbal.data.interpolate import InterpolateConfig, interpolate_clips
-from gimbal.params import get
 
 
 def main(params: dict[str, Any], args: argparse.Namespace) -> None:
     cfg = InterpolateConfig.from_params(params)
     interpolate_clips(
-        get(params, "clips.out_dir", str),
+        ClipsConfig.from_params(params).out_dir,
         cfg.out_dir,
         method=cfg.method,
         factor=cfg.factor,

@@ -10,25 +10,14 @@ import argparse
 from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.samples import make_samples
-from gimbal.errors import ParamError
-from gimbal.params import get
+from gimbal.data.samples import SamplesConfig, make_samples
+from gimbal.params import seed_from_params
 
 
 def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    names = get(params, "samples.images", list)
-    if not all(isinstance(n, str) for n in names):
-        raise ParamError(f"params: 'samples.images' must be a list of photo names, got {names!r}")
-    make_samples(
-        names,
-        get(params, "samples.out_dir", str),
-        width=get(params, "samples.width", int),
-        height=get(params, "samples.height", int),
-        frames=get(params, "samples.frames", int),
-        fps=get(params, "samples.fps", (int, float)),
-        seed=get(params, "seed", int),
-        crf=get(params, "samples.crf", int, 12),
-    )
+    cfg = SamplesConfig.from_params(params)
+    make_samples(list(cfg.images), cfg.out_dir, width=cfg.width, height=cfg.height, frames=cfg.frames, fps=cfg.fps,
+                 seed=seed_from_params(params), crf=cfg.crf)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.data.interpolate import InterpolateConfig
 from gimbal.data.shards import ShardConfig, build_shards
-from gimbal.params import get
 
 
 def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    cfg = ShardConfig(
-        clips_per_shard=get(params, "shards.clips_per_shard", int),
-        codec=get(params, "shards.codec", str),
-        crf=get(params, "shards.crf", int),
-        pix_fmt=get(params, "shards.pix_fmt", str, "yuv444p"),
-    )
-    build_shards(Path(get(params, "interpolate.out_dir", str)) / "index.json", get(params, "shards.out_dir", str), cfg)
+    cfg = ShardConfig.from_params(params)
+    build_shards(Path(InterpolateConfig.from_params(params).out_dir) / "index.json", cfg.out_dir, cfg)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from gimbal.errors import DataError, ParamError
 from gimbal.io import save_torch_atomic, write_json_atomic
 from gimbal.losses import psnr, ssim
 from gimbal.models.gimbal import ModelConfig, gamma
-from gimbal.params import get
+from gimbal.params import get, unknown_key_error
 from gimbal.sensor.model import Sensor
 from gimbal.system import ground_truth
 from gimbal.train import (
@@ -72,12 +72,28 @@ class DeblurGANTrainConfig:
             bare generator state dict), or None to train from scratch.
     """
 
-    steps: int = 300
+    steps: int = 200
     batch_size: int = 4
     weights: str | None = None
 
     @classmethod
+    def check_keys(cls, params: dict[str, Any]) -> None:
+        """Reject unknown keys of ``baselines`` and ``baselines.deblurgan`` ("did you mean ...?")."""
+        baselines = params.get("baselines") or {}
+        if not isinstance(baselines, dict):
+            raise ParamError(f"params: 'baselines' must be a mapping, got {baselines!r}")
+        for key in baselines:
+            if key != "deblurgan":
+                raise unknown_key_error(str(key), ["deblurgan"], "'baselines'")
+        group = baselines.get("deblurgan") or {}
+        valid = {f.name for f in fields(cls)} | {f.name for f in fields(DeblurGANConfig)} - {"channels", "seed"}
+        for key in group:
+            if key not in valid:
+                raise unknown_key_error(str(key), valid, f"'{PARAM_GROUP}'")
+
+    @classmethod
     def from_params(cls, params: dict[str, Any]) -> DeblurGANTrainConfig:
+        cls.check_keys(params)
         steps = get(params, f"{PARAM_GROUP}.steps", int, cls.steps)
         batch = get(params, f"{PARAM_GROUP}.batch_size", int, cls.batch_size)
         weights = get(params, f"{PARAM_GROUP}.weights", None, None)

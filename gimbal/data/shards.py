@@ -44,6 +44,7 @@ from tqdm import tqdm
 from gimbal.data.video import encode_frames, read_frames, sha256_file
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_json, read_records, write_json_atomic
+from gimbal.params import parse_group
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,10 @@ class ShardConfig:
     """
 
     clips_per_shard: int = 4
-    codec: str = "libx264"
+    codec: str = "libvpx-vp9"
     crf: int = 0
     pix_fmt: str = "yuv444p"
+    out_dir: str = "data/shards"
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -84,6 +86,10 @@ class ShardConfig:
             raise ParamError(f"params: 'shards.crf' must be in [0, 51] (0 = lossless), got {self.crf}")
         if self.clips_per_shard < 1:
             raise ParamError(f"params: 'shards.clips_per_shard' must be >= 1, got {self.clips_per_shard}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ShardConfig:
+        return parse_group(cls, params.get("shards"), "shards")
 
     @property
     def ext(self) -> str:
