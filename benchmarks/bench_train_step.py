@@ -48,7 +48,10 @@ aug = AugmentConfig.from_params(params)
 clips = torch.randint(0, 256, (b, 241, 3, 144, 192), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 gen = torch.Generator().manual_seed(1)
 sig = inspect.signature(tr.make_irradiance).parameters
-if "camera" in sig:  # this code's API
+if "exposure" in sig:  # this code's API: only the frames the schedule integrates are augmented
+    make = lambda: tr.make_irradiance(clips, aug, system.sensor.camera, system.net.channels, gen,
+                                      exposure=system.sensor.exposure)
+elif "camera" in sig:
     make = lambda: tr.make_irradiance(clips, aug, system.sensor.camera, system.net.channels, gen)
 else:  # older API: (clips, augment, full_exposure_s, electrons_range, generator)
     erange = tuple(params["sensor"]["electrons_range"])

@@ -29,6 +29,8 @@ from gimbal.io import save_torch_atomic, write_json_atomic
 from gimbal.losses import psnr, ssim
 from gimbal.params import parse_group, seed_from_params
 from gimbal.sensor.camera import CameraSpec
+from gimbal.sensor.exposure import Exposure
+from gimbal.sensor.integrate import used_samples
 from gimbal.sensor.plot import plot_schedule
 from gimbal.system import GimbalSystem, exposure_report, save_system
 
@@ -127,13 +129,18 @@ def clip_batches(
 
 def make_irradiance(
     clips: torch.Tensor, augment: AugmentConfig, camera: CameraSpec, channels: int, generator: torch.Generator,
-    window_frames: int | None = None,
+    window_frames: int | None = None, exposure: Exposure | None = None,
 ) -> torch.Tensor:
     """Dense sRGB clips ``(B, T_f, 3, H, W)`` (uint8 or float in [0, 1]) -> augmented irradiance
     ``(B, T_w, channels, h, w)`` in e-/s (Section 6.2): the first ``window_frames`` frames (default
-    ``augment.window_frames``) span the budget T."""
-    frames = augment.window_frames if window_frames is None else window_frames
-    aug = augment_clips(window(clips, frames), augment, generator, channels)
+    ``augment.window_frames``) span the budget T. With ``exposure`` (the current schedule), only the frames
+    it integrates and the middle one are computed; the others are 0 (they do not change the burst)."""
+    clips = window(clips, augment.window_frames if window_frames is None else window_frames)
+    frames = None
+    if exposure is not None:
+        frames = used_samples(exposure.starts(torch.float64), exposure.durations(torch.float64), clips.shape[1],
+                              camera.budget_s)
+    aug = augment_clips(clips, augment, generator, channels, frames)
     return to_irradiance(aug.linear, camera, augment.white_level, generator)
 
 
@@ -307,8 +314,9 @@ def train(
         while drawn <= step // cfg.samples_per_clip:
             clips = next(batches)
             drawn += 1
-        irr = make_irradiance(clips, augment, camera, channels, gen)
-        out = model(irr, step=step)
+        with torch.inference_mode():  # data preparation: no autograd
+            irr = make_irradiance(clips, augment, camera, channels, gen, exposure=system.sensor.exposure)
+        out = model(irr.clone(), step=step)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         loss_value = float(out.loss.detach())

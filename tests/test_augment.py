@@ -197,3 +197,16 @@ def test_region_warp_equals_warping_the_whole_crop(motion: str) -> None:
         ref = kornia.geometry.transform.warp_perspective(gray, hom, (32, 32), mode="bilinear",
                                                          padding_mode="border", align_corners=True)
         torch.testing.assert_close(out.linear[i], inverse_gamma(ref.clamp(0, 1)), atol=2e-5, rtol=0)
+
+
+def test_frames_subset_equals_the_full_augmentation() -> None:
+    """Producing only some frames gives exactly those frames of the full augmentation (others 0), same gt."""
+    clips = _clips(t=9)
+    keep = torch.tensor([True, False, False, True, False, True, True, False, False])
+    full = augment_clips(clips, CFG, torch.Generator().manual_seed(4), channels=1)
+    part = augment_clips(clips, CFG, torch.Generator().manual_seed(4), channels=1, frames=keep)
+    keep = keep.clone()
+    keep[4] = True  # the middle frame (ground truth) is always produced
+    torch.testing.assert_close(part.linear[:, keep], full.linear[:, keep], atol=1e-6, rtol=0)
+    assert torch.equal(part.linear[:, ~keep], torch.zeros_like(part.linear[:, ~keep]))
+    torch.testing.assert_close(part.gt, full.gt, atol=1e-6, rtol=0)

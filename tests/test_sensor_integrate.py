@@ -75,3 +75,26 @@ def test_shape_and_dtype_errors() -> None:
         integrate_exposures(torch.zeros(1, 1, 1, 4, 4), t, d, T)
     with pytest.raises(ShapeError, match=r"shape \(n,\)"):
         integrate_exposures(torch.zeros(1, 9, 1, 4, 4), t, torch.tensor([1e-4, 2e-4]), T)
+
+
+def test_unused_samples_change_neither_burst_nor_gradient() -> None:
+    """Zeroing the samples no exposure integrates (readouts, idle) leaves the burst and d burst / d logits."""
+    from gimbal.sensor import Sensor
+    from gimbal.sensor.integrate import used_samples
+
+    sensor = Sensor("synthetic", n=3, slots=4, init_exposures_us=[700, 300, 500]).eval()
+    g = torch.Generator().manual_seed(0)
+    clip = torch.rand(1, 41, 1, 4, 4, generator=g, dtype=torch.float64) * 1e6
+    used = used_samples(sensor.exposure.starts(torch.float64), sensor.exposure.durations(torch.float64), 41,
+                        sensor.camera.budget_s)
+    assert 0 < int(used.sum()) < 41  # the three readouts (1200 of 3000 us) and the idle time are unused
+    zeroed = clip * used.view(1, -1, 1, 1, 1)
+    results = []
+    for c in (clip, zeroed):
+        sensor.exposure.logits.grad = None
+        dt = sensor.exposure.durations(torch.float64)
+        mean = integrate_exposures(c, sensor.exposure.starts(torch.float64), dt, sensor.camera.budget_s)
+        mean.sum().backward()
+        results.append((mean.detach(), sensor.exposure.logits.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])

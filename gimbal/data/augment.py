@@ -219,16 +219,18 @@ def window(clips: torch.Tensor, frames: int | None) -> torch.Tensor:
 
 
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """Inverse sRGB gamma of ``x (..., C, H, W)`` in [0, 1], any ``C`` (kornia's works on 3 channels)."""
-    c = x.shape[-3]
-    if c == 3:
+    """Inverse sRGB gamma (IEC 61966-2-1) of ``x (..., C, H, W)`` in [0, 1], any ``C``.
+
+    Three channels go through kornia; other channel counts use the same two-piece formula written out,
+    because kornia's ``rgb_to_linear_rgb`` accepts only 3 channels.
+    """
+    if x.shape[-3] == 3:
         return kornia.color.rgb_to_linear_rgb(x)
-    shape = (*x.shape[:-3], 3, *x.shape[-2:])
-    return kornia.color.rgb_to_linear_rgb(x[..., :1, :, :].expand(shape))[..., :1, :, :].expand(x.shape)
+    return torch.where(x > 0.04045, ((x + 0.055).clamp(min=0.0) / 1.055) ** 2.4, x / 12.92)
 
 
 def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None,
-                  channels: int = 3) -> AugmentedBatch:
+                  channels: int = 3, frames: torch.Tensor | None = None) -> AugmentedBatch:
     """Augment a batch of dense sRGB clips (see the module docstring).
 
     Args:
@@ -237,6 +239,9 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
         config: :class:`AugmentConfig`.
         generator: CPU ``torch.Generator``; the same seed gives the same output.
         channels: 1 (luma, BT.601) or 3 (RGB) output channels.
+        frames: ``(T,)`` bool, the frames to produce (the others are left 0: e.g. the samples that no
+            exposure integrates, :func:`gimbal.sensor.integrate.used_samples`); the middle frame always is.
+            The random draws are the same with or without it.
 
     Returns:
         :class:`AugmentedBatch` with ``linear (B, T, channels, out, out)``.
@@ -277,6 +282,12 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
     shift = torch.eye(3, dtype=torch.float64)
     shift[0, 2] = shift[1, 2] = -offset
     to_out = shift @ homog  # crop -> output window, (B, T, 3, 3)
+    keep = torch.ones(t, dtype=torch.bool) if frames is None else frames.to("cpu", torch.bool).clone()
+    keep[t // 2] = True  # the ground truth
+    idx = keep.nonzero()[:, 0]
+    if len(idx) < t:
+        to_out = to_out[:, idx]
+    tk = len(idx)
     # Only the part of the crop that some frame samples is read and converted: the output window's corners
     # mapped back into the crop bound it (a homography maps the window to a convex quadrilateral), plus
     # 2 px for bilinear taps; one region size for the batch, so the warp stays a single call.
@@ -289,26 +300,31 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
     rw, rh = (int(v) + 1 for v in (hi - lo).amax(dim=0))
     rx = torch.minimum(lo[:, 0], torch.tensor(float(s - rw))).long()
     ry = torch.minimum(lo[:, 1], torch.tensor(float(s - rh))).long()
-    region = torch.stack([clips[i, :, :, y0[i] + ry[i] : y0[i] + ry[i] + rh, x0[i] + rx[i] : x0[i] + rx[i] + rw]
-                          for i in range(b)])  # (B, T, C, rh, rw), still 8-bit for uint8 clips
+    region = torch.stack([clips[i, :, :, y0[i] + ry[i] : y0[i] + ry[i] + rh, x0[i] + rx[i] : x0[i] + rx[i] + rw][idx]
+                          for i in range(b)])  # (B, T_kept, C, rh, rw), still 8-bit for uint8 clips
     if region.dtype == torch.uint8:
         region = region.float() / 255.0
     if channels == 1 and c == 3:
-        region = kornia.color.rgb_to_grayscale(region.reshape(b * t, 3, rh, rw)).reshape(b, t, 1, rh, rw)
+        region = kornia.color.rgb_to_grayscale(region.reshape(b * tk, 3, rh, rw)).reshape(b, tk, 1, rh, rw)
     cc = region.shape[2]
     move = torch.eye(3, dtype=torch.float64).repeat(b, 1, 1)  # region -> crop coordinates
     move[:, 0, 2] = rx.double()
     move[:, 1, 2] = ry.double()
     warp = (to_out @ move[:, None]).to(region.device, region.dtype)
     warped = kornia.geometry.transform.warp_perspective(
-        region.reshape(b * t, cc, rh, rw), warp.reshape(b * t, 3, 3), (config.center, config.center),
+        region.reshape(b * tk, cc, rh, rw), warp.reshape(b * tk, 3, 3), (config.center, config.center),
         mode="bilinear", padding_mode="border", align_corners=True)
     if config.out_size != config.center:  # torch's antialiased bilinear resize (a triangle filter)
         warped = torch.nn.functional.interpolate(warped, size=(config.out_size, config.out_size), mode="bilinear",
                                                  antialias=True, align_corners=False)
-    srgb = warped.clamp(0, 1).reshape(b, t, cc, config.out_size, config.out_size)
-    return AugmentedBatch(linear=srgb_to_linear(srgb), gt=srgb[:, t // 2].clone(), rotations=rotations,
-                          origins=torch.stack([x0, y0], dim=1))
+    srgb = warped.clamp(0, 1).reshape(b, tk, cc, config.out_size, config.out_size)
+    linear = srgb_to_linear(srgb)
+    gt = srgb[:, int(keep[: t // 2].sum())].clone()
+    if tk < t:
+        full = linear.new_zeros(b, t, cc, config.out_size, config.out_size)
+        full[:, keep] = linear
+        linear = full
+    return AugmentedBatch(linear=linear, gt=gt, rotations=rotations, origins=torch.stack([x0, y0], dim=1))
 
 
 def to_irradiance(linear: torch.Tensor, camera: CameraSpec, white_level: tuple[float, float],

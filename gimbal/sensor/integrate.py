@@ -45,6 +45,18 @@ def exposure_weights(
     return _hat_cdf(t1, n_samples, h) - _hat_cdf(t0, n_samples, h)
 
 
+def used_samples(starts_s: torch.Tensor, durations_s: torch.Tensor, n_samples: int, budget_s: float) -> torch.Tensor:
+    """``(n_samples,)`` bool: the samples some exposure integrates (a non-zero weight in :func:`exposure_weights`).
+
+    The others (readouts, the idle time) have no effect on the burst nor on its gradient with respect to
+    the schedule (the derivative at an exposure's end is the interpolated irradiance there, built from
+    samples whose weights are non-zero), so they need not be computed.
+    """
+    with torch.no_grad():
+        w = exposure_weights(starts_s.detach(), durations_s.detach(), n_samples, budget_s)
+    return (w > 0).any(dim=0).cpu()
+
+
 def check_irradiance(irradiance: torch.Tensor, name: str = "irradiance") -> None:
     """Raise :class:`ShapeError` unless ``irradiance`` is a floating ``(B, T_f, C, H, W)`` tensor with T_f >= 2."""
     if not isinstance(irradiance, torch.Tensor):
