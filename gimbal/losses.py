@@ -11,6 +11,8 @@ network's outputs after the gamma of eq. (15) against the sRGB ground-truth midd
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +65,16 @@ class LossConfig:
         anneal_alpha: per-step decay of the alignment weight (paper: 0.9999886 over ~1e6 steps; the
             embedded default decays faster for short runs).
         anneal_beta: initial alignment weight (paper: 100).
+        anneal_crossover: when set, ``anneal_alpha`` is derived from the run length instead: the weight
+            ``beta alpha^t`` falls to 1 at this fraction of ``train.steps`` (the paper's alpha and beta put it
+            at ln(100) / -ln(0.9999886) = 404k of ~1M steps, 0.40); ``None``: use ``anneal_alpha``.
     """
 
     mu: float = 1.0
     anneal: bool = True
     anneal_alpha: float = 0.999
     anneal_beta: float = 100.0
+    anneal_crossover: float | None = None
 
     def __post_init__(self) -> None:
         if self.mu < 0 or self.anneal_beta < 0:
@@ -76,6 +82,16 @@ class LossConfig:
                              f"{self.anneal_beta}")
         if not 0 < self.anneal_alpha <= 1:
             raise ParamError(f"params: 'loss.anneal_alpha' must be in (0, 1], got {self.anneal_alpha}")
+        if self.anneal_crossover is not None and not 0 < self.anneal_crossover <= 1:
+            raise ParamError(f"params: 'loss.anneal_crossover' must be in (0, 1] or null, got {self.anneal_crossover}")
+
+    def for_steps(self, steps: int) -> LossConfig:
+        """This config with ``anneal_alpha`` derived from ``anneal_crossover`` for a run of ``steps`` steps:
+        ``beta alpha^(crossover steps) = 1``, i.e. ``alpha = beta^(-1 / (crossover steps))``."""
+        if self.anneal_crossover is None or self.anneal_beta <= 1:
+            return self
+        alpha = math.exp(-math.log(self.anneal_beta) / (self.anneal_crossover * max(steps, 1)))
+        return dataclasses.replace(self, anneal_alpha=alpha)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> LossConfig:

@@ -129,7 +129,9 @@ class GimbalSystem(nn.Module):
         sensor = Sensor.from_config(SensorConfig.from_params(params), exposure, model.learn_exposure,
                                     seed if isinstance(seed, int) else 0)
         net = GimbalNet.from_config(model, exposure.n)
-        return cls(sensor, net, LossConfig.from_params(params), normalize=model.normalize_exposure)
+        steps = (params.get("train") or {}).get("steps", 1)
+        loss = LossConfig.from_params(params).for_steps(steps if isinstance(steps, int) else 1)
+        return cls(sensor, net, loss, normalize=model.normalize_exposure)
 
     def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> GimbalOutput:
         """Network on a raw burst ``(B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s."""

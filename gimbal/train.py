@@ -44,7 +44,10 @@ class TrainConfig:
     Attributes:
         steps: optimisation steps (paper: ~1e6).
         batch_size: clips per step and per rank (paper: 2 per GPU).
-        lr: Adam learning rate of the network and the exposures (paper: 1e-4 over ~1e6 steps).
+        lr: Adam learning rate of the network (and of the exposures, unless ``exposure_lr``; paper: 1e-4 for
+            both, over ~1e6 steps).
+        exposure_lr: Adam learning rate of the exposure logits (``None``: ``lr``). Adam moves a logit by about
+            its learning rate per step, so a short run needs a larger one to move the schedule at all.
         samples_per_clip: optimisation steps per decoded clip batch, each with a fresh random augmentation
             (crop, shake, light level); > 1 amortises video decoding (paper scale: 1).
         val_every: validate every this many steps (and at the end).
@@ -56,7 +59,8 @@ class TrainConfig:
 
     steps: int = 200
     batch_size: int = 4
-    lr: float = 1e-3
+    lr: float = 3e-3
+    exposure_lr: float | None = None
     samples_per_clip: int = 8
     val_every: int = 50
     val_clips: int = 4
@@ -68,8 +72,9 @@ class TrainConfig:
         for key in ("steps", "batch_size", "val_every", "val_clips", "checkpoint_every", "samples_per_clip"):
             if getattr(self, key) < 1:
                 raise ParamError(f"params: 'train.{key}' must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ParamError(f"params: 'train.lr' must be > 0, got {self.lr}")
+        if self.lr <= 0 or (self.exposure_lr is not None and self.exposure_lr <= 0):
+            raise ParamError(f"params: 'train.lr' and 'train.exposure_lr' must be > 0, got {self.lr}, "
+                             f"{self.exposure_lr}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainConfig:
@@ -255,8 +260,12 @@ def train(
     augment = AugmentConfig.from_params(params)
     camera = system.sensor.camera
     channels = system.net.channels
-    trainable = [p for p in system.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(trainable, lr=cfg.lr)
+    exposure_params = [p for p in system.sensor.parameters() if p.requires_grad]
+    net_params = [p for p in system.net.parameters() if p.requires_grad]
+    groups = [{"params": net_params, "lr": cfg.lr}]
+    if exposure_params:
+        groups.append({"params": exposure_params, "lr": cfg.exposure_lr or cfg.lr})
+    opt = torch.optim.Adam(groups, lr=cfg.lr)
     gen = torch.Generator().manual_seed(seed + 7919 * (ctx.rank + 1))
     fingerprint = {"variant": variant, "params": _fingerprint(params)}
 
@@ -400,6 +409,7 @@ def run_fingerprint(relevant: dict[str, Any]) -> str:
 def _fingerprint(params: dict[str, Any]) -> str:
     """Fingerprint of a model-variant run (``train.steps`` may grow on resume)."""
     relevant = {k: v for k, v in params.items() if k not in ("train", "eval", "baselines")}
+    steps_matter = (params.get("loss") or {}).get("anneal_crossover") is not None  # alpha follows train.steps
     relevant["train"] = {k: v for k, v in (params.get("train") or {}).items()
-                         if k not in ("steps", "checkpoint_every", "loader", "device")}
+                         if k not in ("checkpoint_every", "loader", "device") and (k != "steps" or steps_matter)}
     return run_fingerprint(relevant)
