@@ -285,8 +285,9 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Evaluate every method on the fixed test scenes and write all outputs atomically.
 
-    Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, plus ``by_source``: the same per source
-    kind, ``real`` / ``synthetic``), ``per_clip_csv`` (clip, clip_id, kind, method, psnr, ssim), ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per
+    Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means), ``<metrics_path stem>_by_source.json``
+    (the same per source kind, ``{real | synthetic: {method: ...}}``), ``per_clip_csv`` (clip, clip_id, kind,
+    method, psnr, ssim), ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per
     method with per-clip points), ``examples_dir/example_<k>.png`` (Fig. 7 style grids, ``eval.examples`` of
     them; the directory is replaced) and ``schedule_plot`` (learned vs uniform shutter schedule).
     Returns the summary written to ``metrics_path``.
@@ -327,5 +328,6 @@ def evaluate(
             plot_example_grid(panels, tmp / f"example_{k}.png", title=f"test clip {clip_ids[k]}")
     plot_schedule([result.schedules[LEARNED], result.schedules["gimbal_uniform"]], schedule_plot,
                   labels=[LABELS[LEARNED], LABELS["gimbal_uniform"]], title="Shutter schedules evaluated")
-    write_json_atomic(metrics_path, {**summary, "by_source": by_source})
+    write_json_atomic(metrics_path.with_name(metrics_path.stem + "_by_source.json"), by_source)
+    write_json_atomic(metrics_path, summary)
     return summary

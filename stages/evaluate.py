@@ -2,6 +2,7 @@
 
 Methods: gimbal (learned exposures), gimbal_uniform, kpn, deblurgan and the floors full_exposure and
 middle_frame, all on the same scenes with the same seeded exact-Poisson noise. Writes metrics/eval.json
+(and metrics/eval_by_source.json: the same per source kind, real / synthetic)
 (`dvc metrics show`), plots/eval_per_clip.csv and plots/eval_by_method.csv (`dvc plots`),
 plots/psnr_by_method.png, plots/examples/example_<k>.png (Fig. 7 style) and plots/exposures_eval.png.
 """
