@@ -26,7 +26,7 @@ from gimbal.io import save_torch_atomic
 from gimbal.losses import LossConfig, gimbal_loss
 from gimbal.models.gimbal import GimbalNet, GimbalOutput, gamma
 from gimbal.models.gimbal import ModelConfig
-from gimbal.params import parse_group, unknown_key_error
+from gimbal.params import parse_group, seed_from_params, unknown_key_error
 from gimbal.sensor.camera import CameraSpec
 from gimbal.sensor.exposure import ExposureConfig
 from gimbal.sensor.model import Sensor, SensorConfig
@@ -125,9 +125,8 @@ class GimbalSystem(nn.Module):
     def from_params(cls, params: dict[str, Any], variant: str = "gimbal") -> GimbalSystem:
         """Build the system for ``variant`` from params groups sensor, exposure, model, loss and ``seed``."""
         model, exposure = variant_configs(params, variant)
-        seed = params.get("seed", 0)
         sensor = Sensor.from_config(SensorConfig.from_params(params), exposure, model.learn_exposure,
-                                    seed if isinstance(seed, int) else 0)
+                                    seed_from_params(params))
         net = GimbalNet.from_config(model, exposure.n)
         steps = (params.get("train") or {}).get("steps", 1)
         loss = LossConfig.from_params(params).for_steps(steps if isinstance(steps, int) else 1)

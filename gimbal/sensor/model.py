@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.params import parse_group
+from gimbal.params import parse_group, seed_from_params
 from gimbal.sensor.camera import CameraSpec, get_camera, get_experiment
 from gimbal.sensor.exposure import Exposure, ExposureConfig, check_schedule
 from gimbal.sensor.integrate import check_irradiance, integrate_exposures
@@ -162,9 +162,8 @@ class Sensor(nn.Module):
     @classmethod
     def from_params(cls, params: dict[str, Any], learn_exposure: bool = True) -> Sensor:
         """Build from the raw ``sensor``, ``exposure`` and ``seed`` params (see :meth:`from_config`)."""
-        seed = params.get("seed", 0)
         return cls.from_config(SensorConfig.from_params(params), ExposureConfig.from_params(params),
-                               learn_exposure, seed if isinstance(seed, int) else 0)
+                               learn_exposure, seed_from_params(params))
 
     # ------------------------------------------------------------------ randomness
     def set_seed(self, seed: int) -> None:
