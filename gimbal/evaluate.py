@@ -1,6 +1,7 @@
 """Evaluation of every method on one fixed set of held-out test scenes (paper Table 1, Fig. 7).
 
-The scenes are the first ``eval.clips`` clips of the test shards (videos never seen in training),
+The scenes are the first ``eval.clips`` clips of the test shards (videos never seen in training), as
+whole frames (``eval.full_frame``) resized by the training scale, with the training camera shake,
 augmented and scaled to electrons with a generator seeded by ``eval.seed``
 (:func:`gimbal.train.fixed_irradiance_set`). Every capture uses exact Poisson noise (sensor in eval
 mode), and the sensor noise is re-seeded with ``eval.seed`` before each method's captures, so
@@ -94,6 +95,9 @@ class EvalConfig:
         batch_size: clips per forward pass.
         window_frames: frames spanning the budget T, from the first (None: ``augment.window_frames``;
             the paper text uses all 241, the authors' released evaluation 61).
+        full_frame: score the whole frames of the held-out clips, resized by the training scale
+            ``augment.out_size / augment.center`` (``False``: one random ``augment.crop`` window per clip, as
+            in training).
     """
 
     clips: int = 8
@@ -101,6 +105,7 @@ class EvalConfig:
     examples: int = 2
     batch_size: int = 4
     window_frames: int | None = None
+    full_frame: bool = True
 
     def __post_init__(self) -> None:
         if self.clips < 1 or self.batch_size < 1:
@@ -300,7 +305,8 @@ def evaluate(
     augment = AugmentConfig.from_params(params)
     channels = ModelConfig.from_params(params).channels
     batches = fixed_irradiance_set(Path(shards_dir), "test", cfg.clips, cfg.batch_size, augment, sensor.camera,
-                                   channels, cfg.seed, tcfg.loader, device, window_frames=cfg.window_frames)
+                                   channels, cfg.seed, tcfg.loader, device, window_frames=cfg.window_frames,
+                                   full_frame=cfg.full_frame)
     n = sum(b.shape[0] for b in batches)
     if n < cfg.clips:
         log.warning("evaluate: the test split has only %d clips (eval.clips = %d)", n, cfg.clips)
@@ -323,7 +329,8 @@ def evaluate(
             for method in EXAMPLE_COLUMNS:
                 caption = LABELS[method]
                 if method in result.scores:
-                    caption += f"\n{result.scores[method]['psnr'][k]:.2f} dB / {result.scores[method]['ssim'][k]:.3f}"
+                    caption += (f"\nPSNR {result.scores[method]['psnr'][k]:.2f} dB, "
+                                f"SSIM {result.scores[method]['ssim'][k]:.3f}")
                 panels.append((caption, result.examples[method][k]))
             plot_example_grid(panels, tmp / f"example_{k}.png", title=f"test clip {clip_ids[k]}")
     plot_schedule([result.schedules[LEARNED], result.schedules["gimbal_uniform"]], schedule_plot,

@@ -6,6 +6,7 @@ shutter-schedule timeline lives in :mod:`gimbal.sensor.plot`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -92,27 +93,51 @@ def plot_example_grid(
     panels: Sequence[tuple[str, torch.Tensor | np.ndarray]],
     path: str | os.PathLike[str],
     title: str | None = None,
-    panel_inches: float = 2.0,
+    min_tile_px: int = 256,
+    columns: int = 4,
 ) -> Path:
-    """One row of labelled images (paper Fig. 7 style), written as PNG.
+    """Labelled images in a grid (paper Fig. 7 style), written as PNG.
+
+    Every image is drawn at an integer nearest-neighbour zoom, the smallest that makes its shorter side at least
+    ``min_tile_px`` pixels of the PNG, so single pixels (noise, blur, misalignment) stay visible and unblurred.
 
     Args:
-        panels: ``(caption, image (C, H, W) in [0, 1] display space)`` left to right.
+        panels: ``(caption, image (C, H, W) in [0, 1] display space)``, left to right, top to bottom; all images
+            the same size.
         path: output ``.png``.
         title: figure title.
-        panel_inches: width of each panel.
+        min_tile_px: the shorter side of each drawn image, at least, in PNG pixels.
+        columns: panels per row.
     """
     plt = _pyplot()
     if not panels:
         raise ShapeError("plot_example_grid: no panels")
-    fig, axes = plt.subplots(1, len(panels), figsize=(panel_inches * len(panels), panel_inches + 0.9), dpi=120,
-                             squeeze=False)
-    for ax, (caption, image) in zip(axes[0], panels, strict=True):
-        ax.imshow(image_to_numpy(image), interpolation="nearest")
-        ax.set_title(caption, fontsize=8)
+    images = [image_to_numpy(image) for _, image in panels]
+    h, w = images[0].shape[:2]
+    if any(im.shape[:2] != (h, w) for im in images):
+        raise ShapeError(f"plot_example_grid: panels differ in size: {sorted({im.shape[:2] for im in images})}")
+    dpi = 100
+    zoom = max(1, math.ceil(min_tile_px / min(h, w)))
+    tile_w, tile_h = zoom * w / dpi, zoom * h / dpi  # inches: one image pixel = zoom PNG pixels
+    cols = min(columns, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    cap, gap, head = 0.42, 0.08, (0.35 if title else 0.0)  # caption height, spacing, title height (inches)
+    fig_w = cols * tile_w + (cols + 1) * gap
+    fig_h = rows * (tile_h + cap) + (rows + 1) * gap + head
+    fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
+    for i, ((caption, _), image) in enumerate(zip(panels, images, strict=True)):
+        r, c = divmod(i, cols)
+        left = gap + c * (tile_w + gap)
+        bottom = fig_h - head - (r + 1) * (tile_h + cap + gap)
+        ax = fig.add_axes((left / fig_w, bottom / fig_h, tile_w / fig_w, tile_h / fig_h))
+        ax.imshow(image, interpolation="nearest", aspect="auto")
+        ax.set_title(caption, fontsize=9, pad=3)
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+        fig.suptitle(title, fontsize=11, y=1 - 0.12 / fig_h)
+    out = Path(path)
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)  # no bbox cropping: the tile sizes stay exact
+    plt.close(fig)
+    return out

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from gimbal.data.augment import AugmentConfig, augment_clips, to_irradiance, window
+from gimbal.data.augment import AugmentConfig, augment_clips, augment_full_frames, to_irradiance, window
 from gimbal.data.loader import make_loader
 from gimbal.errors import ParamError
 from gimbal.io import save_torch_atomic, write_json_atomic
@@ -57,7 +57,7 @@ class TrainConfig:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
 
-    steps: int = 200
+    steps: int = 500
     batch_size: int = 4
     lr: float = 3e-3
     exposure_lr: float | None = None
@@ -134,30 +134,33 @@ def clip_batches(
 
 def make_irradiance(
     clips: torch.Tensor, augment: AugmentConfig, camera: CameraSpec, channels: int, generator: torch.Generator,
-    window_frames: int | None = None, exposure: Exposure | None = None,
+    window_frames: int | None = None, exposure: Exposure | None = None, full_frame: bool = False,
 ) -> torch.Tensor:
     """Dense sRGB clips ``(B, T_f, 3, H, W)`` (uint8 or float in [0, 1]) -> augmented irradiance
     ``(B, T_w, channels, h, w)`` in e-/s (Section 6.2): the first ``window_frames`` frames (default
     ``augment.window_frames``) span the budget T. With ``exposure`` (the current schedule), only the frames
-    it integrates and the middle one are computed; the others are 0 (they do not change the burst)."""
+    it integrates and the middle one are computed; the others are 0 (they do not change the burst).
+    ``full_frame``: whole frames resized by the training scale instead of random crops
+    (:func:`~gimbal.data.augment.augment_full_frames`), ``(B, T_w, channels, h, w)``."""
     clips = window(clips, augment.window_frames if window_frames is None else window_frames)
     frames = None
     if exposure is not None:
         frames = used_samples(exposure.starts(torch.float64), exposure.durations(torch.float64), clips.shape[1],
                               camera.budget_s)
-    aug = augment_clips(clips, augment, generator, channels, frames)
+    aug = (augment_full_frames if full_frame else augment_clips)(clips, augment, generator, channels, frames)
     return to_irradiance(aug.linear, camera, augment.white_level, generator)
 
 
 def fixed_irradiance_set(
     shards_dir: Path, split: str, n_clips: int, batch_size: int, augment: AugmentConfig, camera: CameraSpec,
     channels: int, seed: int, backend: str = "auto", device: torch.device | str = "cpu",
-    window_frames: int | None = None,
+    window_frames: int | None = None, full_frame: bool = False,
 ) -> list[torch.Tensor]:
     """A fixed list of irradiance batches ``(b, T_w, C, h, w)`` (e-/s, on the CPU) from the first ``n_clips``
     clips of ``split`` in shard order, augmented and lit with a generator seeded by ``seed``.
 
     The same arguments give the same tensors, so every method and variant is scored on the same scenes.
+    ``full_frame``: the whole frames (see :func:`make_irradiance`) instead of random crops.
     """
     gen = torch.Generator().manual_seed(seed)
     out: list[torch.Tensor] = []
@@ -166,7 +169,8 @@ def fixed_irradiance_set(
                          shuffle=False, seed=seed, rank=0, world_size=1, dtype=torch.uint8)
     for clips, _meta in loader:
         clips = clips[: n_clips - n]
-        out.append(make_irradiance(clips.to(device), augment, camera, channels, gen, window_frames).cpu())
+        out.append(make_irradiance(clips.to(device), augment, camera, channels, gen, window_frames,
+                                   full_frame=full_frame).cpu())
         n += clips.shape[0]
         if n >= n_clips:
             break

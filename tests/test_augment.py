@@ -11,6 +11,7 @@ import torch
 from gimbal.data.augment import (
     AugmentConfig,
     augment_clips,
+    augment_full_frames,
     random_rotation_trajectory,
     rotation_homographies,
     shake_rotations,
@@ -210,3 +211,33 @@ def test_frames_subset_equals_the_full_augmentation() -> None:
     torch.testing.assert_close(part.linear[:, keep], full.linear[:, keep], atol=1e-6, rtol=0)
     assert torch.equal(part.linear[:, ~keep], torch.zeros_like(part.linear[:, ~keep]))
     torch.testing.assert_close(part.gt, full.gt, atol=1e-6, rtol=0)
+
+
+def test_full_frames_are_the_training_shake_on_the_whole_frame() -> None:
+    """Full-frame evaluation moves the camera exactly as training does: with the same generator state (the same
+    rotations), the whole warped frame, cut at a training crop's centre window, equals that crop's augmentation."""
+    g = torch.Generator().manual_seed(0)
+    clips = torch.randint(0, 256, (2, 7, 3, 90, 120), generator=g, dtype=torch.uint8)
+    cfg = AugmentConfig(crop=64, center=32, out_size=32, shake_std_deg=(0.2, 0.3, 0.3))  # stays inside the crop
+    full = augment_full_frames(clips, cfg, torch.Generator().manual_seed(1), channels=1)
+    crop = augment_clips(clips, cfg, torch.Generator().manual_seed(1), channels=1)
+    assert full.linear.shape == (2, 7, 1, 90, 120) and full.gt.shape == (2, 1, 90, 120)
+    torch.testing.assert_close(full.rotations, crop.rotations)
+    assert crop.rotations[:, 0].sub(torch.eye(3)).abs().amax() > 5e-3  # the camera does move (pixels)
+    for i in range(2):
+        x0, y0 = (int(v) + 16 for v in crop.origins[i])  # the centre 32 of the 64 crop, in frame coordinates
+        torch.testing.assert_close(full.linear[i, :, :, y0 : y0 + 32, x0 : x0 + 32], crop.linear[i],
+                                   atol=2e-5, rtol=0)
+
+
+def test_full_frames_keep_the_training_pixel_scale() -> None:
+    """Without shake the full frame is the whole frame resized by out_size / center (antialiased), linearised."""
+    clips = _clips(b=1, t=3, h=40, w=52)
+    cfg = AugmentConfig(crop=32, center=16, out_size=8, shake_std_deg=(0.0, 0.0, 0.0))
+    out = augment_full_frames(clips, cfg, torch.Generator().manual_seed(0))
+    assert out.linear.shape == (1, 3, 3, 20, 26)  # 40 x 52 at the training scale 8 / 16
+    expected = torch.nn.functional.interpolate(clips[0], size=(20, 26), mode="bilinear", antialias=True)
+    torch.testing.assert_close(out.linear[0], inverse_gamma(expected.clamp(0, 1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.gt[0], expected[1].clamp(0, 1), atol=1e-5, rtol=0)
+    with pytest.raises(ParamError, match="eval.full_frame"):
+        augment_full_frames(clips, AugmentConfig(crop=32, center=16, out_size=8, motion="smooth"))

@@ -64,7 +64,7 @@ def test_annealing_weight_decays():
 def test_total_loss_eq18_and_anneal_switch():
     g = torch.Generator().manual_seed(0)
     image, align, gt = (torch.rand(2, 3, 8, 8, generator=g) for _ in range(3))
-    cfg = LossConfig(mu=1.0, anneal_alpha=0.99, anneal_beta=10.0)
+    cfg = LossConfig(mu=1.0, anneal=True, anneal_alpha=0.99, anneal_beta=10.0)
     for step in (0, 50):
         expected = gradient_l1_loss(image, gt) + 10.0 * 0.99**step * gradient_l1_loss(align, gt)
         torch.testing.assert_close(gimbal_loss(image, align, gt, step, cfg), expected)

@@ -44,6 +44,9 @@ __all__ = [
     "AugmentConfig",
     "AugmentedBatch",
     "augment_clips",
+    "augment_full_frames",
+    "frame_intrinsics",
+    "full_frame_size",
     "intrinsic_matrix",
     "random_rotation_trajectory",
     "rotation_homographies",
@@ -269,10 +272,7 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
     x0 = torch.randint(0, w - s + 1, (b,), generator=generator)
 
     if config.motion == "shake":  # K of the whole frame, moved to the crop's coordinates
-        fx, fy, cx, cy = config.intrinsics
-        sx, sy = w / config.intrinsics_size[0], h / config.intrinsics_size[1]
-        k = torch.tensor([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]], dtype=torch.float64)
-        k = k.expand(b, 3, 3).clone()
+        k = frame_intrinsics(config, w, h).expand(b, 3, 3).clone()
         k[:, 0, 2] -= x0.double()
         k[:, 1, 2] -= y0.double()
         homog = k[:, None] @ rotations.double() @ torch.linalg.inv(k)[:, None]  # (B, T, 3, 3), crop coordinates
@@ -325,6 +325,80 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
         full[:, keep] = linear
         linear = full
     return AugmentedBatch(linear=linear, gt=gt, rotations=rotations, origins=torch.stack([x0, y0], dim=1))
+
+
+def frame_intrinsics(config: AugmentConfig, width: int, height: int) -> torch.Tensor:
+    """``(3, 3)`` float64 camera matrix of a ``width x height`` frame: ``config.intrinsics`` (calibrated at
+    ``config.intrinsics_size``) scaled to the frame."""
+    fx, fy, cx, cy = config.intrinsics
+    sx, sy = width / config.intrinsics_size[0], height / config.intrinsics_size[1]
+    return torch.tensor([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def full_frame_size(config: AugmentConfig, height: int, width: int) -> tuple[int, int]:
+    """``(h, w)`` of a ``height x width`` frame resized by the training scale ``out_size / center``."""
+    scale = config.out_size / config.center
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def augment_full_frames(clips: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None,
+                        channels: int = 3, frames: torch.Tensor | None = None) -> AugmentedBatch:
+    """Whole frames instead of random crops: evaluation on the full frames of held-out videos.
+
+    The same camera shake as :func:`augment_clips` (``motion: shake``; the same generator state draws the same
+    rotations), ``H_t = K R_t K^-1`` with ``K`` the intrinsics scaled to the frame, applied to the whole
+    ``H x W`` frame (kornia ``warp_perspective``, border padding), then an antialiased resize by the training
+    scale ``out_size / center``, so the network sees the pixel scale and motion it was trained on.
+
+    Args:
+        clips: ``(B, T, C, H, W)`` float in [0, 1] or uint8 (sRGB), ``C`` 1 or 3; ``T`` already the window.
+        config: :class:`AugmentConfig` (``motion`` must be ``shake``).
+        generator: CPU ``torch.Generator``.
+        channels: 1 (luma, BT.601) or 3 (RGB) output channels.
+        frames: ``(T,)`` bool, the frames to produce (others stay 0); the middle frame always is.
+
+    Returns:
+        :class:`AugmentedBatch` with ``linear (B, T, channels, h, w)``, ``(h, w)`` = :func:`full_frame_size`,
+        and ``origins`` all 0.
+    """
+    if clips.dim() != 5 or not (clips.is_floating_point() or clips.dtype == torch.uint8):
+        raise ShapeError(f"augment_full_frames: expected a float or uint8 (B, T, C, H, W) clip batch, got "
+                         f"{tuple(clips.shape)} {clips.dtype}")
+    b, t, c, h, w = clips.shape
+    if channels not in (1, 3) or (channels == 3 and c != 3) or c not in (1, 3):
+        raise ShapeError(f"augment_full_frames: cannot make {channels} channels from {c}-channel clips")
+    if config.motion != "shake":
+        raise ParamError(f"augment: full-frame evaluation supports augment.motion 'shake' only, got "
+                         f"'{config.motion}'; set augment.motion: shake or eval.full_frame: false")
+    rotations = shake_rotations(b, t, config.shake_std_deg, generator)
+    k = frame_intrinsics(config, w, h)
+    homog = k @ rotations.double() @ torch.linalg.inv(k)  # (B, T, 3, 3), frame -> frame
+    keep = torch.ones(t, dtype=torch.bool) if frames is None else frames.to("cpu", torch.bool).clone()
+    keep[t // 2] = True
+    idx = keep.nonzero()[:, 0]
+    tk = len(idx)
+    oh, ow = full_frame_size(config, h, w)
+    out = []
+    for i in range(b):  # one clip at a time: a float 241-frame clip is large
+        x = clips[i, idx]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if channels == 1 and c == 3:
+            x = kornia.color.rgb_to_grayscale(x)
+        m = homog[i, idx].to(x.device, x.dtype)
+        x = kornia.geometry.transform.warp_perspective(x, m, (h, w), mode="bilinear", padding_mode="border",
+                                                       align_corners=True)
+        if (oh, ow) != (h, w):
+            x = torch.nn.functional.interpolate(x, size=(oh, ow), mode="bilinear", antialias=True,
+                                                align_corners=False)
+        out.append(x.clamp(0, 1))
+    srgb = torch.stack(out)  # (B, T_kept, C, oh, ow)
+    linear = srgb_to_linear(srgb)
+    gt = srgb[:, int(keep[: t // 2].sum())].clone()
+    if tk < t:
+        full = linear.new_zeros(b, t, linear.shape[2], oh, ow)
+        full[:, keep] = linear
+        linear = full
+    return AugmentedBatch(linear=linear, gt=gt, rotations=rotations, origins=torch.zeros(b, 2, dtype=torch.long))
 
 
 def to_irradiance(linear: torch.Tensor, camera: CameraSpec, white_level: tuple[float, float],
