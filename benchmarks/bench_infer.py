@@ -123,7 +123,7 @@ def main() -> None:
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         gpu = f"{r['gpu_peak_mb_per_mp']:9.0f}" if "gpu_peak_mb_per_mp" in r else f"{'-':>9}"
-        print(f"{scale:9} {c:>1} {r['size']:>9} {dev:6} {r['seconds']:7.1f} {r['s_per_mp']:6.1f} "
+        print(f"{scale:9} {c:>1} {r['size']:>9} {dev:6} {r['seconds']:7.3f} {r['s_per_mp']:6.3f} "
               f"{r['peak_rss_gb']:11.2f} {r['peak_mb_per_mp']:10.0f} {gpu}", flush=True)
 
 

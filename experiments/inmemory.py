@@ -1,0 +1,228 @@
+"""Train and evaluate every method from clips held in memory (an ``.npz``), for a machine without the video stack.
+
+The DVC stages read DALI/PyAV shards; a GPU machine lent without PyAV, DALI or DVC can still run the same library
+code (:class:`~gimbal.system.GimbalSystem`, :func:`~gimbal.train.make_irradiance`, :class:`DeblurGANv2`,
+:func:`~gimbal.evaluate.evaluate_methods`) on clips decoded beforehand::
+
+    python experiments/inmemory.py dump clips.npz                      # here: decode the shards (mono uint8)
+    python experiments/inmemory.py train clips.npz out gimbal -S model.kpn_depth=4 ...   # one method per process
+    python experiments/inmemory.py evaluate clips.npz out -S ...      # the eval.json table of every method
+    python experiments/inmemory.py score-deblurgan clips.npz out      # DeblurGAN-v2 against its input only
+
+``-S group.key=value`` overrides ``params.yaml`` exactly as ``dvc exp run -S`` does (values parsed as YAML).
+Differences from the stages: clips are drawn uniformly at random per step (no shard order, no
+``train.samples_per_clip`` reuse), no dvclive logs or checkpoints; the learning curve is printed as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gimbal.baselines.deblurgan import DeblurGANv2  # noqa: E402
+from gimbal.baselines.train_deblurgan import DeblurGANTrainConfig, _noise_seed, full_exposure_image  # noqa: E402
+from gimbal.config import check_params  # noqa: E402
+from gimbal.data.augment import AugmentConfig  # noqa: E402
+from gimbal.evaluate import MODEL_VARIANTS, EvalConfig, evaluate_methods, middle_frame_image  # noqa: E402
+from gimbal.losses import psnr  # noqa: E402
+from gimbal.models.gimbal import ModelConfig  # noqa: E402
+from gimbal.sensor.model import Sensor  # noqa: E402
+from gimbal.system import GimbalSystem, ground_truth, load_system, save_system  # noqa: E402
+from gimbal.train import TrainConfig, make_irradiance  # noqa: E402
+
+
+def load_params(overrides: list[str]) -> dict[str, Any]:
+    """``params.yaml`` with ``group.key=value`` overrides (nested keys with dots), validated like a stage."""
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = params
+        *path, last = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 3e-3 as a string; dvc's YAML 1.2 reads a number
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        node[last] = parsed
+    check_params(params)
+    return params
+
+
+def dump(npz: Path, shards: Path) -> None:
+    """Decode the train and test shards to ``npz`` (``(N, T, 1, H, W)`` uint8 luma, BT.601)."""
+    import kornia
+
+    from gimbal.data.loader import make_loader
+
+    out = {}
+    for split in ("train", "test"):
+        clips = []
+        for batch, _ in make_loader(shards, split, batch_size=1, backend="torch", shuffle=False, seed=0, rank=0,
+                                    world_size=1, dtype=torch.uint8):
+            luma = kornia.color.rgb_to_grayscale(batch[0].float() / 255.0)
+            clips.append((luma * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+        out[split] = np.stack(clips)
+    np.savez_compressed(npz, **out)
+
+
+def fixed_set(test: torch.Tensor, params: dict[str, Any], camera: Any, seed: int, n: int, full_frame: bool,
+              window: int | None = None) -> list[torch.Tensor]:
+    """Irradiance batches of the first ``n`` test clips, augmented with a generator seeded by ``seed``."""
+    aug = AugmentConfig.from_params(params)
+    gen = torch.Generator().manual_seed(seed)
+    bs = EvalConfig.from_params(params).batch_size
+    return [make_irradiance(test[i: min(i + bs, n)], aug, camera, 1, gen, window, full_frame=full_frame)
+            for i in range(0, n, bs)]
+
+
+def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str,
+          max_seconds: float | None = None) -> None:
+    data = np.load(npz)
+    train_clips = torch.from_numpy(data["train"]).to(device)
+    test = torch.from_numpy(data["test"]).to(device)
+    tcfg = TrainConfig.from_params(params)
+    seed = int(params["seed"])
+    torch.manual_seed(seed)
+    aug = AugmentConfig.from_params(params)
+    pick, gen = torch.Generator().manual_seed(seed + 3), torch.Generator().manual_seed(seed + 7919)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if method == "deblurgan":
+        dcfg = DeblurGANTrainConfig.from_params(params)
+        sensor = Sensor.from_params(params, learn_exposure=False).to(device).eval()
+        model = DeblurGANv2.from_params(params, device=device)
+        for step in range(dcfg.steps):
+            if max_seconds is not None and time.time() - t0 > max_seconds:
+                print(json.dumps({"method": method, "stopped_at_step": step, "max_seconds": max_seconds}), flush=True)
+                break
+            idx = torch.randint(0, len(train_clips), (dcfg.batch_size,), generator=pick)
+            with torch.no_grad():
+                irr = make_irradiance(train_clips[idx], aug, sensor.camera, 1, gen)
+                sensor.set_seed(_noise_seed(seed, step))  # as the train_deblurgan stage
+                blurred = full_exposure_image(sensor, irr)
+                sharp = ground_truth(irr, sensor.camera).to(blurred.dtype)
+            losses = model.training_step(blurred, sharp)
+            if (step + 1) % tcfg.val_every == 0:
+                print(json.dumps({"method": method, "step": step + 1, "secs": round(time.time() - t0),
+                                  "mse": round(losses["mse"], 6)}), flush=True)
+        model.save(out / "deblurgan.pt")
+        return
+    system = GimbalSystem.from_params(params, method).to(device)
+    system.sensor.set_seed(seed + 1)
+    camera = system.sensor.camera
+    groups = [{"params": list(system.net.parameters()), "lr": tcfg.lr}]
+    exposure = [p for p in system.sensor.parameters() if p.requires_grad]
+    if exposure:
+        groups.append({"params": exposure, "lr": tcfg.exposure_lr or tcfg.lr})
+    opt = torch.optim.Adam(groups)
+    val = fixed_set(test, params, camera, seed + 10_000, min(tcfg.val_clips * 2, len(test)), full_frame=False)
+    for step in range(tcfg.steps):
+        if max_seconds is not None and time.time() - t0 > max_seconds:
+            print(json.dumps({"method": method, "stopped_at_step": step, "max_seconds": max_seconds}), flush=True)
+            break
+        idx = torch.randint(0, len(train_clips), (tcfg.batch_size,), generator=pick)
+        with torch.inference_mode():
+            irr = make_irradiance(train_clips[idx], aug, camera, 1, gen, exposure=system.sensor.exposure)
+        result = system(irr.clone(), step)
+        opt.zero_grad(set_to_none=True)
+        result.loss.backward()
+        opt.step()
+        if (step + 1) % tcfg.val_every == 0 or step + 1 == tcfg.steps or step == 0:
+            system.eval()
+            vgen = torch.Generator(device=device).manual_seed(seed + 10_000)
+            net, mid = [], []
+            with torch.no_grad():
+                for irr_v in val:
+                    o = system(irr_v, 0, vgen)
+                    net += psnr(o.image, o.target, reduction="none").tolist()
+                    dur = system.sensor.exposure.durations(torch.float64).to(device)
+                    mid += psnr(middle_frame_image(system.sensor, o.burst, dur.to(o.burst.dtype)), o.target,
+                                reduction="none").tolist()
+            system.train()
+            print(json.dumps({"method": method, "step": step + 1, "secs": round(time.time() - t0),
+                              "val_psnr": round(sum(net) / len(net), 3), "val_middle_frame": round(sum(mid) / len(mid), 3),
+                              "exposures_us": [round(x) for x in system.sensor.schedule_us()["durations_us"]]}),
+                  flush=True)
+    save_system(out / f"{method}.pt", system, params, method)
+
+
+def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[str, Any]:
+    test = torch.from_numpy(np.load(npz)["test"]).to(device)
+    cfg = EvalConfig.from_params(params)
+    systems = {v: load_system(out / f"{v}.pt", device) for v in MODEL_VARIANTS}
+    deblurgan = DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(), device=device)
+    sensor = Sensor.from_params(params, learn_exposure=False)
+    batches = fixed_set(test, params, sensor.camera, cfg.seed, min(cfg.clips, len(test)), cfg.full_frame,
+                        cfg.window_frames)
+    result = evaluate_methods(systems, deblurgan, sensor, batches, cfg.seed, 0, device)
+    summary = {"eval": result.summary(), "schedules_us": {v: result.schedules[v]["durations_us"] for v in systems},
+               "frame_size": list(batches[0].shape[-2:]), "clips": sum(b.shape[0] for b in batches)}
+    print(json.dumps(summary, indent=1), flush=True)
+    return summary
+
+
+def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[str, Any]:
+    """PSNR of ``out/deblurgan.pt`` and of its input, the full exposure, on the evaluation scenes (``eval`` group:
+    whole frames unless ``eval.full_frame=false``), with the evaluation's seeded exact-Poisson noise."""
+    test = torch.from_numpy(np.load(npz)["test"]).to(device)
+    cfg = EvalConfig.from_params(params)
+    model = DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(), device=device)
+    sensor = Sensor.from_params(params, learn_exposure=False).to(device).eval()
+    batches = fixed_set(test, params, sensor.camera, cfg.seed, min(cfg.clips, len(test)), cfg.full_frame,
+                        cfg.window_frames)
+    sensor.set_seed(cfg.seed)
+    full, restored = [], []
+    with torch.no_grad():
+        for irr in batches:
+            blurred = full_exposure_image(sensor, irr)
+            target = ground_truth(irr, sensor.camera).to(blurred.dtype)
+            full += psnr(blurred, target, reduction="none").tolist()
+            restored += psnr(model.enhance(blurred), target, reduction="none").tolist()
+    result = {"full_exposure": round(sum(full) / len(full), 3), "deblurgan": round(sum(restored) / len(restored), 3),
+              "full_frame": cfg.full_frame, "clips": len(full)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["dump", "train", "evaluate", "score-deblurgan"])
+    parser.add_argument("npz", type=Path)
+    parser.add_argument("out", type=Path, nargs="?", default=Path("inmemory_out"))
+    parser.add_argument("method", nargs="?", choices=[*MODEL_VARIANTS, "deblurgan"])
+    parser.add_argument("-S", "--set", action="append", default=[], help="group.key=value param override")
+    parser.add_argument("--shards", type=Path, default=Path("data/shards"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--max-seconds", type=float, default=None, help="train: stop (and save) after this long")
+    args = parser.parse_args()
+    if args.action == "dump":
+        dump(args.npz, args.shards)
+        return
+    params = load_params(args.set)
+    if ModelConfig.from_params(params).channels != 1:
+        raise SystemExit("inmemory.py: the .npz holds luma clips; model.channels must be 1")
+    if args.action == "train":
+        if args.method is None:
+            parser.error("train needs a method")
+        train(args.npz, args.out, args.method, params, args.device, args.max_seconds)
+    elif args.action == "score-deblurgan":
+        score_deblurgan(args.npz, args.out, params, args.device)
+    else:
+        evaluate(args.npz, args.out, params, args.device)
+
+
+if __name__ == "__main__":
+    main()
