@@ -174,15 +174,15 @@ def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[
     return summary
 
 
-def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[str, Any]:
+def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str, split: str = "test") -> dict[str, Any]:
     """PSNR of ``out/deblurgan.pt`` and of its input, the full exposure, on the evaluation scenes (``eval`` group:
-    whole frames unless ``eval.full_frame=false``), with the evaluation's seeded exact-Poisson noise."""
-    test = torch.from_numpy(np.load(npz)["test"]).to(device)
+    whole frames unless ``eval.full_frame=false``) of ``split``, with the evaluation's seeded exact-Poisson noise."""
+    test = torch.from_numpy(np.load(npz)[split]).to(device)
     cfg = EvalConfig.from_params(params)
     model = DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(), device=device)
     sensor = Sensor.from_params(params, learn_exposure=False).to(device).eval()
-    batches = fixed_set(test, params, sensor.camera, cfg.seed, min(cfg.clips, len(test)), cfg.full_frame,
-                        cfg.window_frames)
+    n = len(test) if split == "train" else min(cfg.clips, len(test))
+    batches = fixed_set(test, params, sensor.camera, cfg.seed, n, cfg.full_frame, cfg.window_frames)
     sensor.set_seed(cfg.seed)
     full, restored = [], []
     with torch.no_grad():
@@ -191,8 +191,9 @@ def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str) -
             target = ground_truth(irr, sensor.camera).to(blurred.dtype)
             full += psnr(blurred, target, reduction="none").tolist()
             restored += psnr(model.enhance(blurred), target, reduction="none").tolist()
-    result = {"full_exposure": round(sum(full) / len(full), 3), "deblurgan": round(sum(restored) / len(restored), 3),
-              "full_frame": cfg.full_frame, "clips": len(full)}
+    result = {"split": split, "full_exposure": round(sum(full) / len(full), 3),
+              "deblurgan": round(sum(restored) / len(restored), 3), "full_frame": cfg.full_frame, "clips": len(full),
+              "clips_improved": sum(r > f for r, f in zip(restored, full, strict=True))}
     print(json.dumps(result), flush=True)
     return result
 
@@ -207,6 +208,7 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, default=Path("data/shards"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-seconds", type=float, default=None, help="train: stop (and save) after this long")
+    parser.add_argument("--split", choices=["train", "test"], default="test", help="score-deblurgan: the clips scored")
     args = parser.parse_args()
     if args.action == "dump":
         dump(args.npz, args.shards)
@@ -219,7 +221,7 @@ def main() -> None:
             parser.error("train needs a method")
         train(args.npz, args.out, args.method, params, args.device, args.max_seconds)
     elif args.action == "score-deblurgan":
-        score_deblurgan(args.npz, args.out, params, args.device)
+        score_deblurgan(args.npz, args.out, params, args.device, args.split)
     else:
         evaluate(args.npz, args.out, params, args.device)
 
