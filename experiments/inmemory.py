@@ -8,6 +8,7 @@ code (:class:`~gimbal.system.GimbalSystem`, :func:`~gimbal.train.make_irradiance
     python experiments/inmemory.py train clips.npz out gimbal -S model.kpn_depth=4 ...   # one method per process
     python experiments/inmemory.py evaluate clips.npz out -S ...      # the eval.json table of every method
     python experiments/inmemory.py score-deblurgan clips.npz out      # DeblurGAN-v2 against its input only
+    python experiments/inmemory.py time-step clips.npz out gimbal -S ... # seconds per training step of these params
 
 ``-S group.key=value`` overrides ``params.yaml`` exactly as ``dvc exp run -S`` does (values parsed as YAML).
 Differences from the stages: clips are drawn uniformly at random per step (no shard order, no
@@ -174,6 +175,31 @@ def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[
     return summary
 
 
+def time_steps(npz: Path, method: str, params: dict[str, Any], device: str, steps: int = 4) -> list[float]:
+    """Seconds of each of ``steps`` training steps of ``method`` (augmentation + sensor + forward + backward +
+    Adam, batch ``train.batch_size``; the first includes warm-up): what a CPU run of these params costs."""
+    clips = torch.from_numpy(np.load(npz)["train"]).to(device)
+    tcfg = TrainConfig.from_params(params)
+    system = GimbalSystem.from_params(params, method).to(device)
+    opt = torch.optim.Adam(system.parameters(), tcfg.lr)
+    aug, gen, times = AugmentConfig.from_params(params), torch.Generator().manual_seed(0), []
+    for step in range(steps):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            irr = make_irradiance(clips[: tcfg.batch_size], aug, system.sensor.camera, 1, gen,
+                                  exposure=system.sensor.exposure)
+        result = system(irr.clone(), step)
+        opt.zero_grad(set_to_none=True)
+        result.loss.backward()
+        opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"method": method, "device": device, "threads": torch.get_num_threads(),
+                      "seconds_per_step": [round(t, 3) for t in times]}), flush=True)
+    return times
+
+
 def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str, split: str = "test") -> dict[str, Any]:
     """PSNR of ``out/deblurgan.pt`` and of its input, the full exposure, on the evaluation scenes (``eval`` group:
     whole frames unless ``eval.full_frame=false``) of ``split``, with the evaluation's seeded exact-Poisson noise."""
@@ -200,7 +226,7 @@ def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["dump", "train", "evaluate", "score-deblurgan"])
+    parser.add_argument("action", choices=["dump", "train", "evaluate", "score-deblurgan", "time-step"])
     parser.add_argument("npz", type=Path)
     parser.add_argument("out", type=Path, nargs="?", default=Path("inmemory_out"))
     parser.add_argument("method", nargs="?", choices=[*MODEL_VARIANTS, "deblurgan"])
@@ -220,6 +246,8 @@ def main() -> None:
         if args.method is None:
             parser.error("train needs a method")
         train(args.npz, args.out, args.method, params, args.device, args.max_seconds)
+    elif args.action == "time-step":
+        time_steps(args.npz, args.method or "gimbal", params, args.device)
     elif args.action == "score-deblurgan":
         score_deblurgan(args.npz, args.out, params, args.device, args.split)
     else:
