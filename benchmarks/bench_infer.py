@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--max-memory-gb", type=float, default=2.0)
     ap.add_argument("--untiled", action="store_true", help="whole frame in one forward pass")
     ap.add_argument("--one", type=int, nargs=2, metavar=("W", "H"), help="a single run of this size, no warm-up")
+    ap.add_argument("--warmup", action="store_true", help="with --one: one untimed run first (GPU timings)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -105,7 +106,7 @@ def main() -> None:
     jobs = []
     if args.one:
         w, h = args.one
-        jobs = [(s, c, h, w, d, False) for s in args.scales for c in args.channels for d in devices]
+        jobs = [(s, c, h, w, d, args.warmup) for s in args.scales for c in args.channels for d in devices]
     else:
         jobs = [(s, c, z, z, d, True) for d in devices for s in args.scales for c in args.channels for z in args.sizes]
     cpu = platform.processor() or platform.machine()
