@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from gimbal.baselines.deblurgan import DeblurGANv2
-from gimbal.baselines.train_deblurgan import full_exposure_image, to_display
+from gimbal.baselines.train_deblurgan import full_exposure_image
 from gimbal.data.augment import AugmentConfig
 from gimbal.data.shards import read_shard_index
 from gimbal.data.sources import scores_by_source, shard_clip_kinds
@@ -46,7 +46,7 @@ from gimbal.params import parse_group
 from gimbal.plots import plot_example_grid, plot_method_scores
 from gimbal.sensor.model import Sensor
 from gimbal.sensor.plot import plot_schedule
-from gimbal.system import GimbalSystem, ground_truth, load_system
+from gimbal.system import GimbalSystem, ground_truth, load_system, middle_frame_image
 from gimbal.train import TrainConfig, fixed_irradiance_set
 
 __all__ = [
@@ -139,12 +139,6 @@ class EvalResult:
     def summary(self) -> dict[str, dict[str, float]]:
         """``{method: {"psnr": mean dB, "ssim": mean}}`` in :data:`METHODS` order (rounded to 1e-4)."""
         return {m: {k: round(sum(v) / len(v), 4) for k, v in s.items()} for m, s in self.scores.items()}
-
-
-def middle_frame_image(sensor: Sensor, burst: torch.Tensor, durations_s: torch.Tensor) -> torch.Tensor:
-    """Floor: the middle frame ``n // 2`` of ``burst (B, n, C, H, W)`` scaled by ``T / dt`` (eq. 14), clipped,
-    gamma-encoded -> ``(B, C, H, W)`` display space."""
-    return to_display(sensor.normalize(burst, durations_s)[:, burst.shape[1] // 2])
 
 
 def _model_file(models_dir: Path, name: str) -> Path:

@@ -82,6 +82,13 @@ def ground_truth(irradiance: torch.Tensor, camera: CameraSpec) -> torch.Tensor:
     return gamma(linear.clamp(0.0, 1.0))
 
 
+def middle_frame_image(sensor: Sensor, burst: torch.Tensor, durations_s: torch.Tensor) -> torch.Tensor:
+    """Floor of a burst method: the middle frame ``n // 2`` of ``burst (B, n, C, H, W)`` scaled by ``T / dt`` (eq. 14),
+    clipped to [0, 1] and gamma-encoded like the network output -> ``(B, C, H, W)`` display space.
+    ``durations_s``: ``(n,)`` exposure durations in seconds."""
+    return gamma(sensor.normalize(burst, durations_s)[:, burst.shape[1] // 2].clamp(0.0, 1.0))
+
+
 @dataclass
 class StepOutput:
     """Everything one forward pass of :class:`GimbalSystem` produces.

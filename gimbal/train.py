@@ -32,7 +32,7 @@ from gimbal.sensor.camera import CameraSpec
 from gimbal.sensor.exposure import Exposure
 from gimbal.sensor.integrate import used_samples
 from gimbal.sensor.plot import plot_schedule
-from gimbal.system import GimbalSystem, exposure_report, save_system
+from gimbal.system import GimbalSystem, exposure_report, middle_frame_image, save_system
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,8 @@ def fixed_irradiance_set(
 
 @torch.no_grad()
 def validate(system: GimbalSystem, batches: list[torch.Tensor], seed: int, device: torch.device) -> dict[str, float]:
-    """Mean loss / PSNR / SSIM on fixed batches with exact Poisson noise (eval mode).
+    """Mean loss / PSNR / SSIM on fixed batches with exact Poisson noise (eval mode), and ``middle_frame_psnr``:
+    the PSNR of the exposure-normalized middle frame of the same bursts (the floor the merge must beat).
 
     The noise comes from a generator of its own seeded with ``seed``: every validation sees the same
     bursts, and the training noise stream is left untouched.
@@ -189,15 +190,19 @@ def validate(system: GimbalSystem, batches: list[torch.Tensor], seed: int, devic
     was_training = system.training
     system.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
-    losses, psnrs, ssims = [], [], []
+    durations = system.sensor.exposure.durations(torch.float64)
+    losses, psnrs, ssims, middle = [], [], [], []
     for irr in batches:
         out = system(irr.to(device), step=0, generator=gen)
         losses.append(float(out.loss))
         psnrs.extend(psnr(out.image, out.target, reduction="none").tolist())
         ssims.extend(ssim(out.image, out.target, reduction="none").tolist())
+        floor = middle_frame_image(system.sensor, out.burst, durations).to(out.target.dtype)
+        middle.extend(psnr(floor, out.target, reduction="none").tolist())
     system.train(was_training)
-    return {"loss": sum(losses) / max(len(losses), 1), "psnr": sum(psnrs) / max(len(psnrs), 1),
-            "ssim": sum(ssims) / max(len(ssims), 1)}
+    n = max(len(psnrs), 1)
+    return {"loss": sum(losses) / max(len(losses), 1), "psnr": sum(psnrs) / n, "ssim": sum(ssims) / n,
+            "middle_frame_psnr": sum(middle) / n}
 
 
 def save_checkpoint(path: Path, system: GimbalSystem, opt: torch.optim.Optimizer, step: int,
@@ -375,6 +380,7 @@ def train(
             "val_loss": last_val["loss"],
             "val_psnr": last_val["psnr"],
             "val_ssim": last_val["ssim"],
+            "val_middle_frame_psnr": last_val["middle_frame_psnr"],
             "exposures_us": sched["durations_us"],
             "world_size": ctx.world,
         }

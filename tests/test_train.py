@@ -302,3 +302,23 @@ def test_torchrun_ddp_two_processes(shards: Path, tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "metrics/train_gimbal.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 3
     assert (tmp_path / "models/gimbal.pt").is_file() and (tmp_path / "exposures/gimbal.json").is_file()
+
+
+def test_validation_reports_the_middle_frame_floor() -> None:
+    """val/middle_frame_psnr is the PSNR of the burst's middle frame scaled by T / dt (eq. 14) and gamma-encoded,
+    recomputed here from the same exact-Poisson burst (same seed), with the power law written out."""
+    p = tiny_params()
+    irr = _irradiance(b=2)
+    system = GimbalSystem.from_params(p).eval()
+    with torch.no_grad():
+        scores = validate(system, [irr], 5, torch.device("cpu"))
+        out = system(irr, step=0, generator=torch.Generator().manual_seed(5))
+    cam = system.sensor.camera
+    dt = system.sensor.exposure.durations(torch.float64)
+    x = (out.burst[:, 1].double() * cam.budget_s / float(dt[1])).clamp(0.0, 1.0)
+    y0 = 1e-3 ** (1 / 2.2)  # x ** (1/2.2), continued below 1e-3 by its tangent line (the documented toe)
+    mid = torch.where(x >= 1e-3, x.clamp(min=1e-3) ** (1 / 2.2), y0 + (x - 1e-3) * y0 / (2.2 * 1e-3))
+    mse = ((mid - out.target.double()) ** 2).mean(dim=(1, 2, 3))
+    expected = float((10 * torch.log10(1.0 / mse)).mean())
+    assert scores["middle_frame_psnr"] == pytest.approx(expected, abs=1e-3)
+    assert abs(scores["middle_frame_psnr"] - scores["psnr"]) > 1e-3  # a different image than the network's
