@@ -232,6 +232,38 @@ def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0.04045, ((x + 0.055).clamp(min=0.0) / 1.055) ** 2.4, x / 12.92)
 
 
+def _check_clips(clips: torch.Tensor, channels: int, name: str) -> tuple[int, int, int, int, int]:
+    """``(B, T, C, H, W)`` of a float / uint8 clip batch that can give ``channels`` output channels; else
+    :class:`ShapeError` naming ``name``."""
+    if clips.dim() != 5 or not (clips.is_floating_point() or clips.dtype == torch.uint8):
+        raise ShapeError(f"{name}: expected a float or uint8 (B, T, C, H, W) clip batch, got {tuple(clips.shape)} "
+                         f"{clips.dtype}")
+    b, t, c, h, w = clips.shape
+    if channels not in (1, 3) or (channels == 3 and c != 3) or c not in (1, 3):
+        raise ShapeError(f"{name}: cannot make {channels} channels from {c}-channel clips")
+    return b, t, c, h, w
+
+
+def _kept_frames(t: int, frames: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(keep (T,) bool, idx)``: the frames to produce, the middle one (the ground truth) always included."""
+    keep = torch.ones(t, dtype=torch.bool) if frames is None else frames.to("cpu", torch.bool).clone()
+    keep[t // 2] = True  # the ground truth
+    return keep, keep.nonzero()[:, 0]
+
+
+def _finish(srgb: torch.Tensor, keep: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor) -> AugmentedBatch:
+    """Kept warped frames ``srgb (B, T_kept, C, h, w)`` -> linear clip with the dropped frames left 0, and the gt."""
+    b, tk, cc, oh, ow = srgb.shape
+    t = len(keep)
+    linear = srgb_to_linear(srgb)
+    gt = srgb[:, int(keep[: t // 2].sum())].clone()
+    if tk < t:
+        full = linear.new_zeros(b, t, cc, oh, ow)
+        full[:, keep] = linear
+        linear = full
+    return AugmentedBatch(linear=linear, gt=gt, rotations=rotations, origins=origins)
+
+
 def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None,
                   channels: int = 3, frames: torch.Tensor | None = None) -> AugmentedBatch:
     """Augment a batch of dense sRGB clips (see the module docstring).
@@ -249,12 +281,7 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
     Returns:
         :class:`AugmentedBatch` with ``linear (B, T, channels, out, out)``.
     """
-    if clips.dim() != 5 or not (clips.is_floating_point() or clips.dtype == torch.uint8):
-        raise ShapeError(f"augment_clips: expected a float or uint8 (B, T, C, H, W) clip batch, got {tuple(clips.shape)} "
-                         f"{clips.dtype}")
-    b, t, c, h, w = clips.shape
-    if channels not in (1, 3) or (channels == 3 and c != 3) or c not in (1, 3):
-        raise ShapeError(f"augment_clips: cannot make {channels} channels from {c}-channel clips")
+    b, t, c, h, w = _check_clips(clips, channels, "augment_clips")
     s = config.crop
     if h < s or w < s:
         raise ShapeError(f"augment_clips: frames are {w}x{h}, smaller than augment.crop={s}; lower augment.crop "
@@ -282,9 +309,7 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
     shift = torch.eye(3, dtype=torch.float64)
     shift[0, 2] = shift[1, 2] = -offset
     to_out = shift @ homog  # crop -> output window, (B, T, 3, 3)
-    keep = torch.ones(t, dtype=torch.bool) if frames is None else frames.to("cpu", torch.bool).clone()
-    keep[t // 2] = True  # the ground truth
-    idx = keep.nonzero()[:, 0]
+    keep, idx = _kept_frames(t, frames)
     if len(idx) < t:
         to_out = to_out[:, idx]
     tk = len(idx)
@@ -318,13 +343,7 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
         warped = torch.nn.functional.interpolate(warped, size=(config.out_size, config.out_size), mode="bilinear",
                                                  antialias=True, align_corners=False)
     srgb = warped.clamp(0, 1).reshape(b, tk, cc, config.out_size, config.out_size)
-    linear = srgb_to_linear(srgb)
-    gt = srgb[:, int(keep[: t // 2].sum())].clone()
-    if tk < t:
-        full = linear.new_zeros(b, t, cc, config.out_size, config.out_size)
-        full[:, keep] = linear
-        linear = full
-    return AugmentedBatch(linear=linear, gt=gt, rotations=rotations, origins=torch.stack([x0, y0], dim=1))
+    return _finish(srgb, keep, rotations, torch.stack([x0, y0], dim=1))
 
 
 def frame_intrinsics(config: AugmentConfig, width: int, height: int) -> torch.Tensor:
@@ -361,22 +380,14 @@ def augment_full_frames(clips: torch.Tensor, config: AugmentConfig, generator: t
         :class:`AugmentedBatch` with ``linear (B, T, channels, h, w)``, ``(h, w)`` = :func:`full_frame_size`,
         and ``origins`` all 0.
     """
-    if clips.dim() != 5 or not (clips.is_floating_point() or clips.dtype == torch.uint8):
-        raise ShapeError(f"augment_full_frames: expected a float or uint8 (B, T, C, H, W) clip batch, got "
-                         f"{tuple(clips.shape)} {clips.dtype}")
-    b, t, c, h, w = clips.shape
-    if channels not in (1, 3) or (channels == 3 and c != 3) or c not in (1, 3):
-        raise ShapeError(f"augment_full_frames: cannot make {channels} channels from {c}-channel clips")
+    b, t, c, h, w = _check_clips(clips, channels, "augment_full_frames")
     if config.motion != "shake":
         raise ParamError(f"augment: full-frame evaluation supports augment.motion 'shake' only, got "
                          f"'{config.motion}'; set augment.motion: shake or eval.full_frame: false")
     rotations = shake_rotations(b, t, config.shake_std_deg, generator)
     k = frame_intrinsics(config, w, h)
     homog = k @ rotations.double() @ torch.linalg.inv(k)  # (B, T, 3, 3), frame -> frame
-    keep = torch.ones(t, dtype=torch.bool) if frames is None else frames.to("cpu", torch.bool).clone()
-    keep[t // 2] = True
-    idx = keep.nonzero()[:, 0]
-    tk = len(idx)
+    keep, idx = _kept_frames(t, frames)
     oh, ow = full_frame_size(config, h, w)
     out = []
     for i in range(b):  # one clip at a time: a float 241-frame clip is large
@@ -391,14 +402,7 @@ def augment_full_frames(clips: torch.Tensor, config: AugmentConfig, generator: t
             x = torch.nn.functional.interpolate(x, size=(oh, ow), mode="bilinear", antialias=True,
                                                 align_corners=False)
         out.append(x.clamp(0, 1))
-    srgb = torch.stack(out)  # (B, T_kept, C, oh, ow)
-    linear = srgb_to_linear(srgb)
-    gt = srgb[:, int(keep[: t // 2].sum())].clone()
-    if tk < t:
-        full = linear.new_zeros(b, t, linear.shape[2], oh, ow)
-        full[:, keep] = linear
-        linear = full
-    return AugmentedBatch(linear=linear, gt=gt, rotations=rotations, origins=torch.zeros(b, 2, dtype=torch.long))
+    return _finish(torch.stack(out), keep, rotations, torch.zeros(b, 2, dtype=torch.long))
 
 
 def to_irradiance(linear: torch.Tensor, camera: CameraSpec, white_level: tuple[float, float],
