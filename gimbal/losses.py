@@ -62,7 +62,7 @@ class LossConfig:
     Attributes:
         mu: weight of the Sobel-gradient term of eq. (16) (paper: 1).
         anneal: include the annealed alignment term of eq. (18) (paper: on). Off in the embedded default:
-            measured on the embedded data (README, "What keeps the merge from learning"), its weight
+            measured on the embedded data (README, "What kept the merge from learning"), its weight
             ``beta alpha^t`` >> 1 holds the kernels at their reference-frame init for the whole of a
             few-hundred-step run (the net stays at the middle frame), while without it the merge beats the
             middle frame by 1.3 dB after 500 steps. Paper scale (~1e6 steps): ``true``.

@@ -29,10 +29,12 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _save(fig, path: str | os.PathLike[str]) -> Path:  # type: ignore[no-untyped-def]
+def _save(fig, path: str | os.PathLike[str], tight: bool = True) -> Path:  # type: ignore[no-untyped-def]
+    """Write ``fig`` atomically as PNG; ``tight``: crop to the drawn content (``False`` keeps the figure's
+    exact size and dpi, e.g. for pixel-exact image tiles)."""
     out = Path(path)
     with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+        fig.savefig(tmp, format="png", bbox_inches="tight" if tight else None)
     _pyplot().close(fig)
     return out
 
@@ -136,8 +138,4 @@ def plot_example_grid(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=11, y=1 - 0.12 / fig_h)
-    out = Path(path)
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)  # no bbox cropping: the tile sizes stay exact
-    plt.close(fig)
-    return out
+    return _save(fig, path, tight=False)  # no cropping: the tile sizes stay exact

@@ -60,6 +60,11 @@ def variant_configs(params: dict[str, Any], variant: str) -> tuple[ModelConfig, 
     return merged["model"], merged["exposure"]
 
 
+def to_display(linear: torch.Tensor) -> torch.Tensor:
+    """Linear image in exposure-normalized units -> display space: clip to [0, 1], gamma (as eq. 15 output)."""
+    return gamma(linear.clamp(0.0, 1.0))
+
+
 def ground_truth(irradiance: torch.Tensor, camera: CameraSpec) -> torch.Tensor:
     """Ideal target image from a dense clip.
 
@@ -78,15 +83,14 @@ def ground_truth(irradiance: torch.Tensor, camera: CameraSpec) -> torch.Tensor:
     if irradiance.dim() != 5:
         raise ShapeError(f"ground_truth: expected irradiance (B, T_f, C, H, W), got {tuple(irradiance.shape)}")
     mid = irradiance[:, irradiance.shape[1] // 2]
-    linear = mid * (camera.budget_s * camera.gain_dn_per_e / camera.max_dn)
-    return gamma(linear.clamp(0.0, 1.0))
+    return to_display(mid * (camera.budget_s * camera.gain_dn_per_e / camera.max_dn))
 
 
 def middle_frame_image(sensor: Sensor, burst: torch.Tensor, durations_s: torch.Tensor) -> torch.Tensor:
     """Floor of a burst method: the middle frame ``n // 2`` of ``burst (B, n, C, H, W)`` scaled by ``T / dt`` (eq. 14),
     clipped to [0, 1] and gamma-encoded like the network output -> ``(B, C, H, W)`` display space.
     ``durations_s``: ``(n,)`` exposure durations in seconds."""
-    return gamma(sensor.normalize(burst, durations_s)[:, burst.shape[1] // 2].clamp(0.0, 1.0))
+    return to_display(sensor.normalize(burst, durations_s)[:, burst.shape[1] // 2])
 
 
 @dataclass

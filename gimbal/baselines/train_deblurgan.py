@@ -32,10 +32,10 @@ from gimbal.data.augment import AugmentConfig
 from gimbal.errors import DataError, ParamError
 from gimbal.io import save_torch_atomic, write_json_atomic
 from gimbal.losses import psnr, ssim
-from gimbal.models.gimbal import ModelConfig, gamma
+from gimbal.models.gimbal import ModelConfig
 from gimbal.params import get, unknown_key_error
 from gimbal.sensor.model import Sensor
-from gimbal.system import ground_truth
+from gimbal.system import ground_truth, to_display
 from gimbal.train import (
     TrainConfig,
     clip_batches,
@@ -105,11 +105,6 @@ class DeblurGANTrainConfig:
         if weights is not None and not isinstance(weights, str):
             raise ParamError(f"params: '{PARAM_GROUP}.weights' must be a path string or null, got {weights!r}")
         return cls(steps=steps, batch_size=batch, weights=weights or None)
-
-
-def to_display(linear: torch.Tensor) -> torch.Tensor:
-    """Linear image in exposure-normalized units -> display space: clip to [0, 1], gamma (as eq. 15 output)."""
-    return gamma(linear.clamp(0.0, 1.0))
 
 
 def full_exposure_image(sensor: Sensor, irradiance: torch.Tensor, step: int = 0,
