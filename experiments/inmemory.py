@@ -34,12 +34,12 @@ from gimbal.baselines.deblurgan import DeblurGANv2  # noqa: E402
 from gimbal.baselines.train_deblurgan import DeblurGANTrainConfig, _noise_seed, full_exposure_image  # noqa: E402
 from gimbal.config import check_params  # noqa: E402
 from gimbal.data.augment import AugmentConfig  # noqa: E402
-from gimbal.evaluate import MODEL_VARIANTS, EvalConfig, evaluate_methods, middle_frame_image  # noqa: E402
+from gimbal.evaluate import MODEL_VARIANTS, EvalConfig, evaluate_methods  # noqa: E402
 from gimbal.losses import psnr  # noqa: E402
 from gimbal.models.gimbal import ModelConfig  # noqa: E402
 from gimbal.sensor.model import Sensor  # noqa: E402
 from gimbal.system import GimbalSystem, ground_truth, load_system, save_system  # noqa: E402
-from gimbal.train import TrainConfig, make_irradiance  # noqa: E402
+from gimbal.train import TrainConfig, make_irradiance, validate  # noqa: E402
 
 
 def load_params(overrides: list[str]) -> dict[str, Any]:
@@ -89,6 +89,25 @@ def fixed_set(test: torch.Tensor, params: dict[str, Any], camera: Any, seed: int
             for i in range(0, n, bs)]
 
 
+def _out_of_time(method: str, step: int, t0: float, max_seconds: float | None) -> bool:
+    """Whether ``max_seconds`` have passed since ``t0`` (and say so, with the step reached)."""
+    if max_seconds is None or time.time() - t0 <= max_seconds:
+        return False
+    print(json.dumps({"method": method, "stopped_at_step": step, "max_seconds": max_seconds}), flush=True)
+    return True
+
+
+def _train_step(system: GimbalSystem, opt: torch.optim.Optimizer, clips: torch.Tensor, aug: AugmentConfig,
+                gen: torch.Generator, step: int) -> None:
+    """One step as the train stage takes it: augment (no autograd), capture, reconstruct, eq. 18 loss, Adam."""
+    with torch.inference_mode():
+        irr = make_irradiance(clips, aug, system.sensor.camera, 1, gen, exposure=system.sensor.exposure)
+    result = system(irr.clone(), step)
+    opt.zero_grad(set_to_none=True)
+    result.loss.backward()
+    opt.step()
+
+
 def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str,
           max_seconds: float | None = None) -> None:
     data = np.load(npz)
@@ -106,8 +125,7 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
         sensor = Sensor.from_params(params, learn_exposure=False).to(device).eval()
         model = DeblurGANv2.from_params(params, device=device)
         for step in range(dcfg.steps):
-            if max_seconds is not None and time.time() - t0 > max_seconds:
-                print(json.dumps({"method": method, "stopped_at_step": step, "max_seconds": max_seconds}), flush=True)
+            if _out_of_time(method, step, t0, max_seconds):
                 break
             idx = torch.randint(0, len(train_clips), (dcfg.batch_size,), generator=pick)
             with torch.no_grad():
@@ -123,38 +141,23 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
         return
     system = GimbalSystem.from_params(params, method).to(device)
     system.sensor.set_seed(seed + 1)
-    camera = system.sensor.camera
     groups = [{"params": list(system.net.parameters()), "lr": tcfg.lr}]
     exposure = [p for p in system.sensor.parameters() if p.requires_grad]
     if exposure:
         groups.append({"params": exposure, "lr": tcfg.exposure_lr or tcfg.lr})
     opt = torch.optim.Adam(groups)
-    val = fixed_set(test, params, camera, seed + 10_000, min(tcfg.val_clips * 2, len(test)), full_frame=False)
+    val = fixed_set(test, params, system.sensor.camera, seed + 10_000, min(tcfg.val_clips * 2, len(test)),
+                    full_frame=False)
     for step in range(tcfg.steps):
-        if max_seconds is not None and time.time() - t0 > max_seconds:
-            print(json.dumps({"method": method, "stopped_at_step": step, "max_seconds": max_seconds}), flush=True)
+        if _out_of_time(method, step, t0, max_seconds):
             break
         idx = torch.randint(0, len(train_clips), (tcfg.batch_size,), generator=pick)
-        with torch.inference_mode():
-            irr = make_irradiance(train_clips[idx], aug, camera, 1, gen, exposure=system.sensor.exposure)
-        result = system(irr.clone(), step)
-        opt.zero_grad(set_to_none=True)
-        result.loss.backward()
-        opt.step()
+        _train_step(system, opt, train_clips[idx], aug, gen, step)
         if (step + 1) % tcfg.val_every == 0 or step + 1 == tcfg.steps or step == 0:
-            system.eval()
-            vgen = torch.Generator(device=device).manual_seed(seed + 10_000)
-            net, mid = [], []
-            with torch.no_grad():
-                for irr_v in val:
-                    o = system(irr_v, 0, vgen)
-                    net += psnr(o.image, o.target, reduction="none").tolist()
-                    dur = system.sensor.exposure.durations(torch.float64).to(device)
-                    mid += psnr(middle_frame_image(system.sensor, o.burst, dur.to(o.burst.dtype)), o.target,
-                                reduction="none").tolist()
-            system.train()
+            scores = validate(system, val, seed + 10_000, torch.device(device))
             print(json.dumps({"method": method, "step": step + 1, "secs": round(time.time() - t0),
-                              "val_psnr": round(sum(net) / len(net), 3), "val_middle_frame": round(sum(mid) / len(mid), 3),
+                              "val_psnr": round(scores["psnr"], 3),
+                              "val_middle_frame": round(scores["middle_frame_psnr"], 3),
                               "exposures_us": [round(x) for x in system.sensor.schedule_us()["durations_us"]]}),
                   flush=True)
     save_system(out / f"{method}.pt", system, params, method)
@@ -185,13 +188,7 @@ def time_steps(npz: Path, method: str, params: dict[str, Any], device: str, step
     aug, gen, times = AugmentConfig.from_params(params), torch.Generator().manual_seed(0), []
     for step in range(steps):
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            irr = make_irradiance(clips[: tcfg.batch_size], aug, system.sensor.camera, 1, gen,
-                                  exposure=system.sensor.exposure)
-        result = system(irr.clone(), step)
-        opt.zero_grad(set_to_none=True)
-        result.loss.backward()
-        opt.step()
+        _train_step(system, opt, clips[: tcfg.batch_size], aug, gen, step)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
