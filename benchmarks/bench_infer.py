@@ -46,7 +46,7 @@ def measure(scale: str, channels: int, h: int, w: int, device: str, max_memory_g
     import torch
 
     from gimbal.infer import reconstruct_burst
-    from gimbal.models.gimbal import GimbalNet
+    from gimbal.models.net import GimbalNet
     from gimbal.system import GimbalSystem
     from gimbal.tiling import bytes_per_pixel
 

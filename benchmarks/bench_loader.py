@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
-import gimbal.data.loader as loader_module
-from gimbal.data.loader import DaliClipLoader, TorchClipLoader, dali_codec_error, dali_import_error, open_split
+import gimbal.data.loader.index as loader_module
+from gimbal.data.loader import DaliClipLoader, TorchClipLoader, dali_codec_error, dali_device, dali_import_error, open_split
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.data.video import write_video
 from gimbal.io import write_json_atomic
@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     torch.set_num_threads(2)
-    device = "gpu" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         index = make_interp(Path(tmp) / "interp", args.clips, args.frames, args.width, args.height)
@@ -85,7 +85,7 @@ def main() -> None:
             for workers in (0, 2):
                 row[f"torch_w{workers}_clips_s"] = round(
                     epoch_rate(TorchClipLoader(out, "train", args.batch, num_workers=workers)), 2)
-            reason = dali_import_error() or dali_codec_error(shards.codec, shards.pix_fmt, shards.crf, device)
+            reason = dali_import_error() or dali_codec_error(shards.codec, shards.pix_fmt, shards.crf, dali_device(device))
             if reason is None:
                 dali = DaliClipLoader(out, "train", args.batch, device=device, num_threads=2)
                 row[f"dali_{device}_clips_s"] = round(epoch_rate(dali), 2)

@@ -34,6 +34,7 @@ _MEASURE = r'''
 import inspect, json, sys, time
 import torch, yaml
 torch.set_num_threads(int(sys.argv[2]))
+from gimbal.config import parse_config  # noqa: E402
 from gimbal.data.augment import AugmentConfig
 from gimbal.system import GimbalSystem
 import gimbal.train as tr
@@ -44,7 +45,7 @@ tcfg = params["train"]
 b = tcfg["batch_size"]
 torch.manual_seed(0)
 system = GimbalSystem.from_params(params, "gimbal").train()
-aug = AugmentConfig.from_params(params)
+aug = parse_config(params).augment
 clips = torch.randint(0, 256, (b, 241, 3, 144, 192), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 gen = torch.Generator().manual_seed(1)
 sig = inspect.signature(tr.make_irradiance).parameters

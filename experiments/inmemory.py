@@ -31,15 +31,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gimbal.baselines.deblurgan import DeblurGANv2  # noqa: E402
-from gimbal.baselines.train_deblurgan import DeblurGANTrainConfig, _noise_seed, full_exposure_image  # noqa: E402
-from gimbal.config import check_params  # noqa: E402
+from gimbal.config import parse_config  # noqa: E402
 from gimbal.data.augment import AugmentConfig  # noqa: E402
-from gimbal.evaluate import MODEL_VARIANTS, EvalConfig, evaluate_methods  # noqa: E402
-from gimbal.losses import psnr  # noqa: E402
-from gimbal.models.gimbal import ModelConfig  # noqa: E402
-from gimbal.sensor.model import Sensor  # noqa: E402
-from gimbal.system import GimbalSystem, ground_truth, load_system, save_system  # noqa: E402
-from gimbal.train import TrainConfig, make_irradiance, validate  # noqa: E402
+from gimbal.data.irradiance import make_irradiance  # noqa: E402
+from gimbal.evaluate import MODEL_VARIANTS, evaluate_methods  # noqa: E402
+from gimbal.metrics import psnr  # noqa: E402
+from gimbal.runtime import Seeds, step_noise_seed  # noqa: E402
+from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, ground_truth, load_system, save_system  # noqa: E402,E501
+from gimbal.train import validate  # noqa: E402
 
 
 def load_params(overrides: list[str]) -> dict[str, Any]:
@@ -58,7 +57,7 @@ def load_params(overrides: list[str]) -> dict[str, Any]:
             except ValueError:
                 pass
         node[last] = parsed
-    check_params(params)
+    parse_config(params)  # validated like a stage
     return params
 
 
@@ -82,9 +81,10 @@ def dump(npz: Path, shards: Path) -> None:
 def fixed_set(test: torch.Tensor, params: dict[str, Any], camera: Any, seed: int, n: int, full_frame: bool,
               window: int | None = None) -> list[torch.Tensor]:
     """Irradiance batches of the first ``n`` test clips, augmented with a generator seeded by ``seed``."""
-    aug = AugmentConfig.from_params(params)
+    cfg = parse_config(params)
+    aug = cfg.augment
     gen = torch.Generator().manual_seed(seed)
-    bs = EvalConfig.from_params(params).batch_size
+    bs = cfg.eval.batch_size
     return [make_irradiance(test[i: min(i + bs, n)], aug, camera, 1, gen, window, full_frame=full_frame)
             for i in range(0, n, bs)]
 
@@ -113,24 +113,23 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
     data = np.load(npz)
     train_clips = torch.from_numpy(data["train"]).to(device)
     test = torch.from_numpy(data["test"]).to(device)
-    tcfg = TrainConfig.from_params(params)
-    seed = int(params["seed"])
+    cfg = parse_config(params)
+    tcfg, seed, aug = cfg.train, cfg.seed, cfg.augment
     torch.manual_seed(seed)
-    aug = AugmentConfig.from_params(params)
-    pick, gen = torch.Generator().manual_seed(seed + 3), torch.Generator().manual_seed(seed + 7919)
+    pick, gen = torch.Generator().manual_seed(seed + 3), torch.Generator().manual_seed(Seeds.for_rank(seed).data)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if method == "deblurgan":
-        dcfg = DeblurGANTrainConfig.from_params(params)
-        sensor = Sensor.from_params(params, learn_exposure=False).to(device).eval()
-        model = DeblurGANv2.from_params(params, device=device)
+        dcfg = cfg.baselines.deblurgan
+        sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()
+        model = DeblurGANv2(dcfg, cfg.model.channels, seed, device=device)
         for step in range(dcfg.steps):
             if _out_of_time(method, step, t0, max_seconds):
                 break
             idx = torch.randint(0, len(train_clips), (dcfg.batch_size,), generator=pick)
             with torch.no_grad():
                 irr = make_irradiance(train_clips[idx], aug, sensor.camera, 1, gen)
-                sensor.set_seed(_noise_seed(seed, step))  # as the train_deblurgan stage
+                sensor.set_seed(step_noise_seed(seed, step))  # as the train_deblurgan stage
                 blurred = full_exposure_image(sensor, irr)
                 sharp = ground_truth(irr, sensor.camera).to(blurred.dtype)
             losses = model.training_step(blurred, sharp)
@@ -139,7 +138,7 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
                                   "mse": round(losses["mse"], 6)}), flush=True)
         model.save(out / "deblurgan.pt")
         return
-    system = GimbalSystem.from_params(params, method).to(device)
+    system = GimbalSystem.from_config(parse_config(params), method).to(device)
     system.sensor.set_seed(seed + 1)
     groups = [{"params": list(system.net.parameters()), "lr": tcfg.lr}]
     exposure = [p for p in system.sensor.parameters() if p.requires_grad]
@@ -165,10 +164,10 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
 
 def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[str, Any]:
     test = torch.from_numpy(np.load(npz)["test"]).to(device)
-    cfg = EvalConfig.from_params(params)
+    cfg = parse_config(params).eval
     systems = {v: load_system(out / f"{v}.pt", device) for v in MODEL_VARIANTS}
     deblurgan = DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(), device=device)
-    sensor = Sensor.from_params(params, learn_exposure=False)
+    sensor = build_sensor(parse_config(params), learn_exposure=False)
     batches = fixed_set(test, params, sensor.camera, cfg.seed, min(cfg.clips, len(test)), cfg.full_frame,
                         cfg.window_frames)
     result = evaluate_methods(systems, deblurgan, sensor, batches, cfg.seed, 0, device)
@@ -182,10 +181,10 @@ def time_steps(npz: Path, method: str, params: dict[str, Any], device: str, step
     """Seconds of each of ``steps`` training steps of ``method`` (augmentation + sensor + forward + backward +
     Adam, batch ``train.batch_size``; the first includes warm-up): what a CPU run of these params costs."""
     clips = torch.from_numpy(np.load(npz)["train"]).to(device)
-    tcfg = TrainConfig.from_params(params)
-    system = GimbalSystem.from_params(params, method).to(device)
+    tcfg = parse_config(params).train
+    system = GimbalSystem.from_config(parse_config(params), method).to(device)
     opt = torch.optim.Adam(system.parameters(), tcfg.lr)
-    aug, gen, times = AugmentConfig.from_params(params), torch.Generator().manual_seed(0), []
+    aug, gen, times = parse_config(params).augment, torch.Generator().manual_seed(0), []
     for step in range(steps):
         t0 = time.perf_counter()
         _train_step(system, opt, clips[: tcfg.batch_size], aug, gen, step)
@@ -201,9 +200,9 @@ def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str, s
     """PSNR of ``out/deblurgan.pt`` and of its input, the full exposure, on the evaluation scenes (``eval`` group:
     whole frames unless ``eval.full_frame=false``) of ``split``, with the evaluation's seeded exact-Poisson noise."""
     test = torch.from_numpy(np.load(npz)[split]).to(device)
-    cfg = EvalConfig.from_params(params)
+    cfg = parse_config(params).eval
     model = DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(), device=device)
-    sensor = Sensor.from_params(params, learn_exposure=False).to(device).eval()
+    sensor = build_sensor(parse_config(params), learn_exposure=False).to(device).eval()
     n = len(test) if split == "train" else min(cfg.clips, len(test))
     batches = fixed_set(test, params, sensor.camera, cfg.seed, n, cfg.full_frame, cfg.window_frames)
     sensor.set_seed(cfg.seed)
@@ -237,7 +236,7 @@ def main() -> None:
         dump(args.npz, args.shards)
         return
     params = load_params(args.set)
-    if ModelConfig.from_params(params).channels != 1:
+    if parse_config(params).model.channels != 1:
         raise SystemExit("inmemory.py: the .npz holds luma clips; model.channels must be 1")
     if args.action == "train":
         if args.method is None:

@@ -18,12 +18,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gimbal.data.augment import AugmentConfig  # noqa: E402
-from gimbal.losses import psnr  # noqa: E402
-from gimbal.models.gimbal import gamma  # noqa: E402
+from gimbal.config import parse_config  # noqa: E402
+from gimbal.metrics import psnr  # noqa: E402
+from gimbal.models.net import gamma  # noqa: E402
 from gimbal.sensor.integrate import integrate_exposures  # noqa: E402
 from gimbal.system import GimbalSystem, ground_truth  # noqa: E402
-from gimbal.train import fixed_irradiance_set  # noqa: E402
+from gimbal.data.irradiance import fixed_irradiance_set  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     system = GimbalSystem.from_params(params, "gimbal_uniform").eval()
     cam, sensor = system.sensor.camera, system.sensor
-    batches = fixed_irradiance_set(args.shards, "test", args.clips, 4, AugmentConfig.from_params(params), cam, 1,
+    batches = fixed_irradiance_set(args.shards, "test", args.clips, 4, parse_config(params).augment, cam, 1,
                                    10_000, "torch")
     dt, t0 = sensor.exposure.durations(torch.float64), sensor.exposure.starts(torch.float64)
     gen = torch.Generator().manual_seed(1)

@@ -6,7 +6,7 @@ middle frame of its own burst (the floor), every ``every`` steps; run by ``exper
 Validation: each test clip of the ``.npz`` with 8 fixed augmentations (sweep 1 of the README table used 4), fixed noise.
 Writes the curve so far to ``results.jsonl.<name>.part`` at every validation, and the final record to ``results.jsonl``.
 """
-import copy, json, math, sys, time, os
+import json, sys, time, os
 import numpy as np, torch, yaml
 sys.path.insert(0, os.getcwd())
 import types
@@ -15,11 +15,11 @@ for _m in ("av", "webdataset", "dvclive"):  # a GPU box without the video stack:
         __import__(_m)
     except ImportError:
         sys.modules[_m] = types.ModuleType(_m)
-from gimbal.train import make_irradiance
-from gimbal.system import GimbalSystem, ground_truth
-from gimbal.data.augment import AugmentConfig
+from gimbal.config import parse_config  # noqa: E402
+from gimbal.data.irradiance import make_irradiance
+from gimbal.system import GimbalSystem
 from gimbal.evaluate import middle_frame_image
-from gimbal.losses import psnr
+from gimbal.metrics import psnr
 
 def run(name, variant, overrides, steps, every, dev, data, out):
     p = yaml.safe_load(open("params.yaml"))
@@ -29,7 +29,7 @@ def run(name, variant, overrides, steps, every, dev, data, out):
     torch.manual_seed(0)
     system = GimbalSystem.from_params(p, variant).to(dev)
     system.sensor.set_seed(1)
-    aug = AugmentConfig.from_params(p); cam = system.sensor.camera
+    aug = parse_config(p).augment; cam = system.sensor.camera
     lr = p["train"]["lr"]; elr = p["train"]["exposure_lr"] or lr
     ep = [q for q in system.sensor.parameters() if q.requires_grad]
     groups = [{"params": list(system.net.parameters()), "lr": lr}] + ([{"params": ep, "lr": elr}] if ep else [])

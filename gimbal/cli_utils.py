@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gimbal.errors import GimbalError
-from gimbal.params import load_params
+
+if TYPE_CHECKING:
+    from gimbal.config import Config
 
 log = logging.getLogger("gimbal")
 
@@ -22,8 +24,10 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
-    """Parse args, load params, run ``main(params, args)``.
+def run_stage(main: Callable[[Config, argparse.Namespace], None], parser: argparse.ArgumentParser,
+              uses: Iterable[str]) -> None:
+    """Parse args, parse the whole params file once (every group checked: a misspelt key fails before any
+    work), run ``main(config, args)`` with the groups ``uses`` readable (see :func:`gimbal.config.load_config`).
 
     A :class:`GimbalError` is printed as one line ``error: ...`` on stderr and the
     process exits with status 1 (no traceback spam); other exceptions propagate.
@@ -31,11 +35,9 @@ def run_stage(main: Callable[[dict[str, Any], argparse.Namespace], None], parser
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parser.parse_args()
     try:
-        params = load_params(args.params)
-        from gimbal.config import check_params  # every group parsed: a misspelt key fails before any work
+        from gimbal.config import load_config  # imports torch and every group's module: after argparse's --help
 
-        check_params(params)
-        main(params, args)
+        main(load_config(args.params, uses), args)
     except GimbalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -1,17 +1,27 @@
-"""The params file as a whole: every group is one typed, frozen dataclass in the module that owns it.
+"""The params file as one typed root config: every group is one frozen dataclass in the module that owns it.
 
-:data:`GROUPS` maps each params group to its dataclass; the dataclass fields hold the only defaults, and
-``params.yaml`` is the documented copy of them (a test checks that they agree). :func:`check_params`
-parses every group, so a misspelt key anywhere (``model.learn_exposur``) or an unknown group fails
-before a stage does any work, with the nearest valid name.
+A stage parses ``params.yaml`` once, with :func:`load_config`, into a :class:`Config` whose fields are the
+group dataclasses of :data:`GROUPS` (plus ``seed``, ``variants`` and ``baselines``), and hands each function
+only the groups it uses. Every group is parsed even when the stage uses few, so a misspelt key anywhere
+(``model.learn_exposur``) fails before any work, with the nearest valid name. The groups a stage declares
+in ``uses`` are the only ones it can read: touching another raises :class:`UndeclaredGroupError`, and a
+test checks that each stage's ``uses`` equals the groups of its ``params:`` list in ``dvc.yaml``, so DVC
+re-runs a stage exactly when a param it reads changes.
+
+The dataclass fields hold the only defaults; ``params.yaml`` is the documented copy of them (a test checks
+that they agree). :meth:`Config.raw` is the file as read: trained models store it, and
+:func:`parse_config` rebuilds their config when they are loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from gimbal.baselines.deblurgan import DeblurGANConfig
-from gimbal.baselines.train_deblurgan import DeblurGANTrainConfig
 from gimbal.data.augment import AugmentConfig
 from gimbal.data.clips import ClipsConfig
 from gimbal.data.fetch import DataConfig
@@ -21,14 +31,23 @@ from gimbal.data.shards import ShardConfig
 from gimbal.errors import ParamError
 from gimbal.evaluate import EvalConfig
 from gimbal.losses import LossConfig
-from gimbal.models.gimbal import ModelConfig
-from gimbal.params import group_dict, parse_group, seed_from_params, unknown_key_error
+from gimbal.models.net import ModelConfig
+from gimbal.params import group_dict, load_params, parse_group, unknown_key_error
+from gimbal.runtime import TrainConfig
 from gimbal.sensor.exposure import ExposureConfig
 from gimbal.sensor.model import SensorConfig
-from gimbal.system import variant_configs
-from gimbal.train import TrainConfig
 
-__all__ = ["GROUPS", "TOP_LEVEL", "check_params", "default_params"]
+__all__ = [
+    "GROUPS",
+    "TOP_LEVEL",
+    "BaselinesConfig",
+    "Config",
+    "UndeclaredGroupError",
+    "check_params",
+    "default_params",
+    "load_config",
+    "parse_config",
+]
 
 GROUPS: dict[str, type] = {
     "samples": SamplesConfig,
@@ -46,8 +65,16 @@ GROUPS: dict[str, type] = {
 }
 """Params group -> its config dataclass."""
 
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """Params group ``baselines``: one sub-group per trained baseline."""
+
+    deblurgan: DeblurGANConfig = DeblurGANConfig()
+
+
 TOP_LEVEL: tuple[str, ...] = ("seed", *GROUPS, "variants", "baselines")
-"""Every top-level key of the params file."""
+"""Every top-level key of the params file (the names a stage may declare it uses)."""
 
 DEFAULT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "gimbal": {},
@@ -57,21 +84,137 @@ DEFAULT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
 """The trained models: the paper's method, its uniform-exposure ablation (uniform over the whole budget) and
 the KPN baseline on the uniform burst."""
 
+VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure")
+"""The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
 
-def check_params(params: dict[str, Any]) -> None:
-    """Parse every group of ``params`` (raises :class:`ParamError` naming the first bad key or value)."""
+
+class UndeclaredGroupError(AttributeError):
+    """Code read a params group its stage did not declare in ``uses`` (a programming error, not a user's)."""
+
+
+class _Undeclared:
+    """Stands for a group the stage did not declare: any use names the group and the fix."""
+
+    def __init__(self, group: str) -> None:
+        object.__setattr__(self, "_group", group)
+
+    def __getattr__(self, name: str) -> Any:
+        group = object.__getattribute__(self, "_group")
+        raise UndeclaredGroupError(
+            f"params group '{group}' is read ('{group}.{name}') but the stage did not declare it: add '{group}' to "
+            "the stage's USES and to its params list in dvc.yaml")
+
+    def __repr__(self) -> str:
+        return f"<undeclared params group {object.__getattribute__(self, '_group')!r}>"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole params file, one typed field per group (see the module docstring).
+
+    Attributes:
+        seed: the run seed (``seed``): weight init, augmentation, noise (:class:`gimbal.runtime.Seeds`).
+        variants: ``variants.<name>`` -> ``{"model": {...}, "exposure": {...}}`` overrides (checked).
+        raw: the params as read from the file (stored in model files; not for reading params from).
+    """
+
+    seed: int = 0
+    samples: SamplesConfig = SamplesConfig()
+    data: DataConfig = DataConfig()
+    clips: ClipsConfig = ClipsConfig()
+    interpolate: InterpolateConfig = InterpolateConfig()
+    shards: ShardConfig = ShardConfig()
+    sensor: SensorConfig = SensorConfig()
+    exposure: ExposureConfig = ExposureConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: dict(DEFAULT_VARIANTS))
+    baselines: BaselinesConfig = BaselinesConfig()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def variant(self, name: str) -> tuple[ModelConfig, ExposureConfig]:
+        """The ``model`` and ``exposure`` groups of model variant ``name``, with ``variants.<name>`` applied.
+
+        ``gimbal: {}`` is the model exactly as configured. Unknown variants raise :class:`ParamError`.
+        """
+        if name not in self.variants:
+            raise ParamError(f"params: unknown model variant '{name}' (variants: {', '.join(sorted(self.variants))}); "
+                             "add it under 'variants'")
+        overrides = self.variants[name]
+        merged = []
+        for group in VARIANT_GROUPS:
+            base = getattr(self, group)
+            keys = overrides.get(group) or {}
+            parsed = parse_group(type(base), keys, f"variants.{name}.{group}")  # names a bad override key
+            merged.append(dataclasses.replace(base, **{k: getattr(parsed, k) for k in keys}))
+        model, exposure = merged
+        return model, exposure
+
+
+def _check_variants(variants: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    if not isinstance(variants, dict) or not variants:
+        raise ParamError(f"params: 'variants' must map model names to overrides, got {variants!r}")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, overrides in variants.items():
+        overrides = overrides or {}
+        if not isinstance(overrides, dict):
+            raise ParamError(f"params: 'variants.{name}' must map groups {list(VARIANT_GROUPS)} to overrides, "
+                             f"got {overrides!r}")
+        for group, keys in overrides.items():
+            if group not in VARIANT_GROUPS:
+                raise unknown_key_error(str(group), VARIANT_GROUPS, f"'variants.{name}'")
+            if keys is not None and not isinstance(keys, dict):
+                raise ParamError(f"params: 'variants.{name}.{group}' must be a mapping of keys, got {keys!r}")
+        out[str(name)] = {g: dict(k or {}) for g, k in overrides.items()}
+    return out
+
+
+def _seed(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ParamError(f"params: 'seed' must be an int, got {value!r}")
+    return value
+
+
+def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -> Config:
+    """Parse a whole params mapping into a :class:`Config` (raises :class:`ParamError` naming the first bad key).
+
+    Every group is parsed and checked; with ``uses`` (top-level names of :data:`TOP_LEVEL`) the others are
+    replaced by a placeholder that raises :class:`UndeclaredGroupError` when read.
+    """
+    if not isinstance(params, Mapping):
+        raise ParamError(f"params: expected a mapping of param groups at top level, got {params!r}")
     for key in params:
         if key not in TOP_LEVEL:
             raise unknown_key_error(str(key), TOP_LEVEL, "the params file's top level")
-    seed_from_params(params)
+    kwargs: dict[str, Any] = {"seed": _seed(params.get("seed", 0))}
     for group, cls in GROUPS.items():
-        parse_group(cls, params.get(group), group)
-    variants = params.get("variants", DEFAULT_VARIANTS)
-    if not isinstance(variants, dict) or not variants:
-        raise ParamError(f"params: 'variants' must map model names to overrides, got {variants!r}")
-    for name in variants:
-        variant_configs({**params, "variants": variants}, name)
-    DeblurGANTrainConfig.from_params(params)
+        kwargs[group] = parse_group(cls, params.get(group), group)
+    kwargs["baselines"] = parse_group(BaselinesConfig, params.get("baselines"), "baselines")
+    kwargs["variants"] = _check_variants(params.get("variants", DEFAULT_VARIANTS))
+    config = Config(**kwargs, raw=dict(params))
+    for name in config.variants:
+        config.variant(name)
+    if uses is None:
+        return config
+    uses = set(uses)
+    unknown = uses - set(TOP_LEVEL)
+    if unknown:
+        raise ValueError(f"parse_config: unknown groups in uses: {sorted(unknown)}")
+    hidden = {g: _Undeclared(g) for g in TOP_LEVEL if g not in uses}
+    return dataclasses.replace(config, **hidden)
+
+
+def load_config(path: str | os.PathLike[str] = "params.yaml", uses: Iterable[str] | None = None) -> Config:
+    """Read and parse the params file at ``path`` (see :func:`parse_config`); errors name the file or key."""
+    return parse_config(load_params(path), uses)
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Parse every group of ``params`` (raises :class:`ParamError` naming the first bad key or value)."""
+    parse_config(params)
 
 
 def default_params() -> dict[str, Any]:
@@ -79,6 +222,5 @@ def default_params() -> dict[str, Any]:
     params: dict[str, Any] = {"seed": 0}
     params.update({group: group_dict(cls()) for group, cls in GROUPS.items()})
     params["variants"] = DEFAULT_VARIANTS
-    deblurgan = {k: v for k, v in group_dict(DeblurGANConfig()).items() if k not in ("channels", "seed")}
-    params["baselines"] = {"deblurgan": {**deblurgan, **group_dict(DeblurGANTrainConfig())}}
+    params["baselines"] = {"deblurgan": group_dict(DeblurGANConfig())}
     return params

@@ -3,7 +3,7 @@
 The scenes are the first ``eval.clips`` clips of the test shards (videos never seen in training), as
 whole frames (``eval.full_frame``) resized by the training scale, with the training camera shake,
 augmented and scaled to electrons with a generator seeded by ``eval.seed``
-(:func:`gimbal.train.fixed_irradiance_set`). Every capture uses exact Poisson noise (sensor in eval
+(:func:`gimbal.data.irradiance.fixed_irradiance_set`). Every capture uses exact Poisson noise (sensor in eval
 mode), and the sensor noise is re-seeded with ``eval.seed`` before each method's captures, so
 methods that share an exposure schedule (``gimbal_uniform`` and ``kpn``) see the identical burst and
 the single-image methods see the identical full exposure.
@@ -28,26 +28,27 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
 
 from gimbal.baselines.deblurgan import DeblurGANv2
-from gimbal.baselines.train_deblurgan import full_exposure_image
-from gimbal.data.augment import AugmentConfig
+from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import read_shard_index
 from gimbal.data.sources import scores_by_source, shard_clip_kinds
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
-from gimbal.losses import psnr, ssim
-from gimbal.models.gimbal import ModelConfig
-from gimbal.params import parse_group
+from gimbal.metrics import psnr, ssim
 from gimbal.plots import plot_example_grid, plot_method_scores
 from gimbal.sensor.model import Sensor
 from gimbal.sensor.plot import plot_schedule
-from gimbal.system import GimbalSystem, ground_truth, load_system, middle_frame_image
-from gimbal.train import TrainConfig, fixed_irradiance_set
+from gimbal.runtime import resolve_device
+from gimbal.sensor.camera import CameraSpec
+from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, ground_truth, load_system, middle_frame_image
+
+if TYPE_CHECKING:  # gimbal.config imports this module (for EvalConfig)
+    from gimbal.config import Config
 
 __all__ = [
     "EXAMPLE_COLUMNS",
@@ -116,9 +117,6 @@ class EvalConfig:
         if self.window_frames is not None and self.window_frames < 2:
             raise ParamError(f"params: 'eval.window_frames' must be >= 2 or null, got {self.window_frames}")
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> EvalConfig:
-        return parse_group(cls, params.get("eval"), "eval")
 
 
 @dataclass
@@ -150,17 +148,16 @@ def _model_file(models_dir: Path, name: str) -> Path:
 
 
 def load_models(
-    models_dir: Path, camera_params: dict[str, Any] | None = None, device: torch.device | str = "cpu"
+    models_dir: Path, camera: CameraSpec | None = None, device: torch.device | str = "cpu"
 ) -> tuple[dict[str, GimbalSystem], DeblurGANv2]:
     """Load ``models/<variant>.pt`` for every :data:`MODEL_VARIANTS` and ``models/deblurgan.pt``.
 
     All files are checked before any is loaded: a missing one raises :class:`DataError` naming the file and
-    the stage that writes it. With ``camera_params``, a model trained for another camera than
-    ``Sensor.from_params(camera_params)`` raises :class:`DataError` too (its noise/brightness would differ).
+    the stage that writes it. With ``camera``, a model trained for another camera raises :class:`DataError`
+    too (its noise/brightness would differ).
     """
     models_dir = Path(models_dir)
     paths = {name: _model_file(models_dir, name) for name in (*MODEL_VARIANTS, "deblurgan")}
-    camera = Sensor.from_params(camera_params, learn_exposure=False).camera if camera_params is not None else None
     systems: dict[str, GimbalSystem] = {}
     for variant in MODEL_VARIANTS:
         system = load_system(paths[variant], device)
@@ -264,14 +261,8 @@ def _by_method_csv(summary: dict[str, dict[str, float]]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParamError("params: train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-
-
 def evaluate(
-    params: dict[str, Any],
+    cfg: Config,
     shards_dir: Path,
     models_dir: Path = Path("models"),
     metrics_path: Path = Path("metrics/eval.json"),
@@ -291,22 +282,19 @@ def evaluate(
     them; the directory is replaced) and ``schedule_plot`` (learned vs uniform shutter schedule).
     Returns the summary written to ``metrics_path``.
     """
-    cfg = EvalConfig.from_params(params)
-    tcfg = TrainConfig.from_params(params)
-    device = _resolve_device(tcfg.device)
-    systems, deblurgan = load_models(Path(models_dir), params, device)  # fail fast, before reading any data
-    sensor = Sensor.from_params(params, learn_exposure=False)
-    augment = AugmentConfig.from_params(params)
-    channels = ModelConfig.from_params(params).channels
-    batches = fixed_irradiance_set(Path(shards_dir), "test", cfg.clips, cfg.batch_size, augment, sensor.camera,
-                                   channels, cfg.seed, tcfg.loader, device, window_frames=cfg.window_frames,
-                                   full_frame=cfg.full_frame)
+    ecfg, tcfg = cfg.eval, cfg.train
+    device = resolve_device(tcfg.device, "params 'train.device'")
+    sensor = build_sensor(cfg, learn_exposure=False, seed=ecfg.seed)
+    systems, deblurgan = load_models(Path(models_dir), sensor.camera, device)  # fail fast, before reading any data
+    batches = fixed_irradiance_set(Path(shards_dir), "test", ecfg.clips, ecfg.batch_size, cfg.augment, sensor.camera,
+                                   cfg.model.channels, ecfg.seed, tcfg.loader, device,
+                                   window_frames=ecfg.window_frames, full_frame=ecfg.full_frame)
     n = sum(b.shape[0] for b in batches)
-    if n < cfg.clips:
-        log.warning("evaluate: the test split has only %d clips (eval.clips = %d)", n, cfg.clips)
+    if n < ecfg.clips:
+        log.warning("evaluate: the test split has only %d clips (eval.clips = %d)", n, ecfg.clips)
     clip_ids = _test_clip_ids(Path(shards_dir), n)
     kinds = (shard_clip_kinds(Path(shards_dir), "test") + ["real"] * n)[:n]  # source kind of each scored clip
-    result = evaluate_methods(systems, deblurgan, sensor, batches, cfg.seed, min(cfg.examples, n), device, progress)
+    result = evaluate_methods(systems, deblurgan, sensor, batches, ecfg.seed, min(ecfg.examples, n), device, progress)
     summary = result.summary()
     by_source = {k: v for k, v in scores_by_source(result.scores, kinds).items() if k != "all"}
 
@@ -315,9 +303,9 @@ def evaluate(
     write_bytes_atomic(per_clip_csv, _per_clip_csv(result, clip_ids, kinds))
     write_bytes_atomic(by_method_csv, _by_method_csv(summary))
     plot_method_scores(result.scores, bar_plot, labels=LABELS,
-                       title=f"Test set: {n} clips, seed {cfg.seed} (exact Poisson noise)")
+                       title=f"Test set: {n} clips, seed {ecfg.seed} (exact Poisson noise)")
     with atomic_dir(examples_dir) as tmp:
-        k_examples = min(cfg.examples, n)
+        k_examples = min(ecfg.examples, n)
         for k in range(k_examples):
             panels = []
             for method in EXAMPLE_COLUMNS:

@@ -1,4 +1,4 @@
-"""Training losses (Section 6.1) and image-quality metrics.
+"""Training losses (Section 6.1); the image-quality metrics are in :mod:`gimbal.metrics`.
 
 Images compared here are in display (gamma) space, ``(B, C, H, W)`` with values in [0, 1]: the
 network's outputs after the gamma of eq. (15) against the sRGB ground-truth middle frame.
@@ -14,22 +14,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import kornia
 import torch
-import torchmetrics.functional.image as tmf
 
-from gimbal.errors import ParamError, ShapeError
-from gimbal.params import parse_group
+from gimbal.errors import ParamError
+from gimbal.metrics import check_image_pair
 
-__all__ = ["LossConfig", "anneal_weight", "gimbal_loss", "gradient_l1_loss", "psnr", "ssim"]
-
-
-def _check_pair(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
-    if pred.dim() != 4 or pred.shape != target.shape:
-        raise ShapeError(f"{name}: expected two (B, C, H, W) images of equal shape, got {tuple(pred.shape)} "
-                         f"and {tuple(target.shape)}")
+__all__ = ["LossConfig", "anneal_weight", "gimbal_loss", "gradient_l1_loss"]
 
 
 def gradient_l1_loss(pred: torch.Tensor, target: torch.Tensor, mu: float = 1.0) -> torch.Tensor:
@@ -42,7 +34,7 @@ def gradient_l1_loss(pred: torch.Tensor, target: torch.Tensor, mu: float = 1.0) 
     Returns:
         Scalar loss.
     """
-    _check_pair(pred, target, "gradient_l1_loss")
+    check_image_pair(pred, target, "gradient_l1_loss")
     l1 = (pred - target).abs().mean()
     if mu == 0:
         return l1
@@ -97,9 +89,6 @@ class LossConfig:
         alpha = math.exp(-math.log(self.anneal_beta) / (self.anneal_crossover * max(steps, 1)))
         return dataclasses.replace(self, anneal_alpha=alpha)
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> LossConfig:
-        return parse_group(cls, params.get("loss"), "loss")
 
 
 def gimbal_loss(image: torch.Tensor, align_estimate: torch.Tensor, gt: torch.Tensor, step: int,
@@ -108,7 +97,7 @@ def gimbal_loss(image: torch.Tensor, align_estimate: torch.Tensor, gt: torch.Ten
 
     Args:
         image, align_estimate: ``(B, C, H, W)`` network outputs after gamma
-            (:class:`~gimbal.models.gimbal.GimbalOutput`).
+            (:class:`~gimbal.models.net.GimbalOutput`).
         gt: ``(B, C, H, W)`` sRGB ground-truth middle frame in [0, 1].
         step: training iteration ``t`` (0-based).
         config: :class:`LossConfig`; with ``anneal=False`` only the first term.
@@ -120,32 +109,3 @@ def gimbal_loss(image: torch.Tensor, align_estimate: torch.Tensor, gt: torch.Ten
     if config.anneal:
         loss = loss + anneal_weight(step, config.anneal_alpha, config.anneal_beta) * gradient_l1_loss(align_estimate, gt, config.mu)
     return loss
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """PSNR in dB of ``(B, C, H, W)`` images in [0, 1] (``pred`` clamped to [0, 1]), per image.
-
-    ``reduction='mean'`` averages the per-image PSNRs, ``'none'`` returns ``(B,)``.
-    """
-    _check_pair(pred, target, "psnr")
-    values = tmf.peak_signal_noise_ratio(pred.clamp(0, 1), target, data_range=1.0, reduction="none",
-                                         dim=(1, 2, 3))
-    return _reduce(values, reduction)
-
-
-def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, reduction: str = "mean") -> torch.Tensor:
-    """SSIM of ``(B, C, H, W)`` images in [0, 1] (``pred`` clamped), Gaussian ``window_size`` window, per image.
-
-    ``reduction='mean'`` averages over the batch, ``'none'`` returns ``(B,)``.
-    """
-    _check_pair(pred, target, "ssim")
-    ssim_map = kornia.metrics.ssim(pred.clamp(0, 1), target, window_size, max_val=1.0)
-    return _reduce(ssim_map.mean(dim=(1, 2, 3)), reduction)
-
-
-def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "none":
-        return values
-    raise ParamError(f"reduction must be 'mean' or 'none', got {reduction!r}")

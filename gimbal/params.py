@@ -1,4 +1,6 @@
-"""Loading and checking ``params.yaml``: the file, and one typed frozen dataclass per params group."""
+"""The params parser: reading ``params.yaml``, and building one typed frozen dataclass per params group.
+
+The only module (with :mod:`gimbal.config`, which assembles the groups) that reads a raw params mapping."""
 
 from __future__ import annotations
 
@@ -28,35 +30,6 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ParamError(f"{path}: expected a mapping of param groups at top level")
     return params
-
-
-def seed_from_params(params: Mapping[str, Any]) -> int:
-    """The top-level ``seed`` param (default 0)."""
-    seed = params.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ParamError(f"params: 'seed' must be an int, got {seed!r}")
-    return seed
-
-
-def get(params: dict[str, Any], dotted: str, typ: type | tuple[type, ...] | None = None, default: Any = ...) -> Any:
-    """Return ``params['a']['b']`` for ``dotted='a.b'``.
-
-    Raises :class:`ParamError` naming the key if it is missing (and no default) or if
-    ``typ`` is given and the value is not an instance of it.
-    """
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            if default is not ...:
-                return default
-            raise ParamError(f"params: missing '{dotted}'; add it to params.yaml")
-        node = node[part]
-    if typ is not None:
-        ok = isinstance(node, typ) and not (isinstance(node, bool) and typ in (int, float, (int, float)))
-        if not ok:
-            name = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-            raise ParamError(f"params: '{dotted}' must be {name}, got {node!r}")
-    return node
 
 
 # ---------------------------------------------------------------------------------- typed groups

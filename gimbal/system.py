@@ -7,7 +7,7 @@ budget ``T`` (the brightness that eq. 14 normalizes every frame to), clipped to 
 range, then gamma-encoded like the network output (eq. 15).
 
 Model variants (the paper's ablations and the KPN baseline) are ``model`` and ``exposure`` param
-overrides under ``variants.<name>`` in ``params.yaml``; :func:`variant_configs` applies them.
+overrides under ``variants.<name>`` in ``params.yaml``; :meth:`gimbal.config.Config.variant` applies them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pickle
 import os
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,40 +24,18 @@ from torch import nn
 from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.io import save_torch_atomic
 from gimbal.losses import LossConfig, gimbal_loss
-from gimbal.models.gimbal import GimbalNet, GimbalOutput, gamma
-from gimbal.models.gimbal import ModelConfig
-from gimbal.params import parse_group, seed_from_params, unknown_key_error
+from gimbal.models.net import GimbalNet, GimbalOutput, gamma
 from gimbal.sensor.camera import CameraSpec
-from gimbal.sensor.exposure import ExposureConfig
-from gimbal.sensor.model import Sensor, SensorConfig
+from gimbal.sensor.model import Sensor
+
+if TYPE_CHECKING:  # gimbal.config imports the modules that define the groups, this one among them
+    from gimbal.config import Config
 
 
-VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure")
-"""The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
-
-
-def variant_configs(params: dict[str, Any], variant: str) -> tuple[ModelConfig, ExposureConfig]:
-    """The ``model`` and ``exposure`` configs of ``variant``: the groups with ``variants.<variant>`` merged in.
-
-    ``variants.<name>`` maps ``model`` and/or ``exposure`` to key overrides; ``gimbal: {}`` is the model exactly
-    as configured. Unknown variants, groups and keys raise :class:`ParamError` naming them.
-    """
-    variants = params.get("variants") or {}
-    if not isinstance(variants, dict) or variant not in variants:
-        known = ", ".join(sorted(variants)) if isinstance(variants, dict) else "none"
-        raise ParamError(f"params: unknown model variant '{variant}' (variants: {known}); add it under 'variants'")
-    overrides = variants[variant] or {}
-    if not isinstance(overrides, dict):
-        raise ParamError(f"params: 'variants.{variant}' must map groups {list(VARIANT_GROUPS)} to overrides, "
-                         f"got {overrides!r}")
-    for group in overrides:
-        if group not in VARIANT_GROUPS:
-            raise unknown_key_error(str(group), VARIANT_GROUPS, f"'variants.{variant}'")
-    merged = {}
-    for group, cls in (("model", ModelConfig), ("exposure", ExposureConfig)):
-        parse_group(cls, overrides.get(group), f"variants.{variant}.{group}")  # names a bad override key
-        merged[group] = parse_group(cls, {**(params.get(group) or {}), **(overrides.get(group) or {})}, group)
-    return merged["model"], merged["exposure"]
+def build_sensor(cfg: Config, learn_exposure: bool = True, seed: int | None = None) -> Sensor:
+    """The run's camera from the groups ``sensor``, ``exposure`` and ``seed`` (``seed`` overrides the noise seed);
+    ``learn_exposure=False`` for a fixed schedule (evaluation, the single-image baselines' full exposure)."""
+    return Sensor.from_config(cfg.sensor, cfg.exposure, learn_exposure, cfg.seed if seed is None else seed)
 
 
 def to_display(linear: torch.Tensor) -> torch.Tensor:
@@ -84,6 +62,17 @@ def ground_truth(irradiance: torch.Tensor, camera: CameraSpec) -> torch.Tensor:
         raise ShapeError(f"ground_truth: expected irradiance (B, T_f, C, H, W), got {tuple(irradiance.shape)}")
     mid = irradiance[:, irradiance.shape[1] // 2]
     return to_display(mid * (camera.budget_s * camera.gain_dn_per_e / camera.max_dn))
+
+
+def full_exposure_image(sensor: Sensor, irradiance: torch.Tensor, step: int = 0,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """The single-image baselines' input: one exposure of the whole budget ``T`` through ``sensor``.
+
+    ``irradiance (B, T_f, C, H, W)`` e-/s -> ``(B, C, H, W)`` display space: the raw image in [0, 1] DN
+    (already at the ground truth's brightness, eq. 14 scale ``T / T = 1``), clipped, gamma-encoded. The
+    noise model follows ``sensor``'s mode (eval: exact Poisson) and ``generator`` (default: its own stream).
+    """
+    return to_display(sensor.full_exposure(irradiance, step, generator))
 
 
 def middle_frame_image(sensor: Sensor, burst: torch.Tensor, durations_s: torch.Tensor) -> torch.Tensor:
@@ -133,15 +122,21 @@ class GimbalSystem(nn.Module):
         self.normalize = normalize
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], variant: str = "gimbal") -> GimbalSystem:
-        """Build the system for ``variant`` from params groups sensor, exposure, model, loss and ``seed``."""
-        model, exposure = variant_configs(params, variant)
-        sensor = Sensor.from_config(SensorConfig.from_params(params), exposure, model.learn_exposure,
-                                    seed_from_params(params))
+    def from_config(cls, cfg: Config, variant: str = "gimbal") -> GimbalSystem:
+        """Build the system for ``variant`` from the groups ``sensor``, ``exposure``, ``model``, ``loss``, ``seed``,
+        ``variants`` and ``train.steps`` (which the anneal follows when ``loss.anneal_crossover`` is set)."""
+        model, exposure = cfg.variant(variant)
+        sensor = Sensor.from_config(cfg.sensor, exposure, model.learn_exposure, cfg.seed)
         net = GimbalNet.from_config(model, exposure.n)
-        steps = (params.get("train") or {}).get("steps", 1)
-        loss = LossConfig.from_params(params).for_steps(steps if isinstance(steps, int) else 1)
+        loss = cfg.loss.for_steps(cfg.train.steps) if cfg.loss.anneal_crossover is not None else cfg.loss
         return cls(sensor, net, loss, normalize=model.normalize_exposure)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], variant: str = "gimbal") -> GimbalSystem:
+        """Build the system for ``variant`` from a stored params mapping (a model file's; see :func:`load_system`)."""
+        from gimbal.config import parse_config  # the parser imports this module (for its groups)
+
+        return cls.from_config(parse_config(params), variant)
 
     def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> GimbalOutput:
         """Network on a raw burst ``(B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s."""

@@ -1,6 +1,6 @@
 """Tiled inference with bounded memory: merge a large burst in overlapping tiles.
 
-The network (:class:`~gimbal.models.gimbal.GimbalNet`) has no global operation: no
+The network (:class:`~gimbal.models.net.GimbalNet`) has no global operation: no
 normalization layer, no global pooling, no attention. The flow pyramid (Gaussian blur +
 bilinear 2x down-sampling, 5x5 convolutions, bilinear up-sampling, bilinear warps) and the KPN
 U-Net (3x3 convolutions, 2x average pooling, bilinear up-sampling, per-pixel ``k x k``
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.models.gimbal import GimbalNet, gamma
+from gimbal.models.net import GimbalNet, gamma
 
 log = logging.getLogger("gimbal.tiling")
 

@@ -8,30 +8,28 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.clips import ClipsConfig, cut_clips
-from gimbal.data.fetch import DataConfig
-from gimbal.data.samples import SamplesConfig
-from gimbal.params import seed_from_params
+from gimbal.config import Config
+from gimbal.data.clips import cut_clips
+
+USES = ("seed", "data", "samples", "clips")  # its `params:` in dvc.yaml (tests/test_stages.py)
 
 
-def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    cfg = ClipsConfig.from_params(params)
-    raw_dir = Path(DataConfig.from_params(params).raw_dir)
+def main(cfg: Config, args: argparse.Namespace) -> None:
+    c = cfg.clips
     cut_clips(
-        raw_dir / "manifest.json",
-        cfg.out_dir,
-        length=cfg.length,
-        skip=cfg.skip,
-        test_fraction=cfg.test_fraction,
-        seed=seed_from_params(params),
-        size=cfg.size,
-        cut_threshold=cfg.cut_threshold,
-        synthetic_dir=SamplesConfig.from_params(params).out_dir,
+        Path(cfg.data.raw_dir) / "manifest.json",
+        c.out_dir,
+        length=c.length,
+        skip=c.skip,
+        test_fraction=c.test_fraction,
+        seed=cfg.seed,
+        size=c.size,
+        cut_threshold=c.cut_threshold,
+        synthetic_dir=cfg.samples.out_dir,
     )
 
 
 if __name__ == "__main__":
-    run_stage(main, stage_parser(__doc__))
+    run_stage(main, stage_parser(__doc__), USES)

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.config import Config
 from gimbal.evaluate import evaluate
 
+# the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
+USES = ("sensor", "exposure", "augment", "model", "eval", "train")
 
-def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    evaluate(params, shards_dir=Path(args.shards), models_dir=Path(args.models))
+
+def main(cfg: Config, args: argparse.Namespace) -> None:
+    evaluate(cfg, shards_dir=Path(args.shards), models_dir=Path(args.models))
 
 
 if __name__ == "__main__":
@@ -26,4 +29,4 @@ if __name__ == "__main__":
     parser.add_argument("--shards", default="data/shards", help="shards directory")
     parser.add_argument("--models", default="models", help="directory of the trained models (<variant>.pt, "
                         "deblurgan.pt)")
-    run_stage(main, parser)
+    run_stage(main, parser, USES)

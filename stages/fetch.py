@@ -7,18 +7,20 @@ Reads params ``data.{sources,max_height,skip_failed,raw_dir}``; writes
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.fetch import DataConfig, fetch_sources
+from gimbal.config import Config
+from gimbal.data.fetch import fetch_sources
+
+USES = ("data",)  # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 
 
-def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    cfg = DataConfig.from_params(params)
-    sources = cfg.sources if isinstance(cfg.sources, str) else list(cfg.sources)
-    manifest = fetch_sources(sources, cfg.raw_dir, max_height=cfg.max_height, skip_failed=cfg.skip_failed)
+def main(cfg: Config, args: argparse.Namespace) -> None:
+    d = cfg.data
+    sources = d.sources if isinstance(d.sources, str) else list(d.sources)
+    manifest = fetch_sources(sources, d.raw_dir, max_height=d.max_height, skip_failed=d.skip_failed)
     print(f"fetched {len(manifest['videos'])} videos, {len(manifest['failed'])} failed")
 
 
 if __name__ == "__main__":
-    run_stage(main, stage_parser(__doc__))
+    run_stage(main, stage_parser(__doc__), USES)

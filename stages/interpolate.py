@@ -7,24 +7,19 @@ and index.json."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.clips import ClipsConfig
-from gimbal.data.interpolate import InterpolateConfig, interpolate_clips
+from gimbal.config import Config
+from gimbal.data.interpolate import interpolate_clips
+
+USES = ("clips", "interpolate")  # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 
 
-def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    cfg = InterpolateConfig.from_params(params)
-    interpolate_clips(
-        ClipsConfig.from_params(params).out_dir,
-        cfg.out_dir,
-        method=cfg.method,
-        factor=cfg.factor,
-        workers=cfg.workers,
-        options=cfg.interpolator_options(),
-    )
+def main(cfg: Config, args: argparse.Namespace) -> None:
+    i = cfg.interpolate
+    interpolate_clips(cfg.clips.out_dir, i.out_dir, method=i.method, factor=i.factor, workers=i.workers,
+                      options=i.interpolator_options())
 
 
 if __name__ == "__main__":
-    run_stage(main, stage_parser(__doc__))
+    run_stage(main, stage_parser(__doc__), USES)

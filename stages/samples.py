@@ -7,18 +7,19 @@ Reads params ``samples.{images,width,height,frames,fps,out_dir}`` and ``seed``; 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.samples import SamplesConfig, make_samples
-from gimbal.params import seed_from_params
+from gimbal.config import Config
+from gimbal.data.samples import make_samples
+
+USES = ("seed", "samples")  # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 
 
-def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    cfg = SamplesConfig.from_params(params)
-    make_samples(list(cfg.images), cfg.out_dir, width=cfg.width, height=cfg.height, frames=cfg.frames, fps=cfg.fps,
-                 seed=seed_from_params(params), crf=cfg.crf)
+def main(cfg: Config, args: argparse.Namespace) -> None:
+    s = cfg.samples
+    make_samples(list(s.images), s.out_dir, width=s.width, height=s.height, frames=s.frames, fps=s.fps,
+                 seed=cfg.seed, crf=s.crf)
 
 
 if __name__ == "__main__":
-    run_stage(main, stage_parser(__doc__))
+    run_stage(main, stage_parser(__doc__), USES)

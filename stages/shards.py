@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.data.interpolate import InterpolateConfig
-from gimbal.data.shards import ShardConfig, build_shards
+from gimbal.config import Config
+from gimbal.data.shards import build_shards
+
+USES = ("interpolate", "shards")  # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 
 
-def main(params: dict[str, Any], args: argparse.Namespace) -> None:
-    cfg = ShardConfig.from_params(params)
-    build_shards(Path(InterpolateConfig.from_params(params).out_dir) / "index.json", cfg.out_dir, cfg)
+def main(cfg: Config, args: argparse.Namespace) -> None:
+    build_shards(Path(cfg.interpolate.out_dir) / "index.json", cfg.shards.out_dir, cfg.shards)
 
 
 if __name__ == "__main__":
-    run_stage(main, stage_parser(__doc__))
+    run_stage(main, stage_parser(__doc__), USES)

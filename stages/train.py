@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.config import Config
 from gimbal.train import train
 
+# the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
+USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "variants")
 
-def main(params: dict[str, Any], args: argparse.Namespace) -> None:
+
+def main(cfg: Config, args: argparse.Namespace) -> None:
     v = args.variant
     train(
-        params,
+        cfg,
         v,
         shards_dir=Path(args.shards),
         model_path=Path(f"models/{v}.pt"),
@@ -34,4 +37,4 @@ if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--variant", default="gimbal", help="model variant (a key of 'variants' in params.yaml)")
     parser.add_argument("--shards", default="data/shards", help="shards directory")
-    run_stage(main, parser)
+    run_stage(main, parser, USES)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from gimbal.baselines.train_deblurgan import train_deblurgan
+from gimbal.baselines.deblurgan.train import train_deblurgan
 from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.config import Config
+
+# the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
+USES = ("seed", "sensor", "exposure", "augment", "model", "train", "baselines")
 
 
-def main(params: dict[str, Any], args: argparse.Namespace) -> None:
+def main(cfg: Config, args: argparse.Namespace) -> None:
     train_deblurgan(
-        params,
+        cfg,
         shards_dir=Path(args.shards),
         model_path=Path("models/deblurgan.pt"),
         metrics_path=Path("metrics/train_deblurgan.json"),
@@ -29,4 +32,4 @@ def main(params: dict[str, Any], args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--shards", default="data/shards", help="shards directory")
-    run_stage(main, parser)
+    run_stage(main, parser, USES)

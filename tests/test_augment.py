@@ -20,6 +20,7 @@ from gimbal.data.augment import (
 )
 from gimbal.errors import ParamError, ShapeError
 from gimbal.sensor.camera import get_camera
+from gimbal.config import parse_config
 
 
 def inverse_gamma(srgb: torch.Tensor) -> torch.Tensor:
@@ -151,13 +152,13 @@ def test_luma_and_window():
 
 
 def test_config_from_params_and_errors():
-    cfg = AugmentConfig.from_params({"augment": {"crop": 128, "center": 64, "out_size": 32, "max_rotation_deg": 2}})
+    cfg = parse_config({"augment": {"crop": 128, "center": 64, "out_size": 32, "max_rotation_deg": 2}}).augment
     assert (cfg.crop, cfg.center, cfg.out_size, cfg.max_rotation_deg, cfg.focal) == (128, 64, 32, 2, 128.0)
-    assert AugmentConfig.from_params({}) == AugmentConfig()
+    assert parse_config({}).augment == AugmentConfig()
     with pytest.raises(ParamError, match="augment.crop"):
-        AugmentConfig.from_params({"augment": {"crop": 12.5}})
+        parse_config({"augment": {"crop": 12.5}}).augment
     with pytest.raises(ParamError, match="did you mean 'white_level'"):
-        AugmentConfig.from_params({"augment": {"whitelevel": [0.1, 0.2]}})
+        parse_config({"augment": {"whitelevel": [0.1, 0.2]}}).augment
     with pytest.raises(ParamError, match="out_size"):
         AugmentConfig(crop=32, center=16, out_size=32)
     with pytest.raises(ShapeError, match="augment.crop"):

@@ -16,6 +16,7 @@ import yaml
 from gimbal.data.clips import clip_starts, cut_clips, split_videos
 from gimbal.data.video import read_frames, write_video
 from gimbal.errors import DataError, ParamError
+from gimbal.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -270,11 +271,10 @@ def test_split_holds_out_every_source_kind() -> None:
 
 
 def test_clips_config_from_params() -> None:
-    from gimbal.data.clips import ClipsConfig
 
-    cfg = ClipsConfig.from_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    cfg = parse_config(yaml.safe_load((REPO / "params.yaml").read_text())).clips
     assert cfg.size is not None and min(cfg.size) >= 128  # the training crop (augment.crop) must fit
     with pytest.raises(ParamError, match="did you mean 'cut_threshold'"):
-        ClipsConfig.from_params({"clips": {"cut_treshold": 0.5}})
+        parse_config({"clips": {"cut_treshold": 0.5}}).clips
     with pytest.raises(ParamError, match="clips.cut_threshold"):
-        ClipsConfig.from_params({"clips": {"cut_threshold": 1.5}})
+        parse_config({"clips": {"cut_threshold": 1.5}}).clips

@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gimbal.baselines import deblurgan as dg
 from gimbal.baselines.deblurgan import (
     ContentLoss,
     DeblurGANConfig,
@@ -20,10 +19,11 @@ from gimbal.baselines.deblurgan import (
     FPNMobileNetGenerator,
     PredictionPool,
     VGG19Features,
-    config_from_params,
     ragan_ls_d_loss,
     ragan_ls_g_loss,
 )
+from gimbal.baselines.deblurgan import losses as dg
+from gimbal.config import parse_config
 from gimbal.errors import DataError, ParamError, ShapeError
 
 TINY = DeblurGANConfig(width_mult=0.25, fpn_channels=16, head_channels=8, d_channels=8)
@@ -136,7 +136,7 @@ def test_training_fills_pools_and_gan_term_stays_below_content_at_identity():
 def test_training_learns_to_deblur():
     gen = torch.Generator().manual_seed(0)
     # lr 1e-3 (the paper's is 1e-4) so 30 CPU steps show a clear effect
-    model = DeblurGANv2(DeblurGANConfig(seed=0, lr=1e-3))
+    model = DeblurGANv2(DeblurGANConfig(lr=1e-3), seed=0)
     val_blur, val_sharp = _deblur_batch(gen, 8)
     content, loss_d = [], []
     for _ in range(30):
@@ -165,7 +165,7 @@ def test_save_load_round_trip_and_resume(tmp_path):
     a.save(tmp_path / "again.pt")  # byte-stable: the random temp-file name is not recorded in the archive
     assert (tmp_path / "again.pt").read_bytes() == path.read_bytes()
     (tmp_path / "again.pt").unlink()
-    b = DeblurGANv2(DeblurGANConfig(**{**TINY.__dict__, "seed": 7})).load(path)
+    b = DeblurGANv2(TINY, seed=7).load(path)
     c = DeblurGANv2.from_checkpoint(path)
     assert b.step == c.step == 2
     x = torch.rand(1, 3, 21, 40, generator=gen)
@@ -255,25 +255,39 @@ def test_substitute_loss_is_used_and_warned_once(caplog, monkeypatch):
     assert float(a(blurred, real)["perceptual"]) > 0.01
 
 
-def test_from_params_reads_group_and_is_seeded():
+def test_params_group_is_parsed_and_the_model_seeded():
     params = {"seed": 5, "baselines": {"deblurgan": {"width_mult": 0.25, "fpn_channels": 16, "head_channels": 8,
                                                       "d_channels": 8, "lr": 2e-4, "perceptual_weights": None}}}
-    cfg = config_from_params(params)
-    assert (cfg.seed, cfg.lr, cfg.fpn_channels) == (5, 2e-4, 16)
+    run = parse_config(params)
+    cfg = run.baselines.deblurgan
+    assert (run.seed, cfg.lr, cfg.fpn_channels) == (5, 2e-4, 16)
     assert cfg.adv_weight == DeblurGANConfig().adv_weight
     state = torch.random.get_rng_state()
-    a, b = DeblurGANv2.from_params(params), DeblurGANv2.from_params(params)
+    a, b = DeblurGANv2(cfg, seed=run.seed), DeblurGANv2(cfg, seed=run.seed)
     assert torch.equal(torch.random.get_rng_state(), state)  # construction leaves the global RNG alone
     wa, wb = a.generator.fpn.enc[0][0][0].weight, b.generator.fpn.enc[0][0][0].weight
     assert torch.equal(wa, wb)
-    params["baselines"]["deblurgan"]["seed"] = 6
-    assert not torch.equal(DeblurGANv2.from_params(params).generator.fpn.enc[0][0][0].weight, wa)
+    assert not torch.equal(DeblurGANv2(cfg, seed=6).generator.fpn.enc[0][0][0].weight, wa)
     with pytest.raises(ParamError, match="baselines.deblurgan.fpn_channels"):
-        config_from_params({"baselines": {"deblurgan": {"fpn_channels": "wide"}}})
+        parse_config({"baselines": {"deblurgan": {"fpn_channels": "wide"}}})
     with pytest.raises(ParamError, match="baselines.deblurgan.norm"):
-        config_from_params({"baselines": {"deblurgan": {"norm": "layer"}}})
+        parse_config({"baselines": {"deblurgan": {"norm": "layer"}}})
     with pytest.raises(ParamError, match="baselines.deblurgan.perceptual_weights"):
-        config_from_params({"baselines": {"deblurgan": {"perceptual_weights": 3}}})
+        parse_config({"baselines": {"deblurgan": {"perceptual_weights": 3}}})
+    with pytest.raises(ParamError, match="did you mean 'steps'"):
+        parse_config({"baselines": {"deblurgan": {"step": 3}}})
+
+
+def test_checkpoint_stores_the_model_config_only(tmp_path: Path):
+    """The model file keeps the architecture, loss weights, channels and seed, not the training recipe."""
+    path = tmp_path / "d.pt"
+    DeblurGANv2(TINY, channels=1, seed=3).save(path)
+    stored = torch.load(path, weights_only=True)["config"]
+    assert list(stored)[0] == "channels" and list(stored)[-1] == "seed"
+    assert stored["channels"] == 1 and stored["seed"] == 3 and stored["fpn_channels"] == 16
+    assert not set(DeblurGANConfig.RECIPE_KEYS) & set(stored)
+    loaded = DeblurGANv2.from_checkpoint(path)
+    assert (loaded.channels, loaded.seed, loaded.config.fpn_channels) == (1, 3, 16)
 
 
 def test_paper_scale_builds(tmp_path: Path):

@@ -19,13 +19,12 @@ from PIL import Image
 from shard_fixtures import make_interp
 
 from gimbal.baselines.deblurgan import DeblurGANv2
-from gimbal.data.augment import AugmentConfig
+from gimbal.config import parse_config
+from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.errors import DataError
 from gimbal.evaluate import METHODS, MODEL_VARIANTS, evaluate, evaluate_methods, load_models
-from gimbal.sensor.model import Sensor
-from gimbal.system import GimbalSystem, save_system
-from gimbal.train import fixed_irradiance_set
+from gimbal.system import GimbalSystem, build_sensor, save_system
 
 REPO = Path(__file__).resolve().parents[1]
 LEARNED_LOGITS = (1.0, -1.0, 0.3, 0.0)  # a non-uniform schedule (3 exposures + the idle slot)
@@ -54,13 +53,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             with torch.no_grad():
                 system.sensor.exposure.logits.copy_(torch.tensor(LEARNED_LOGITS, dtype=torch.float64))
         save_system(models / f"{variant}.pt", system, params, variant)
-    DeblurGANv2.from_params(params).save(models / "deblurgan.pt")  # identity-initialised generator
+    cfg = parse_config(params)
+    DeblurGANv2(cfg.baselines.deblurgan, cfg.model.channels, cfg.seed).save(models / "deblurgan.pt")  # identity-initialised generator
     return {"root": root, "shards": root / "shards", "models": models, "params": params}
 
 
 def run_eval(setup: dict[str, Any], out: Path, params: dict[str, Any] | None = None) -> dict[str, Any]:
     return evaluate(
-        params or setup["params"], setup["shards"], setup["models"], metrics_path=out / "metrics/eval.json",
+        parse_config(params or setup["params"]), setup["shards"], setup["models"], metrics_path=out / "metrics/eval.json",
         per_clip_csv=out / "plots/eval_per_clip.csv", by_method_csv=out / "plots/eval_by_method.csv",
         bar_plot=out / "plots/psnr_by_method.png", examples_dir=out / "plots/examples",
         schedule_plot=out / "plots/exposures_eval.png", progress=False,
@@ -120,10 +120,10 @@ def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) ->
     """Noise is re-seeded per method: the same model evaluated as two methods scores identically, per clip;
     another seed changes the noise and thus the scores."""
     params = setup["params"]
-    systems, deblurgan = load_models(setup["models"], params)
+    systems, deblurgan = load_models(setup["models"], build_sensor(parse_config(params)).camera)
     systems["kpn"] = systems["gimbal_uniform"]
-    sensor = Sensor.from_params(params, learn_exposure=False)
-    batches = fixed_irradiance_set(setup["shards"], "test", 2, 1, AugmentConfig.from_params(params),
+    sensor = build_sensor(parse_config(params), learn_exposure=False)
+    batches = fixed_irradiance_set(setup["shards"], "test", 2, 1, parse_config(params).augment,
                                    sensor.camera, 1, seed=1, backend="torch")
     assert len(batches) == 2  # two batches: the noise stream runs across batches
     result = evaluate_methods(systems, deblurgan, sensor, batches, seed=1)
@@ -140,7 +140,7 @@ def test_missing_model_names_file_and_stage(setup: dict[str, Any], tmp_path: Pat
     shutil.copytree(setup["models"], models)
     (models / f"{missing}.pt").unlink()
     with pytest.raises(DataError, match=rf"{missing}\.pt: model file not found.*dvc repro {stage}"):
-        evaluate(setup["params"], setup["shards"], models, metrics_path=tmp_path / "eval.json", progress=False)
+        evaluate(parse_config(setup["params"]), setup["shards"], models, metrics_path=tmp_path / "eval.json", progress=False)
     assert not (tmp_path / "eval.json").exists()
 
 
@@ -148,7 +148,7 @@ def test_model_for_another_camera_is_rejected(setup: dict[str, Any]) -> None:
     params = copy.deepcopy(setup["params"])
     params["sensor"]["overrides"] = {"budget_s": 0.004}
     with pytest.raises(DataError, match=r"gimbal\.pt: trained for camera .*dvc repro train_gimbal"):
-        load_models(setup["models"], params)
+        load_models(setup["models"], build_sensor(parse_config(params)).camera)
 
 
 def test_stage_cli_reports_missing_model(setup: dict[str, Any], tmp_path: Path) -> None:

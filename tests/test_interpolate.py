@@ -22,6 +22,7 @@ from gimbal.data.interpolate import (
 )
 from gimbal.data.video import read_frames, write_video
 from gimbal.errors import DataError, ParamError, ShapeError
+from gimbal.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,11 +117,11 @@ def test_rife_bad_options() -> None:
 
 def test_interpolate_config_default_is_rife() -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    cfg = interp_mod.InterpolateConfig.from_params(params)
+    cfg = parse_config(params).interpolate
     assert cfg.method == "rife" and cfg.factor == 8
     assert set(cfg.interpolator_options()) == {"batch_size", "device"}
     with pytest.raises(ParamError, match="did you mean 'batch_size'"):
-        interp_mod.InterpolateConfig.from_params({"interpolate": {"batchsize": 4}})
+        parse_config({"interpolate": {"batchsize": 4}}).interpolate
 
 
 def test_linear() -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from shard_fixtures import make_shards
 
-import gimbal.data.loader as loader_module
+import gimbal.data.loader.index as loader_module
 from gimbal.data.loader import (
     DaliClipLoader,
     TorchClipLoader,
@@ -165,7 +165,7 @@ def test_dali_gpu_matches_torch_reader(tmp_path: Path) -> None:
     """NVDEC path: 4:2:0 H.264 (x264 crf > 0; NVDEC has no lossless High 4:4:4 profile), >= 48x16 pixels."""
     cfg = ShardConfig(clips_per_shard=2, codec="libx264", crf=12, pix_fmt="yuv420p")
     shards, _ = make_shards(tmp_path, cfg, splits={"v": "train", "w": "train"}, frames=FRAMES, h=48, w=64)
-    dali = make_loader(shards, "train", 2, backend="dali", device="gpu")
+    dali = make_loader(shards, "train", 2, backend="dali", device="cuda")
     d_clips, d_ids = collect(dali)
     t_clips, t_ids = collect(TorchClipLoader(shards, "train", 2))
     assert d_ids == t_ids and len(d_ids) == 4

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.losses import LossConfig, anneal_weight, gimbal_loss, gradient_l1_loss, psnr, ssim
+from gimbal.losses import LossConfig, anneal_weight, gimbal_loss, gradient_l1_loss
+from gimbal.metrics import psnr, ssim
+from gimbal.config import parse_config
 
 
 def _sobel_by_hand(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,15 +79,15 @@ def test_total_loss_eq18_and_anneal_switch():
 
 
 def test_loss_config_from_params():
-    assert LossConfig.from_params({}) == LossConfig()
-    cfg = LossConfig.from_params({"loss": {"mu": 0.5, "anneal": False, "anneal_alpha": 0.9, "anneal_beta": 3}})
+    assert parse_config({}).loss == LossConfig()
+    cfg = parse_config({"loss": {"mu": 0.5, "anneal": False, "anneal_alpha": 0.9, "anneal_beta": 3}}).loss
     assert cfg == LossConfig(mu=0.5, anneal=False, anneal_alpha=0.9, anneal_beta=3.0)
     with pytest.raises(ParamError, match="did you mean 'anneal_alpha'"):
-        LossConfig.from_params({"loss": {"aneal_alpha": 0.9}})
+        parse_config({"loss": {"aneal_alpha": 0.9}}).loss
     with pytest.raises(ParamError, match="anneal_alpha"):
-        LossConfig.from_params({"loss": {"anneal_alpha": 1.5}})
+        parse_config({"loss": {"anneal_alpha": 1.5}}).loss
     with pytest.raises(ParamError, match="loss.anneal"):
-        LossConfig.from_params({"loss": {"anneal": 1}})
+        parse_config({"loss": {"anneal": 1}}).loss
 
 
 def test_psnr_and_ssim():

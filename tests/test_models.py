@@ -9,6 +9,7 @@ from torch import nn
 
 from gimbal.errors import ParamError, ShapeError
 from gimbal.models import KPN, FlowNet, GimbalNet, ModelConfig, apply_kernels, gamma, inverse_gamma, split_reference, warp
+from gimbal.config import parse_config
 
 TINY = dict(flow_levels=2, kernel_size=3, kpn_base_channels=4, kpn_depth=2, flow_channels=(8, 8, 8))
 
@@ -190,19 +191,19 @@ def test_gamma_roundtrip_and_finite_gradient():
 
 
 def test_from_config():
-    cfg = ModelConfig.from_params({"model": {"flow_levels": 2, "kernel_size": 3, "kpn_base_channels": 4,
-                                             "kpn_depth": 1, "use_flow": True}})
+    cfg = parse_config({"model": {"flow_levels": 2, "kernel_size": 3, "kpn_base_channels": 4,
+                                             "kpn_depth": 1, "use_flow": True}}).model
     net = GimbalNet.from_config(cfg, 5)
     assert net.n == 5 and net.flow is not None and net.flow.levels == 2 and net.channels == 1
     assert net.kpn.kernel_size == 3 and net.kpn.depth == 1 and net.kpn.frames == 9
     net = GimbalNet.from_config(ModelConfig(use_flow=False), 3)
     assert net.n == 3 and net.flow is None and net.kpn.frames == 3
     with pytest.raises(ParamError, match="kernel_size"):
-        ModelConfig.from_params({"model": {"kernel_size": 4}})
+        parse_config({"model": {"kernel_size": 4}}).model
     with pytest.raises(ParamError, match="use_flow"):
-        ModelConfig.from_params({"model": {"use_flow": "yes"}})
+        parse_config({"model": {"use_flow": "yes"}}).model
     with pytest.raises(ParamError, match="did you mean 'learn_exposure'"):
-        ModelConfig.from_params({"model": {"learn_exposur": False}})
+        parse_config({"model": {"learn_exposur": False}}).model
 
 
 def test_eq17_uses_reference_and_aligned_frames_only():

@@ -10,6 +10,8 @@ import numpy as np
 
 from gimbal.sensor import Sensor, SensorConfig, SensorOutput, get_camera, min_bins
 from gimbal.sensor.plot import plot_schedule
+from gimbal.config import parse_config
+from gimbal.system import build_sensor
 
 STEP_TAU_MIN = 10**7  # training step at which the GenGS temperature has reached its floor 0.1
 
@@ -146,7 +148,7 @@ def test_gradients_reach_exposure_logits(mean_e: float, slots: int) -> None:
 
 
 def test_gradient_flows_to_irradiance_and_burst_in_range() -> None:
-    sensor = Sensor.from_params({"seed": 0})
+    sensor = build_sensor(parse_config({"seed": 0}))
     g = torch.Generator().manual_seed(0)
     clip = (torch.rand(2, 9, 3, 8, 8, generator=g) * 4e5).requires_grad_()
     out = sensor(clip)
@@ -219,20 +221,20 @@ def test_from_params() -> None:
         "exposure": {"n": 4, "idle_slot": True, "init_us": [400, 500, 600, 700]},
         "model": {"learn_exposure": False},
     }
-    s = Sensor.from_params(params, learn_exposure=False)
+    s = build_sensor(parse_config(params), learn_exposure=False)
     assert s.camera.name == "flir_bfs_u3_16s2m" and s.camera.budget_s == 0.004
     assert s.n == 4 and s.exposure.slots == 5 and s.seed == 4 and s.n_bins == 120
     assert list(s.parameters()) == []  # frozen exposures
     assert s.schedule_us()["durations_us"] == pytest.approx([400, 500, 600, 700], abs=1e-6)
-    default = Sensor.from_params({})
+    default = build_sensor(parse_config({}))
     assert default.n == 3 and default.exposure.learn and default.n_bins == SensorConfig().n_bins
     assert default.exposure.slots == 4  # the synthetic experiment has an idle slot (supplement Table 1)
     with pytest.raises(ParamError, match="exposure.n"):
-        Sensor.from_params({"exposure": {"n": "three"}})
+        build_sensor(parse_config({"exposure": {"n": "three"}}))
     with pytest.raises(ParamError, match="unknown field"):
-        Sensor.from_params({"sensor": {"overrides": {"bogus": 1}}})
+        build_sensor(parse_config({"sensor": {"overrides": {"bogus": 1}}}))
     with pytest.raises(ParamError, match="did you mean 'experiment'"):
-        Sensor.from_params({"sensor": {"experimnt": "indoor"}})
+        build_sensor(parse_config({"sensor": {"experimnt": "indoor"}}))
 
 
 def test_plot_schedule(tmp_path) -> None:

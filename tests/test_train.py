@@ -12,9 +12,10 @@ import yaml
 
 from gimbal.data.shards import ShardConfig
 from gimbal.errors import DataError, ParamError
-from gimbal.system import GimbalSystem, ground_truth, load_system, save_system, variant_configs
-from gimbal.train import TrainConfig, fixed_irradiance_set, train, validate
-from gimbal.data.augment import AugmentConfig
+from gimbal.data.irradiance import fixed_irradiance_set
+from gimbal.system import GimbalSystem, ground_truth, load_system, save_system
+from gimbal.train import train, validate
+from gimbal.config import parse_config
 from shard_fixtures import make_shards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,14 +87,15 @@ def test_ground_truth_matches_noise_free_full_exposure() -> None:
 
 def test_variant_configs() -> None:
     p = tiny_params()
-    assert variant_configs(p, "kpn")[0].use_flow is False
-    assert variant_configs(p, "gimbal_uniform")[0].learn_exposure is False
-    assert p["model"]["learn_exposure"] is True  # the original is not modified
+    cfg = parse_config(p)
+    assert cfg.variant("kpn")[0].use_flow is False
+    assert cfg.variant("gimbal_uniform")[0].learn_exposure is False
+    assert cfg.model.learn_exposure is True  # the original is not modified
     with pytest.raises(ParamError, match="unknown model variant 'nope'"):
-        variant_configs(p, "nope")
+        cfg.variant("nope")
     p["variants"]["kpn"] = {"model": {"use_flw": False}}
     with pytest.raises(ParamError, match="did you mean 'use_flow'"):
-        variant_configs(p, "kpn")
+        parse_config(p)
 
 
 @pytest.mark.parametrize("exposure", [{"idle_slot": True}, {"idle_slot": False, "init_us": [300, 1100, 400]},
@@ -114,11 +116,11 @@ def test_train_config_errors() -> None:
     p = tiny_params()
     p["train"]["loader"] = "fast"
     with pytest.raises(ParamError, match="train.loader"):
-        TrainConfig.from_params(p)
+        parse_config(p).train
     p = tiny_params()
     p["train"]["setps"] = 3
     with pytest.raises(ParamError, match="did you mean 'steps'"):
-        TrainConfig.from_params(p)
+        parse_config(p).train
 
 
 def test_validation_does_not_touch_the_training_noise() -> None:
@@ -140,7 +142,7 @@ def test_validation_does_not_touch_the_training_noise() -> None:
 
 
 def _run(p: dict, variant: str, shards: Path, out: Path) -> dict:
-    return train(p, variant, shards_dir=shards, model_path=out / "model.pt", metrics_path=out / "metrics.json",
+    return train(parse_config(p), variant, shards_dir=shards, model_path=out / "model.pt", metrics_path=out / "metrics.json",
                  exposures_path=out / "exposures.json", schedule_plot=out / "schedule.png",
                  live_dir=out / "live", checkpoint_path=out / "ckpt" / "last.pt")
 
@@ -205,7 +207,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_pa
     monkeypatch.setattr(train_module, "make_irradiance", killed_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
-    assert torch.load(tmp_path / "b/ckpt/last.pt", weights_only=False)["step"] == 4
+    assert torch.load(tmp_path / "b/ckpt/last.pt", weights_only=True)["step"] == 4
     monkeypatch.setattr(train_module, "make_irradiance", real)
     _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
 
@@ -239,7 +241,7 @@ def test_corrupt_checkpoint_is_moved_aside(shards: Path, tmp_path: Path, caplog)
 
 def test_fixed_irradiance_set_is_deterministic(shards: Path) -> None:
     p = tiny_params()
-    aug = AugmentConfig.from_params(p)
+    aug = parse_config(p).augment
     cam = GimbalSystem.from_params(p).sensor.camera
     a = fixed_irradiance_set(shards, "test", 2, 2, aug, cam, 1, seed=5, backend="torch")
     b = fixed_irradiance_set(shards, "test", 2, 2, aug, cam, 1, seed=5, backend="torch")

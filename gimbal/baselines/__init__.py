@@ -3,6 +3,17 @@
 Modules (import them directly; this package imports nothing eagerly):
 
 - :mod:`gimbal.baselines.deblurgan` - DeblurGAN-v2 (Kupyn et al., ICCV 2019) on the single
-  full-exposure image: FPN-MobileNet generator, double-scale RaGAN-LS discriminator,
-  MSE + perceptual + adversarial loss, trained from scratch (no pretrained weights here).
+  full-exposure image, trained from scratch (no pretrained weights here). A package that re-exports
+  all its public names; its parts:
+
+  - ``deblurgan.generator`` - FPN-MobileNetV2 generator (and the shared norm / input-check helpers);
+  - ``deblurgan.discriminator`` - double-scale PatchGAN discriminator, RaGAN-LS losses, prediction pool;
+  - ``deblurgan.losses`` - content loss: MSE + VGG19 conv3_3 perceptual term (or the structural substitute);
+  - ``deblurgan.model`` - :class:`~gimbal.baselines.deblurgan.DeblurGANv2` (training step, enhance,
+    checkpoints) and :class:`~gimbal.baselines.deblurgan.DeblurGANConfig` (params group ``baselines.deblurgan``);
+  - ``deblurgan.train`` - the training recipe (stage ``train_deblurgan``): full-exposure input, loop on
+    :class:`gimbal.checkpoint.Resumable`, user weights, metrics.
+
+A baseline's recipe uses the shared run machinery (:mod:`gimbal.runtime`, :mod:`gimbal.checkpoint`,
+:mod:`gimbal.data.irradiance`) and never imports another loop.
 """

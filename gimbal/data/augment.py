@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import kornia
 import torch
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.params import parse_group
 from gimbal.sensor.camera import CameraSpec
 
 __all__ = [
@@ -112,9 +111,6 @@ class AugmentConfig:
         """Focal length in pixels of the crop (``smooth`` motion)."""
         return float(self.focal_px) if self.focal_px is not None else float(self.crop)
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> AugmentConfig:
-        return parse_group(cls, params.get("augment"), "augment")
 
 
 @dataclass

@@ -28,7 +28,6 @@ from gimbal.data.sources import source_kind
 from gimbal.data.video import iter_frames, sha256_file, write_video
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_records, write_json_atomic
-from gimbal.params import parse_group
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +65,6 @@ class ClipsConfig:
             raise ParamError(f"params: 'clips.cut_threshold' must be in (-1, 1) (a histogram correlation) "
                              f"or null, got {self.cut_threshold!r}")
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> ClipsConfig:
-        """Build from the ``clips`` group of params.yaml (unknown keys rejected)."""
-        return parse_group(cls, params.get("clips"), "clips")
 
 
 class ShotDetector:

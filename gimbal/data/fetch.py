@@ -32,7 +32,6 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gimbal.errors import DataError, FetchError, ParamError
-from gimbal.params import parse_group
 from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
 from gimbal.data.sources import PKG_SCHEME, packaged_file
 from gimbal.data.video import VideoInfo, declared_length, probe, sha256_file
@@ -243,9 +242,6 @@ class DataConfig:
     skip_failed: bool = False
     raw_dir: str = "data/raw"
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> DataConfig:
-        return parse_group(cls, params.get("data"), "data")
 
 
 def fetch_one(source: str, raw_dir: str | os.PathLike[str], max_height: int = 720) -> dict[str, Any]:

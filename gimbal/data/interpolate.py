@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,6 @@ from tqdm import tqdm
 from gimbal.data.video import read_frames, write_video
 from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.io import atomic_dir, read_records, write_json_atomic
-from gimbal.params import parse_group
 
 log = logging.getLogger(__name__)
 
@@ -241,19 +240,15 @@ class RifeInterpolator(Interpolator):
     _lock = threading.Lock()
 
     def __init__(self, batch_size: int = 8, device: str = "auto", scale: float = 1.0) -> None:
-        import torch
+        from gimbal.runtime import resolve_device  # imports torch: only when RIFE is used
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ParamError(f"params: 'interpolate.batch_size' must be an integer >= 1, got {batch_size!r}")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ParamError(f"params: 'interpolate.device' must be auto, cpu or cuda, got {device!r}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ParamError("params: 'interpolate.device' is 'cuda' but no CUDA device is available; use 'auto'")
         if not 0.0 < float(scale) <= 1.0:
             raise ParamError(f"params: 'interpolate.scale' must be in (0, 1], got {scale!r}")
         self.batch_size = batch_size
         self.scale = float(scale)
-        self.device = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device, "params 'interpolate.device'")
         self._net: Any = None
 
     def net(self) -> Any:
@@ -324,7 +319,7 @@ class InterpolateConfig:
         factor: temporal upsampling factor (8: 31 -> 241 frames).
         workers: clips interpolated in parallel threads (ffmpeg subprocesses; RIFE already uses every core).
         batch_size: RIFE predictions per network call.
-        device: RIFE device: ``auto`` (CUDA when present) | ``cpu`` | ``cuda``.
+        device: RIFE device: ``auto`` (CUDA when present) | ``cpu`` | ``cuda`` | ``cuda:N``.
         out_dir: output folder.
         options: further keyword options of the interpolator class (e.g. RIFE ``scale``, minterpolate ``mc_mode``).
     """
@@ -336,11 +331,6 @@ class InterpolateConfig:
     device: str = "auto"
     out_dir: str = "data/interp"
     options: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> InterpolateConfig:
-        """Build from the ``interpolate`` group of params.yaml (unknown keys rejected)."""
-        return parse_group(cls, params.get("interpolate"), "interpolate")
 
     def interpolator_options(self) -> dict[str, Any]:
         """Keyword options for :func:`make_interpolator` (``batch_size``/``device`` only for RIFE)."""

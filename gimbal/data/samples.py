@@ -18,7 +18,6 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import kornia
 import numpy as np
@@ -28,7 +27,6 @@ from tqdm import tqdm
 from gimbal.data.video import write_video
 from gimbal.errors import ParamError
 from gimbal.io import atomic_dir
-from gimbal.params import parse_group
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -227,9 +225,6 @@ class SamplesConfig:
     crf: int = 12
     out_dir: str = "data/samples"
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> SamplesConfig:
-        return parse_group(cls, params.get("samples"), "samples")
 
 
 def make_samples(

@@ -44,7 +44,6 @@ from tqdm import tqdm
 from gimbal.data.video import encode_frames, read_frames, sha256_file
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_json, read_records, write_json_atomic
-from gimbal.params import parse_group
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +86,6 @@ class ShardConfig:
         if self.clips_per_shard < 1:
             raise ParamError(f"params: 'shards.clips_per_shard' must be >= 1, got {self.clips_per_shard}")
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ShardConfig:
-        return parse_group(cls, params.get("shards"), "shards")
 
     @property
     def ext(self) -> str:

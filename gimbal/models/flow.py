@@ -78,7 +78,7 @@ class FlowNet(nn.Module):
     Args:
         n: burst length (number of frames, reference is ``n // 2``), ``n >= 2``.
         levels: number of pyramid levels (1 = full resolution only). Inputs must have ``H`` and
-            ``W`` divisible by ``2 ** (levels - 1)`` (:class:`~gimbal.models.gimbal.GimbalNet`
+            ``W`` divisible by ``2 ** (levels - 1)`` (:class:`~gimbal.models.net.GimbalNet`
             pads for you).
         channels: hidden widths of the sub-CNN (paper: ``(100, 50, 25)``).
         kernel_size: convolution size (paper: 5).

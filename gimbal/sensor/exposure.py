@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from gimbal.errors import ParamError
-from gimbal.params import parse_group
 
 US = 1e-6  # seconds per microsecond
 _ALPHA_FLOOR = 1e-6  # softmax cannot reach exactly 0; dt_i == dt_min maps to this alpha
@@ -55,9 +54,6 @@ class ExposureConfig:
             raise ParamError(f"params: 'exposure.init_us' must list exposure.n = {self.n} durations in us, "
                              f"got {list(self.init_us)}")
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ExposureConfig:
-        return parse_group(cls, params.get("exposure"), "exposure")
 
 
 def _check_timing(n: int, budget_s: float, dt_min_s: float, dt_readout_s: float, slots: int) -> float:

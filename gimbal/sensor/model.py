@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.params import parse_group, seed_from_params
 from gimbal.sensor.camera import CameraSpec, get_camera, get_experiment
 from gimbal.sensor.exposure import Exposure, ExposureConfig, check_schedule
 from gimbal.sensor.integrate import check_irradiance, integrate_exposures
@@ -59,10 +58,6 @@ class SensorConfig:
 
     def __post_init__(self) -> None:
         self.camera()  # an unknown experiment or override field fails here, naming it
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> SensorConfig:
-        return parse_group(cls, params.get("sensor"), "sensor")
 
     def camera(self) -> CameraSpec:
         """The experiment's camera with its timing and the overrides."""
@@ -158,12 +153,6 @@ class Sensor(nn.Module):
             chunk_mb=sensor.chunk_mb,
             gengs_hard=sensor.gengs_hard,
         )
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any], learn_exposure: bool = True) -> Sensor:
-        """Build from the raw ``sensor``, ``exposure`` and ``seed`` params (see :meth:`from_config`)."""
-        return cls.from_config(SensorConfig.from_params(params), ExposureConfig.from_params(params),
-                               learn_exposure, seed_from_params(params))
 
     # ------------------------------------------------------------------ randomness
     def set_seed(self, seed: int) -> None:

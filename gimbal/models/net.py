@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,6 @@ from torch import nn
 from gimbal.errors import ParamError, ShapeError
 from gimbal.models.flow import FlowNet, split_reference, warp
 from gimbal.models.kpn import KPN, apply_kernels
-from gimbal.params import parse_group
 
 __all__ = ["GAMMA", "GAMMA_EPS", "GimbalNet", "GimbalOutput", "ModelConfig", "align_estimate", "gamma",
            "inverse_gamma"]
@@ -99,9 +98,6 @@ class ModelConfig:
         if not self.flow_channels or min(self.flow_channels) < 1:
             raise ParamError(f"params: 'model.flow_channels' must be positive ints, got {list(self.flow_channels)}")
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ModelConfig:
-        return parse_group(cls, params.get("model"), "model")
 
 
 def align_estimate(frames: torch.Tensor, kernels: torch.Tensor, n: int, aligned: bool,

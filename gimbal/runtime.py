@@ -1,0 +1,191 @@
+"""Run machinery shared by every loop: device choice, the distributed context, and named seed streams.
+
+- :func:`resolve_device` is the one place a device spec (``auto | cpu | cuda | cuda:i``) becomes a
+  :class:`torch.device`, and the only module of :mod:`gimbal` that asks whether CUDA is available
+  (:func:`cuda_available`).
+- :func:`setup_distributed` reads what ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) and
+  picks this rank's device.
+- :class:`Seeds` derives every random stream of a run from the one ``seed`` param by a named offset, so
+  no loop writes ``seed + 7919`` of its own and the streams of different ranks never coincide.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+
+from gimbal.errors import ParamError
+
+__all__ = [
+    "DATA_SEED_OFFSET",
+    "NOISE_SEED_OFFSET",
+    "VALIDATION_SEED_OFFSET",
+    "DeviceError",
+    "Dist",
+    "Seeds",
+    "TrainConfig",
+    "cuda_available",
+    "resolve_device",
+    "setup_distributed",
+    "step_noise_seed",
+]
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+"""The one device vocabulary, as error messages name it."""
+
+
+class DeviceError(ParamError):
+    """A device spec is not of :data:`DEVICE_CHOICES`, or names a CUDA device this machine lacks."""
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA device can be used (the only call of ``torch.cuda.is_available`` in :mod:`gimbal`)."""
+    return torch.cuda.is_available()
+
+
+def resolve_device(spec: str | torch.device, what: str = "device") -> torch.device:
+    """The :class:`torch.device` of ``spec``: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or
+    ``cuda:i``.
+
+    ``what`` names where the spec came from (``"params 'train.device'"``, ``"--device"``); a bad spec or a CUDA
+    spec on a machine without CUDA raises :class:`DeviceError` with that name and the fix.
+    """
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    if spec == "auto":
+        return torch.device("cuda" if cuda_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"{what}: unknown device {spec!r}; use {DEVICE_CHOICES}") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"{what}: unknown device {spec!r}; use {DEVICE_CHOICES}")
+    if dev.type == "cuda":
+        if not cuda_available():
+            raise DeviceError(f"{what} is {spec!r} but no CUDA device is available; use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{what} is {spec!r} but this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    return dev
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Params group ``train``: the run settings every training loop shares (the embedded default; paper scale
+    in comments). The DeblurGAN-v2 loop reads the validation, checkpoint, loader and device keys of it.
+
+    Attributes:
+        steps: optimisation steps (paper: ~1e6).
+        batch_size: clips per step and per rank (paper: 2 per GPU).
+        lr: Adam learning rate of the network (and of the exposures, unless ``exposure_lr``; paper: 1e-4 for
+            both, over ~1e6 steps).
+        exposure_lr: Adam learning rate of the exposure logits (``None``: ``lr``). Adam moves a logit by about
+            its learning rate per step, so a short run needs a larger one to move the schedule at all.
+        samples_per_clip: optimisation steps per decoded clip batch, each with a fresh random augmentation
+            (crop, shake, light level); > 1 amortises video decoding (paper scale: 1).
+        val_every: validate every this many steps (and at the end).
+        val_clips: number of held-out clips in the fixed validation set.
+        checkpoint_every: save a resumable checkpoint every this many steps.
+        loader: ``auto`` (DALI when it works, else PyTorch/PyAV), ``dali`` or ``torch``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (:func:`resolve_device`).
+    """
+
+    steps: int = 500
+    batch_size: int = 4
+    lr: float = 3e-3
+    exposure_lr: float | None = None
+    samples_per_clip: int = 8
+    val_every: int = 50
+    val_clips: int = 4
+    checkpoint_every: int = 50
+    loader: Literal["auto", "dali", "torch"] = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "val_every", "val_clips", "checkpoint_every", "samples_per_clip"):
+            if getattr(self, key) < 1:
+                raise ParamError(f"params: 'train.{key}' must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0 or (self.exposure_lr is not None and self.exposure_lr <= 0):
+            raise ParamError(f"params: 'train.lr' and 'train.exposure_lr' must be > 0, got {self.lr}, "
+                             f"{self.exposure_lr}")
+        if self.device != "auto":
+            try:
+                kind = torch.device(self.device).type
+            except (RuntimeError, TypeError):
+                kind = None
+            if kind not in ("cpu", "cuda"):
+                raise DeviceError(f"params: 'train.device' must be {DEVICE_CHOICES}, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Distributed context (``torchrun`` sets ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK``)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this is rank 0 (the one that validates, logs and writes outputs)."""
+        return self.rank == 0
+
+
+def setup_distributed(spec: str, what: str = "params 'train.device'") -> tuple[Dist, torch.device]:
+    """Initialise the process group when launched by ``torchrun`` and pick this rank's device.
+
+    ``spec`` is a device spec of :func:`resolve_device`; on CUDA each rank takes ``cuda:LOCAL_RANK``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(spec, what)
+    if dev.type == "cuda":
+        dev = torch.device(f"cuda:{local}") if dev.index is None or world > 1 else dev
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank, world, local), dev
+
+
+VALIDATION_SEED_OFFSET = 10_000
+"""``seed + 10_000``: the fixed validation scenes and their sensor noise (the same for every model)."""
+DATA_SEED_OFFSET = 7919
+"""``seed + 7919 * (rank + 1)``: the training-data augmentation stream (crop, shake, light level)."""
+NOISE_SEED_OFFSET = 1000
+"""``seed + 1000 * rank``: the sensor-noise stream of a training rank."""
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Every random stream of one training rank, derived from the ``seed`` param by a named offset.
+
+    Attributes:
+        torch: torch's global RNG (weight init, dropout): ``seed + rank``.
+        loader: the shuffled shard order: ``seed + rank``.
+        data: augmentation (:data:`DATA_SEED_OFFSET`).
+        noise: sensor noise (:data:`NOISE_SEED_OFFSET`).
+        validation: the fixed validation set and its noise (:data:`VALIDATION_SEED_OFFSET`; rank-independent).
+    """
+
+    torch: int
+    loader: int
+    data: int
+    noise: int
+    validation: int
+
+    @classmethod
+    def for_rank(cls, seed: int, rank: int = 0) -> Seeds:
+        """The streams of ``rank`` for the run seed ``seed``."""
+        return cls(torch=seed + rank, loader=seed + rank, data=seed + DATA_SEED_OFFSET * (rank + 1),
+                   noise=seed + NOISE_SEED_OFFSET * rank, validation=seed + VALIDATION_SEED_OFFSET)
+
+
+def step_noise_seed(seed: int, step: int) -> int:
+    """Sensor-noise seed of training step ``step`` for a loop that re-seeds the noise every step (so a resumed
+    run draws the same noise without saving the sensor's RNG): ``(seed + 1) * 1_000_003 + step``."""
+    return (seed + 1) * 1_000_003 + step

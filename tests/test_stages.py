@@ -1,0 +1,64 @@
+"""Each DVC stage reads exactly the params groups that its `params:` list in dvc.yaml names.
+
+A stage declares the groups it reads (``USES``); :func:`gimbal.config.load_config` hides every other group,
+so code that reads an undeclared one fails (below). Together: DVC re-runs a stage when, and only when, a
+group its code reads changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gimbal.config import TOP_LEVEL, UndeclaredGroupError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stages() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def _script_uses(cmd: str) -> set[str]:
+    script = next(a for a in shlex.split(cmd) if a.startswith("stages/") and a.endswith(".py"))
+    spec = importlib.util.spec_from_file_location(f"stage_{Path(script).stem}", REPO / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the scripts run main() only under __main__
+    return set(module.USES)
+
+
+def _dvc_groups(params: list) -> set[str]:
+    groups = set()
+    for entry in params:
+        keys = [entry] if isinstance(entry, str) else [k for v in entry.values() for k in v]
+        groups.update(str(k).split(".")[0] for k in keys)
+    return groups
+
+
+@pytest.mark.parametrize("stage", sorted(_stages()))
+def test_stage_params_cover_exactly_the_groups_its_code_parses(stage: str) -> None:
+    spec = _stages()[stage]
+    uses = _script_uses(spec["cmd"])
+    assert uses <= set(TOP_LEVEL)
+    assert _dvc_groups(spec.get("params", [])) == uses
+
+
+def test_an_undeclared_group_cannot_be_read() -> None:
+    cfg = load_config(REPO / "params.yaml", uses=("seed", "clips"))
+    assert cfg.clips.length == parse_config({}).clips.length  # declared: readable
+    with pytest.raises(UndeclaredGroupError, match=r"'train\.steps'.*add 'train' to the stage's USES"):
+        _ = cfg.train.steps
+
+
+def test_undeclared_groups_are_still_checked() -> None:
+    """A stage that does not read `model` still refuses a typo in it (the whole file is parsed once)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["model"]["learn_exposur"] = False
+    from gimbal.errors import ParamError
+
+    with pytest.raises(ParamError, match="did you mean 'learn_exposure'"):
+        parse_config(params, uses=("seed", "samples"))
