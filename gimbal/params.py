@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -60,6 +61,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if isinstance(value, float) and not math.isfinite(value):  # NaN / inf is no valid value of any param
+        raise ParamError(f"params: '{key}' must be a finite number, got {value!r}")
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None

@@ -28,6 +28,8 @@ __all__ = [
     "Dist",
     "Seeds",
     "TrainConfig",
+    "apply_thread_budget",
+    "thread_budget",
     "cuda_available",
     "resolve_device",
     "setup_distributed",
@@ -150,6 +152,41 @@ def setup_distributed(spec: str, what: str = "params 'train.device'") -> tuple[D
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Dist(rank, world, local), dev
+
+
+def thread_budget() -> int:
+    """Threads this process may use: ``GIMBAL_THREADS`` when set, else the cores divided by ``GIMBAL_JOBS`` (the
+    number of runs sharing the machine, e.g. ``dvc queue start -j 2``; default 1).
+
+    Two torch processes that each take every core starve each other (OpenMP threads spin while they wait).
+    """
+    for name in ("GIMBAL_THREADS", "GIMBAL_JOBS"):
+        value = os.environ.get(name)
+        if value is not None and (not value.isdigit() or int(value) < 1):
+            raise ParamError(f"environment: {name} must be a positive integer, got {value!r}")
+    if os.environ.get("GIMBAL_THREADS"):
+        return int(os.environ["GIMBAL_THREADS"])
+    return max(1, (os.cpu_count() or 1) // int(os.environ.get("GIMBAL_JOBS") or 1))
+
+
+def apply_thread_budget(threads: int | None = None) -> int:
+    """Limit torch (intra- and inter-op), OpenMP / MKL and OpenCV to ``threads`` (default :func:`thread_budget`);
+    child processes (ffmpeg, workers) inherit the environment variables. Returns the number used."""
+    threads = thread_budget() if threads is None else threads
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # only settable before the first parallel work; the intra-op limit still applies
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:
+        pass
+    return threads
 
 
 VALIDATION_SEED_OFFSET = 10_000

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from gimbal.checkpoint import save_checkpoint, verify_checksum
 from gimbal.errors import DataError, ParamError, ShapeError
-from gimbal.io import save_torch_atomic
 from gimbal.losses import LossConfig, gimbal_loss
 from gimbal.models.net import GimbalNet, GimbalOutput, gamma
 from gimbal.sensor.camera import CameraSpec
@@ -163,9 +163,10 @@ def exposure_report(system: GimbalSystem, variant: str) -> dict[str, Any]:
 
 
 def save_system(path: str | os.PathLike[str], system: GimbalSystem, params: dict[str, Any], variant: str) -> None:
-    """Atomically write a trained system (params, variant, weights, schedule in us) for :func:`load_system`."""
-    save_torch_atomic(path, {"variant": variant, "params": params, "system": system.state_dict(),
-                             "exposures": exposure_report(system, variant)})
+    """Atomically write a trained system (params, variant, weights, schedule in us) for :func:`load_system`,
+    with the sha256 of its tensors (:func:`gimbal.checkpoint.save_checkpoint`)."""
+    save_checkpoint(path, {"variant": variant, "params": params, "system": system.state_dict(),
+                           "exposures": exposure_report(system, variant)})
 
 
 def checkpoint_reason(exc: BaseException) -> str:
@@ -179,12 +180,16 @@ def checkpoint_reason(exc: BaseException) -> str:
 
 
 def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GimbalSystem:
-    """Load a trained :class:`GimbalSystem` written by :func:`train` (``models/<variant>.pt``)."""
+    """Load a trained :class:`GimbalSystem` written by :func:`train` (``models/<variant>.pt``).
+
+    The tensors are checked against the file's checksum (files written before checksums load unchecked):
+    a mismatch is a :class:`DataError` naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: model file not found; train it first (dvc repro) or pass the right --model path")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = verify_checksum(torch.load(path, map_location=device, weights_only=True), path)
         system = GimbalSystem.from_params(state["params"], state["variant"])
         system.load_state_dict(state["system"])
     except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:

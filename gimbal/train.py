@@ -26,7 +26,9 @@ from gimbal.metrics import psnr, ssim
 from gimbal.params import group_dict
 from gimbal.runtime import Seeds, setup_distributed
 from gimbal.sensor.plot import plot_schedule
-from gimbal.system import GimbalSystem, exposure_report, middle_frame_image, save_system
+from gimbal.errors import Interrupted
+from gimbal.losses import gradient_l1_loss
+from gimbal.system import GimbalSystem, StepOutput, exposure_report, middle_frame_image, save_system
 
 __all__ = ["train", "validate"]
 
@@ -57,6 +59,16 @@ def validate(system: GimbalSystem, batches: list[torch.Tensor], seed: int, devic
     n = max(len(psnrs), 1)
     return {"loss": sum(losses) / max(len(losses), 1), "psnr": sum(psnrs) / n, "ssim": sum(ssims) / n,
             "middle_frame_psnr": sum(middle) / n}
+
+
+def _nonfinite_terms(out: StepOutput, system: GimbalSystem) -> list[str]:
+    """The parts of a training step that are not finite, upstream first (for a divergence message)."""
+    loss = system.loss_config
+    parts = {"exposure times": system.sensor.exposure.durations(torch.float64), "burst": out.burst,
+             "network output": out.image, "reconstruction term (eq. 16)": gradient_l1_loss(out.image, out.target, loss.mu)}
+    if loss.anneal:
+        parts["alignment term (eq. 18)"] = gradient_l1_loss(out.net.align_estimate, out.target, loss.mu)
+    return [name for name, value in parts.items() if not bool(torch.isfinite(value.detach()).all())]
 
 
 def _fingerprint(cfg: Config, variant: str, shards_dir: Path) -> str:
@@ -137,35 +149,44 @@ def train(
                disable=not ctx.main, dynamic_ncols=True)
     last_val: dict[str, float] = {}
     last_train: dict[str, float] = {}
-    for step in bar:
-        t0 = time.perf_counter()
-        clips = run.clips(step, batches, tcfg.samples_per_clip)
-        with torch.inference_mode():  # data preparation: no autograd
-            irr = make_irradiance(clips, augment, camera, channels, gen, exposure=system.sensor.exposure)
-        out = model(irr.clone(), step=step)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        loss_value = float(out.loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"train {variant}: loss became {loss_value} at step {step}; lower train.lr")
-        opt.step()
-        step_times.append(time.perf_counter() - t0)
-        done = step + 1
-        if ctx.main:
-            train_psnr = float(psnr(out.image.detach(), out.target).mean())
-            sched = system.sensor.schedule_us()
-            logged = {"train/loss": loss_value, "train/psnr": train_psnr}
-            for i, dt_us in enumerate(sched["durations_us"]):
-                logged[f"exposure_us/dt{i}"] = float(dt_us)
-            bar.set_postfix(loss=f"{loss_value:.4f}", psnr=f"{train_psnr:.2f}",
-                            dt_us="/".join(f"{d:.0f}" for d in sched["durations_us"]))
-            last_train = {"train_psnr": train_psnr, "train_loss": loss_value}
-            if done % tcfg.val_every == 0 or done == tcfg.steps:
-                last_val = validate(system, val_batches, seeds.validation, device)
-                logged.update({f"val/{k}": v for k, v in last_val.items()})
-            run.log(step, logged)
-            if done % tcfg.checkpoint_every == 0 and done < tcfg.steps:
-                run.save(done, model_state())
+    step = start
+    try:
+        for step in bar:
+            t0 = time.perf_counter()
+            clips = run.clips(step, batches, tcfg.samples_per_clip)
+            with torch.inference_mode():  # data preparation: no autograd
+                irr = make_irradiance(clips, augment, camera, channels, gen, exposure=system.sensor.exposure)
+            out = model(irr.clone(), step=step)
+            loss_value = float(out.loss.detach())
+            if not math.isfinite(loss_value):  # before backward: a NaN graph can crash it (GenGS indexing)
+                raise run.diverged(f"train {variant}", step, loss_value, _nonfinite_terms(out, system),
+                                   {"train.lr": tcfg.lr, "train.exposure_lr": (tcfg.exposure_lr or tcfg.lr)
+                                    if exposure_params else None},
+                                   "lower train.lr or train.exposure_lr (changed params start over), or check loss.mu")
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+            step_times.append(time.perf_counter() - t0)
+            done = step + 1
+            if ctx.main:
+                train_psnr = float(psnr(out.image.detach(), out.target).mean())
+                sched = system.sensor.schedule_us()
+                logged = {"train/loss": loss_value, "train/psnr": train_psnr}
+                for i, dt_us in enumerate(sched["durations_us"]):
+                    logged[f"exposure_us/dt{i}"] = float(dt_us)
+                bar.set_postfix(loss=f"{loss_value:.4f}", psnr=f"{train_psnr:.2f}",
+                                dt_us="/".join(f"{d:.0f}" for d in sched["durations_us"]))
+                last_train = {"train_psnr": train_psnr, "train_loss": loss_value}
+                if done % tcfg.val_every == 0 or done == tcfg.steps:
+                    last_val = validate(system, val_batches, seeds.validation, device)
+                    logged.update({f"val/{k}": v for k, v in last_val.items()})
+                run.log(step, logged)
+                if done % tcfg.checkpoint_every == 0 and done < tcfg.steps:
+                    run.save(done, model_state())
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Interrupted):
+            raise
+        raise run.interrupted(f"train {variant}", step) from None
     bar.close()
 
     metrics: dict[str, Any] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def make_interp(
     w: int = 32,
     fps: float = 240.0,
 ) -> tuple[Path, dict[str, np.ndarray]]:
-    """Write ``root/{split}/<video>_<k>.mkv`` (FFV1) and ``root/index.json`` in the `interpolate` format.
+    """Write ``root/{split}/<video>_<k>.mkv`` (FFV1) and ``root/index.json`` in the `interpolate` format
+    (with each clip's ``frames_sha256``, the sha256 of its raw uint8 frames).
 
     ``splits`` maps source video id -> split. Returns the index path and the frames of every clip id.
     """
@@ -50,7 +52,8 @@ def make_interp(
             data[cid] = arr
             clips.append({"id": cid, "video": video, "index": k, "split": split, "file": f"{split}/{cid}.mkv",
                           "start_frame": 50 * k, "frames": frames, "fps": fps, "source_fps": fps / 8,
-                          "factor": 8, "gt_frame": frames // 2, "width": w, "height": h})
+                          "factor": 8, "gt_frame": frames // 2, "width": w, "height": h,
+                          "frames_sha256": hashlib.sha256(arr.tobytes()).hexdigest()})
     path = root / "index.json"
     path.write_text(json.dumps({"clips": clips}))
     return path, data

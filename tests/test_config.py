@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gimbal.config import GROUPS, check_params, default_params
+from gimbal.config import GROUPS, default_params, parse_config
 from gimbal.errors import ParamError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,23 +41,23 @@ def test_a_misspelt_key_is_rejected_with_the_nearest_name(path: tuple[str, ...],
     if len(path) > 1:
         node.pop(hint, None)
     with pytest.raises(ParamError, match=f"did you mean '{hint}'"):
-        check_params(params)
+        parse_config(params)
 
 
 def test_wrong_types_name_the_key() -> None:
     params = _params()
     params["train"]["lr"] = "fast"
     with pytest.raises(ParamError, match="train.lr"):
-        check_params(params)
+        parse_config(params)
     params = _params()
     params["variants"]["kpn"]["model"]["use_flow"] = "no"
     with pytest.raises(ParamError, match="variants.kpn.model.use_flow"):
-        check_params(params)
+        parse_config(params)
 
 
 def test_every_group_is_checked() -> None:
     assert set(GROUPS) | {"seed", "variants", "baselines"} == set(_params())
-    check_params(copy.deepcopy(_params()))
+    parse_config(copy.deepcopy(_params()))
 
 
 def test_a_stage_with_a_typo_exits_with_one_line(tmp_path: Path) -> None:

@@ -295,3 +295,19 @@ def test_paper_scale_builds(tmp_path: Path):
     model = DeblurGANv2(cfg)
     assert model.generator.fpn.lateral[4].in_channels == 160  # MobileNetV2 features[11:16] width
     assert model.generator(torch.rand(1, 3, 40, 36)).shape == (1, 3, 40, 36)
+
+
+def test_checkpoint_with_flipped_bytes_is_refused(tmp_path: Path):
+    """Issue 19: a DeblurGAN-v2 checkpoint carries the sha256 of its tensors; flipped bytes inside one are refused
+    by every reader (load, from_checkpoint, the recipe's ``weights``), naming the file."""
+    from model_fixtures import flip_tensor_bytes
+
+    from gimbal.baselines.deblurgan.train import load_deblurgan_weights
+
+    path = tmp_path / "deblurgan.pt"
+    DeblurGANv2(TINY).save(path)
+    flip_tensor_bytes(path)
+    readers = (DeblurGANv2(TINY).load, DeblurGANv2.from_checkpoint, lambda p: load_deblurgan_weights(TINY, 3, 0, p))
+    for read in readers:
+        with pytest.raises(DataError, match=r"deblurgan\.pt.*: corrupt: tensor checksum mismatch; re-train or restore it"):
+            read(path)

@@ -312,6 +312,25 @@ def test_schedule_command_and_help(models, tmp_path, capsys):
     assert "infer" in help_text and "schedule" in help_text
 
 
+@pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
+def test_schedule_plot_formats(models, tmp_path, capsys, suffix, magic):
+    plot = tmp_path / f"sched{suffix}"
+    assert main(["schedule", "--model", str(models["rgb"]), "-q", "--plot", str(plot)]) == 0
+    assert plot.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["sched.xyz", "sched", "sched.png.txt"])
+def test_schedule_plot_unknown_suffix_is_refused(models, tmp_path, capsys, name):
+    """Not a PNG under another name: a usage error naming --plot and the suffixes, before anything is written."""
+    plot = tmp_path / name
+    assert main(["schedule", "--model", str(models["rgb"]), "--plot", str(plot)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --plot ") and name in err[0], err
+    assert all(s in err[0] for s in (".png", ".svg", ".pdf")), err[0]
+    assert captured.out == "" and list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- model, camera and output errors
 def test_garbage_model_one_line_error(models, tmp_path, capsys):
     paths = write_frames(tmp_path / "in", synthetic_burst())
@@ -367,3 +386,55 @@ def test_cli_tiles_large_frames_under_a_memory_budget(models, tmp_path, capsys):
     np.testing.assert_allclose(b, a, atol=1e-3, rtol=0)
     assert main(infer_args(models["mono"], paths, tiled, EXPOSURES_US, "--max-memory-gb", "0")) == 2
     assert "--max-memory-gb" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- results that cannot be right (issue 19)
+def test_model_file_with_flipped_bytes_is_refused(models, tmp_path, capsys):
+    """Four flipped bytes in a model file made infer write values up to 6e32 with status 0; now one line names it."""
+    from model_fixtures import flip_tensor_bytes
+
+    bad = tmp_path / "flipped.pt"
+    shutil.copy(models["rgb"], bad)
+    flip_tensor_bytes(bad)
+    paths = write_frames(tmp_path / "in", synthetic_burst())
+    out = tmp_path / "out.npy"
+    for argv in (infer_args(bad, paths, out), ["schedule", "--model", str(bad)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0] == f"error: {bad}: corrupt: tensor checksum mismatch; re-train or restore it"
+    assert not out.exists()
+
+
+def test_non_finite_merge_is_refused_naming_the_model(tmp_path, capsys):
+    """Weights of a diverged run (NaN, saved with a valid checksum): no image is written, the model is named."""
+    params = tiny_params(3)
+    system = GimbalSystem.from_params(params)
+    with torch.no_grad():
+        for q in system.net.parameters():
+            q.fill_(float("nan"))
+    model = tmp_path / "diverged.pt"
+    save_system(model, system, params, "gimbal")
+    paths = write_frames(tmp_path / "in", synthetic_burst())
+    out = tmp_path / "out.npy"
+    assert main(infer_args(model, paths, out)) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith(f"error: {model}: ") and "non-finite" in err[0], err
+    assert not out.exists()
+
+
+def test_ordinary_8bit_video_frames_warn_of_saturation(models, tmp_path, capsys):
+    """Ordinary, well exposed 8-bit video frames are not raw captures of 872/234/583 us: eq. 14 scales the 234 us
+    frame by ~13x and most of the normalized burst saturates. The merge is written, with a warning naming the
+    fraction and the likely causes; a real raw burst (the other tests) gives none."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    frame = (128 + 60 * np.sin(xx / 3.0)[..., None] * np.cos(yy[..., None] / 4.0 + np.arange(3))).astype(np.uint8)
+    paths = []
+    for i in range(3):
+        Image.fromarray(frame).save(tmp_path / f"v{i}.png")
+        paths.append(str(tmp_path / f"v{i}.png"))
+    out = tmp_path / "out.png"
+    assert main(infer_args(models["rgb"], paths, out)) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "saturate" in warnings[0], warnings
+    assert all(w in warnings[0] for w in ("raw captures", "--white-level", "--camera", "% of")), warnings[0]
+    assert out.is_file()

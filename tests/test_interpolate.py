@@ -241,3 +241,19 @@ def test_stage_cli(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr.strip().startswith("error: params: 'interpolate.method'")
+
+
+def test_index_records_the_frame_count_and_sha256_of_each_clip(tmp_path: Path) -> None:
+    """Issue 19: each index entry carries the sha256 of the clip's decoded frames (raw uint8 RGB, in order), which
+    the shards stage checks before packing; the FFV1 bytes themselves are unchanged and byte-stable."""
+    import hashlib
+
+    clips_dir = make_clips(tmp_path, {"a": 6})
+    a = interpolate_clips(clips_dir, tmp_path / "a", method="linear", factor=2, progress=False)
+    b = interpolate_clips(clips_dir, tmp_path / "b", method="linear", factor=2, progress=False)
+    assert a == b
+    for c in a["clips"]:
+        dense = read_frames(tmp_path / "a" / c["file"])
+        assert c["frames"] == len(dense) == 9
+        assert c["frames_sha256"] == hashlib.sha256(np.ascontiguousarray(dense).tobytes()).hexdigest()
+        assert (tmp_path / "a" / c["file"]).read_bytes() == (tmp_path / "b" / c["file"]).read_bytes()

@@ -15,6 +15,7 @@ import yaml
 from shard_fixtures import make_interp, make_shards
 
 from gimbal.data.shards import ShardConfig, build_shards, decode_clip, read_shard_index, write_dali_index
+from gimbal.data.video import read_frames
 from gimbal.errors import DataError, ParamError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,3 +169,33 @@ def test_stage_cli(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("error: params: 'shards.codec'")
     assert "Traceback" not in bad.stderr
+
+
+def _flip_middle_bytes(path: Path, n: int = 4) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + n):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_interpolated_clip_is_not_packed(tmp_path: Path) -> None:
+    """Issue 19: four flipped bytes in an FFV1 clip of data/interp still decode, to the same number of frames but
+    wrong pixels; the sha256 of the decoded frames recorded by interpolate catches it, naming the file."""
+    index, data = make_interp(tmp_path / "interp", {"v": "train", "w": "test"}, clips_per_video=1, frames=9)
+    clip = tmp_path / "interp/train/v_0.mkv"
+    _flip_middle_bytes(clip)
+    damaged = read_frames(clip)  # no decode error: only the hash can tell
+    assert damaged.shape == data["v_0"].shape and not np.array_equal(damaged, data["v_0"])
+    with pytest.raises(DataError, match=r"v_0\.mkv: .*sha256.*re-run `dvc repro interpolate -f`"):
+        build_shards(index, tmp_path / "shards", ShardConfig(clips_per_shard=2), progress=False)
+    assert not (tmp_path / "shards").exists()
+
+
+def test_an_index_without_clip_hashes_is_refused(tmp_path: Path) -> None:
+    """An interpolate index written before per-clip hashes cannot vouch for its clips: rebuild it."""
+    index, _ = make_interp(tmp_path / "interp", {"v": "train"}, clips_per_video=1, frames=5)
+    doc = json.loads(index.read_text())
+    del doc["clips"][0]["frames_sha256"]
+    index.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"index\.json: clip 'v_0' .*frames_sha256.*re-run `dvc repro interpolate -f`"):
+        build_shards(index, tmp_path / "shards", progress=False)

@@ -205,7 +205,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_pa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "make_irradiance", killed_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted at step 5; `dvc repro` resumes from step 4"):
         _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
     assert torch.load(tmp_path / "b/ckpt/last.pt", weights_only=True)["step"] == 4
     monkeypatch.setattr(train_module, "make_irradiance", real)
@@ -224,6 +224,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_pa
     rows = (tmp_path / "b/live/plots/metrics/train/loss.tsv").read_text().splitlines()
     col = rows[0].split("\t").index("step")
     assert [r.split("\t")[col] for r in rows[1:]] == [str(i) for i in range(8)]
+    # byte-identical, key order included (a resume once moved "step" in it: a diff in git for equal values)
+    assert (tmp_path / "a/live/metrics.json").read_bytes() == (tmp_path / "b/live/metrics.json").read_bytes()
 
 
 def test_corrupt_checkpoint_is_moved_aside(shards: Path, tmp_path: Path, caplog) -> None:
@@ -237,6 +239,23 @@ def test_corrupt_checkpoint_is_moved_aside(shards: Path, tmp_path: Path, caplog)
     assert metrics["steps"] == 2
     assert str(ckpt) in caplog.text and "unreadable checkpoint" in caplog.text
     assert (tmp_path / "ckpt/last.pt.corrupt").read_bytes() == b"\x00" * 100
+
+
+def test_each_corrupt_checkpoint_is_kept_under_its_own_number(tmp_path: Path, caplog) -> None:
+    """A second (third) corrupt checkpoint does not overwrite the first: last.pt.corrupt, .corrupt.1, .corrupt.2."""
+    from gimbal.checkpoint import load_checkpoint
+
+    ckpt = tmp_path / "last.pt"
+    contents = [b"first", b"second", b"third"]
+    for data in contents:
+        ckpt.write_bytes(data)
+        with caplog.at_level("WARNING"):
+            assert load_checkpoint(ckpt) is None
+        assert not ckpt.exists()
+    names = ["last.pt.corrupt", "last.pt.corrupt.1", "last.pt.corrupt.2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert [(tmp_path / n).read_bytes() for n in names] == contents
+    assert all(str(tmp_path / n) in caplog.text for n in names)  # the warning names where each went
 
 
 def test_fixed_irradiance_set_is_deterministic(shards: Path) -> None:
@@ -323,3 +342,47 @@ def test_validation_reports_the_middle_frame_floor() -> None:
     mse = ((mid - out.target.double()) ** 2).mean(dim=(1, 2, 3))
     expected = float((10 * torch.log10(1.0 / mse)).mean())
     assert scores["middle_frame_psnr"] == pytest.approx(expected, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- checked model files (issue 19)
+def test_model_file_with_flipped_bytes_is_refused(tmp_path: Path) -> None:
+    """Four flipped bytes inside a tensor still unpickle; the sha256 of the tensors stored in the file tells."""
+    from model_fixtures import flip_tensor_bytes
+
+    p = tiny_params()
+    system = GimbalSystem.from_params(p)
+    path = tmp_path / "model.pt"
+    save_system(path, system, p, "gimbal")
+    save_system(tmp_path / "again.pt", system, p, "gimbal")
+    assert path.read_bytes() == (tmp_path / "again.pt").read_bytes()  # the checksum keeps model files byte-stable
+    flip_tensor_bytes(path)
+    with pytest.raises(DataError) as err:
+        load_system(path)
+    assert str(err.value) == f"{path}: corrupt: tensor checksum mismatch; re-train or restore it"
+
+
+def test_model_file_without_a_checksum_still_loads(tmp_path: Path) -> None:
+    """A model file written before the checksums (no ``tensors_sha256`` entry) loads, unchecked."""
+    p = tiny_params()
+    system = GimbalSystem.from_params(p)
+    old = tmp_path / "old.pt"
+    torch.save({"variant": "gimbal", "params": p, "system": system.state_dict()}, old)
+    loaded = load_system(old)
+    assert all(torch.equal(x, y) for x, y in zip(system.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_training_checkpoint_with_flipped_bytes_is_moved_aside(tmp_path: Path, caplog) -> None:
+    """A resume checkpoint whose tensors changed on disk is not resumed from: reported by name and moved aside."""
+    from model_fixtures import flip_tensor_bytes
+
+    from gimbal.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = tmp_path / "last.pt"
+    state = {"step": 3, "fingerprint": "abc", "model": {"w": torch.linspace(0, 1, 4096)}, "history": [[0, {"a": 1.5}]]}
+    save_checkpoint(ckpt, state)
+    loaded = load_checkpoint(ckpt)
+    assert loaded is not None and loaded.keys() == state.keys() and torch.equal(loaded["model"]["w"], state["model"]["w"])
+    flip_tensor_bytes(ckpt)
+    with caplog.at_level("WARNING"):
+        assert load_checkpoint(ckpt) is None
+    assert not ckpt.exists() and str(ckpt) in caplog.text and "tensor checksum mismatch" in caplog.text

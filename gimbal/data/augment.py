@@ -95,6 +95,18 @@ class AugmentConfig:
         if not 0 <= self.min_rotation_deg <= self.max_rotation_deg:
             raise ParamError(f"augment: need 0 <= min_rotation_deg ({self.min_rotation_deg}) <= max_rotation_deg "
                              f"({self.max_rotation_deg})")
+        if min(self.intrinsics_size) < 1:
+            raise ParamError(f"params: 'augment.intrinsics_size' must be a positive (width, height) in pixels, got "
+                             f"{list(self.intrinsics_size)}")
+        if min(self.intrinsics[:2]) <= 0:
+            raise ParamError(f"params: 'augment.intrinsics' focal lengths fx, fy must be > 0, got {list(self.intrinsics)}")
+        if not 0 < self.white_level[0] <= self.white_level[1]:
+            raise ParamError(f"params: 'augment.white_level' must be [lo, hi] W/m^2 with 0 < lo <= hi, got "
+                             f"{list(self.white_level)}")
+        if min(self.shake_std_deg) < 0:
+            raise ParamError(f"params: 'augment.shake_std_deg' must be >= 0, got {list(self.shake_std_deg)}")
+        if self.window_frames is not None and self.window_frames < 2:
+            raise ParamError(f"params: 'augment.window_frames' must be >= 2 or null, got {self.window_frames}")
         if self.focal_px is not None and self.focal_px <= 0:
             raise ParamError(f"augment: focal_px must be > 0, got {self.focal_px}")
         if self.smoothness < 0 or min(self.shake_std_deg) < 0:

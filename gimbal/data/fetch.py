@@ -34,7 +34,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from gimbal.errors import DataError, FetchError, ParamError
 from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
 from gimbal.data.sources import PKG_SCHEME, packaged_file
-from gimbal.data.video import VideoInfo, declared_length, probe, sha256_file
+from gimbal.data.video import LENGTH_SLACK_FRAMES, VideoInfo, declared_length, probe, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -201,20 +201,19 @@ def download(url: str, workdir: Path, max_height: int) -> tuple[dict[str, Any], 
 
 
 def _check_complete(path: Path, meta: VideoInfo, workdir: Path) -> None:
-    """DataError if less decodes from ``path`` than the headers of it, or of what yt-dlp downloaded, claim.
+    """DataError if fewer frames decode from ``path`` than the header of it, or of what yt-dlp downloaded, claims.
 
-    yt-dlp remuxes e.g. a webm/mkv into mp4 with ``-c copy``: from a truncated source that gives
-    a valid, shorter mp4, so the claims are read from the kept download (``keepvideo``) too.
+    The claim is a frame count, else a duration x frame rate (:func:`gimbal.data.video.declared_length`);
+    decoding more than :data:`LENGTH_SLACK_FRAMES` frames short of it is a truncated file, however short
+    or fast the video (a slack in seconds let most of a short high-rate video go). yt-dlp remuxes e.g. a
+    webm/mkv into mp4 with ``-c copy``: from a truncated source that gives a valid, shorter mp4, so the
+    claims are read from the kept download (``keepvideo``) too.
     """
-    decoded_s = meta.frames / meta.fps if meta.fps > 0 else None
     for f in [path, *(p for p in sorted(workdir.iterdir()) if p != path and p.is_file())]:
-        frames, seconds = declared_length(f)  # (0, None) for audio-only or unreadable parts
-        if frames > meta.frames:
-            raise DataError(f"{path}: truncated, {meta.frames} of {frames} frames decode")
-        # slack: audio may outlast the video in the container duration; timestamps are rounded
-        slack = max(0.5, 0.01 * (seconds or 0.0)) + 2 / max(meta.fps, 1.0)
-        if seconds is not None and decoded_s is not None and seconds - decoded_s > slack:
-            raise DataError(f"{path}: truncated, {decoded_s:.2f} s of {seconds:.2f} s decode")
+        claim = declared_length(f)  # None for audio-only or unreadable parts, and headers that claim nothing
+        if claim is not None and claim.frames - meta.frames > LENGTH_SLACK_FRAMES:
+            raise DataError(f"{path}: truncated: {meta.frames} of {claim.frames:.0f} frames decode, by the header "
+                            f"of the downloaded {f.suffix or f.name}: {claim.basis}")
 
 
 @dataclass(frozen=True)

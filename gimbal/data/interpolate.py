@@ -32,7 +32,7 @@ import imageio_ffmpeg
 import numpy as np
 from tqdm import tqdm
 
-from gimbal.data.video import read_frames, write_video
+from gimbal.data.video import frames_sha256, read_frames, write_video
 from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.io import atomic_dir, read_records, write_json_atomic
 
@@ -359,8 +359,8 @@ def _interpolate_clip(
         write_video(dst_root / rel, dense, fps * factor, codec="ffv1")
     except DataError as exc:
         raise DataError(f"clip '{cid}' ({src}): {exc}") from exc
-    return {**clip, "file": rel, "frames": len(dense), "fps": fps * factor, "source_fps": fps,
-            "factor": factor, "gt_frame": gt_frame_index(len(frames), factor)}
+    return {**clip, "file": rel, "frames": len(dense), "frames_sha256": frames_sha256(dense), "fps": fps * factor,
+            "source_fps": fps, "factor": factor, "gt_frame": gt_frame_index(len(frames), factor)}
 
 
 def _load_clip_index(path: Path) -> list[dict[str, Any]]:
@@ -389,8 +389,9 @@ def interpolate_clips(
     Writes ``out_dir/{train,test}/<clip_id>.mkv`` (FFV1, ``((L - 1) * factor + 1, H, W, 3)``)
     and ``out_dir/index.json`` = ``{"clips": [...], "method", "factor"}`` whose entries
     are the clips index entries with ``file`` (relative to ``out_dir``), ``frames``,
-    ``fps`` (= source fps * factor, frames per second), ``source_fps``, ``factor`` and
-    ``gt_frame`` (middle frame index) replaced/added. Up to ``workers`` clips run in
+    ``frames_sha256`` (:func:`gimbal.data.video.frames_sha256` of the written frames: the shards
+    stage decodes each clip and checks it), ``fps`` (= source fps * factor, frames per second),
+    ``source_fps``, ``factor`` and ``gt_frame`` (middle frame index) replaced/added. Up to ``workers`` clips run in
     parallel threads (ffmpeg is a subprocess). Any clip failure raises
     :class:`DataError` naming the clip, and ``out_dir`` is left as it was.
     """

@@ -41,7 +41,7 @@ import numpy as np
 import webdataset as wds
 from tqdm import tqdm
 
-from gimbal.data.video import encode_frames, read_frames, sha256_file
+from gimbal.data.video import encode_frames, frames_sha256, read_frames, sha256_file
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_json, read_records, write_json_atomic
 
@@ -195,6 +195,9 @@ def _load_clips(interp_index: Path) -> list[dict[str, Any]]:
         if key in keys:
             raise DataError(f"{interp_index}: duplicate clip id {clip['id']!r}; clip ids must be unique")
         keys.add(key)
+        if not isinstance(clip.get("frames_sha256"), str):
+            raise DataError(f"{interp_index}: clip {clip['id']!r} has no frames_sha256 (written before clips were "
+                            "hashed), so its file cannot be checked; re-run `dvc repro interpolate -f`")
     return clips
 
 
@@ -211,7 +214,9 @@ def build_shards(
     """Pack every clip listed in ``interp_index`` into tar shards under ``out_dir``; return the shard index.
 
     Clips keep their order in ``interp_index`` (the order readers see without shuffling).
-    Each encoded clip is decoded once to check its frame count and size. ``out_dir`` is
+    Each clip is decoded and checked against its index entry (frame count, size, and
+    ``frames_sha256``: a damaged FFV1 file may decode without error to wrong pixels), and each
+    encoded clip is decoded once to check its frame count and size. ``out_dir`` is
     replaced atomically: on any failure the previous content is left untouched.
     """
     interp_index = Path(interp_index)
@@ -275,13 +280,17 @@ def _write_sample(
     Returns the meta and the CRC-32 of the encoded video (recorded in index.json for the readers).
     """
     path = root / clip["file"]
+    fix = "re-run `dvc repro interpolate -f`"
     frames = read_frames(path)
     t, h, w = frames.shape[:3]
     if "frames" in clip and clip["frames"] != t:
-        raise DataError(f"{path}: has {t} frames, index says {clip['frames']}; re-run `dvc repro interpolate`")
+        raise DataError(f"{path}: has {t} frames, index says {clip['frames']}; {fix}")
     for field, actual in (("width", w), ("height", h)):
         if field in clip and clip[field] != actual:
-            raise DataError(f"{path}: {field} is {actual}, index says {clip[field]}; re-run `dvc repro interpolate`")
+            raise DataError(f"{path}: {field} is {actual}, index says {clip[field]}; {fix}")
+    if frames_sha256(frames) != clip["frames_sha256"]:
+        raise DataError(f"{path}: decoded frames do not match the sha256 interpolate recorded (the file is corrupt "
+                        f"or was modified); {fix}")
     data = encode_clip(frames, float(clip["fps"]), cfg)
     decoded = decode_clip(data, source=f"{path} re-encoded with {cfg.codec}")
     if decoded.shape != frames.shape:

@@ -7,8 +7,9 @@ codecs and pixel formats. Lossless intermediate clips use FFV1 in Matroska.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +24,11 @@ from gimbal.io import atomic_path
 
 #: libavcodec encoder threads: a constant, not the machine's core count, so that outputs do not depend on the machine
 ENCODE_THREADS = 4
+#: frames a whole file may decode short of what its header claims (a duration rounded to the millisecond, a last
+#: frame's duration left out); any larger shortfall is a truncated file
+LENGTH_SLACK_FRAMES = 2
+#: containers whose duration is a header field (others, e.g. raw H.264, have ffmpeg estimate it from the bitrate)
+_HEADER_DURATION_FORMATS = ("matroska", "webm", "mov", "mp4", "avi", "flv", "asf")
 
 
 @dataclass(frozen=True)
@@ -103,30 +109,102 @@ def _clock(text: str) -> float | None:
         return None
 
 
-def declared_length(path: str | os.PathLike[str]) -> tuple[int, float | None]:
-    """``(frames, seconds)`` that the container's header claims for its first video stream, without decoding.
+@dataclass(frozen=True)
+class DeclaredLength:
+    """The length a container's header claims for its first video stream (:func:`declared_length`).
 
-    ``frames`` is the stream's frame count (0: not recorded, e.g. Matroska); ``seconds`` the
-    stream duration, else its ``DURATION`` tag, else the container duration (None: unknown).
-    ``(0, None)`` for a file that does not open or has no video stream (e.g. an audio track).
-    Compared with what decodes, this finds truncated files whose header was written whole.
+    Attributes:
+        frames: claimed frame count: a count, or a duration in s x the frame rate (so possibly fractional).
+        basis: where the claim comes from, for messages (``"120 frames"``, ``"track duration 5.00 s x 24 fps"``).
+    """
+
+    frames: float
+    basis: str
+
+
+def _tag(metadata: dict[str, str], name: str) -> str | None:
+    """Value of the stream tag ``name`` (Matroska statistics tags may carry a language: ``NAME-eng``)."""
+    for key, value in metadata.items():
+        if key.upper() == name or key.upper().startswith(name + "-"):
+            return value
+    return None
+
+
+def _positive(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _beyond_video_s(container: av.container.InputContainer, video: int) -> float:
+    """Seconds the other streams (audio, subtitles) span before and after video stream ``video``, from the
+    demuxed packet timestamps (no decoding); 0 when the video has no timed packets."""
+    starts: dict[int, float] = {}
+    ends: dict[int, float] = {}
+    try:
+        for packet in container.demux():
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None or packet.time_base is None:
+                continue
+            i = packet.stream.index
+            t0 = float(ts * packet.time_base)
+            t1 = float((ts + (packet.duration or 0)) * packet.time_base)
+            starts[i], ends[i] = min(t0, starts.get(i, t0)), max(t1, ends.get(i, t1))
+    except av.error.FFmpegError:  # a cut file ends in a partial packet: what was read counts
+        pass
+    if video not in ends:
+        return 0.0
+    return max(0.0, starts[video] - min(starts.values())) + max(0.0, max(ends.values()) - ends[video])
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream
+                      ) -> tuple[float, str] | None:
+    """``(seconds, what)`` the header claims for ``stream``: its duration, its ``DURATION`` tag, its byte size /
+    bitrate tags (mkvmerge), else the container duration less what other streams span beyond the video."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base), "stream duration"
+    seconds = _clock(_tag(stream.metadata, "DURATION") or "")
+    if seconds:
+        return seconds, "track duration"
+    size, bps = _positive(_tag(stream.metadata, "NUMBER_OF_BYTES")), _positive(_tag(stream.metadata, "BPS"))
+    if size and bps:
+        return 8 * size / bps, "track bytes / bitrate"
+    if container.duration and set(container.format.name.split(",")) & set(_HEADER_DURATION_FORMATS):
+        seconds = container.duration / av.time_base
+        if len(container.streams) > 1:  # audio may outlast the video: the container spans both
+            seconds -= _beyond_video_s(container, stream.index)
+        return seconds, "container duration"
+    return None
+
+
+def declared_length(path: str | os.PathLike[str]) -> DeclaredLength | None:
+    """The length the header of ``path`` claims for its first video stream, without decoding it.
+
+    The stream's frame count (mp4; Matroska's ``NUMBER_OF_FRAMES`` tag), else its duration x frame rate:
+    the stream duration, the ``DURATION`` tag (Matroska/WebM written by ffmpeg), the ``NUMBER_OF_BYTES`` /
+    ``BPS`` tags, or the container duration less what audio spans beyond the video. ``None`` for a file
+    that does not open, has no video stream (e.g. an audio track) or claims nothing. Compared with what
+    decodes, this finds truncated files whose header was written whole.
     """
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError):
-        return 0, None
+        return None
     with container:
         if not container.streams.video:
-            return 0, None
+            return None
         stream = container.streams.video[0]
-        seconds: float | None = None
-        if stream.duration and stream.time_base:
-            seconds = float(stream.duration * stream.time_base)
-        elif stream.metadata.get("DURATION"):
-            seconds = _clock(stream.metadata["DURATION"])
-        if seconds is None and container.duration:
-            seconds = container.duration / av.time_base
-        return max(int(stream.frames or 0), 0), seconds
+        count = int(stream.frames or 0) or int(_positive(_tag(stream.metadata, "NUMBER_OF_FRAMES")) or 0)
+        if count > 0:
+            return DeclaredLength(count, f"{count} frames")
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        found = _declared_seconds(container, stream) if fps > 0 else None
+        if found is None:
+            return None
+        seconds, what = found
+        return DeclaredLength(seconds * fps, f"{what} {seconds:.2f} s x {fps:g} fps")
 
 
 def read_frames(
@@ -155,6 +233,18 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def frames_sha256(frames: np.ndarray | Iterable[np.ndarray]) -> str:
+    """Hex sha256 of decoded frames: their raw uint8 RGB bytes in order, ``sha256(frames.tobytes())`` of a
+    ``(T, H, W, 3)`` array. Whatever the container or codec, the same pixels give the same hash."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8:
+            raise DataError(f"frames_sha256: frames must be uint8, got {frame.dtype}")
+        digest.update(np.ascontiguousarray(frame))
+    return digest.hexdigest()
 
 
 def write_video(

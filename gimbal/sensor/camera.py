@@ -15,13 +15,21 @@ Camera presets (:func:`get_camera`):
 Experiment configurations of supplement Table 1 (:data:`EXPERIMENTS`, :func:`get_experiment`):
 a camera preset plus the timing (budget T, dt_min, dt_ro) and whether the schedule has an idle
 slot. ``synthetic`` is the embedded default.
+
+Camera preset files (:func:`read_camera_file`, :func:`camera_from_file`): a YAML mapping of the physical
+CameraSpec fields and a ``name``, as ``gimbal calibrate`` writes from EMVA 1288 data (``sensor.camera``). A
+file has no timing: the experiment gives it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from gimbal.errors import ParamError
 
@@ -247,4 +255,88 @@ def get_camera(name: str, **overrides: Any) -> CameraSpec:
     if key not in PRESETS:
         raise ParamError(f"unknown camera '{name}'; choose one of {camera_names()}")
     spec = PRESETS[key]
+    return spec.replace(**overrides) if overrides else spec
+
+
+# ---------------------------------------------------------------------------------- preset files
+TIMING_FIELDS: tuple[str, ...] = ("budget_s", "min_exposure_s", "readout_s")
+"""CameraSpec fields that belong to an experiment, not to a camera preset file."""
+PRESET_FILE_FIELDS: tuple[str, ...] = (
+    "name", "wavelength_m", "pixel_area_m2", "quantum_efficiency", "dark_current_e_per_s", "read_noise_e",
+    "gain_dn_per_e", "full_well_e", "bits",
+)
+"""The keys a camera preset file must have (``gimbal calibrate`` writes them and ``prnu``)."""
+PRESET_FILE_OPTIONAL: tuple[str, ...] = ("prnu", "tau1_e", "dark_subtraction")
+"""Keys a camera preset file may have (missing: the CameraSpec defaults)."""
+
+
+def _preset_value(key: str, value: Any, fail: Any) -> Any:
+    if key == "name":
+        if not isinstance(value, str) or not value.strip():
+            fail(f"'name' must be a non-empty string, got {value!r}")
+        return value.strip()
+    if key == "bits":
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail(f"'bits' must be an int, got {value!r}")
+        return value
+    if key == "dark_subtraction":
+        if not isinstance(value, bool):
+            fail(f"'dark_subtraction' must be true or false, got {value!r}")
+        return value
+    if key == "tau1_e" and value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        fail(f"'{key}' must be a number, got {value!r}")
+    return float(value)
+
+
+def read_camera_file(path: str | os.PathLike[str], param: str = "sensor.camera") -> dict[str, Any]:
+    """The physical :class:`CameraSpec` fields (and ``name``) of a camera preset file.
+
+    The file is YAML: the keys of :data:`PRESET_FILE_FIELDS` (SI units), optionally those of
+    :data:`PRESET_FILE_OPTIONAL`; ``gimbal calibrate`` writes it from EMVA 1288 data.
+
+    Raises:
+        ParamError naming ``param`` and the file: not found, not YAML, not a mapping, a missing, unknown or
+        mistyped key, or a timing key (:data:`TIMING_FIELDS` come from the experiment).
+    """
+    p = Path(path)
+
+    def fail(msg: str) -> None:
+        raise ParamError(f"{param}: {p}: {msg}")
+
+    if not p.is_file():
+        fail("camera preset file not found; write one with `gimbal calibrate DESCRIPTOR --pixel-um P -o "
+             f"{p.name or 'camera.yaml'}`, or set {param} to null for the experiment's camera")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fail(f"invalid YAML ({first}); write it again with `gimbal calibrate`")
+    if not isinstance(data, dict):
+        fail(f"expected a mapping of camera fields ({', '.join(PRESET_FILE_FIELDS)}), got {type(data).__name__}")
+    timing = [k for k in TIMING_FIELDS if k in data]
+    if timing:
+        fail(f"timing key(s) {timing} do not belong in a camera preset (EMVA 1288 does not measure them): remove "
+             "them and set the timing with sensor.experiment or sensor.overrides")
+    unknown = sorted(str(k) for k in data if k not in PRESET_FILE_FIELDS + PRESET_FILE_OPTIONAL)
+    if unknown:
+        fail(f"unknown key(s) {unknown}; a camera preset has {', '.join(PRESET_FILE_FIELDS + PRESET_FILE_OPTIONAL)}")
+    missing = [k for k in PRESET_FILE_FIELDS if k not in data]
+    if missing:
+        fail(f"missing key(s) {missing}; write the preset with `gimbal calibrate`")
+    return {k: _preset_value(k, v, fail) for k, v in data.items()}
+
+
+def camera_from_file(path: str | os.PathLike[str], experiment: str, param: str = "sensor.camera",
+                     **overrides: Any) -> CameraSpec:
+    """The camera of preset file ``path`` with the timing of ``experiment`` (:data:`EXPERIMENTS`), then
+    ``overrides`` (any CameraSpec field). Errors are :class:`ParamError` naming ``param`` and the file."""
+    fields = read_camera_file(path, param)
+    exp = get_experiment(experiment)
+    try:
+        spec = CameraSpec(**fields, budget_s=exp.budget_s, min_exposure_s=exp.min_exposure_s,
+                          readout_s=exp.readout_s)
+    except ParamError as exc:
+        raise ParamError(f"{param}: {path}: {exc}") from exc
     return spec.replace(**overrides) if overrides else spec

@@ -53,6 +53,9 @@ class ExposureConfig:
         if self.init_us is not None and len(self.init_us) != self.n:
             raise ParamError(f"params: 'exposure.init_us' must list exposure.n = {self.n} durations in us, "
                              f"got {list(self.init_us)}")
+        if self.init_us is not None and min(self.init_us) <= 0:
+            raise ParamError(f"params: 'exposure.init_us' must all be > 0 us (a zero exposure collects no light and "
+                             f"its softmax slot never recovers), got {list(self.init_us)}")
 
 
 
@@ -199,8 +202,22 @@ class Exposure(nn.Module):
 
     def durations(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Exposure durations dt_i in seconds, shape ``(n,)`` (eq. 12); differentiable in the logits."""
-        alpha = torch.softmax(self.logits.to(torch.float64), dim=0)[: self.n]
+        alpha = self.shares()[: self.n]
         return (self.dt_min_s + alpha * self.free_s).to(dtype)
+
+    def shares(self) -> torch.Tensor:
+        """Eq. (13): ``alpha = softmax(Delta)``, shape ``(slots,)`` float64, floored at :data:`_ALPHA_FLOOR`.
+
+        The floor keeps every exposure > 0 however far a logit runs (softmax underflows to exactly 0 past a
+        logit gap of ~745, and a zero exposure crashed backward). Only when an exposure's share falls below it
+        are the exposures' shares clamped and all renormalized (so they still sum to 1 and the budget is used exactly); otherwise they
+        are softmax's own, bit for bit.
+        """
+        alpha = torch.softmax(self.logits.to(torch.float64), dim=0)
+        if bool((alpha.detach()[: self.n] < _ALPHA_FLOOR).any()):  # the idle slot may be 0: not floored
+            alpha = torch.cat([alpha[: self.n].clamp_min(_ALPHA_FLOOR), alpha[self.n:]])
+            alpha = alpha / alpha.sum()
+        return alpha
 
     def starts(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Shutter opening times t_i in seconds, shape ``(n,)``: t_1 = 0, t_{i+1} = t_i + dt_i + dt_ro."""
@@ -213,7 +230,7 @@ class Exposure(nn.Module):
         """Unused time at the end of the budget in seconds (0 without an idle slot)."""
         if not self.idle_slot:
             return 0.0
-        return float(torch.softmax(self.logits.detach().to(torch.float64), dim=0)[-1]) * self.free_s
+        return float(self.shares().detach()[-1]) * self.free_s
 
     def to_us(self) -> dict[str, Any]:
         """The schedule in microseconds, JSON-ready (for camera drivers and plots).

@@ -25,11 +25,12 @@ import torch
 from torch import nn
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.sensor.camera import CameraSpec, get_camera, get_experiment
+from gimbal.sensor.camera import CameraSpec, camera_from_file, get_camera, get_experiment
 from gimbal.sensor.exposure import Exposure, ExposureConfig, check_schedule
 from gimbal.sensor.integrate import check_irradiance, integrate_exposures
 from gimbal.sensor.noise import check_gengs_params, gengs_temperature, read_noise, shot_noise
 from gimbal.sensor.response import normalize_exposure, prnu_pattern, quantize, soft_saturation
+
 
 @dataclass(frozen=True)
 class SensorConfig:
@@ -38,6 +39,9 @@ class SensorConfig:
     Attributes:
         experiment: supplement Table 1 configuration (:data:`~gimbal.sensor.camera.EXPERIMENTS`):
             ``synthetic`` | ``indoor`` | ``outdoor`` (a camera preset plus timing plus idle slot).
+        camera: path of a camera preset file (``gimbal calibrate`` writes one from EMVA 1288 data), relative
+            to the working directory (the repository root for DVC stages); it replaces the experiment's
+            camera, whose timing and idle slot stay. ``None``: the experiment's own camera.
         overrides: :class:`CameraSpec` fields to replace, e.g. ``{budget_s: 0.004, readout_s: 5.0e-5}``.
         gengs_max_electrons: GenGS below this mean, Gaussian above (paper: 1000).
         n_bins: GenGS Poisson bins (paper: 1200; >= max + 6 sqrt(max) + 10).
@@ -48,6 +52,7 @@ class SensorConfig:
     """
 
     experiment: str = "synthetic"
+    camera: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     gengs_max_electrons: float = 100.0
     n_bins: int = 170
@@ -57,11 +62,14 @@ class SensorConfig:
     chunk_mb: float = 64.0
 
     def __post_init__(self) -> None:
-        self.camera()  # an unknown experiment or override field fails here, naming it
+        self.spec()  # an unknown experiment, a bad camera file or override field fails here, naming it
 
-    def camera(self) -> CameraSpec:
-        """The experiment's camera with its timing and the overrides."""
-        return get_experiment(self.experiment).spec(**self.overrides)
+    def spec(self) -> CameraSpec:
+        """The run's camera: the experiment's (or the preset file ``camera``) with the experiment's timing,
+        then the overrides."""
+        if self.camera is None:
+            return get_experiment(self.experiment).spec(**self.overrides)
+        return camera_from_file(self.camera, self.experiment, "sensor.camera", **self.overrides)
 
 
 class SensorOutput(NamedTuple):
@@ -140,7 +148,7 @@ class Sensor(nn.Module):
         """
         idle = get_experiment(sensor.experiment).idle_slot if exposure.idle_slot is None else exposure.idle_slot
         return cls(
-            sensor.camera(),
+            sensor.spec(),
             n=exposure.n,
             slots=exposure.n + 1 if idle else exposure.n,
             learn_exposure=learn_exposure,

@@ -10,6 +10,20 @@ from typing import Any
 from gimbal.errors import ParamError
 from gimbal.io import atomic_path
 
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+"""The file suffixes :func:`plot_schedule` writes, and the matplotlib format of each."""
+
+
+def plot_format(path: str | os.PathLike[str]) -> str:
+    """The format of a plot written to ``path``, from its suffix (case-insensitive); an unknown suffix is a
+    ``ParamError`` naming the ones allowed (never a PNG under another name)."""
+    suffix = Path(path).suffix
+    fmt = PLOT_FORMATS.get(suffix.lower())
+    if fmt is None:
+        got = f"unknown suffix {suffix!r}" if suffix else "no suffix"
+        raise ParamError(f"{os.fspath(path)}: {got}; use {', '.join(PLOT_FORMATS)}")
+    return fmt
+
 
 def _schedule_dict(schedule: Any) -> Mapping[str, Any]:
     if hasattr(schedule, "to_us"):
@@ -28,16 +42,18 @@ def plot_schedule(
     labels: list[str] | None = None,
     title: str | None = "Exposure schedule",
 ) -> Path:
-    """Draw one or more shutter schedules as timelines and write a PNG atomically.
+    """Draw one or more shutter schedules as timelines and write the figure atomically.
 
     Args:
         schedules: an ``Exposure``, a ``Sensor``, a ``to_us()`` dict, or a list of them (one row each).
-        path: output ``.png`` path.
+        path: output path; its suffix picks the format (:data:`PLOT_FORMATS`: ``.png``, ``.svg``, ``.pdf``),
+            any other is a ``ParamError``.
         labels: row labels (default ``"schedule k"``).
         title: figure title.
     Returns:
         ``path`` as a ``Path``.
     """
+    fmt = plot_format(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +102,7 @@ def plot_schedule(
     )
     fig.tight_layout()
     out = Path(path)
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+    with atomic_path(out, suffix=out.suffix) as tmp:
+        fig.savefig(tmp, format=fmt, bbox_inches="tight")
     plt.close(fig)
     return out

@@ -28,8 +28,8 @@ from gimbal.baselines.deblurgan.discriminator import (
 )
 from gimbal.baselines.deblurgan.generator import PARAM_GROUP, FPNMobileNetGenerator, _check_images
 from gimbal.baselines.deblurgan.losses import ContentLoss
+from gimbal.checkpoint import save_checkpoint, verify_checksum
 from gimbal.errors import DataError, ParamError, ShapeError
-from gimbal.io import save_torch_atomic
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -254,14 +254,15 @@ class DeblurGANv2:
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a checkpoint atomically (temp file + fsync + rename)."""
-        save_torch_atomic(path, self.state_dict())
+        """Write a checkpoint atomically (temp file + fsync + rename) with the sha256 of its tensors."""
+        save_checkpoint(path, self.state_dict())
 
     def load(self, path: str | os.PathLike[str]) -> DeblurGANv2:
         """Load a checkpoint written by :meth:`save` into this model (networks, optimisers, step); returns self.
 
-        Raises :class:`DataError` naming the file if it is missing, unreadable, not a DeblurGAN-v2
-        checkpoint, or built with a different architecture config (the message lists the differing keys).
+        Raises :class:`DataError` naming the file if it is missing, unreadable, fails its tensor checksum, is
+        not a DeblurGAN-v2 checkpoint, or built with a different architecture config (the message lists the
+        differing keys).
         """
         return self.load_state(_read_checkpoint(path), path)
 
@@ -321,6 +322,7 @@ def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means a bad file
         raise DataError(f"{path}: not a readable DeblurGAN-v2 checkpoint ({exc}); delete it and re-train") from exc
+    ckpt = verify_checksum(ckpt, path)
     ok = isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT and isinstance(ckpt.get("config"), dict)
     if not ok:
         raise DataError(

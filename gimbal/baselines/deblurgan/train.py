@@ -27,10 +27,10 @@ import torch
 from tqdm import tqdm
 
 from gimbal.baselines.deblurgan.model import CHECKPOINT_FORMAT, PARAM_GROUP, DeblurGANConfig, DeblurGANv2
-from gimbal.checkpoint import Resumable, run_fingerprint
+from gimbal.checkpoint import Resumable, run_fingerprint, verify_checksum
 from gimbal.config import Config
 from gimbal.data.irradiance import clip_batches, fixed_irradiance_set, make_irradiance
-from gimbal.errors import DataError, ParamError
+from gimbal.errors import DataError, Interrupted, ParamError
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.params import group_dict
@@ -61,6 +61,7 @@ def load_deblurgan_weights(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling/zip error means a bad file
         raise DataError(f"{where}: not a readable torch weights file ({exc})") from exc
+    state = verify_checksum(state, where)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and isinstance(state.get("config"), dict):
         saved = state["config"]
         mine = {"channels": channels, **{k: getattr(config, k) for k in DeblurGANConfig.ARCH_KEYS[1:]}}
@@ -173,27 +174,35 @@ def train_deblurgan(
         batches = clip_batches(shards_dir, "train", dcfg.batch_size, tcfg.loader, seeds.loader, ctx, device)
         bar = tqdm(range(start, dcfg.steps), desc="train deblurgan", initial=start, total=dcfg.steps,
                    disable=not progress, dynamic_ncols=True)
-        for step in bar:
-            t0 = time.perf_counter()
-            clips = run.clips(step, batches, tcfg.samples_per_clip)
-            with torch.no_grad():
-                irr = make_irradiance(clips, augment, camera, channels, gen)
-                sensor.set_seed(step_noise_seed(cfg.seed, step))
-                blurred = full_exposure_image(sensor, irr)
-                sharp = ground_truth(irr, camera).to(blurred.dtype)
-            losses = model.training_step(blurred, sharp)
-            if not math.isfinite(losses["loss_g"]):
-                raise FloatingPointError(f"train deblurgan: generator loss became {losses['loss_g']} at step {step}")
-            step_times.append(time.perf_counter() - t0)
-            done = step + 1
-            logged = {f"train/{k}": v for k, v in losses.items()}
-            bar.set_postfix(loss_g=f"{losses['loss_g']:.4f}", mse=f"{losses['mse']:.5f}")
-            if done % tcfg.val_every == 0 or done == dcfg.steps:
-                last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device)
-                logged.update({f"val/{k}": v for k, v in last_val.items()})
-            run.log(step, logged)
-            if done % tcfg.checkpoint_every == 0 and done < dcfg.steps:
-                run.save(done, model.state_dict())
+        try:
+            step = start
+            for step in bar:
+                t0 = time.perf_counter()
+                clips = run.clips(step, batches, tcfg.samples_per_clip)
+                with torch.no_grad():
+                    irr = make_irradiance(clips, augment, camera, channels, gen)
+                    sensor.set_seed(step_noise_seed(cfg.seed, step))
+                    blurred = full_exposure_image(sensor, irr)
+                    sharp = ground_truth(irr, camera).to(blurred.dtype)
+                losses = model.training_step(blurred, sharp)
+                if not math.isfinite(losses["loss_g"]):
+                    raise run.diverged("train deblurgan", step, losses["loss_g"],
+                                       [k for k, v in losses.items() if not math.isfinite(v)], {"baselines.deblurgan.lr": dcfg.lr},
+                                       "lower baselines.deblurgan.lr (changed params start over)")
+                step_times.append(time.perf_counter() - t0)
+                done = step + 1
+                logged = {f"train/{k}": v for k, v in losses.items()}
+                bar.set_postfix(loss_g=f"{losses['loss_g']:.4f}", mse=f"{losses['mse']:.5f}")
+                if done % tcfg.val_every == 0 or done == dcfg.steps:
+                    last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device)
+                    logged.update({f"val/{k}": v for k, v in last_val.items()})
+                run.log(step, logged)
+                if done % tcfg.checkpoint_every == 0 and done < dcfg.steps:
+                    run.save(done, model.state_dict())
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Interrupted):
+                raise
+            raise run.interrupted("train deblurgan", step) from None
         bar.close()
     if not last_val:
         last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device)
