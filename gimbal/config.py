@@ -49,32 +49,12 @@ __all__ = [
     "parse_config",
 ]
 
-GROUPS: dict[str, type] = {
-    "samples": SamplesConfig,
-    "data": DataConfig,
-    "clips": ClipsConfig,
-    "interpolate": InterpolateConfig,
-    "shards": ShardConfig,
-    "sensor": SensorConfig,
-    "exposure": ExposureConfig,
-    "augment": AugmentConfig,
-    "model": ModelConfig,
-    "loss": LossConfig,
-    "train": TrainConfig,
-    "eval": EvalConfig,
-}
-"""Params group -> its config dataclass."""
-
-
 @dataclass(frozen=True)
 class BaselinesConfig:
     """Params group ``baselines``: one sub-group per trained baseline."""
 
     deblurgan: DeblurGANConfig = DeblurGANConfig()
 
-
-TOP_LEVEL: tuple[str, ...] = ("seed", *GROUPS, "variants", "baselines")
-"""Every top-level key of the params file (the names a stage may declare it uses)."""
 
 DEFAULT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "gimbal": {},
@@ -152,6 +132,14 @@ class Config:
             merged.append(dataclasses.replace(base, **{k: getattr(parsed, k) for k in keys}))
         model, exposure = merged
         return model, exposure
+
+
+_NOT_GROUPS = ("seed", "variants", "baselines", "raw")
+GROUPS: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(Config) if f.name not in _NOT_GROUPS}
+"""Params group -> its config dataclass (the group fields of :class:`Config`, in file order)."""
+
+TOP_LEVEL: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config) if f.name != "raw")
+"""Every top-level key of the params file (the names a stage may declare it uses)."""
 
 
 def _check_variants(variants: Any) -> dict[str, dict[str, dict[str, Any]]]:

@@ -222,20 +222,23 @@ def disk_full_named(path: str | os.PathLike[str], need_bytes: Any = None) -> Ite
     except OSError as exc:
         if exc.errno != errno.ENOSPC or isinstance(exc, DiskFullError):
             raise
-        raise DiskFullError(_disk_full_message(exc.filename or path, need_bytes)) from None
+        raise DiskFullError(_disk_full_message(exc.filename or path, _bytes(need_bytes))) from None
     except RuntimeError as exc:
         text = str(exc)
         if "inline_container" not in text and "file write failed" not in text:
             raise
-        need = need_bytes() if callable(need_bytes) else need_bytes
+        need = _bytes(need_bytes)
         free = shutil.disk_usage(Path(path).parent if Path(path).parent.exists() else ".").free
         if need is not None and free >= need:
             raise
-        raise DiskFullError(_disk_full_message(path, need_bytes)) from None
+        raise DiskFullError(_disk_full_message(path, need)) from None
 
 
-def _disk_full_message(path: Any, need_bytes: Any) -> str:
-    need = need_bytes() if callable(need_bytes) else need_bytes
+def _bytes(need_bytes: Any) -> int | None:
+    return need_bytes() if callable(need_bytes) else need_bytes
+
+
+def _disk_full_message(path: Any, need: int | None) -> str:
     size = f"; needs about {max(1, round(need / 1e6))} MB" if need else ""
     return f"no space left on device writing {path}{size}; free some space (or move the repo) and re-run"
 

@@ -80,6 +80,11 @@ class DeblurGANConfig:
                  "d_local_layers", "d_global_layers")
     RECIPE_KEYS = ("steps", "batch_size", "weights")
 
+    def arch(self, channels: int) -> dict[str, Any]:
+        """The architecture-defining values (:data:`ARCH_KEYS`) of a model of ``channels`` image channels: a
+        checkpoint loads only into a model with the same ones."""
+        return {k: channels if k == "channels" else getattr(self, k) for k in self.ARCH_KEYS}
+
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ParamError:
             return ParamError(f"params: '{PARAM_GROUP}.{key}' {why}, got {getattr(self, key)!r}")
@@ -231,7 +236,7 @@ class DeblurGANv2:
 
     def arch(self) -> dict[str, Any]:
         """The architecture-defining values (must match for a checkpoint to load)."""
-        return {k: self.channels if k == "channels" else getattr(self.config, k) for k in DeblurGANConfig.ARCH_KEYS}
+        return self.config.arch(self.channels)
 
     def stored_config(self) -> dict[str, Any]:
         """The config a checkpoint stores: ``channels``, the model's keys of :class:`DeblurGANConfig` (not the

@@ -64,7 +64,7 @@ def load_deblurgan_weights(
     state = verify_checksum(state, where)
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and isinstance(state.get("config"), dict):
         saved = state["config"]
-        mine = {"channels": channels, **{k: getattr(config, k) for k in DeblurGANConfig.ARCH_KEYS[1:]}}
+        mine = config.arch(channels)
         arch = {k: saved[k] for k in DeblurGANConfig.ARCH_KEYS if k in saved}
         changed = {k: (mine[k], v) for k, v in arch.items() if mine[k] != v}
         if changed:
