@@ -18,6 +18,7 @@ Differences from the stages: clips are drawn uniformly at random per step (no sh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -37,7 +38,9 @@ from gimbal.data.irradiance import make_irradiance  # noqa: E402
 from gimbal.evaluate import MODEL_VARIANTS, evaluate_methods  # noqa: E402
 from gimbal.metrics import psnr  # noqa: E402
 from gimbal.runtime import Seeds, step_noise_seed  # noqa: E402
-from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, ground_truth, load_system, save_system  # noqa: E402,E501
+from gimbal.data.irradiance import Scenes  # noqa: E402
+from gimbal.display import Display  # noqa: E402
+from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system, save_system  # noqa: E402
 from gimbal.train import validate  # noqa: E402
 
 
@@ -62,13 +65,13 @@ def load_params(overrides: list[str]) -> dict[str, Any]:
 
 
 def dump(npz: Path, shards: Path) -> None:
-    """Decode the train and test shards to ``npz`` (``(N, T, 1, H, W)`` uint8 luma, BT.601)."""
+    """Decode the train, val and test shards to ``npz`` (``(N, T, 1, H, W)`` uint8 luma, BT.601)."""
     import kornia
 
     from gimbal.data.loader import make_loader
 
     out = {}
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         clips = []
         for batch, _ in make_loader(shards, split, batch_size=1, backend="torch", shuffle=False, seed=0, rank=0,
                                     world_size=1, dtype=torch.uint8):
@@ -78,14 +81,15 @@ def dump(npz: Path, shards: Path) -> None:
     np.savez_compressed(npz, **out)
 
 
-def fixed_set(test: torch.Tensor, params: dict[str, Any], camera: Any, seed: int, n: int, full_frame: bool,
-              window: int | None = None) -> list[torch.Tensor]:
-    """Irradiance batches of the first ``n`` test clips, augmented with a generator seeded by ``seed``."""
+def fixed_set(clips: torch.Tensor, params: dict[str, Any], camera: Any, seed: int, n: int, full_frame: bool,
+              window: int | None = None) -> list[Scenes]:
+    """Scene batches of the first ``n`` clips of ``clips`` (one split), augmented (no flips) with a generator seeded
+    by ``seed``, as :func:`gimbal.data.irradiance.fixed_irradiance_set`."""
     cfg = parse_config(params)
-    aug = cfg.augment
+    aug = dataclasses.replace(cfg.augment, flips=False)
     gen = torch.Generator().manual_seed(seed)
     bs = cfg.eval.batch_size
-    return [make_irradiance(test[i: min(i + bs, n)], aug, camera, 1, gen, window, full_frame=full_frame)
+    return [make_irradiance(clips[i: min(i + bs, n)], aug, camera, 1, gen, window, full_frame=full_frame)
             for i in range(0, n, bs)]
 
 
@@ -101,8 +105,8 @@ def _train_step(system: GimbalSystem, opt: torch.optim.Optimizer, clips: torch.T
                 gen: torch.Generator, step: int) -> None:
     """One step as the train stage takes it: augment (no autograd), capture, reconstruct, eq. 18 loss, Adam."""
     with torch.inference_mode():
-        irr = make_irradiance(clips, aug, system.sensor.camera, 1, gen, exposure=system.sensor.exposure)
-    result = system(irr.clone(), step)
+        scenes = make_irradiance(clips, aug, system.sensor.camera, 1, gen, exposure=system.sensor.exposure)
+    result = system(scenes.irradiance.clone(), step, srgb=scenes.srgb.clone())
     opt.zero_grad(set_to_none=True)
     result.loss.backward()
     opt.step()
@@ -112,7 +116,7 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
           max_seconds: float | None = None) -> None:
     data = np.load(npz)
     train_clips = torch.from_numpy(data["train"]).to(device)
-    test = torch.from_numpy(data["test"]).to(device)
+    val_clips = torch.from_numpy(data["val"]).to(device)
     cfg = parse_config(params)
     tcfg, seed, aug = cfg.train, cfg.seed, cfg.augment
     torch.manual_seed(seed)
@@ -122,16 +126,17 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
     if method == "deblurgan":
         dcfg = cfg.baselines.deblurgan
         sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()
+        display = Display.for_camera(cfg.eval.target, sensor.camera, aug.white_level)
         model = DeblurGANv2(dcfg, cfg.model.channels, seed, device=device)
         for step in range(dcfg.steps):
             if _out_of_time(method, step, t0, max_seconds):
                 break
             idx = torch.randint(0, len(train_clips), (dcfg.batch_size,), generator=pick)
             with torch.no_grad():
-                irr = make_irradiance(train_clips[idx], aug, sensor.camera, 1, gen)
+                scenes = make_irradiance(train_clips[idx], aug, sensor.camera, 1, gen)
                 sensor.set_seed(step_noise_seed(seed, step))  # as the train_deblurgan stage
-                blurred = full_exposure_image(sensor, irr)
-                sharp = ground_truth(irr, sensor.camera).to(blurred.dtype)
+                blurred = full_exposure_image(sensor, scenes.irradiance, display)
+                sharp = display.ground_truth(scenes.irradiance, scenes.srgb, sensor.camera).to(blurred.dtype)
             losses = model.training_step(blurred, sharp)
             if (step + 1) % tcfg.val_every == 0:
                 print(json.dumps({"method": method, "step": step + 1, "secs": round(time.time() - t0),
@@ -145,7 +150,7 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
     if exposure:
         groups.append({"params": exposure, "lr": tcfg.exposure_lr or tcfg.lr})
     opt = torch.optim.Adam(groups)
-    val = fixed_set(test, params, system.sensor.camera, seed + 10_000, min(tcfg.val_clips * 2, len(test)),
+    val = fixed_set(val_clips, params, system.sensor.camera, seed + 10_000, min(tcfg.val_clips, len(val_clips)),
                     full_frame=False)
     for step in range(tcfg.steps):
         if _out_of_time(method, step, t0, max_seconds):
@@ -170,9 +175,12 @@ def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[
     sensor = build_sensor(parse_config(params), learn_exposure=False)
     batches = fixed_set(test, params, sensor.camera, cfg.seed, min(cfg.clips, len(test)), cfg.full_frame,
                         cfg.window_frames)
-    result = evaluate_methods(systems, deblurgan, sensor, batches, cfg.seed, 0, device)
-    summary = {"eval": result.summary(), "schedules_us": {v: result.schedules[v]["durations_us"] for v in systems},
-               "frame_size": list(batches[0].shape[-2:]), "clips": sum(b.shape[0] for b in batches)}
+    display = Display.for_camera(cfg.target, sensor.camera, parse_config(params).augment.white_level)
+    result = evaluate_methods(systems, deblurgan, sensor, batches, cfg.seed, display, 0, device)
+    summary = {"eval": result.intervals(cfg.seed),
+               "schedules_us": {v: result.schedules[v]["durations_us"] for v in systems},
+               "frame_size": list(batches[0].irradiance.shape[-2:]),
+               "clips": sum(b.irradiance.shape[0] for b in batches)}
     print(json.dumps(summary, indent=1), flush=True)
     return summary
 
@@ -196,21 +204,22 @@ def time_steps(npz: Path, method: str, params: dict[str, Any], device: str, step
     return times
 
 
-def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str, split: str = "test") -> dict[str, Any]:
+def score_deblurgan(npz: Path, out: Path, params: dict[str, Any], device: str, split: str = "val") -> dict[str, Any]:
     """PSNR of ``out/deblurgan.pt`` and of its input, the full exposure, on the evaluation scenes (``eval`` group:
     whole frames unless ``eval.full_frame=false``) of ``split``, with the evaluation's seeded exact-Poisson noise."""
     test = torch.from_numpy(np.load(npz)[split]).to(device)
     cfg = parse_config(params).eval
     model = DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(), device=device)
     sensor = build_sensor(parse_config(params), learn_exposure=False).to(device).eval()
+    display = Display.for_camera(cfg.target, sensor.camera, parse_config(params).augment.white_level)
     n = len(test) if split == "train" else min(cfg.clips, len(test))
     batches = fixed_set(test, params, sensor.camera, cfg.seed, n, cfg.full_frame, cfg.window_frames)
     sensor.set_seed(cfg.seed)
     full, restored = [], []
     with torch.no_grad():
-        for irr in batches:
-            blurred = full_exposure_image(sensor, irr)
-            target = ground_truth(irr, sensor.camera).to(blurred.dtype)
+        for scenes in batches:
+            blurred = full_exposure_image(sensor, scenes.irradiance, display)
+            target = display.ground_truth(scenes.irradiance, scenes.srgb, sensor.camera).to(blurred.dtype)
             full += psnr(blurred, target, reduction="none").tolist()
             restored += psnr(model.enhance(blurred), target, reduction="none").tolist()
     result = {"split": split, "full_exposure": round(sum(full) / len(full), 3),
@@ -230,7 +239,8 @@ def main() -> None:
     parser.add_argument("--shards", type=Path, default=Path("data/shards"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-seconds", type=float, default=None, help="train: stop (and save) after this long")
-    parser.add_argument("--split", choices=["train", "test"], default="test", help="score-deblurgan: the clips scored")
+    parser.add_argument("--split", choices=["train", "val", "test"], default="val",
+                        help="score-deblurgan: the clips scored (choose on val; test only for the final report)")
     args = parser.parse_args()
     if args.action == "dump":
         dump(args.npz, args.shards)

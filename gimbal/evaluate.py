@@ -17,7 +17,8 @@ Methods (:data:`METHODS`):
 - ``full_exposure``: floor, the full-exposure image itself (one exposure of the whole budget ``T``);
 - ``middle_frame``: floor, the exposure-normalized middle frame of the learned burst.
 
-All scores are PSNR / SSIM in display space (gamma) against :func:`gimbal.system.ground_truth`.
+All scores are PSNR / SSIM in display space against the target of ``eval.target`` (:mod:`gimbal.display`;
+default: the sRGB middle frame, the authors' target, with outputs through their sRGB-like curve).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from tqdm import tqdm
@@ -37,15 +38,18 @@ from gimbal.baselines.deblurgan import DeblurGANv2
 from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import read_shard_index
 from gimbal.data.sources import scores_by_source, shard_clip_kinds
+from gimbal.display import TARGETS, Display
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.plots import plot_example_grid, plot_method_scores
 from gimbal.sensor.model import Sensor
+from gimbal.stats import bootstrap_mean, paired_difference
 from gimbal.sensor.plot import plot_schedule
 from gimbal.runtime import resolve_device
 from gimbal.sensor.camera import CameraSpec
-from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, ground_truth, load_system, middle_frame_image
+from gimbal.data.irradiance import Scenes
+from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system, middle_frame_image
 
 if TYPE_CHECKING:  # gimbal.config imports this module (for EvalConfig)
     from gimbal.config import Config
@@ -53,6 +57,7 @@ if TYPE_CHECKING:  # gimbal.config imports this module (for EvalConfig)
 __all__ = [
     "EXAMPLE_COLUMNS",
     "LABELS",
+    "MARGINS",
     "METHODS",
     "MODEL_VARIANTS",
     "EvalConfig",
@@ -70,6 +75,11 @@ MODEL_VARIANTS: tuple[str, ...] = ("gimbal", "gimbal_uniform", "kpn")
 LEARNED = "gimbal"
 """The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
 METHODS: tuple[str, ...] = (*MODEL_VARIANTS, "deblurgan", "full_exposure", "middle_frame")
+MARGINS: tuple[tuple[str, str], ...] = (
+    ("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"), ("kpn", "full_exposure"),
+    ("deblurgan", "full_exposure"),
+)
+"""The paper's comparisons ``(a, b)``: each is reported as the paired difference ``a - b`` over the test clips."""
 LABELS: dict[str, str] = {
     "gimbal": "Ours (learned exp.)",
     "gimbal_uniform": "Ours (uniform exp.)",
@@ -99,16 +109,22 @@ class EvalConfig:
         full_frame: score the whole frames of the held-out clips, resized by the training scale
             ``augment.out_size / augment.center`` (``False``: one random ``augment.crop`` window per clip, as
             in training).
+        target: what every method is scored against, in training too (:mod:`gimbal.display`): ``srgb`` (the
+            authors': the sRGB middle frame, outputs through the released sRGB-like curve) or ``sensor`` (the
+            noise-free full-budget exposure in the camera's DN range, 2.2 power curve).
     """
 
-    clips: int = 8
+    clips: int = 16
     seed: int = 1
     examples: int = 2
     batch_size: int = 4
     window_frames: int | None = None
     full_frame: bool = True
+    target: Literal["srgb", "sensor"] = "srgb"
 
     def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ParamError(f"params: 'eval.target' must be one of {list(TARGETS)}, got {self.target!r}")
         if self.clips < 1 or self.batch_size < 1:
             raise ParamError(f"params: 'eval.clips' and 'eval.batch_size' must be >= 1, got {self.clips}, "
                              f"{self.batch_size}")
@@ -137,6 +153,33 @@ class EvalResult:
     def summary(self) -> dict[str, dict[str, float]]:
         """``{method: {"psnr": mean dB, "ssim": mean}}`` in :data:`METHODS` order (rounded to 1e-4)."""
         return {m: {k: round(sum(v) / len(v), 4) for k, v in s.items()} for m, s in self.scores.items()}
+
+    def intervals(self, seed: int = 0) -> dict[str, Any]:
+        """The means of :meth:`summary` with 95% bootstrap intervals over the test clips (``psnr_lo``, ``psnr_hi``,
+        ``ssim_lo``, ``ssim_hi``), and under ``margins`` the paired difference of every :data:`MARGINS` pair
+        (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``), resampling clips with ``seed``.
+        With a single clip no interval exists: only the means are given."""
+        out: dict[str, Any] = {}
+        n = min(len(s["psnr"]) for s in self.scores.values())
+        for method, s in self.scores.items():
+            row: dict[str, float] = {}
+            for metric in ("psnr", "ssim"):
+                if n < 2:
+                    row[metric] = round(sum(s[metric]) / len(s[metric]), 4)
+                    continue
+                ci = bootstrap_mean(s[metric], seed=seed)
+                row |= {metric: round(ci.mean, 4), f"{metric}_lo": round(ci.lo, 4), f"{metric}_hi": round(ci.hi, 4)}
+            out[method] = row
+        if n >= 2:
+            out["margins"] = {}
+            for a, b in MARGINS:
+                row = {}
+                for metric in ("psnr", "ssim"):
+                    ci = paired_difference(self.scores[a][metric], self.scores[b][metric], seed=seed)
+                    row |= {metric: round(ci.mean, 4), f"{metric}_lo": round(ci.lo, 4), f"{metric}_hi": round(ci.hi, 4)}
+                out["margins"][f"{a}-{b}"] = row
+        out["clips"] = n
+        return out
 
 
 def _model_file(models_dir: Path, name: str) -> Path:
@@ -175,26 +218,32 @@ def evaluate_methods(
     systems: dict[str, GimbalSystem],
     deblurgan: DeblurGANv2,
     sensor: Sensor,
-    batches: Sequence[torch.Tensor],
+    batches: Sequence[Scenes],
     seed: int,
+    display: Display,
     examples: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> EvalResult:
-    """Score every method of :data:`METHODS` on fixed irradiance ``batches`` (each ``(b, T_f, C, H, W)`` e-/s).
+    """Score every method of :data:`METHODS` on fixed scene ``batches`` (irradiance ``(b, T_f, C, H, W)`` e-/s and
+    sRGB middle frames), against ``display``'s target (floors through ``display.floor``).
 
-    ``systems`` maps each of :data:`MODEL_VARIANTS` to a trained :class:`GimbalSystem`; ``sensor`` captures the
-    full exposure of the single-image methods (and defines the ground truth's camera). Each method's captures
+    ``systems`` maps each of :data:`MODEL_VARIANTS` to a trained :class:`GimbalSystem` (trained for ``display``'s
+    target); ``sensor`` captures the full exposure of the single-image methods (and defines the ground truth's camera). Each method's captures
     start from ``set_seed(seed)`` with exact Poisson noise (eval mode), so equal schedules give equal bursts.
     ``examples``: keep the first ``examples`` clips' images of every method and the ground truth.
     """
     missing = [v for v in MODEL_VARIANTS if v not in systems]
     if missing:
         raise ParamError(f"evaluate_methods: missing trained systems for {missing}")
+    wrong = [v for v in MODEL_VARIANTS if systems[v].display.target != display.target]
+    if wrong:
+        raise ParamError(f"evaluate: models {wrong} were trained for another target than eval.target "
+                         f"'{display.target}'; re-train them (dvc repro)")
     result = EvalResult(scores={m: {"psnr": [], "ssim": []} for m in METHODS})
     kept: dict[str, list[torch.Tensor]] = {m: [] for m in (*METHODS, "ground_truth")}
     sensor = sensor.to(device).eval()
-    targets = [ground_truth(irr.to(device), sensor.camera) for irr in batches]
+    targets = [display.ground_truth(sc.irradiance, sc.srgb, sensor.camera).to(device) for sc in batches]
 
     def record(method: str, k: int, images: torch.Tensor) -> None:
         target = targets[k].to(images.dtype)
@@ -210,15 +259,16 @@ def evaluate_methods(
         system = systems[variant].to(device).eval()
         system.sensor.set_seed(seed)
         result.schedules[variant] = system.sensor.schedule_us()
-        for k, irr in enumerate(batches):
-            captured = system.sensor(irr.to(device))
+        for k, scenes in enumerate(batches):
+            captured = system.sensor(scenes.irradiance.to(device))
             record(variant, k, system.reconstruct(captured.burst, captured.durations_s).image)
             if variant == LEARNED:
-                record("middle_frame", k, middle_frame_image(system.sensor, captured.burst, captured.durations_s))
+                record("middle_frame", k, middle_frame_image(system.sensor, captured.burst, captured.durations_s,
+                                                             display))
             bar.update()
     sensor.set_seed(seed)  # single-image methods: one full exposure, shared
-    for k, irr in enumerate(batches):
-        blurred = full_exposure_image(sensor, irr.to(device))
+    for k, scenes in enumerate(batches):
+        blurred = full_exposure_image(sensor, scenes.irradiance.to(device), display)
         record("full_exposure", k, blurred)
         record("deblurgan", k, deblurgan.enhance(blurred))
         bar.update()
@@ -234,7 +284,7 @@ def evaluate_methods(
 def _test_clip_ids(shards_dir: Path, n: int) -> list[str]:
     """Keys of the first ``n`` test clips in shard order (the order of :func:`fixed_irradiance_set`)."""
     try:
-        shards = read_shard_index(shards_dir)["splits"]["test"]["shards"]
+        shards = read_shard_index(shards_dir, "test")["splits"]["test"]["shards"]
         keys = [key for shard in shards for key in shard["keys"]]
     except (DataError, KeyError, TypeError):
         keys = []
@@ -272,15 +322,16 @@ def evaluate(
     examples_dir: Path = Path("plots/examples"),
     schedule_plot: Path = Path("plots/exposures_eval.png"),
     progress: bool = True,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, Any]:
     """Evaluate every method on the fixed test scenes and write all outputs atomically.
 
-    Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means), ``<metrics_path stem>_by_source.json``
+    Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, with 95% bootstrap intervals over the test
+    clips, the paired differences of :data:`MARGINS` under ``margins``, and ``clips``; :meth:`EvalResult.intervals`), ``<metrics_path stem>_by_source.json``
     (the same per source kind, ``{real | synthetic: {method: ...}}``), ``per_clip_csv`` (clip, clip_id, kind,
     method, psnr, ssim), ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per
     method with per-clip points), ``examples_dir/example_<k>.png`` (Fig. 7 style grids, ``eval.examples`` of
     them; the directory is replaced) and ``schedule_plot`` (learned vs uniform shutter schedule).
-    Returns the summary written to ``metrics_path``.
+    Returns the metrics written to ``metrics_path``.
     """
     ecfg, tcfg = cfg.eval, cfg.train
     device = resolve_device(tcfg.device, "params 'train.device'")
@@ -289,17 +340,24 @@ def evaluate(
     batches = fixed_irradiance_set(Path(shards_dir), "test", ecfg.clips, ecfg.batch_size, cfg.augment, sensor.camera,
                                    cfg.model.channels, ecfg.seed, tcfg.loader, device,
                                    window_frames=ecfg.window_frames, full_frame=ecfg.full_frame)
-    n = sum(b.shape[0] for b in batches)
+    n = sum(b.irradiance.shape[0] for b in batches)
     if n < ecfg.clips:
         log.warning("evaluate: the test split has only %d clips (eval.clips = %d)", n, ecfg.clips)
     clip_ids = _test_clip_ids(Path(shards_dir), n)
     kinds = (shard_clip_kinds(Path(shards_dir), "test") + ["real"] * n)[:n]  # source kind of each scored clip
-    result = evaluate_methods(systems, deblurgan, sensor, batches, ecfg.seed, min(ecfg.examples, n), device, progress)
+    display = Display.for_camera(ecfg.target, sensor.camera, cfg.augment.white_level)
+    result = evaluate_methods(systems, deblurgan, sensor, batches, ecfg.seed, display, min(ecfg.examples, n), device,
+                              progress)
     summary = result.summary()
+    metrics = result.intervals(ecfg.seed)
     by_source = {k: v for k, v in scores_by_source(result.scores, kinds).items() if k != "all"}
 
-    for method in ("gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame"):
-        log.info("%-16s PSNR %6.2f dB  SSIM %.4f", method, summary[method]["psnr"], summary[method]["ssim"])
+    for method in METHODS:
+        m = metrics[method]
+        ci = f" [{m['psnr_lo']:.2f}, {m['psnr_hi']:.2f}]" if "psnr_lo" in m else ""
+        log.info("%-16s PSNR %6.2f dB%s  SSIM %.4f", method, m["psnr"], ci, m["ssim"])
+    for name, m in metrics.get("margins", {}).items():
+        log.info("%-28s %+6.2f dB [%+.2f, %+.2f] (paired, 95%%)", name, m["psnr"], m["psnr_lo"], m["psnr_hi"])
     write_bytes_atomic(per_clip_csv, _per_clip_csv(result, clip_ids, kinds))
     write_bytes_atomic(by_method_csv, _by_method_csv(summary))
     plot_method_scores(result.scores, bar_plot, labels=LABELS,
@@ -318,5 +376,5 @@ def evaluate(
     plot_schedule([result.schedules[LEARNED], result.schedules["gimbal_uniform"]], schedule_plot,
                   labels=[LABELS[LEARNED], LABELS["gimbal_uniform"]], title="Shutter schedules evaluated")
     write_json_atomic(metrics_path.with_name(metrics_path.stem + "_by_source.json"), by_source)
-    write_json_atomic(metrics_path, summary)
-    return summary
+    write_json_atomic(metrics_path, metrics)
+    return metrics

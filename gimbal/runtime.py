@@ -94,6 +94,8 @@ class TrainConfig:
         checkpoint_every: save a resumable checkpoint every this many steps.
         loader: ``auto`` (DALI when it works, else PyTorch/PyAV), ``dali`` or ``torch``.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (:func:`resolve_device`).
+        clock: what the annealed loss (eq. 18, ``beta alpha^t``) and the GenGS temperature count as ``t``:
+            ``iterations`` (the paper) or ``examples`` (the released code: examples seen, ``t x batch x GPUs``).
     """
 
     steps: int = 500
@@ -102,12 +104,15 @@ class TrainConfig:
     exposure_lr: float | None = None
     samples_per_clip: int = 8
     val_every: int = 50
-    val_clips: int = 4
+    val_clips: int = 7
     checkpoint_every: int = 50
     loader: Literal["auto", "dali", "torch"] = "auto"
     device: str = "auto"
+    clock: Literal["iterations", "examples"] = "iterations"
 
     def __post_init__(self) -> None:
+        if self.clock not in ("iterations", "examples"):
+            raise ParamError(f"params: 'train.clock' must be 'iterations' or 'examples', got {self.clock!r}")
         for key in ("steps", "batch_size", "val_every", "val_clips", "checkpoint_every", "samples_per_clip"):
             if getattr(self, key) < 1:
                 raise ParamError(f"params: 'train.{key}' must be >= 1, got {getattr(self, key)}")
@@ -121,6 +126,11 @@ class TrainConfig:
                 kind = None
             if kind not in ("cpu", "cuda"):
                 raise DeviceError(f"params: 'train.device' must be {DEVICE_CHOICES}, got {self.device!r}")
+
+
+    def clock_time(self, step: int, world: int = 1) -> int:
+        """``t`` of the annealed loss and of GenGS at optimisation step ``step`` (see ``clock``), ``world`` ranks."""
+        return step * self.batch_size * world if self.clock == "examples" else step
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 """The end-to-end system: sensor (learnable exposures) + reconstruction network.
 
 ``GimbalSystem`` maps a dense irradiance clip ``(B, T_f, C, H, W)`` (photo-electrons per
-second) to a reconstructed image ``(B, C, H, W)`` in display (gamma) space, and builds the
-matching ground truth: the middle instant of the clip as a noise-free exposure of the whole
-budget ``T`` (the brightness that eq. 14 normalizes every frame to), clipped to the ADC
-range, then gamma-encoded like the network output (eq. 15).
+second) to a reconstructed image ``(B, C, H, W)`` in display space, and picks the matching
+ground truth (:class:`gimbal.display.Display`: by default the clip's sRGB middle frame, the
+authors' target; ``eval.target: sensor`` the noise-free full-budget exposure of the middle instant).
 
 Model variants (the paper's ablations and the KPN baseline) are ``model`` and ``exposure`` param
 overrides under ``variants.<name>`` in ``params.yaml``; :meth:`gimbal.config.Config.variant` applies them.
@@ -22,10 +21,10 @@ import torch
 from torch import nn
 
 from gimbal.checkpoint import save_checkpoint, verify_checksum
-from gimbal.errors import DataError, ParamError, ShapeError
+from gimbal.display import Display
+from gimbal.errors import DataError, ParamError
 from gimbal.losses import LossConfig, gimbal_loss
-from gimbal.models.net import GimbalNet, GimbalOutput, gamma
-from gimbal.sensor.camera import CameraSpec
+from gimbal.models.net import GimbalNet, GimbalOutput
 from gimbal.sensor.model import Sensor
 
 if TYPE_CHECKING:  # gimbal.config imports the modules that define the groups, this one among them
@@ -38,48 +37,24 @@ def build_sensor(cfg: Config, learn_exposure: bool = True, seed: int | None = No
     return Sensor.from_config(cfg.sensor, cfg.exposure, learn_exposure, cfg.seed if seed is None else seed)
 
 
-def to_display(linear: torch.Tensor) -> torch.Tensor:
-    """Linear image in exposure-normalized units -> display space: clip to [0, 1], gamma (as eq. 15 output)."""
-    return gamma(linear.clamp(0.0, 1.0))
-
-
-def ground_truth(irradiance: torch.Tensor, camera: CameraSpec) -> torch.Tensor:
-    """Ideal target image from a dense clip.
-
-    The middle sample ``T_f // 2`` (the original, not interpolated, frame) integrated as if
-    static over the full budget ``T`` without noise: ``K * E_mid * T / (2^m - 1)`` clipped to
-    [0, 1] (a linear image in the units of the exposure-normalized burst, eq. 14), then
-    gamma-encoded as the network output (eq. 15).
-
-    Args:
-        irradiance: ``(B, T_f, C, H, W)`` electrons per second.
-        camera: the sensor's :class:`CameraSpec` (gain in DN/e-, bits, budget in s).
-
-    Returns:
-        ``(B, C, H, W)`` target in display space [0, 1].
-    """
-    if irradiance.dim() != 5:
-        raise ShapeError(f"ground_truth: expected irradiance (B, T_f, C, H, W), got {tuple(irradiance.shape)}")
-    mid = irradiance[:, irradiance.shape[1] // 2]
-    return to_display(mid * (camera.budget_s * camera.gain_dn_per_e / camera.max_dn))
-
-
-def full_exposure_image(sensor: Sensor, irradiance: torch.Tensor, step: int = 0,
+def full_exposure_image(sensor: Sensor, irradiance: torch.Tensor, display: Display, step: int = 0,
                         generator: torch.Generator | None = None) -> torch.Tensor:
     """The single-image baselines' input: one exposure of the whole budget ``T`` through ``sensor``.
 
-    ``irradiance (B, T_f, C, H, W)`` e-/s -> ``(B, C, H, W)`` display space: the raw image in [0, 1] DN
-    (already at the ground truth's brightness, eq. 14 scale ``T / T = 1``), clipped, gamma-encoded. The
-    noise model follows ``sensor``'s mode (eval: exact Poisson) and ``generator`` (default: its own stream).
+    ``irradiance (B, T_f, C, H, W)`` e-/s -> ``(B, C, H, W)`` display space: the raw image in [0, 1] DN (at the
+    brightness eq. 14 normalizes bursts to, ``T / T = 1``) through :meth:`Display.floor` (the fixed gain of the
+    ``srgb`` target, clipped, the display curve). The noise model follows ``sensor``'s mode (eval: exact Poisson)
+    and ``generator`` (default: its own stream).
     """
-    return to_display(sensor.full_exposure(irradiance, step, generator))
+    return display.floor(sensor.full_exposure(irradiance, step, generator))
 
 
-def middle_frame_image(sensor: Sensor, burst: torch.Tensor, durations_s: torch.Tensor) -> torch.Tensor:
-    """Floor of a burst method: the middle frame ``n // 2`` of ``burst (B, n, C, H, W)`` scaled by ``T / dt`` (eq. 14),
-    clipped to [0, 1] and gamma-encoded like the network output -> ``(B, C, H, W)`` display space.
+def middle_frame_image(sensor: Sensor, burst: torch.Tensor, durations_s: torch.Tensor, display: Display
+                       ) -> torch.Tensor:
+    """Floor of a burst method: the middle frame ``n // 2`` of ``burst (B, n, C, H, W)`` scaled by ``T / dt``
+    (eq. 14), through :meth:`Display.floor` -> ``(B, C, H, W)`` display space.
     ``durations_s``: ``(n,)`` exposure durations in seconds."""
-    return to_display(sensor.normalize(burst, durations_s)[:, burst.shape[1] // 2])
+    return display.floor(sensor.normalize(burst, durations_s)[:, burst.shape[1] // 2])
 
 
 @dataclass
@@ -89,7 +64,7 @@ class StepOutput:
     Attributes:
         loss: scalar eq. (18) loss.
         image: ``(B, C, H, W)`` reconstruction, display space.
-        target: ``(B, C, H, W)`` ground truth, display space.
+        target: ``(B, C, H, W)`` ground truth, display space (:meth:`Display.ground_truth`).
         burst: ``(B, n, C, H, W)`` raw burst in [0, 1] DN.
         net: the network's full :class:`GimbalOutput`.
     """
@@ -110,9 +85,11 @@ class GimbalSystem(nn.Module):
         loss: eq. (16)/(18) hyper-parameters.
         normalize: apply the exposure normalization of eq. (14) before the network
             (``False`` is the supplement's ablation).
+        display: the target and the floors' display (:class:`Display`; its target must be the network's).
     """
 
-    def __init__(self, sensor: Sensor, net: GimbalNet, loss: LossConfig = LossConfig(), normalize: bool = True):
+    def __init__(self, sensor: Sensor, net: GimbalNet, loss: LossConfig = LossConfig(), normalize: bool = True,
+                 display: Display | None = None):
         super().__init__()
         if net.n != sensor.n:
             raise ParamError(f"GimbalSystem: network burst length {net.n} != sensor burst length {sensor.n}")
@@ -120,16 +97,21 @@ class GimbalSystem(nn.Module):
         self.net = net
         self.loss_config = loss
         self.normalize = normalize
+        self.display = display if display is not None else Display(net.target)  # type: ignore[arg-type]
+        if self.display.target != net.target:
+            raise ParamError(f"GimbalSystem: display target {self.display.target!r} != network target {net.target!r}")
 
     @classmethod
     def from_config(cls, cfg: Config, variant: str = "gimbal") -> GimbalSystem:
         """Build the system for ``variant`` from the groups ``sensor``, ``exposure``, ``model``, ``loss``, ``seed``,
-        ``variants`` and ``train.steps`` (which the anneal follows when ``loss.anneal_crossover`` is set)."""
+        ``variants``, ``eval.target``, ``augment.white_level`` (the floors' gain) and ``train.steps`` (which the
+        anneal follows when ``loss.anneal_crossover`` is set)."""
         model, exposure = cfg.variant(variant)
         sensor = Sensor.from_config(cfg.sensor, exposure, model.learn_exposure, cfg.seed)
-        net = GimbalNet.from_config(model, exposure.n)
+        display = Display.for_camera(cfg.eval.target, sensor.camera, cfg.augment.white_level)
+        net = GimbalNet.from_config(model, exposure.n, display.target)
         loss = cfg.loss.for_steps(cfg.train.steps) if cfg.loss.anneal_crossover is not None else cfg.loss
-        return cls(sensor, net, loss, normalize=model.normalize_exposure)
+        return cls(sensor, net, loss, normalize=model.normalize_exposure, display=display)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], variant: str = "gimbal") -> GimbalSystem:
@@ -143,15 +125,17 @@ class GimbalSystem(nn.Module):
         x = self.sensor.normalize(burst, durations_s) if self.normalize else burst
         return self.net(x)
 
-    def forward(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None
-                ) -> StepOutput:
-        """Capture a burst from ``irradiance (B, T_f, C, H, W)`` (e-/s), reconstruct, and compute the loss.
+    def forward(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None,
+                srgb: torch.Tensor | None = None) -> StepOutput:
+        """Capture a burst from ``irradiance (B, T_f, C, H, W)`` (e-/s), reconstruct, and compute the loss against
+        the target (``srgb (B, C, H, W)``: the scene's sRGB middle frame, needed by the ``srgb`` target).
 
-        ``generator``: the sensor noise stream (default: the sensor's own; validation passes its own).
+        ``step``: the clock of the annealed loss and of GenGS. ``generator``: the sensor noise stream (default: the
+        sensor's own; validation passes its own).
         """
         captured = self.sensor(irradiance, step, generator)
         out = self.reconstruct(captured.burst, captured.durations_s)
-        target = ground_truth(irradiance, self.sensor.camera).to(out.image.dtype)
+        target = self.display.ground_truth(irradiance, srgb, self.sensor.camera).to(out.image.dtype)
         loss = gimbal_loss(out.image, out.align_estimate, target, step, self.loss_config)
         return StepOutput(loss=loss, image=out.image, target=target, burst=captured.burst, net=out)
 

@@ -4,7 +4,7 @@ The network (:class:`~gimbal.models.net.GimbalNet`) has no global operation: no
 normalization layer, no global pooling, no attention. The flow pyramid (Gaussian blur +
 bilinear 2x down-sampling, 5x5 convolutions, bilinear up-sampling, bilinear warps) and the KPN
 U-Net (3x3 convolutions, 2x average pooling, bilinear up-sampling, per-pixel ``k x k``
-kernels) are all local, and the exposure normalization (eq. 14) and gamma are per pixel. So an
+kernels) are all local, and the exposure normalization (eq. 14) and the display curve are per pixel. So an
 output pixel depends only on the input within a finite radius (:func:`receptive_radius`; it
 grows with the flow magnitude because a warp reads the frame ``flow`` pixels away). Hence:
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.models.net import GimbalNet, gamma
+from gimbal.models.net import GimbalNet
 
 log = logging.getLogger("gimbal.tiling")
 
@@ -242,7 +242,7 @@ class TiledOutput:
     """Result of :func:`reconstruct_tiled`.
 
     Attributes:
-        image: ``(B, C, H, W)`` display-space merge (gamma of ``linear``).
+        image: ``(B, C, H, W)`` display-space merge (``net.encode`` of ``linear``).
         linear: ``(B, C, H, W)`` linear eq. (15) merge.
         max_flow_px: the largest flow magnitude (pixels) seen where it can reach kept pixels,
             or 0 without a flow network.
@@ -325,7 +325,7 @@ def reconstruct_tiled(system: torch.nn.Module, burst: torch.Tensor, durations_s:
         log.warning("flows up to %.1f px exceed the %.1f px the tile margin allows for; seams may differ "
                     "slightly from an untiled run: pass --max-flow-px %d (or a larger --max-memory-gb)",
                     worst, max_flow_px, math.ceil(worst))
-    return TiledOutput(image=gamma(linear), linear=linear, max_flow_px=worst, tiles=len(boxes))
+    return TiledOutput(image=system.net.encode(linear), linear=linear, max_flow_px=worst, tiles=len(boxes))
 
 
 def receptive_radius_kpn(net: GimbalNet) -> int:

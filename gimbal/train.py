@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from gimbal.checkpoint import Resumable, run_fingerprint
 from gimbal.config import Config
-from gimbal.data.irradiance import clip_batches, fixed_irradiance_set, make_irradiance
+from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.params import group_dict
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def validate(system: GimbalSystem, batches: list[torch.Tensor], seed: int, device: torch.device) -> dict[str, float]:
+def validate(system: GimbalSystem, batches: list[Scenes], seed: int, device: torch.device) -> dict[str, float]:
     """Mean loss / PSNR / SSIM on fixed batches with exact Poisson noise (eval mode), and ``middle_frame_psnr``:
     the PSNR of the exposure-normalized middle frame of the same bursts (the floor the merge must beat).
 
@@ -48,12 +48,12 @@ def validate(system: GimbalSystem, batches: list[torch.Tensor], seed: int, devic
     gen = torch.Generator(device=device).manual_seed(seed)
     durations = system.sensor.exposure.durations(torch.float64)
     losses, psnrs, ssims, middle = [], [], [], []
-    for irr in batches:
-        out = system(irr.to(device), step=0, generator=gen)
+    for scenes in batches:
+        out = system(scenes.irradiance.to(device), step=0, generator=gen, srgb=scenes.srgb.to(device))
         losses.append(float(out.loss))
         psnrs.extend(psnr(out.image, out.target, reduction="none").tolist())
         ssims.extend(ssim(out.image, out.target, reduction="none").tolist())
-        floor = middle_frame_image(system.sensor, out.burst, durations).to(out.target.dtype)
+        floor = middle_frame_image(system.sensor, out.burst, durations, system.display).to(out.target.dtype)
         middle.extend(psnr(floor, out.target, reduction="none").tolist())
     system.train(was_training)
     n = max(len(psnrs), 1)
@@ -79,11 +79,11 @@ def _fingerprint(cfg: Config, variant: str, shards_dir: Path) -> str:
     steps_matter = cfg.loss.anneal_crossover is not None  # alpha follows train.steps
     train = {k: v for k, v in group_dict(cfg.train).items()
              if k not in ("checkpoint_every", "loader", "device") and (k != "steps" or steps_matter)}
-    index = shards_dir / "index.json"
+    indexes = [shards_dir / split / "index.json" for split in ("train", "val")]
     return run_fingerprint({
-        "variant": variant, "seed": cfg.seed, "sensor": group_dict(cfg.sensor), "exposure": group_dict(exposure),
+        "variant": variant, "seed": cfg.seed, "target": cfg.eval.target, "sensor": group_dict(cfg.sensor), "exposure": group_dict(exposure),
         "model": group_dict(model), "loss": group_dict(cfg.loss), "augment": group_dict(cfg.augment), "train": train,
-        "shards": index.read_bytes().hex() if index.is_file() else None,
+        "shards": [index.read_bytes().hex() if index.is_file() else None for index in indexes],
     })
 
 
@@ -100,8 +100,8 @@ def train(
 ) -> dict[str, Any]:
     """Train ``variant`` and write the model, metrics, exposure schedule (JSON + plot) and dvclive logs.
 
-    Reads the groups ``seed``, ``sensor``, ``exposure``, ``model``, ``loss``, ``augment``, ``train`` and
-    ``variants`` of ``cfg``. Resumes from ``checkpoint_path`` when it holds an unfinished run of the same params
+    Reads the groups ``seed``, ``sensor``, ``exposure``, ``model``, ``loss``, ``augment``, ``train``,
+    ``variants`` and ``eval.target`` of ``cfg``. Resumes from ``checkpoint_path`` when it holds an unfinished run of the same params
     and code; the resumed run equals an uninterrupted one (weights, schedule and dvclive logs).
     Returns the final metrics dict.
     """
@@ -136,7 +136,7 @@ def train(
             system, device_ids=[device.index] if device.type == "cuda" else None)
 
     val_batches = (
-        fixed_irradiance_set(shards_dir, "test", tcfg.val_clips, tcfg.batch_size, augment, camera, channels,
+        fixed_irradiance_set(shards_dir, "val", tcfg.val_clips, tcfg.batch_size, augment, camera, channels,
                              seeds.validation, tcfg.loader, device)
         if ctx.main else []
     )
@@ -155,8 +155,8 @@ def train(
             t0 = time.perf_counter()
             clips = run.clips(step, batches, tcfg.samples_per_clip)
             with torch.inference_mode():  # data preparation: no autograd
-                irr = make_irradiance(clips, augment, camera, channels, gen, exposure=system.sensor.exposure)
-            out = model(irr.clone(), step=step)
+                scenes = make_irradiance(clips, augment, camera, channels, gen, exposure=system.sensor.exposure)
+            out = model(scenes.irradiance.clone(), step=tcfg.clock_time(step, ctx.world), srgb=scenes.srgb.clone())
             loss_value = float(out.loss.detach())
             if not math.isfinite(loss_value):  # before backward: a NaN graph can crash it (GenGS indexing)
                 raise run.diverged(f"train {variant}", step, loss_value, _nonfinite_terms(out, system),

@@ -15,7 +15,7 @@ from gimbal.config import Config
 from gimbal.train import train
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
-USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "variants")
+USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "variants", "eval")
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
-USES = ("seed", "sensor", "exposure", "augment", "model", "train", "baselines")
+USES = ("seed", "sensor", "exposure", "augment", "model", "train", "baselines", "eval")
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:

@@ -69,7 +69,7 @@ def make_shards(
     w: int = 32,
 ) -> tuple[Path, dict[str, np.ndarray]]:
     """Interpolate-style inputs under ``tmp/interp`` packed into ``tmp/shards``; returns (shards dir, frames by id)."""
-    splits = splits or {"vidA": "train", "vidB": "train", "vidC": "test"}
+    splits = splits or {"vidA": "train", "vidB": "val", "vidC": "test"}
     index, data = make_interp(tmp / "interp", splits, clips_per_video, frames, h, w)
     build_shards(index, tmp / "shards", cfg, progress=False)
     return tmp / "shards", data

@@ -8,19 +8,21 @@ import kornia
 import pytest
 import torch
 
+from gimbal.config import parse_config
 from gimbal.data.augment import (
     AugmentConfig,
     augment_clips,
     augment_full_frames,
+    frame_intrinsics,
     random_rotation_trajectory,
     rotation_homographies,
+    shake_intrinsics,
     shake_rotations,
     to_irradiance,
     window,
 )
 from gimbal.errors import ParamError, ShapeError
 from gimbal.sensor.camera import get_camera
-from gimbal.config import parse_config
 
 
 def inverse_gamma(srgb: torch.Tensor) -> torch.Tensor:
@@ -60,7 +62,7 @@ def test_determinism_with_seed():
 
 
 def test_zero_rotation_is_pure_crop():
-    cfg = AugmentConfig(crop=32, center=16, out_size=8, motion="smooth", max_rotation_deg=0.0)
+    cfg = AugmentConfig(crop=32, center=16, out_size=8, motion="smooth", max_rotation_deg=0.0, flips=False)
     clips = _clips()
     out = augment_clips(clips, cfg, torch.Generator().manual_seed(2))
     assert torch.equal(out.rotations, torch.eye(3).expand_as(out.rotations))
@@ -70,7 +72,7 @@ def test_zero_rotation_is_pure_crop():
         expected = torch.nn.functional.interpolate(window, size=(8, 8), mode="bilinear", antialias=True)
         torch.testing.assert_close(out.linear[i], inverse_gamma(expected), atol=1e-5, rtol=0)
     # no resize when out_size == center: the crop itself
-    cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="shake", shake_std_deg=(0.0, 0.0, 0.0))
+    cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="shake", shake_std_deg=(0.0, 0.0, 0.0), flips=False)
     out = augment_clips(clips, cfg, torch.Generator().manual_seed(2))
     x0, y0 = (int(v) for v in out.origins[0])
     torch.testing.assert_close(out.gt[0], clips[0, 2, :, y0 + 8 : y0 + 24, x0 + 8 : x0 + 24], atol=1e-5, rtol=0)
@@ -98,7 +100,7 @@ def test_yaw_homography_shifts_by_focal_tan():
 def test_rotation_moves_content():
     clips = _clips(t=3)
     cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="smooth", min_rotation_deg=5.0,
-                        max_rotation_deg=5.0, focal_px=40.0)
+                        max_rotation_deg=5.0, focal_px=40.0, flips=False)
     out = augment_clips(clips, cfg, torch.Generator().manual_seed(0))
     angle = kornia.geometry.conversions.rotation_matrix_to_axis_angle(out.rotations.reshape(-1, 3, 3)).norm(dim=1)
     assert angle.amax().item() == pytest.approx(math.radians(5.0), rel=1e-4)
@@ -140,7 +142,7 @@ def test_shake_is_a_random_walk_outward_from_the_middle():
 def test_luma_and_window():
     """Mono clips are BT.601 luma of the gamma-encoded RGB; the window keeps the first frames."""
     clips = _clips(t=7)
-    cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="shake", shake_std_deg=(0.0, 0.0, 0.0))
+    cfg = AugmentConfig(crop=32, center=16, out_size=16, motion="shake", shake_std_deg=(0.0, 0.0, 0.0), flips=False)
     out = augment_clips(window(clips, 5), cfg, torch.Generator().manual_seed(2), channels=1)
     assert out.linear.shape == (2, 5, 1, 16, 16)
     x0, y0 = (int(v) for v in out.origins[0])
@@ -156,9 +158,9 @@ def test_config_from_params_and_errors():
     assert (cfg.crop, cfg.center, cfg.out_size, cfg.max_rotation_deg, cfg.focal) == (128, 64, 32, 2, 128.0)
     assert parse_config({}).augment == AugmentConfig()
     with pytest.raises(ParamError, match="augment.crop"):
-        parse_config({"augment": {"crop": 12.5}}).augment
+        parse_config({"augment": {"crop": 12.5}})
     with pytest.raises(ParamError, match="did you mean 'white_level'"):
-        parse_config({"augment": {"whitelevel": [0.1, 0.2]}}).augment
+        parse_config({"augment": {"whitelevel": [0.1, 0.2]}})
     with pytest.raises(ParamError, match="out_size"):
         AugmentConfig(crop=32, center=16, out_size=32)
     with pytest.raises(ShapeError, match="augment.crop"):
@@ -175,13 +177,13 @@ def test_uint8_clips_match_float_clips() -> None:
     assert torch.allclose(a.linear, b.linear, atol=1e-6) and torch.allclose(a.gt, b.gt, atol=1e-6)
 
 
-@pytest.mark.parametrize("motion", ["shake", "smooth"])
-def test_region_warp_equals_warping_the_whole_crop(motion: str) -> None:
+@pytest.mark.parametrize("motion,scale", [("shake", "frame"), ("shake", "crop"), ("smooth", "crop")])
+def test_region_warp_equals_warping_the_whole_crop(motion: str, scale: str) -> None:
     """Reading only the part of the crop that the window samples gives what warping the whole crop gives."""
     g = torch.Generator().manual_seed(0)
     clips = torch.randint(0, 256, (3, 7, 3, 90, 120), generator=g, dtype=torch.uint8)
     cfg = AugmentConfig(crop=64, center=32, out_size=32, motion=motion, shake_std_deg=(0.5, 2.0, 2.0),
-                        max_rotation_deg=6.0, min_rotation_deg=6.0)
+                        max_rotation_deg=6.0, min_rotation_deg=6.0, intrinsics_scale=scale, flips=False)
     out = augment_clips(clips, cfg, torch.Generator().manual_seed(1), channels=1)
     assert out.linear.shape == (3, 7, 1, 32, 32)
     fx, fy, cx, cy = cfg.intrinsics
@@ -189,9 +191,12 @@ def test_region_warp_equals_warping_the_whole_crop(motion: str) -> None:
         x0, y0 = (int(v) for v in out.origins[i])
         crop = clips[i, :, :, y0 : y0 + 64, x0 : x0 + 64].float() / 255.0
         gray = 0.299 * crop[:, 0:1] + 0.587 * crop[:, 1:2] + 0.114 * crop[:, 2:3]
-        if motion == "shake":  # the frame's intrinsics (scaled from 1920x1080) in crop coordinates
+        if motion == "shake" and scale == "frame":  # the frame's intrinsics (from 1920x1080) in crop coordinates
             k = torch.tensor([[fx * 120 / 1920, 0, cx * 120 / 1920 - x0], [0, fy * 90 / 1080, cy * 90 / 1080 - y0],
                               [0, 0, 1]], dtype=torch.float64)
+        elif motion == "shake":  # the released code: the intrinsics scaled to the 64 x 64 crop, its own coordinates
+            k = torch.tensor([[fx * 64 / 1920, 0, cx * 64 / 1920], [0, fy * 64 / 1080, cy * 64 / 1080], [0, 0, 1]],
+                             dtype=torch.float64)
         else:
             k = torch.tensor([[64.0, 0, 31.5], [0, 64.0, 31.5], [0, 0, 1]], dtype=torch.float64)
         shift = torch.tensor([[1, 0, -16.0], [0, 1, -16.0], [0, 0, 1]], dtype=torch.float64)
@@ -216,10 +221,12 @@ def test_frames_subset_equals_the_full_augmentation() -> None:
 
 def test_full_frames_are_the_training_shake_on_the_whole_frame() -> None:
     """Full-frame evaluation moves the camera exactly as training does: with the same generator state (the same
-    rotations), the whole warped frame, cut at a training crop's centre window, equals that crop's augmentation."""
+    rotations), the whole warped frame, cut at a training crop's centre window, equals that crop's augmentation
+    when both use the frame's intrinsics (``intrinsics_scale: frame``, no flips)."""
     g = torch.Generator().manual_seed(0)
     clips = torch.randint(0, 256, (2, 7, 3, 90, 120), generator=g, dtype=torch.uint8)
-    cfg = AugmentConfig(crop=64, center=32, out_size=32, shake_std_deg=(0.2, 0.3, 0.3))  # stays inside the crop
+    cfg = AugmentConfig(crop=64, center=32, out_size=32, shake_std_deg=(0.2, 0.3, 0.3),  # stays inside the crop
+                        intrinsics_scale="frame", flips=False)
     full = augment_full_frames(clips, cfg, torch.Generator().manual_seed(1), channels=1)
     crop = augment_clips(clips, cfg, torch.Generator().manual_seed(1), channels=1)
     assert full.linear.shape == (2, 7, 1, 90, 120) and full.gt.shape == (2, 1, 90, 120)
@@ -242,3 +249,141 @@ def test_full_frames_keep_the_training_pixel_scale() -> None:
     torch.testing.assert_close(out.gt[0], expected[1].clamp(0, 1), atol=1e-5, rtol=0)
     with pytest.raises(ParamError, match="eval.full_frame"):
         augment_full_frames(clips, AugmentConfig(crop=32, center=16, out_size=8, motion="smooth"))
+
+
+def test_shake_intrinsics_crop_is_the_released_scaling() -> None:
+    """``intrinsics_scale: crop`` (the released ``RandomRotate._adapt_intrinsics``): f scaled per axis by the
+    512 x 512 editing crop whatever the frame, fx = 5480.68 x 512 / 1920, fy = 5494.67 x 512 / 1080 px;
+    ``frame``: by the frame, as before. The principal point is scaled by the image in both."""
+    cfg = AugmentConfig(crop=512, center=256, out_size=128)
+    assert cfg.intrinsics_scale == "crop" and cfg.intrinsics == (5480.68, 5494.67, 1020.30, 516.23)
+    for w, h in ((1280, 720), (1920, 1080), (512, 512)):
+        k = shake_intrinsics(cfg, w, h)
+        assert k[0, 0].item() == pytest.approx(1461.5, abs=0.1) and k[1, 1].item() == pytest.approx(2604.9, abs=0.1)
+    k = shake_intrinsics(cfg, 1280, 720)
+    assert (k[0, 2].item(), k[1, 2].item()) == pytest.approx((680.20, 344.15), abs=0.01)  # the frame's
+    k = shake_intrinsics(cfg, 512, 512)  # the training crop, in its own coordinates
+    assert (k[0, 2].item(), k[1, 2].item()) == pytest.approx((272.08, 244.73), abs=0.01)
+    frame = AugmentConfig(crop=512, center=256, out_size=128, intrinsics_scale="frame")
+    for k in (shake_intrinsics(frame, 1280, 720), frame_intrinsics(cfg, 1280, 720)):
+        assert k[0, 0].item() == pytest.approx(5480.68 * 1280 / 1920)
+        assert k[0, 0].item() == pytest.approx(3653.79, abs=0.01)
+        assert k[1, 1].item() == pytest.approx(3663.11, abs=0.01)
+        assert (k[0, 2].item(), k[1, 2].item()) == pytest.approx((680.20, 344.15), abs=0.01)
+
+
+def _dot_clips(t: int, h: int, w: int, x: int, y: int) -> torch.Tensor:
+    """``(1, t, 1, h, w)`` black frames with a Gaussian dot (sigma 1.5 px) at pixel ``(x, y)`` in every frame."""
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    dot = torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))
+    return dot.expand(1, t, 1, h, w).clone()
+
+
+def _centroids(img: torch.Tensor) -> torch.Tensor:
+    """``(..., 1, h, w)`` -> ``(..., 2)`` intensity centroids ``(x, y)`` in pixels."""
+    h, w = img.shape[-2:]
+    m = img[..., 0, :, :].double()
+    total = m.sum(dim=(-2, -1))
+    cx = (m.sum(dim=-2) * torch.arange(w, dtype=torch.float64)).sum(dim=-1) / total
+    cy = (m.sum(dim=-1) * torch.arange(h, dtype=torch.float64)).sum(dim=-1) / total
+    return torch.stack([cx, cy], dim=-1)
+
+
+def test_crop_intrinsics_move_a_dot_by_the_released_focal_lengths() -> None:
+    """End to end, 720p frames with a 512 crop: a camera rotation R moves the pixel at the principal point to
+    pp + (fx d_x / d_z, fy d_y / d_z), d = R e_z (a yaw a: fx tan a), with the crop's focal lengths
+    fx = 1461.5, fy = 2604.9 px, both in training crops and on whole frames (the same pixel motion)."""
+    fx, fy = 1461.5, 2604.9  # 5480.68 x 512 / 1920, 5494.67 x 512 / 1080
+    cfg = AugmentConfig(crop=512, center=512, out_size=512, shake_std_deg=(0.0, 1.0, 1.0), flips=False)
+    t, seed = 5, 3
+    # training crops: the crop's principal point (1020.30 x 512 / 1920, 516.23 x 512 / 1080) = (272.08, 244.73)
+    # in crop coordinates; the draws do not depend on the content, so a blank run gives the crop origin first
+    origin = augment_clips(torch.zeros(1, t, 1, 720, 1280), cfg, torch.Generator().manual_seed(seed), 1).origins[0]
+    x0, y0 = (int(v) for v in origin)
+    crop = augment_clips(_dot_clips(t, 720, 1280, x0 + 272, y0 + 245), cfg, torch.Generator().manual_seed(seed), 1)
+    assert torch.equal(crop.origins[0], origin)
+    # whole frames: the training focal lengths, the principal point (680.20, 344.15) of the 1280 x 720 frame
+    full = augment_full_frames(_dot_clips(t, 720, 1280, 680, 344), cfg, torch.Generator().manual_seed(seed), 1)
+    torch.testing.assert_close(full.rotations, crop.rotations)
+    d = crop.rotations[0, :, :, 2].double()  # (T, 3): the rotated optical axis
+    expected = torch.stack([fx * d[:, 0] / d[:, 2], fy * d[:, 1] / d[:, 2]], dim=1)  # (T, 2) px
+    assert expected[t // 2].abs().max() < 1e-9  # the middle frame (the gt) is not rotated
+    assert expected[[0, 1, 3, 4]].abs().min() > 2.0  # the others move by pixels in x and in y
+    moved_crop = _centroids(crop.linear[0]) - torch.tensor([272.0, 245.0], dtype=torch.float64)
+    moved_full = _centroids(full.linear[0]) - torch.tensor([680.0, 344.0], dtype=torch.float64)
+    torch.testing.assert_close(moved_crop, expected, atol=0.1, rtol=0)
+    torch.testing.assert_close(moved_full, expected, atol=0.1, rtol=0)
+
+
+def test_flips_are_drawn_per_clip_about_half_the_time() -> None:
+    """Horizontal and vertical flips each with probability 0.5, independently, per clip."""
+    cfg = AugmentConfig(crop=8, center=8, out_size=8, shake_std_deg=(0.0, 0.0, 0.0))
+    assert cfg.flips
+    out = augment_clips(torch.rand(1000, 3, 1, 8, 8), cfg, torch.Generator().manual_seed(0), channels=1)
+    assert out.flips.shape == (1000, 2) and out.flips.dtype == torch.bool
+    n_h, n_v = out.flips.sum(dim=0).tolist()
+    assert 430 < n_h < 570 and 430 < n_v < 570  # 500 +- 4.4 sigma
+    assert 180 < int(out.flips.all(dim=1).sum()) < 320  # independent: both in a quarter of the clips
+
+
+def test_a_flipped_clip_is_the_unflipped_clip_flipped() -> None:
+    """Flips come after all other draws: the same seed gives the same rotations and crops, and each clip's frames
+    and gt are those of ``flips: false`` flipped (left-right, up-down) as recorded; unflipped clips are identical."""
+    clips = _clips(b=16, t=5, h=40, w=52)
+    on = AugmentConfig(crop=32, center=16, out_size=8, shake_std_deg=(0.5, 2.0, 2.0))
+    off = AugmentConfig(crop=32, center=16, out_size=8, shake_std_deg=(0.5, 2.0, 2.0), flips=False)
+    keep = torch.tensor([True, False, True, False, True])
+    a = augment_clips(clips, on, torch.Generator().manual_seed(1), frames=keep)
+    b = augment_clips(clips, off, torch.Generator().manual_seed(1), frames=keep)
+    assert torch.equal(a.rotations, b.rotations) and torch.equal(a.origins, b.origins)
+    assert not b.flips.any() and a.flips.any(dim=0).all() and (~a.flips).any(dim=0).all()  # each way, both
+    for i, (fh, fv) in enumerate(a.flips.tolist()):
+        dims = [d for d, f in ((-1, fh), (-2, fv)) if f]
+        want, want_gt = (b.linear[i].flip(dims), b.gt[i].flip(dims)) if dims else (b.linear[i], b.gt[i])
+        assert torch.equal(a.linear[i], want) and torch.equal(a.gt[i], want_gt)
+        assert torch.equal(a.linear[i], b.linear[i]) == (not dims)  # random content: a flip changes it
+    torch.testing.assert_close(a.linear[:, 2], inverse_gamma(a.gt), atol=1e-6, rtol=1e-5)  # gt flipped with them
+
+
+def test_without_flips_the_draws_are_the_rotations_and_origins_only() -> None:
+    """``flips: false`` draws nothing more than before (the rotations, then the crop origins): the generator
+    continues where those draws leave it, so everything downstream (e.g. the white level) is unchanged."""
+    clips = _clips(b=3, t=5)
+    cfg = AugmentConfig(crop=32, center=16, out_size=8, flips=False)
+    g = torch.Generator().manual_seed(5)
+    out = augment_clips(clips, cfg, g)
+    ref = torch.Generator().manual_seed(5)
+    rot = shake_rotations(3, 5, cfg.shake_std_deg, ref)
+    y0, x0 = torch.randint(0, 40 - 32 + 1, (3,), generator=ref), torch.randint(0, 48 - 32 + 1, (3,), generator=ref)
+    assert torch.equal(out.rotations, rot) and torch.equal(out.origins, torch.stack([x0, y0], dim=1))
+    assert torch.equal(torch.rand(8, generator=g), torch.rand(8, generator=ref))
+
+
+def test_full_frames_never_flip() -> None:
+    """Evaluation on whole frames ignores ``flips``: the same output and the same draws either way."""
+    clips = _clips(b=8, t=3, h=24, w=30)
+    out, gens = [], []
+    for flips in (True, False):
+        g = torch.Generator().manual_seed(2)
+        cfg = AugmentConfig(crop=16, center=16, out_size=16, shake_std_deg=(0.5, 2.0, 2.0), flips=flips)
+        out.append(augment_full_frames(clips, cfg, g))
+        gens.append(torch.rand(4, generator=g))
+    assert not out[0].flips.any()
+    assert torch.equal(out[0].linear, out[1].linear) and torch.equal(out[0].gt, out[1].gt)
+    assert torch.equal(gens[0], gens[1])
+
+
+def test_new_keys_parse_and_errors_name_the_key() -> None:
+    cfg = parse_config({"augment": {"intrinsics_scale": "frame", "flips": False}}).augment
+    assert (cfg.intrinsics_scale, cfg.flips) == ("frame", False)
+    assert (AugmentConfig().intrinsics_scale, AugmentConfig().flips) == ("crop", True)
+    with pytest.raises(ParamError, match="augment.intrinsics_scale"):
+        parse_config({"augment": {"intrinsics_scale": "full"}})
+    with pytest.raises(ParamError, match="augment.flips"):
+        parse_config({"augment": {"flips": "yes"}})
+    for kwargs, key in (({"intrinsics_scale": "full"}, "intrinsics_scale"), ({"smoothness": -1.0}, "smoothness"),
+                        ({"shake_std_deg": (0.0, -1.0, 0.0)}, "shake_std_deg"),
+                        ({"white_level": (0.2, 0.1)}, "white_level"), ({"window_frames": 1}, "window_frames"),
+                        ({"focal_px": 0.0}, "focal_px")):
+        with pytest.raises(ParamError, match=rf"params: 'augment\.{key}'"):
+            AugmentConfig(**kwargs)

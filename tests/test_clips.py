@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gimbal.data.clips import clip_starts, cut_clips, split_videos
+from gimbal.data.clips import clip_starts, cut_clips, split_videos, val_from_shots
 from gimbal.data.video import read_frames, write_video
 from gimbal.errors import DataError, ParamError
 from gimbal.config import parse_config
@@ -182,7 +182,8 @@ def test_stage_cli(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     index = json.loads((tmp_path / "clips" / "index.json").read_text())
-    assert len(index["clips"]) == 4 and {c["split"] for c in index["clips"]} == {"train", "test"}
+    # two videos, one kind: one test video, the other trains and lends its last clip to val
+    assert len(index["clips"]) == 4 and [c["split"] for c in index["clips"]].count("val") == 1
 
     params["clips"]["length"] = 4
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
@@ -268,6 +269,54 @@ def test_split_holds_out_every_source_kind() -> None:
         test = [v for v in ids if split[v] == "test"]
         assert sorted(kinds[v] for v in test) == ["real", "synthetic"], (seed, test)
     assert split_videos(ids, 0.25, 3) == split_videos(ids, 0.25, 3, {v: "real" for v in ids})  # one kind: unstratified
+
+
+def test_three_way_split_by_video_and_kind() -> None:
+    """train / val / test by video, per kind: with the embedded default's 14 flights and 2 real videos, 6 flights
+    test and 3 val (round(0.4 * 14), round(0.2 * 14)); the 2 real videos cannot give three splits (one test, one
+    train). Every video is in exactly one split, whatever the seed, and the seed moves the split."""
+    flights = [f"f{i:02d}" for i in range(14)]
+    ids = ["bikes", "carphone", *flights]
+    kinds = {v: ("real" if v in ("bikes", "carphone") else "synthetic") for v in ids}
+    seen = set()
+    for seed in range(8):
+        split = split_videos(ids, 0.4, seed, kinds, val_fraction=0.2)
+        by = {s: sorted(v for v in ids if split[v] == s) for s in ("train", "val", "test")}
+        assert [sum(kinds[v] == "synthetic" for v in by[s]) for s in ("train", "val", "test")] == [5, 3, 6]
+        assert [sum(kinds[v] == "real" for v in by[s]) for s in ("train", "val", "test")] == [1, 0, 1]
+        seen.add(tuple(by["test"]))
+    assert len(seen) > 1
+    # val_fraction 0 (or too few videos) is the two-way split; a kind of 3 videos gives one of each
+    assert set(split_videos(ids, 0.4, 0, kinds).values()) == {"train", "test"}
+    assert sorted(split_videos(["a", "b", "c"], 0.2, 0, val_fraction=0.2).values()) == ["test", "train", "val"]
+
+
+def test_val_from_other_shots_of_a_training_video() -> None:
+    """A kind without a val video: its training videos give their last shot's clips (or, with a single shot,
+    their last clip), and keep at least one clip for training."""
+    clips = [{"id": "v_000", "shot": 0}, {"id": "v_001", "shot": 2}, {"id": "v_002", "shot": 2}]
+    assert val_from_shots(clips) == ["v_001", "v_002"]
+    assert val_from_shots([{"id": "c_000", "shot": 0}, {"id": "c_001", "shot": 0}]) == ["c_001"]
+    assert val_from_shots([{"id": "c_000", "shot": 0}]) == []
+
+
+def test_cut_clips_writes_three_splits(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Three real videos of one kind: one per split. Two videos: the training one lends its last clip to val."""
+    write_manifest(tmp_path / "raw", {"a": 12, "b": 12, "c": 12})
+    index = cut_clips(tmp_path / "raw" / "manifest.json", tmp_path / "three", length=3, skip=1, test_fraction=0.3,
+                      val_fraction=0.3, seed=0, progress=False)
+    per_video = {v["id"]: v["split"] for v in index["videos"]}
+    assert sorted(per_video.values()) == ["test", "train", "val"]
+    for clip in index["clips"]:
+        assert clip["split"] == per_video[clip["video"]] and clip["file"].startswith(clip["split"] + "/")
+        assert (tmp_path / "three" / clip["file"]).is_file()
+    write_manifest(tmp_path / "raw2", {"a": 12, "b": 12})
+    index = cut_clips(tmp_path / "raw2" / "manifest.json", tmp_path / "two", length=3, skip=1, test_fraction=0.3,
+                      val_fraction=0.3, seed=0, progress=False)
+    train_video = next(v for v in index["videos"] if v["split"] == "train")
+    splits = [c["split"] for c in index["clips"] if c["video"] == train_video["id"]]
+    assert splits == ["train", "train", "val"] and train_video["val_clips"] == 1
+    assert "too few real videos for a val split" in caplog.text
 
 
 def test_clips_config_from_params() -> None:

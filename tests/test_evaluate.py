@@ -23,7 +23,9 @@ from gimbal.config import parse_config
 from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.errors import DataError
-from gimbal.evaluate import METHODS, MODEL_VARIANTS, evaluate, evaluate_methods, load_models
+from gimbal.display import Display
+from gimbal.evaluate import MARGINS, METHODS, MODEL_VARIANTS, evaluate, evaluate_methods, load_models
+from gimbal.metrics import psnr
 from gimbal.system import GimbalSystem, build_sensor, save_system
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +45,7 @@ def tiny_params() -> dict[str, Any]:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Tiny shards (2 test clips of 9 frames, 48x48) and untrained models of every method."""
     root = tmp_path_factory.mktemp("eval")
-    index, _ = make_interp(root / "interp", {"a": "train", "c": "test"}, clips_per_video=2, frames=9, h=48, w=48)
+    index, _ = make_interp(root / "interp", {"a": "train", "b": "val", "c": "test"}, clips_per_video=2, frames=9, h=48, w=48)
     build_shards(index, root / "shards", ShardConfig(clips_per_shard=2), progress=False)
     params = tiny_params()
     models = root / "models"
@@ -77,25 +79,28 @@ def first_run(setup: dict[str, Any]) -> Path:
 def test_writes_every_method_and_figure(first_run: Path) -> None:
     metrics = json.loads((first_run / "metrics/eval.json").read_text())
     by_source = json.loads((first_run / "metrics/eval_by_source.json").read_text())
-    assert set(metrics) == set(METHODS)
+    assert set(metrics) == {*METHODS, "margins", "clips"} and metrics["clips"] == 2
     # the fixture's shards carry no source kind: every clip counts as real, so "real" is the overall mean
-    assert set(by_source) == {"real"} and by_source["real"] == metrics
-    for method, scores in metrics.items():
-        assert set(scores) == {"psnr", "ssim"}, method
-        assert math.isfinite(scores["psnr"]) and 0 < scores["psnr"] < 100
-        assert -1 <= scores["ssim"] <= 1
-    # the untrained DeblurGAN-v2 is the identity: it must score like its input, the shared full exposure
-    assert metrics["deblurgan"]["psnr"] == pytest.approx(metrics["full_exposure"]["psnr"], abs=1e-3)
-    # the middle frame collects ~1/3 of the light of the full exposure: clearly noisier
-    assert metrics["middle_frame"]["psnr"] < metrics["full_exposure"]["psnr"]
-
+    assert set(by_source) == {"real"}
+    assert by_source["real"] == {m: {k: metrics[m][k] for k in ("psnr", "ssim")} for m in METHODS}
+    for method in METHODS:
+        scores = metrics[method]
+        assert set(scores) == {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}, method
+        assert scores["psnr_lo"] <= scores["psnr"] <= scores["psnr_hi"]
+        assert scores["ssim_lo"] <= scores["ssim"] <= scores["ssim_hi"]
+    assert set(metrics["margins"]) == {f"{a}-{b}" for a, b in MARGINS}
     rows = list(csv.DictReader((first_run / "plots/eval_per_clip.csv").open()))
     assert len(rows) == 2 * len(METHODS)
     assert {r["method"] for r in rows} == set(METHODS)
     assert sorted({r["clip_id"] for r in rows}) == ["c_0", "c_1"]
+    per_clip = {m: [float(r["psnr"]) for r in rows if r["method"] == m] for m in METHODS}
     for method in METHODS:  # the mean in eval.json is the mean of the per-clip rows
-        values = [float(r["psnr"]) for r in rows if r["method"] == method]
-        assert sum(values) / 2 == pytest.approx(metrics[method]["psnr"], abs=1e-3)
+        assert sum(per_clip[method]) / 2 == pytest.approx(metrics[method]["psnr"], abs=1e-3)
+    for a, b in MARGINS:  # each margin is the mean of the per-clip paired differences, inside its interval
+        m = metrics["margins"][f"{a}-{b}"]
+        diffs = [x - y for x, y in zip(per_clip[a], per_clip[b], strict=True)]
+        assert m["psnr"] == pytest.approx(sum(diffs) / 2, abs=1e-3)
+        assert min(diffs) - 1e-3 <= m["psnr_lo"] <= m["psnr"] <= m["psnr_hi"] <= max(diffs) + 1e-3
     by_method = list(csv.DictReader((first_run / "plots/eval_by_method.csv").open()))
     assert [r["method"] for r in by_method] == list(METHODS)
 
@@ -126,9 +131,19 @@ def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) ->
     batches = fixed_irradiance_set(setup["shards"], "test", 2, 1, parse_config(params).augment,
                                    sensor.camera, 1, seed=1, backend="torch")
     assert len(batches) == 2  # two batches: the noise stream runs across batches
-    result = evaluate_methods(systems, deblurgan, sensor, batches, seed=1)
+    display = Display.for_camera("srgb", sensor.camera, tuple(params["augment"]["white_level"]))
+    result = evaluate_methods(systems, deblurgan, sensor, batches, seed=1, display=display)
     assert result.scores["kpn"] == result.scores["gimbal_uniform"]
-    other = evaluate_methods(systems, deblurgan, sensor, batches, seed=2)
+    # the single-image methods, recomputed here: one full exposure per clip from the sensor re-seeded with the
+    # eval seed, the floors' display, against the scenes' sRGB middle frames
+    sensor.eval().set_seed(1)
+    for k, scenes in enumerate(batches):
+        mean_e = sensor.full_exposure(scenes.irradiance)  # (b, C, H, W) DN in [0, 1]
+        floor = display.encode((mean_e * display.floor_gain).clamp(0, 1))
+        assert result.scores["full_exposure"]["psnr"][k] == pytest.approx(float(psnr(floor, scenes.srgb)), abs=1e-4)
+        restored = deblurgan.enhance(floor)
+        assert result.scores["deblurgan"]["psnr"][k] == pytest.approx(float(psnr(restored, scenes.srgb)), abs=1e-4)
+    other = evaluate_methods(systems, deblurgan, sensor, batches, seed=2, display=display)
     assert other.scores["gimbal_uniform"]["psnr"] != result.scores["gimbal_uniform"]["psnr"]
     assert other.scores["full_exposure"]["psnr"] != result.scores["full_exposure"]["psnr"]
     assert result.schedules["gimbal"]["durations_us"] != result.schedules["gimbal_uniform"]["durations_us"]

@@ -284,9 +284,9 @@ def test_shards_are_hashed_once_per_process(broken: Path, monkeypatch: pytest.Mo
 
 
 def test_old_index_without_checksums(broken: Path) -> None:
-    index = json.loads((broken / "index.json").read_text())
+    index = json.loads((broken / "train" / "index.json").read_text())
     index["format"] = 1
-    (broken / "index.json").write_text(json.dumps(index))
+    (broken / "train" / "index.json").write_text(json.dumps(index))
     for read in readers(broken):
         with pytest.raises(DataError, match=r"index\.json: not a gimbal shard index.*dvc repro shards -f"):
             read()

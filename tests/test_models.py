@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from gimbal.errors import ParamError, ShapeError
-from gimbal.models import KPN, FlowNet, GimbalNet, ModelConfig, apply_kernels, gamma, inverse_gamma, split_reference, warp
+from gimbal.display import inverse_power_gamma, power_gamma, srgb_encode
+from gimbal.models import KPN, FlowNet, GimbalNet, ModelConfig, apply_kernels, split_reference, warp
 from gimbal.config import parse_config
 
 TINY = dict(flow_levels=2, kernel_size=3, kpn_base_channels=4, kpn_depth=2, flow_channels=(8, 8, 8))
@@ -158,17 +159,33 @@ class _FixedKernels(nn.Module):
 
 
 def test_merge_and_alignment_estimate_equations():
-    n, k = 3, 3
-    burst = torch.rand(1, n, 2, 6, 6)
-    kernels = torch.rand(1, n, 2, k * k, 6, 6)
-    net = GimbalNet(n, channels=2, use_flow=False, kernel_size=k, kpn_base_channels=4, kpn_depth=1)
+    """Eqs. (15) and (17) by brute force, pixel by pixel, from the paper's definitions (replicate borders):
+    eq. 15, the mean over frames of each frame filtered with its per-pixel k x k kernel; eq. 17 without flow
+    (every frame counts as aligned, so kappa / kappa_a = 1), the mean over frames of the frame times its
+    kernel's sum."""
+    torch.manual_seed(0)
+    n, k, c, h, w = 3, 3, 2, 5, 6
+    burst = torch.rand(1, n, c, h, w, dtype=torch.float64)
+    kernels = torch.rand(1, n, c, k * k, h, w, dtype=torch.float64)
+    net = GimbalNet(n, channels=c, use_flow=False, kernel_size=k, kpn_base_channels=4, kpn_depth=1).double()
     net.kpn = _FixedKernels(kernels, n)
     out = net(burst)
-    expected = torch.stack([apply_kernels(burst, kernels)[0, f] for f in range(n)]).mean(0, keepdim=True)
-    torch.testing.assert_close(out.linear, expected)  # eq. (15)
-    torch.testing.assert_close(out.image, gamma(expected))
-    align = (kernels.sum(3) * burst).mean(1)  # eq. (17)
-    torch.testing.assert_close(out.align_estimate, gamma(align))
+    merge = torch.zeros(c, h, w, dtype=torch.float64)
+    align = torch.zeros(c, h, w, dtype=torch.float64)
+    for ch in range(c):
+        for y in range(h):
+            for x in range(w):
+                total = 0.0
+                for i in range(n):
+                    for q in range(k * k):
+                        yy = min(max(y + q // k - k // 2, 0), h - 1)
+                        xx = min(max(x + q % k - k // 2, 0), w - 1)
+                        total += float(kernels[0, i, ch, q, y, x]) * float(burst[0, i, ch, yy, xx])
+                    align[ch, y, x] += float(kernels[0, i, ch, :, y, x].sum()) * float(burst[0, i, ch, y, x]) / n
+                merge[ch, y, x] = total / n
+    torch.testing.assert_close(out.linear[0], merge)  # eq. (15)
+    torch.testing.assert_close(out.image[0], srgb_encode(merge))  # the default target's display curve
+    torch.testing.assert_close(out.align_estimate[0], srgb_encode(align))  # eq. (17)
 
 
 def test_kpn_init_is_near_identity():
@@ -182,9 +199,9 @@ def test_kpn_init_is_near_identity():
 
 def test_gamma_roundtrip_and_finite_gradient():
     x = torch.tensor([-0.01, 0.0, 1e-4, 1e-3, 0.02, 0.5, 1.0], requires_grad=True)
-    y = gamma(x)
+    y = power_gamma(x)
     torch.testing.assert_close(y[-2:], x[-2:].detach() ** (1 / 2.2))
-    torch.testing.assert_close(inverse_gamma(y), x.detach(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(inverse_power_gamma(y), x.detach(), atol=1e-6, rtol=1e-5)
     y.sum().backward()
     assert torch.isfinite(x.grad).all() and (x.grad > 0).all()
     assert (torch.diff(y) > 0).all()  # monotonic
@@ -212,7 +229,7 @@ def test_eq17_uses_reference_and_aligned_frames_only():
     torch.manual_seed(0)
     n = 3
     net = GimbalNet(n, channels=1, flow_levels=2, kernel_size=3, kpn_base_channels=4, kpn_depth=1,
-                    kpn_init="mean").eval()
+                    kpn_init="mean", target="sensor").eval()  # 2.2 power curve: no clipping at 1
     with torch.no_grad():  # move away from the init: kernels differ per frame and pixel, the flow is non-zero
         for p in net.parameters():
             p.add_(0.2 * torch.randn_like(p))
@@ -232,7 +249,7 @@ def test_eq17_uses_reference_and_aligned_frames_only():
             kappa, kappa_a = sum(kbar), sum(kbar[i] for i in aligned_set)
             acc = sum(kbar[i] * float(frames[0, i, 0, y, x]) for i in aligned_set)
             expected[y, x] = kappa / kappa_a * acc / f
-    torch.testing.assert_close(inverse_gamma(out.align_estimate[0, 0]).double(), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.align_estimate[0, 0].double(), power_gamma(expected), rtol=1e-4, atol=1e-5)
 
 
 def test_kpn_reference_init_returns_the_middle_frame() -> None:
@@ -246,3 +263,19 @@ def test_kpn_reference_init_returns_the_middle_frame() -> None:
         assert torch.allclose(out.linear, burst[:, 1], atol=1e-6)
     with pytest.raises(ParamError, match="kpn_init"):
         GimbalNet(n=3, kpn_init="median")
+
+
+def test_kpn_released_init_starts_near_zero() -> None:
+    """``kpn_init: released`` keeps PyTorch's default init of the output layer (the authors' KPN): no delta bias,
+    so an untrained merge is far from both the frames' mean and the reference, unlike the two identity inits."""
+    torch.manual_seed(0)
+    burst = torch.rand(2, 3, 1, 16, 16) + 0.5
+    outs = {}
+    for init in ("mean", "reference", "released"):
+        torch.manual_seed(1)
+        net = GimbalNet(3, channels=1, use_flow=False, kpn_base_channels=4, kpn_depth=1, kpn_init=init)
+        outs[init] = net(burst).linear
+    assert (outs["mean"] - burst.mean(1)).abs().mean() < 0.1 * burst.mean()
+    assert (outs["released"] - burst.mean(1)).abs().mean() > 0.5 * burst.mean()
+    with pytest.raises(ParamError, match="kpn_init"):
+        parse_config({"model": {"kpn_init": "zero"}})

@@ -30,13 +30,14 @@ def test_shard_and_sample_counts(tmp_path: Path) -> None:
     # 3 train videos x 2 clips = 6 train clips -> shards of 4 + 2; 1 test video -> 2 clips in 1 shard
     splits = {"a": "train", "b": "train", "c": "train", "d": "test"}
     out, _ = make_shards(tmp_path, ShardConfig(clips_per_shard=4), splits=splits, frames=9)
-    index = read_shard_index(out)
-    train, test = index["splits"]["train"], index["splits"]["test"]
+    train, test = read_shard_index(out, "train")["splits"]["train"], read_shard_index(out, "test")["splits"]["test"]
+    assert set(read_shard_index(out, "test")["splits"]) == {"test"}  # each split's index lists that split only
+    assert read_shard_index(out, "val")["splits"]["val"]["samples"] == 0  # no val video: an empty split
     assert [s["samples"] for s in train["shards"]] == [4, 2]
     assert [s["samples"] for s in test["shards"]] == [2]
     assert (train["samples"], test["samples"]) == (6, 2)
     assert (train["frames"], train["width"], train["height"]) == (9, 32, 24)
-    assert sorted(p.name for p in (out / "train").iterdir()) == [
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["index.json",
         "shard-00000.idx", "shard-00000.tar", "shard-00001.idx", "shard-00001.tar"]
     for split in (train, test):
         assert split["bytes"] == sum((out / s["tar"]).stat().st_size for s in split["shards"])
@@ -53,8 +54,8 @@ def test_meta_round_trip(tmp_path: Path) -> None:
     out, _ = make_shards(tmp_path, ShardConfig(clips_per_shard=3))
     src = {c["id"]: c for c in json.loads((tmp_path / "interp" / "index.json").read_text())["clips"]}
     seen = set()
-    for split in ("train", "test"):
-        for shard in read_shard_index(out)["splits"][split]["shards"]:
+    for split in ("train", "val", "test"):
+        for shard in read_shard_index(out, split)["splits"][split]["shards"]:
             for name, data in tar_members(out / shard["tar"]).items():
                 if not name.endswith(".json"):
                     continue
@@ -92,7 +93,7 @@ def test_lossy_crf_is_lossy_but_close(tmp_path: Path) -> None:
 
 def test_dali_index_format_matches_wds2idx(tmp_path: Path) -> None:
     wds2idx = pytest.importorskip("wds2idx", reason="DALI's wds2idx ships with nvidia-dali")
-    out, _ = make_shards(tmp_path, ShardConfig(clips_per_shard=3))
+    out, _ = make_shards(tmp_path, ShardConfig(clips_per_shard=3), splits={"vidA": "train", "vidB": "train", "vidC": "test"})
     for tar in sorted(out.glob("*/*.tar")):
         ref = tmp_path / "ref.idx"
         with wds2idx.IndexCreator(str(tar), str(ref), verbose=False) as creator:
@@ -123,11 +124,11 @@ def test_build_is_deterministic(tmp_path: Path) -> None:
 
 def test_failure_keeps_previous_output(tmp_path: Path) -> None:
     out, _ = make_shards(tmp_path, ShardConfig(clips_per_shard=3))
-    before = (out / "index.json").read_bytes()
+    before = (out / "test" / "index.json").read_bytes()
     (tmp_path / "interp" / "test" / "vidC_1.mkv").write_bytes(b"not a video")
     with pytest.raises(DataError, match=r"vidC_1\.mkv"):
         build_shards(tmp_path / "interp" / "index.json", out, ShardConfig(clips_per_shard=2), progress=False)
-    assert (out / "index.json").read_bytes() == before
+    assert (out / "test" / "index.json").read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -149,7 +150,7 @@ def test_input_errors(tmp_path: Path) -> None:
 
 def test_read_shard_index_missing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="dvc repro shards"):
-        read_shard_index(tmp_path / "missing")
+        read_shard_index(tmp_path / "missing", "train")
 
 
 def run_stage(tmp_path: Path, shards: dict) -> subprocess.CompletedProcess:
@@ -163,7 +164,7 @@ def test_stage_cli(tmp_path: Path) -> None:
     make_interp(tmp_path / "interp", {"v": "train", "w": "test"}, frames=5)
     ok = run_stage(tmp_path, {"clips_per_shard": 1, "codec": "libvpx-vp9", "crf": 0})
     assert ok.returncode == 0, ok.stderr
-    index = read_shard_index(tmp_path / "shards")
+    index = read_shard_index(tmp_path / "shards", "train")
     assert index["codec"] == "libvpx-vp9" and len(index["splits"]["train"]["shards"]) == 2
     bad = run_stage(tmp_path, {"clips_per_shard": 1, "codec": "h263", "crf": 0})
     assert bad.returncode == 1

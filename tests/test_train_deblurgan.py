@@ -20,8 +20,8 @@ from gimbal.baselines.deblurgan.train import load_deblurgan_weights, train_deblu
 from gimbal.config import parse_config
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.errors import DataError, ParamError
-from gimbal.models.net import gamma
-from gimbal.system import build_sensor, full_exposure_image, ground_truth
+from gimbal.display import Display, power_gamma, sensor_ground_truth
+from gimbal.system import build_sensor, full_exposure_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,14 +45,14 @@ def run(params: dict[str, Any], shards: Path, out: Path) -> dict[str, Any]:
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 train clips and 2 test clips of 9 frames, 48x48."""
     root = tmp_path_factory.mktemp("dgan")
-    index, _ = make_interp(root / "interp", {"a": "train", "b": "train", "c": "test"}, clips_per_video=2,
+    index, _ = make_interp(root / "interp", {"a": "train", "b": "train", "v": "val", "c": "test"}, clips_per_video=2,
                            frames=9, h=48, w=48)
     build_shards(index, root / "shards", ShardConfig(clips_per_shard=2), progress=False)
     return root / "shards"
 
 
 def test_full_exposure_has_ground_truth_brightness() -> None:
-    """A static scene: one exposure of the whole budget T has the ground truth's brightness (eq. 14 scale 1)."""
+    """A static scene: one exposure of the whole budget T has the ``sensor`` target's brightness (eq. 14 scale 1)."""
     params = tiny_params(0)
     sensor = build_sensor(parse_config(params), learn_exposure=False).eval()
     cam = sensor.camera
@@ -61,16 +61,17 @@ def test_full_exposure_has_ground_truth_brightness() -> None:
     rate = level * cam.max_dn / (cam.gain_dn_per_e * cam.budget_s)  # e-/s
     irr = rate.expand(1, 9, 3, 64, 64).contiguous()
     sensor.set_seed(0)
-    image = full_exposure_image(sensor, irr)
+    display = Display("sensor")
+    image = full_exposure_image(sensor, irr, display)
     assert image.shape == (1, 3, 64, 64)
-    gt = ground_truth(irr, cam)
-    assert torch.allclose(gt.mean(dim=(0, 2, 3)), gamma(level.flatten()), atol=1e-5)
+    gt = sensor_ground_truth(irr, cam)
+    assert torch.allclose(gt.mean(dim=(0, 2, 3)), power_gamma(level.flatten()), atol=1e-5)
     assert torch.allclose(image.mean(dim=(0, 2, 3)), gt.mean(dim=(0, 2, 3)), rtol=2e-3)
-    shorter = gamma(level.flatten() * (cam.budget_s - cam.readout_s) / cam.budget_s)  # a T - dt_ro exposure
+    shorter = power_gamma(level.flatten() * (cam.budget_s - cam.readout_s) / cam.budget_s)  # a T - dt_ro exposure
     assert not torch.allclose(image.mean(dim=(0, 2, 3)), shorter, rtol=2e-3)
     assert image.std() > 0  # shot noise is there
     sensor.set_seed(0)
-    assert torch.equal(full_exposure_image(sensor, irr), image)  # seeded
+    assert torch.equal(full_exposure_image(sensor, irr, display), image)  # seeded
 
 
 @pytest.mark.slow

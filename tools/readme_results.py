@@ -1,9 +1,11 @@
-"""Rewrite the README's results table and the numbers quoted under it from the committed run's outputs.
+"""Rewrite the README's results block from the committed run's outputs.
 
     python tools/readme_results.py            # rewrites README.md in place from metrics/ and exposures/
 
-Reads metrics/eval.json, metrics/eval_by_source.json and exposures/gimbal.json, so every figure in that
-part of the README is the committed run's (run it after `dvc repro`, commit README with dvc.lock).
+Reads metrics/eval.json (means, 95% bootstrap intervals over the test clips, paired margins),
+metrics/eval_by_source.json and exposures/gimbal.json, and replaces the text between the
+``<!-- results:start -->`` and ``<!-- results:end -->`` markers, so every figure there is the committed
+run's (run it after `dvc repro`, commit README with dvc.lock).
 """
 
 from __future__ import annotations
@@ -21,38 +23,57 @@ ROWS = {
     "full_exposure": "full exposure (floor)",
     "middle_frame": "exposure-normalized middle frame of the learned burst (floor)",
 }
+MARGINS = {  # margin -> (label, the issue's threshold in dB)
+    "gimbal-gimbal_uniform": ("ours - uniform exposures", 1.0),
+    "gimbal-middle_frame": ("ours - middle frame of its burst", 1.0),
+    "gimbal-kpn": ("ours - KPN", 1.0),
+    "kpn-full_exposure": ("KPN - full exposure", 1.0),
+    "deblurgan-full_exposure": ("DeblurGAN-v2 - full exposure", 0.5),
+}
+START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def rewrite(text: str) -> str:
+def block() -> str:
     ev = json.loads((REPO / "metrics/eval.json").read_text())
     src = json.loads((REPO / "metrics/eval_by_source.json").read_text())
     sched = json.loads((REPO / "exposures/gimbal.json").read_text())
+    n = ev["clips"]
+    per_clip = (REPO / "plots/eval_per_clip.csv").read_text().splitlines()[1:]
+    counts = {kind: len({line.split(",")[0] for line in per_clip if line.split(",")[2] == kind}) for kind in src}
+    lines = [
+        f"| method | PSNR [95% CI] | SSIM [95% CI] | real ({counts.get('real', 0)} clips) | "
+        f"synthetic ({counts.get('synthetic', 0)} clips) |",
+        "|---|---|---|---|---|",
+    ]
     for method, label in ROWS.items():
-        p, s = ev[method]["psnr"], ev[method]["ssim"]
-        cell = (f"**{p:.2f}** | **{s:.3f}**" if method == "gimbal" else f"{p:.2f} | {s:.3f}")
-        row = f"| {label} | {cell} | {src['real'][method]['psnr']:.2f} | {src['synthetic'][method]['psnr']:.2f} |"
-        text = re.sub(rf"^\| {re.escape(label)} \|.*$", row, text, count=1, flags=re.M)
+        m = ev[method]
+        p = f"{m['psnr']:.2f} [{m['psnr_lo']:.2f}, {m['psnr_hi']:.2f}]"
+        s = f"{m['ssim']:.3f} [{m['ssim_lo']:.3f}, {m['ssim_hi']:.3f}]"
+        if method == "gimbal":
+            p, s = f"**{p}**", f"**{s}**"
+        lines.append(f"| {label} | {p} | {s} | {src['real'][method]['psnr']:.2f} | "
+                     f"{src['synthetic'][method]['psnr']:.2f} |")
+    lines += ["", f"Paired differences over the same {n} test clips (95% bootstrap interval of the mean difference):",
+              "", "| margin | PSNR dB [95% CI] | SSIM [95% CI] | asked for | holds (lower end above 0 and mean >= asked) |",
+              "|---|---|---|---|---|"]
+    for key, (label, need) in MARGINS.items():
+        m = ev["margins"][key]
+        holds = m["psnr"] >= need and m["psnr_lo"] > 0
+        lines.append(f"| {label} | {m['psnr']:+.2f} [{m['psnr_lo']:+.2f}, {m['psnr_hi']:+.2f}] | "
+                     f"{m['ssim']:+.3f} [{m['ssim_lo']:+.3f}, {m['ssim_hi']:+.3f}] | >= +{need:.1f} dB | "
+                     f"{'yes' if holds else '**no**'} |")
     d = [round(x) for x in sched["durations_us"]]
-    text = re.sub(r"The learned schedule \(`exposures/gimbal.json`\) is \d+ / \d+ / \d+ us with \d+ us idle",
-                  f"The learned schedule (`exposures/gimbal.json`) is {d[0]} / {d[1]} / {d[2]} us with "
-                  f"{round(sched['idle_us'])} us idle", text)
+    lines += ["", f"The learned schedule (`exposures/gimbal.json`) is {' / '.join(map(str, d))} us with "
+              f"{round(sched['idle_us'])} us idle in the {sched['budget_us']:.0f} us budget "
+              f"({sched['readout_us']:.0f} us readouts); the reference exposure is "
+              f"[{sched['starts_us'][len(d) // 2]:.0f}, {sched['starts_us'][len(d) // 2] + sched['durations_us'][len(d) // 2]:.0f}] us."]
+    return "\n".join(lines)
 
-    def diff(a: str, b: str) -> str:
-        return f"{ev[a]['psnr'] - ev[b]['psnr']:+.2f}"
 
-    text = re.sub(r"exposures [+-]\d+\.\d+ dB over uniform ones, [+-]\d+\.\d+ dB over the KPN, and [+-]\d+\.\d+ dB over the middle",
-                  f"exposures {diff('gimbal', 'gimbal_uniform')} dB over uniform ones, {diff('gimbal', 'kpn')} dB over "
-                  f"the KPN, and {diff('gimbal', 'middle_frame')} dB over the middle", text)
-    text = re.sub(r"the KPN is [+-]\d+\.\d+ dB over the full exposure",
-                  f"the KPN is {diff('kpn', 'full_exposure')} dB over the full exposure", text)
-    text = re.sub(r"DeblurGAN-v2 does not: [+-]\d+\.\d+ dB over its input",
-                  f"DeblurGAN-v2 does not: {diff('deblurgan', 'full_exposure')} dB over its input", text)
-    ref0 = sched["starts_us"][1]
-    ref1 = ref0 + sched["durations_us"][1]
-    text = re.sub(r"the reference exposure, \[\d+, \d+\] us, is centred on the\n  ground-truth instant",
-                  f"the reference exposure, [{ref0:.0f}, {ref1:.0f}] us, is centred on the\n  ground-truth instant", text)
-    text = re.sub(r"first exposure \(\d+ us\) collects light", f"first exposure ({d[0]} us) collects light", text)
-    return text
+def rewrite(text: str) -> str:
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md: markers {START} / {END} not found")
+    return re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: f"{START}\n{block()}\n{END}", text, flags=re.S)
 
 
 if __name__ == "__main__":

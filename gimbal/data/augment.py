@@ -12,7 +12,8 @@ For a batch of interpolated clips ``(B, T, 3, H, W)`` (sRGB, [0, 1] or uint8):
    * ``motion: shake`` (the authors' released protocol, default): a per-frame random walk of
      Euler angles (std roll 1e-3 deg, pitch 1e-2 deg, yaw 1e-2 deg per frame) accumulated
      outward from the middle frame, with the calibrated intrinsics (fx 5480.68, fy 5494.67 px,
-     principal point (1020.30, 516.23) at 1920x1080) scaled to the frame size;
+     principal point (1020.30, 516.23) at 1920x1080) scaled per axis (:func:`shake_intrinsics`): by the
+     ``crop x crop`` editing crop (``intrinsics_scale: crop``, the released code) or by the frame (``frame``);
    * ``motion: smooth``: a smooth random rotation (integrated random walk of angular velocity),
      anchored at the middle frame and scaled so its largest angle is in
      ``[min_rotation_deg, max_rotation_deg]``, with a pinhole of focal ``focal_px`` at the crop centre;
@@ -20,7 +21,9 @@ For a batch of interpolated clips ``(B, T, 3, H, W)`` (sRGB, [0, 1] or uint8):
    warped (kornia ``warp_perspective``, border padding) and cut to the central ``center x center``
    part in one call;
 3. an antialiased resize to ``out_size x out_size`` (kornia);
-4. the inverse sRGB gamma (kornia) to linear intensities.
+4. (``flips: true``) random horizontal and vertical flips, each with probability 0.5 per clip, the same for all
+   its frames (the released ``transform.RandomFlip``);
+5. the inverse sRGB gamma (kornia) to linear intensities.
 
 :func:`to_irradiance` then scales the linear clip by a white level drawn uniformly per clip
 (``white_level``, W/m^2) and converts it to photo-electrons per second with
@@ -29,6 +32,7 @@ For a batch of interpolated clips ``(B, T, 3, H, W)`` (sRGB, [0, 1] or uint8):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -49,6 +53,7 @@ __all__ = [
     "intrinsic_matrix",
     "random_rotation_trajectory",
     "rotation_homographies",
+    "shake_intrinsics",
     "shake_rotations",
     "to_irradiance",
     "window",
@@ -65,13 +70,16 @@ class AugmentConfig:
         out_size: final side after antialiased resizing (paper: 128).
         motion: ``shake`` (the released per-frame Euler random walk) or ``smooth`` (a smooth rotation).
         shake_std_deg: per-frame std of the roll, pitch and yaw random walk in degrees (``shake``).
-        intrinsics: ``(fx, fy, cx, cy)`` in pixels at ``intrinsics_size`` (``shake``), scaled to the frame.
+        intrinsics: ``(fx, fy, cx, cy)`` in pixels at ``intrinsics_size`` (``shake``).
         intrinsics_size: ``(width, height)`` the intrinsics were calibrated at.
+        intrinsics_scale: what the intrinsics are scaled by (``shake``; :func:`shake_intrinsics`): ``crop``, the
+            ``crop x crop`` editing crop (the released code), or ``frame``, the frame.
         max_rotation_deg, min_rotation_deg: range of the per-clip largest rotation (``smooth``).
         focal_px: focal length in pixels of the crop (``smooth``; None: ``crop``).
         smoothness: angular-acceleration noise relative to the initial velocity (``smooth``).
         white_level: ``[lo, hi]`` irradiance in W/m^2 of an sRGB white, drawn uniformly per clip.
         window_frames: frames spanning the budget T, from the first (None: all; released: 121).
+        flips: random horizontal / vertical flips of the training crops (p = 0.5 each, per clip; released).
     """
 
     crop: int = 128
@@ -81,12 +89,14 @@ class AugmentConfig:
     shake_std_deg: tuple[float, float, float] = (1e-3, 1e-2, 1e-2)
     intrinsics: tuple[float, float, float, float] = (5480.68, 5494.67, 1020.30, 516.23)
     intrinsics_size: tuple[int, int] = (1920, 1080)
+    intrinsics_scale: Literal["crop", "frame"] = "crop"
     max_rotation_deg: float = 3.0
     min_rotation_deg: float = 0.0
     focal_px: float | None = None
     smoothness: float = 0.1
     white_level: tuple[float, float] = (0.018, 0.02)
     window_frames: int | None = None
+    flips: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.out_size <= self.center <= self.crop:
@@ -99,30 +109,27 @@ class AugmentConfig:
             raise ParamError(f"params: 'augment.intrinsics_size' must be a positive (width, height) in pixels, got "
                              f"{list(self.intrinsics_size)}")
         if min(self.intrinsics[:2]) <= 0:
-            raise ParamError(f"params: 'augment.intrinsics' focal lengths fx, fy must be > 0, got {list(self.intrinsics)}")
+            raise ParamError(f"params: 'augment.intrinsics' focal lengths fx, fy must be > 0, got "
+                             f"{list(self.intrinsics)}")
         if not 0 < self.white_level[0] <= self.white_level[1]:
             raise ParamError(f"params: 'augment.white_level' must be [lo, hi] W/m^2 with 0 < lo <= hi, got "
                              f"{list(self.white_level)}")
+        if self.intrinsics_scale not in ("crop", "frame"):
+            raise ParamError(f"params: 'augment.intrinsics_scale' must be 'crop' or 'frame', got "
+                             f"{self.intrinsics_scale!r}")
         if min(self.shake_std_deg) < 0:
             raise ParamError(f"params: 'augment.shake_std_deg' must be >= 0, got {list(self.shake_std_deg)}")
+        if self.smoothness < 0:
+            raise ParamError(f"params: 'augment.smoothness' must be >= 0, got {self.smoothness}")
         if self.window_frames is not None and self.window_frames < 2:
             raise ParamError(f"params: 'augment.window_frames' must be >= 2 or null, got {self.window_frames}")
         if self.focal_px is not None and self.focal_px <= 0:
-            raise ParamError(f"augment: focal_px must be > 0, got {self.focal_px}")
-        if self.smoothness < 0 or min(self.shake_std_deg) < 0:
-            raise ParamError(f"augment: smoothness and shake_std_deg must be >= 0, got {self.smoothness}, "
-                             f"{list(self.shake_std_deg)}")
-        if not 0 < self.white_level[0] <= self.white_level[1]:
-            raise ParamError(f"augment: white_level must be [lo, hi] W/m^2 with 0 < lo <= hi, got "
-                             f"{list(self.white_level)}")
-        if self.window_frames is not None and self.window_frames < 2:
-            raise ParamError(f"augment: window_frames must be >= 2 or null, got {self.window_frames}")
+            raise ParamError(f"params: 'augment.focal_px' must be > 0, got {self.focal_px}")
 
     @property
     def focal(self) -> float:
         """Focal length in pixels of the crop (``smooth`` motion)."""
         return float(self.focal_px) if self.focal_px is not None else float(self.crop)
-
 
 
 @dataclass
@@ -132,14 +139,17 @@ class AugmentedBatch:
     Attributes:
         linear: ``(B, T, C, out, out)`` augmented clip, linear intensities in [0, 1].
         gt: ``(B, C, out, out)`` its middle frame ``T // 2`` in sRGB [0, 1].
-        rotations: ``(B, T, 3, 3)`` camera rotation matrices applied per frame.
+        rotations: ``(B, T, 3, 3)`` camera rotation matrices applied per frame (before any flip).
         origins: ``(B, 2)`` top-left ``(x0, y0)`` of each clip's ``crop`` window in the input frames.
+        flips: ``(B, 2)`` bool, whether each clip's output was flipped horizontally (left-right, column 0)
+            and vertically (up-down, column 1) after the warp; all False without ``augment.flips``.
     """
 
     linear: torch.Tensor
     gt: torch.Tensor
     rotations: torch.Tensor
     origins: torch.Tensor
+    flips: torch.Tensor
 
 
 def random_rotation_trajectory(batch: int, frames: int, max_angle_rad: torch.Tensor, smoothness: float = 0.1,
@@ -259,9 +269,17 @@ def _kept_frames(t: int, frames: torch.Tensor | None) -> tuple[torch.Tensor, tor
     return keep, keep.nonzero()[:, 0]
 
 
-def _finish(srgb: torch.Tensor, keep: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor) -> AugmentedBatch:
-    """Kept warped frames ``srgb (B, T_kept, C, h, w)`` -> linear clip with the dropped frames left 0, and the gt."""
+def _finish(srgb: torch.Tensor, keep: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor,
+            flips: torch.Tensor | None = None) -> AugmentedBatch:
+    """Kept warped frames ``srgb (B, T_kept, C, h, w)`` -> linear clip with the dropped frames left 0, and the gt;
+    ``flips (B, 2)`` bool (horizontal, vertical) are applied to each clip's frames first (None: no flips)."""
     b, tk, cc, oh, ow = srgb.shape
+    if flips is None:
+        flips = torch.zeros(b, 2, dtype=torch.bool)
+    for i, (fh, fv) in enumerate(flips.tolist()):  # the same flip for all frames of a clip, hence its gt
+        dims = [d for d, f in ((-1, fh), (-2, fv)) if f]
+        if dims:
+            srgb[i] = srgb[i].flip(dims)
     t = len(keep)
     linear = srgb_to_linear(srgb)
     gt = srgb[:, int(keep[: t // 2].sum())].clone()
@@ -269,7 +287,7 @@ def _finish(srgb: torch.Tensor, keep: torch.Tensor, rotations: torch.Tensor, ori
         full = linear.new_zeros(b, t, cc, oh, ow)
         full[:, keep] = linear
         linear = full
-    return AugmentedBatch(linear=linear, gt=gt, rotations=rotations, origins=origins)
+    return AugmentedBatch(linear=linear, gt=gt, rotations=rotations, origins=origins, flips=flips)
 
 
 def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None,
@@ -280,11 +298,16 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
         clips: ``(B, T, 3, H, W)`` float in [0, 1] or uint8 in [0, 255] (sRGB), ``H, W >= config.crop``;
             ``T`` already the time window (:func:`window`).
         config: :class:`AugmentConfig`.
-        generator: CPU ``torch.Generator``; the same seed gives the same output.
+        generator: CPU ``torch.Generator``; the same seed gives the same output. Draw order per batch: the
+            rotations, the crop origins, then (``flips: true`` only) the ``(B, 2)`` flip decisions.
         channels: 1 (luma, BT.601) or 3 (RGB) output channels.
         frames: ``(T,)`` bool, the frames to produce (the others are left 0: e.g. the samples that no
             exposure integrates, :func:`gimbal.sensor.integrate.used_samples`); the middle frame always is.
             The random draws are the same with or without it.
+
+    ``motion: shake`` with ``intrinsics_scale: crop``: ``K`` = :func:`shake_intrinsics` of the ``crop x crop``
+    image, in the crop's own coordinates (the released code); ``frame``: ``K`` of the whole ``W x H`` frame,
+    moved to the crop's coordinates.
 
     Returns:
         :class:`AugmentedBatch` with ``linear (B, T, channels, out, out)``.
@@ -305,9 +328,13 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
         smooth_homog = rotation_homographies(axis_angle.double(), config.focal, s)
     y0 = torch.randint(0, h - s + 1, (b,), generator=generator)
     x0 = torch.randint(0, w - s + 1, (b,), generator=generator)
+    flips = torch.rand(b, 2, generator=generator) < 0.5 if config.flips else None  # last: no other draw moves
 
-    if config.motion == "shake":  # K of the whole frame, moved to the crop's coordinates
-        k = frame_intrinsics(config, w, h).expand(b, 3, 3).clone()
+    if config.motion == "shake" and config.intrinsics_scale == "crop":  # K of the crop, in its coordinates
+        k = shake_intrinsics(config, s, s).expand(b, 3, 3)
+        homog = k[:, None] @ rotations.double() @ torch.linalg.inv(k)[:, None]  # (B, T, 3, 3), crop coordinates
+    elif config.motion == "shake":  # K of the whole frame, moved to the crop's coordinates
+        k = shake_intrinsics(config, w, h).expand(b, 3, 3).clone()
         k[:, 0, 2] -= x0.double()
         k[:, 1, 2] -= y0.double()
         homog = k[:, None] @ rotations.double() @ torch.linalg.inv(k)[:, None]  # (B, T, 3, 3), crop coordinates
@@ -351,15 +378,35 @@ def augment_clips(clips: torch.Tensor, config: AugmentConfig, generator: torch.G
         warped = torch.nn.functional.interpolate(warped, size=(config.out_size, config.out_size), mode="bilinear",
                                                  antialias=True, align_corners=False)
     srgb = warped.clamp(0, 1).reshape(b, tk, cc, config.out_size, config.out_size)
-    return _finish(srgb, keep, rotations, torch.stack([x0, y0], dim=1))
+    return _finish(srgb, keep, rotations, torch.stack([x0, y0], dim=1), flips)
+
+
+def shake_intrinsics(config: AugmentConfig, width: int, height: int) -> torch.Tensor:
+    """``(3, 3)`` float64 camera matrix ``K`` (pixels) of the ``shake`` motion for a ``width x height`` image.
+
+    ``config.intrinsics`` = ``(fx, fy, cx, cy)``, calibrated at ``config.intrinsics_size`` = ``(W0, H0)``, scaled
+    per axis. The principal point is scaled by the image, ``(cx width / W0, cy height / H0)`` (origin at the
+    image's top-left pixel). The focal lengths are scaled by
+
+    * ``intrinsics_scale: frame``: the image, ``(fx width / W0, fy height / H0)``;
+    * ``intrinsics_scale: crop``: the ``crop x crop`` editing crop, ``(fx crop / W0, fy crop / H0)`` whatever
+      the image size (e.g. 1461.5 and 2604.9 px for a 512 crop). The paper text does not say how the calibrated
+      intrinsics are scaled; the released code (``transform.RandomRotate._adapt_intrinsics``) scales f and c by
+      the size of the tensor it rotates, which is the editing crop: call this with ``width = height = crop``
+      for a training crop, and with the frame size for a whole frame (the training focal lengths, so the same
+      angles move the pixels as much as in training, and the principal point scaled to the frame).
+    """
+    fx, fy, cx, cy = config.intrinsics
+    w0, h0 = config.intrinsics_size
+    fw, fh = (config.crop, config.crop) if config.intrinsics_scale == "crop" else (width, height)
+    return torch.tensor([[fx * fw / w0, 0.0, cx * width / w0], [0.0, fy * fh / h0, cy * height / h0],
+                         [0.0, 0.0, 1.0]], dtype=torch.float64)
 
 
 def frame_intrinsics(config: AugmentConfig, width: int, height: int) -> torch.Tensor:
-    """``(3, 3)`` float64 camera matrix of a ``width x height`` frame: ``config.intrinsics`` (calibrated at
-    ``config.intrinsics_size``) scaled to the frame."""
-    fx, fy, cx, cy = config.intrinsics
-    sx, sy = width / config.intrinsics_size[0], height / config.intrinsics_size[1]
-    return torch.tensor([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    """``(3, 3)`` float64 ``K`` of a ``width x height`` frame, f and c scaled by the frame
+    (:func:`shake_intrinsics` with ``intrinsics_scale: frame``)."""
+    return shake_intrinsics(dataclasses.replace(config, intrinsics_scale="frame"), width, height)
 
 
 def full_frame_size(config: AugmentConfig, height: int, width: int) -> tuple[int, int]:
@@ -373,9 +420,12 @@ def augment_full_frames(clips: torch.Tensor, config: AugmentConfig, generator: t
     """Whole frames instead of random crops: evaluation on the full frames of held-out videos.
 
     The same camera shake as :func:`augment_clips` (``motion: shake``; the same generator state draws the same
-    rotations), ``H_t = K R_t K^-1`` with ``K`` the intrinsics scaled to the frame, applied to the whole
-    ``H x W`` frame (kornia ``warp_perspective``, border padding), then an antialiased resize by the training
-    scale ``out_size / center``, so the network sees the pixel scale and motion it was trained on.
+    rotations), ``H_t = K R_t K^-1`` with ``K`` = :func:`shake_intrinsics` of the ``W x H`` frame, applied to the
+    whole frame (kornia ``warp_perspective``, border padding), then an antialiased resize by the training
+    scale ``out_size / center``, so the network sees the pixel scale and motion it was trained on. With
+    ``intrinsics_scale: crop`` the focal lengths are the training crop's (``fx crop / W0``, ``fy crop / H0`` px,
+    so the same angles give the same pixel motion as in training) and the principal point is scaled to the
+    frame (``cx W / W0``, ``cy H / H0``); with ``frame`` f and c are scaled by the frame. Never flipped.
 
     Args:
         clips: ``(B, T, C, H, W)`` float in [0, 1] or uint8 (sRGB), ``C`` 1 or 3; ``T`` already the window.
@@ -393,7 +443,7 @@ def augment_full_frames(clips: torch.Tensor, config: AugmentConfig, generator: t
         raise ParamError(f"augment: full-frame evaluation supports augment.motion 'shake' only, got "
                          f"'{config.motion}'; set augment.motion: shake or eval.full_frame: false")
     rotations = shake_rotations(b, t, config.shake_std_deg, generator)
-    k = frame_intrinsics(config, w, h)
+    k = shake_intrinsics(config, w, h)
     homog = k @ rotations.double() @ torch.linalg.inv(k)  # (B, T, 3, 3), frame -> frame
     keep, idx = _kept_frames(t, frames)
     oh, ow = full_frame_size(config, h, w)

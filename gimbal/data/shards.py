@@ -2,12 +2,15 @@
 
 Layout written by :func:`build_shards` (DESIGN.md section 1, stage ``shards``)::
 
-    <out_dir>/index.json                    codec settings; per split: samples, frames, width,
+    <out_dir>/<split>/index.json            codec settings; for its split: samples, frames, width,
                                             height, bytes and every shard (tar, idx, samples,
                                             bytes, sha256 of the tar and of the idx, keys,
                                             crc32 of each clip's video)
-    <out_dir>/{train,test}/shard-%05d.tar   WebDataset tars, ``clips_per_shard`` samples each
-    <out_dir>/{train,test}/shard-%05d.idx   DALI ``fn.readers.webdataset`` index of each tar
+    <out_dir>/<split>/shard-%05d.tar        WebDataset tars, ``clips_per_shard`` samples each
+    <out_dir>/<split>/shard-%05d.idx        DALI ``fn.readers.webdataset`` index of each tar
+
+with ``<split>`` one of ``train``, ``val``, ``test``. Each split is self-contained (its own index), so DVC can
+track the three folders as separate outputs and the training stages depend on ``train`` and ``val`` only.
 
 Each sample is ``<key>.<ext>`` (the clip, ``(T, H, W, 3)`` RGB re-encoded; ``ext`` is
 ``mp4`` for H.264/HEVC/VP9, ``mkv`` for FFV1) and ``<key>.json`` (meta: source video id,
@@ -41,6 +44,7 @@ import numpy as np
 import webdataset as wds
 from tqdm import tqdm
 
+from gimbal.data.clips import SPLITS
 from gimbal.data.video import encode_frames, frames_sha256, read_frames, sha256_file
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_json, read_records, write_json_atomic
@@ -55,8 +59,7 @@ CODECS: dict[str, tuple[str, str]] = {
     "ffv1": ("mkv", "matroska"),
 }
 PIX_FMTS = ("yuv444p", "yuv420p")
-INDEX_FORMAT = 2  # 2: per-shard sha256 (tar and idx), verified by every reader
-SPLITS = ("train", "test")
+INDEX_FORMAT = 3  # 2: per-shard sha256 (tar and idx), verified by every reader; 3: one index per split
 #: fields copied from each clip of ``data/interp/index.json`` into the sample's json meta
 _META_FIELDS = ("id", "video", "kind", "index", "split", "start_frame", "fps", "source_fps", "factor", "gt_frame")
 _REQUIRED_FIELDS = ("id", "video", "index", "split", "file", "fps")
@@ -211,7 +214,8 @@ def build_shards(
     cfg: ShardConfig = ShardConfig(),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Pack every clip listed in ``interp_index`` into tar shards under ``out_dir``; return the shard index.
+    """Pack every clip listed in ``interp_index`` into tar shards under ``out_dir``; return the shard index
+    (``splits``: every split; each ``<out_dir>/<split>/index.json`` holds the same with its split only).
 
     Clips keep their order in ``interp_index`` (the order readers see without shuffling).
     Each clip is decoded and checked against its index entry (frame count, size, and
@@ -259,7 +263,7 @@ def build_shards(
                      "idx_sha256": sha256_file(tmp / f"{name}.idx"), "keys": keys, "crc32": crcs}
                 )
             if not members:
-                log.warning("split %r has no clips; its shard directory is empty", split)
+                log.warning("split %r has no clips; its shard directory holds only its index", split)
             result["splits"][split] = {
                 "samples": len(members),
                 "frames": _uniform(frames),
@@ -268,7 +272,7 @@ def build_shards(
                 "bytes": sum(s["bytes"] for s in shards),
                 "shards": shards,
             }
-        write_json_atomic(tmp / "index.json", result)
+            write_json_atomic(tmp / split / "index.json", {**result, "splits": {split: result["splits"][split]}})
     return result
 
 
@@ -303,21 +307,23 @@ def _write_sample(
     return meta, zlib.crc32(data)
 
 
-def read_shard_index(shards_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``<shards_dir>/index.json`` written by :func:`build_shards`.
+def read_shard_index(shards_dir: str | os.PathLike[str], split: str) -> dict[str, Any]:
+    """Read ``<shards_dir>/<split>/index.json`` written by :func:`build_shards` (``splits`` holds ``split`` only;
+    shard paths are relative to ``shards_dir``).
 
     Raises :class:`DataError` (suggesting ``dvc repro shards``) if the directory or the index
     is missing, unreadable, or of another format version.
     """
     shards_dir = Path(shards_dir)
-    path = shards_dir / "index.json"
-    if not shards_dir.is_dir() or not path.is_file():
-        raise DataError(f"{path}: shard index not found; build the shards with `dvc repro shards`")
+    path = shards_dir / split / "index.json"
+    if not path.is_file():
+        raise DataError(f"{path}: shard index of split {split!r} not found; build the shards with `dvc repro shards`"
+                        + ("" if split in SPLITS else f" (splits: {', '.join(SPLITS)})"))
     try:
         index = read_json(path)
     except DataError as exc:
         raise DataError(f"{exc}; rebuild the shards with `dvc repro shards`") from exc
-    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or "splits" not in index:
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or split not in index.get("splits", {}):
         raise DataError(f"{path}: not a gimbal shard index of format {INDEX_FORMAT} (older gimbal versions wrote "
-                        "format 1, without checksums); rebuild the shards with `dvc repro shards -f`")
+                        "format 1 without checksums, format 2 with one index for all splits); rebuild the shards with `dvc repro shards -f`")
     return index

@@ -136,7 +136,7 @@ def shard_clip_kinds(shards_dir: str | Path, split: str = "test") -> list[str]:
     from gimbal.data.shards import read_shard_index
 
     shards_dir = Path(shards_dir)
-    index = read_shard_index(shards_dir)
+    index = read_shard_index(shards_dir, split)
     kinds: list[str] = []
     for shard in index["splits"].get(split, {}).get("shards", []):
         with tarfile.open(shards_dir / shard["tar"]) as tar:

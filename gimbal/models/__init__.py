@@ -1,7 +1,7 @@
 """Reconstruction networks: pyramid flow (Fig. 4), KPN (Fig. 5) and the full GimbalNet (Section 5)."""
 
 from gimbal.models.flow import FlowNet, reference_index, split_reference, warp
-from gimbal.models.net import GimbalNet, GimbalOutput, ModelConfig, align_estimate, gamma, inverse_gamma
+from gimbal.models.net import GimbalNet, GimbalOutput, ModelConfig, align_estimate
 from gimbal.models.kpn import KPN, apply_kernels
 
 __all__ = [
@@ -10,8 +10,6 @@ __all__ = [
     "GimbalNet",
     "GimbalOutput",
     "apply_kernels",
-    "gamma",
-    "inverse_gamma",
     "reference_index",
     "split_reference",
     "warp",

@@ -71,11 +71,12 @@ class KPN(nn.Module):
     eq. 15 then starts as the plain mean of the frames) while gradients still reach all layers.
     With ``init_reference=r`` the bias is instead a delta of weight ``F`` on frame ``r`` and zero
     on the others, so the merge starts as the (exposure-normalized) reference frame itself and
-    training only has to learn what the other frames add.
+    training only has to learn what the other frames add. ``identity_init=False`` keeps PyTorch's
+    default initialisation of the output convolution (the authors' released KPN: kernels start near 0).
     """
 
     def __init__(self, frames: int, kernel_size: int = 5, base_channels: int = 64, depth: int = 4,
-                 init_scale: float = 0.1, init_reference: int | None = None):
+                 init_scale: float = 0.1, init_reference: int | None = None, identity_init: bool = True):
         super().__init__()
         if frames < 1 or kernel_size < 1 or kernel_size % 2 == 0 or base_channels < 1 or depth < 0:
             raise ShapeError(f"KPN: invalid config frames={frames}, kernel_size={kernel_size} (odd), "
@@ -93,6 +94,8 @@ class KPN(nn.Module):
                                       for level in reversed(range(depth)))
         kk = kernel_size * kernel_size
         self.head = nn.Conv2d(widths[0], frames * kk, 3, padding=1)
+        if not identity_init:
+            return
         with torch.no_grad():
             self.head.weight.mul_(init_scale)
             bias = torch.zeros(frames, kk)

@@ -3,8 +3,8 @@
 ``GimbalNet`` takes the exposure-normalized burst (eq. 14) in linear units, aligns the
 non-reference frames to the middle frame with :class:`~gimbal.models.flow.FlowNet`, predicts
 per-pixel kernels for the ``2n-1`` frames (burst + aligned) with :class:`~gimbal.models.kpn.KPN`,
-merges them by eq. (15) (mean over frames of the kernel-filtered frames) and applies a
-differentiable gamma. It also returns the annealed alignment estimate of eq. (17): each kernel
+merges them by eq. (15) (mean over frames of the kernel-filtered frames) and applies the display
+curve of the run's target (:mod:`gimbal.display`: the released sRGB-like curve, or a 2.2 power). It also returns the annealed alignment estimate of eq. (17): each kernel
 collapsed to 1x1 (the sum of its weights), applied to the normalized reference frame and the
 n-1 *aligned* frames only, rescaled by kappa / kappa_a (the sum of all collapsed kernels over
 the sum over those n frames), so it can only be sharp if the flow aligned the frames.
@@ -23,39 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gimbal.display import TARGETS, power_gamma, srgb_encode
 from gimbal.errors import ParamError, ShapeError
 from gimbal.models.flow import FlowNet, split_reference, warp
 from gimbal.models.kpn import KPN, apply_kernels
 
-__all__ = ["GAMMA", "GAMMA_EPS", "GimbalNet", "GimbalOutput", "ModelConfig", "align_estimate", "gamma",
-           "inverse_gamma"]
-
-GAMMA = 2.2
-"""Display gamma: ``srgb = linear ** (1 / GAMMA)`` (sRGB-like)."""
-GAMMA_EPS = 1e-3
-"""Below this linear value the gamma curve continues as its tangent line (finite gradient)."""
-
-
-def gamma(linear: torch.Tensor, g: float = GAMMA, eps: float = GAMMA_EPS) -> torch.Tensor:
-    """Differentiable gamma ``x ** (1/g)`` (linear -> display, applied after eq. 15).
-
-    ``x ** (1/g)`` has an infinite slope at 0; below ``eps`` we continue the curve with its
-    tangent at ``eps`` (like sRGB's linear toe), so the gradient is finite everywhere and
-    non-zero also for slightly negative network outputs. Exactly inverted by :func:`inverse_gamma`.
-    """
-    y0 = eps ** (1.0 / g)
-    slope = y0 / (g * eps)
-    power = linear.clamp(min=eps) ** (1.0 / g)  # clamp keeps the unused branch's gradient finite
-    return torch.where(linear >= eps, power, y0 + (linear - eps) * slope)
-
-
-def inverse_gamma(display: torch.Tensor, g: float = GAMMA, eps: float = GAMMA_EPS) -> torch.Tensor:
-    """Inverse of :func:`gamma`: display values (sRGB-like, [0,1]) -> linear intensities."""
-    y0 = eps ** (1.0 / g)
-    slope = y0 / (g * eps)
-    power = display.clamp(min=y0) ** g
-    return torch.where(display >= y0, power, eps + (display - y0) / slope)
-
+__all__ = ["GimbalNet", "GimbalOutput", "ModelConfig", "align_estimate"]
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -71,7 +44,9 @@ class ModelConfig:
         kernel_size: per-pixel kernel size k (paper: 5).
         kpn_base_channels: KPN U-Net width (paper scale: 64).
         kpn_depth: KPN down-samplings (paper scale: 4).
-        kpn_init: the merge starts as the middle frame (``reference``) or the mean of all frames (``mean``).
+        kpn_init: the merge starts as the middle frame (``reference``, ours) or the mean of all frames (``mean``);
+            ``released``: PyTorch's default init of the KPN's output layer (the authors' released code: kernels
+            near 0, so the merge starts near 0; the paper does not say).
     """
 
     learn_exposure: bool = True
@@ -83,7 +58,7 @@ class ModelConfig:
     kernel_size: int = 5
     kpn_base_channels: int = 8
     kpn_depth: int = 2
-    kpn_init: Literal["reference", "mean"] = "reference"
+    kpn_init: Literal["reference", "mean", "released"] = "reference"
 
     def __post_init__(self) -> None:
         for key in ("channels", "flow_levels", "kernel_size", "kpn_base_channels"):
@@ -137,9 +112,9 @@ class GimbalOutput:
     """Outputs of :class:`GimbalNet` for a burst ``(B, n, C, H, W)``.
 
     Attributes:
-        image: ``(B, C, H, W)`` reconstruction after gamma (display space, compare to sRGB ground truth).
-        align_estimate: ``(B, C, H, W)`` eq. (17) estimate from 1x1 summed kernels, after gamma.
-        linear: ``(B, C, H, W)`` the eq. (15) merge before gamma (linear units of the input).
+        image: ``(B, C, H, W)`` reconstruction after the display curve (display space, compare to the target).
+        align_estimate: ``(B, C, H, W)`` eq. (17) estimate from 1x1 summed kernels, after the display curve.
+        linear: ``(B, C, H, W)`` the eq. (15) merge before the curve (linear units of the input).
         flows: ``(B, n-1, 2, H, W)`` flows in pixels aligning each non-reference frame to the
             middle one, or ``None`` when the model has no flow network.
     """
@@ -162,13 +137,16 @@ class GimbalNet(nn.Module):
         use_flow: ``False`` drops the flow network (KPN on the ``n`` burst frames only; the
             paper's "KPN" baseline).
         flow_channels: hidden widths of the flow sub-CNN (paper: 100, 50, 25).
-        kpn_init: ``"mean"`` (the merge starts as the mean of all frames) or ``"reference"``
-            (it starts as the exposure-normalized middle frame; see :class:`KPN`).
+        kpn_init: ``"mean"`` (the merge starts as the mean of all frames), ``"reference"``
+            (it starts as the exposure-normalized middle frame; see :class:`KPN`) or ``"released"``
+            (PyTorch's default init of the output layer, as the authors' released KPN).
+        target: ``eval.target`` (:data:`gimbal.display.TARGETS`): picks the display curve of the outputs.
     """
 
     def __init__(self, n: int, channels: int = 3, flow_levels: int = 3, kernel_size: int = 5,
                  kpn_base_channels: int = 64, kpn_depth: int = 4, use_flow: bool = True,
-                 flow_channels: tuple[int, ...] = (100, 50, 25), kpn_init: str = "mean"):
+                 flow_channels: tuple[int, ...] = (100, 50, 25), kpn_init: str = "mean",
+                 target: str = "srgb"):
         super().__init__()
         if n < 1 or (use_flow and n < 2):
             raise ParamError(f"GimbalNet: burst length n={n} too small (need n >= 2 with flow, n >= 1 without)")
@@ -178,17 +156,24 @@ class GimbalNet(nn.Module):
         self.channels = channels
         self.use_flow = use_flow
         self.flow = FlowNet(n, levels=flow_levels, channels=flow_channels) if use_flow else None
-        if kpn_init not in ("mean", "reference"):
-            raise ParamError(f"GimbalNet: kpn_init must be 'mean' or 'reference', got {kpn_init!r}")
+        if kpn_init not in ("mean", "reference", "released"):
+            raise ParamError(f"GimbalNet: kpn_init must be 'mean', 'reference' or 'released', got {kpn_init!r}")
+        if target not in TARGETS:
+            raise ParamError(f"GimbalNet: target must be one of {list(TARGETS)}, got {target!r}")
+        self.target = target
+        self.encode = srgb_encode if target == "srgb" else power_gamma
+        """Display curve of the outputs (linear -> display space)."""
         self.kpn = KPN(2 * n - 1 if use_flow else n, kernel_size=kernel_size, base_channels=kpn_base_channels,
-                       depth=kpn_depth, init_reference=n // 2 if kpn_init == "reference" else None)
+                       depth=kpn_depth, init_reference=n // 2 if kpn_init == "reference" else None,
+                       identity_init=kpn_init != "released")
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, n: int) -> GimbalNet:
-        """Build from params group ``model`` for bursts of ``n`` frames (``exposure.n``)."""
+    def from_config(cls, cfg: ModelConfig, n: int, target: str = "srgb") -> GimbalNet:
+        """Build from params group ``model`` for bursts of ``n`` frames (``exposure.n``) scored against
+        ``target`` (``eval.target``)."""
         return cls(n=n, channels=cfg.channels, flow_levels=cfg.flow_levels, kernel_size=cfg.kernel_size,
                    kpn_base_channels=cfg.kpn_base_channels, kpn_depth=cfg.kpn_depth, use_flow=cfg.use_flow,
-                   flow_channels=tuple(cfg.flow_channels), kpn_init=cfg.kpn_init)
+                   flow_channels=tuple(cfg.flow_channels), kpn_init=cfg.kpn_init, target=target)
 
     @property
     def multiple(self) -> int:
@@ -227,4 +212,5 @@ class GimbalNet(nn.Module):
         linear, align_linear = linear[..., :h, :w], align_linear[..., :h, :w]
         if flows is not None:
             flows = flows[..., :h, :w]
-        return GimbalOutput(image=gamma(linear), align_estimate=gamma(align_linear), linear=linear, flows=flows)
+        return GimbalOutput(image=self.encode(linear), align_estimate=self.encode(align_linear), linear=linear,
+                            flows=flows)

@@ -47,12 +47,12 @@ class CameraSpec:
         quantum_efficiency: eta in [0, 1], electrons per photon.
         dark_current_e_per_s: I0, mean dark electrons per second (eq. 6).
         read_noise_e: sigma_ro, temporal read (dark) noise in electrons (eq. 8).
-        gain_dn_per_e: overall system gain K in DN per electron (eq. 11).
+        gain_dn_per_e: overall system gain K in DN per electron (the quantizer Q, eq. 10).
         full_well_e: full-well capacity FWC in electrons (eq. 9).
         tau1_e: end of the linear range of the response (eq. 9); ``None`` means 0.9 * FWC (the
             authors' "response tail" of 10 % of the full well).
-        bits: ADC bit depth m (eq. 11).
-        dark_subtraction: subtract the mean dark signal I0 * dt before the response (eq. 11).
+        bits: ADC bit depth m (the quantizer Q, eq. 10).
+        dark_subtraction: subtract the mean dark signal I0 * dt before the response (``Y = Q(r(e - e0))``, eqs. 9-10).
         prnu: photo-response non-uniformity: each pixel's signal after the gain is scaled by
             ``1 + prnu * U(-0.5, 0.5)`` (a fixed pattern per captured burst).
     Timing (eqs. 12-13, Fig. 3):
@@ -105,7 +105,7 @@ class CameraSpec:
 
     @property
     def max_dn(self) -> int:
-        """Largest digital number, 2^m - 1 (eq. 11)."""
+        """Largest digital number, 2^m - 1 (the quantizer Q, eq. 10)."""
         return (1 << self.bits) - 1
 
     @property

@@ -7,7 +7,7 @@ raw burst ``(B, n, C, H, W)`` of digital numbers scaled to [0, 1] (DN / (2^m - 1
 1. exposure schedule from logits (eqs. 12-13)       -> ``Exposure``
 2. trapezoid integration over each exposure (eq. 5)  -> ``integrate_exposures``
 3. Poisson shot + dark noise (eqs. 6-7), read noise (eq. 8) -> ``shot_noise``, ``read_noise``
-4. dark subtraction, soft saturation, gain, PRNU, m-bit ADC (eqs. 9-11) -> ``response``
+4. dark subtraction, soft saturation (eq. 9), gain, PRNU, m-bit ADC (the quantizer, eq. 10) -> ``response``
 
 In ``train()`` mode the Poisson step is the differentiable GenGS/Gaussian hybrid, with the
 temperature annealed by the ``step`` argument; in ``eval()`` mode it is exact
@@ -194,8 +194,8 @@ class Sensor(nn.Module):
     def capture(self, mean_electrons: torch.Tensor, durations_s: torch.Tensor, step: int = 0,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Noise, response and ADC (eqs. 6-11) on mean photo-electrons, in the authors' order:
-        + dark mean -> Poisson (eqs. 6-7) -> + read noise (eq. 8) -> - dark mean -> response r (eqs. 9-10)
-        -> gain K -> PRNU -> round -> clip (eq. 11: Y = Q(r(e - e0))).
+        + dark mean -> Poisson (eqs. 6-7) -> + read noise (eq. 8) -> - dark mean -> response r (eq. 9)
+        -> gain K -> PRNU -> round -> clip (the quantizer Q, eq. 10: Y = Q(r(e - e0))).
 
         Args:
             mean_electrons: ``(B, n, C, H, W)`` mean photo-electrons per exposure.
@@ -226,12 +226,12 @@ class Sensor(nn.Module):
         )  # eqs. (6)-(7)
         electrons = read_noise(electrons, cam.read_noise_e, gen)  # eq. (8)
         if cam.dark_subtraction:
-            electrons = electrons - dark  # eq. (11): e - e0 before the response
-        electrons = soft_saturation(electrons, cam.tau1, cam.full_well_e)  # eqs. (9)-(10)
+            electrons = electrons - dark  # e - e0 before the response: Y = Q(r(e - e0))
+        electrons = soft_saturation(electrons, cam.tau1, cam.full_well_e)  # eq. (9)
         if cam.prnu > 0:
             b, _, c, h, w = electrons.shape
             electrons = electrons * prnu_pattern((b, 1, c, h, w), cam.prnu, gen, electrons.device, electrons.dtype)
-        dn = quantize(electrons, cam.gain_dn_per_e, cam.bits)  # eq. (11)
+        dn = quantize(electrons, cam.gain_dn_per_e, cam.bits)  # eq. (10)
         return dn / cam.max_dn
 
     def forward(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None

@@ -1,10 +1,10 @@
-"""Sensor response, PRNU and quantization (paper eqs. 9-11), and the exposure normalization of eq. 14.
+"""Sensor response, PRNU and quantization (paper eqs. 9-10), and the exposure normalization of eq. 14.
 
-* Eqs. (9)-(10): the response r is linear up to tau1 (0.9 FWC: the authors' 10 % response tail)
+* Eq. (9): the response r is linear up to tau1 (0.9 FWC: the authors' 10 % response tail)
   and saturates softly to the full well above it:
   ``r(x) = tau1 + (FWC - tau1) * (1 - exp(-(x - tau1) / (FWC - tau1)))`` for ``x > tau1``
   (C^1 at tau1, never above FWC; the form of the authors' released forward model).
-* Eq. (11): ``Y = Q(r(e - e0))``: the mean dark signal ``e0 = I0 dt`` is subtracted before the
+* Eq. (10): the quantizer Q, ``Y = Q(r(e - e0))``: the mean dark signal ``e0 = I0 dt`` is subtracted before the
   response, then the gain K, then ``Q = clamp(round(.), 0, 2^m - 1)`` with a straight-through
   estimator for the rounding (identity gradient inside the ADC range).
 * PRNU: each pixel's signal is scaled by ``1 + prnu * U(-0.5, 0.5)`` (the authors' calibration).
@@ -16,7 +16,7 @@ import torch
 
 
 def soft_saturation(electrons: torch.Tensor, tau1_e: float, full_well_e: float) -> torch.Tensor:
-    """Eqs. (9)-(10): identity below ``tau1_e``, smooth approach to ``full_well_e`` above; electrons in and out."""
+    """Eq. (9): identity below ``tau1_e``, smooth approach to ``full_well_e`` above; electrons in and out."""
     span = full_well_e - tau1_e
     excess = (electrons - tau1_e).clamp_min(0)
     saturated = tau1_e + span * (-torch.expm1(-excess / span))
@@ -36,7 +36,7 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
 
 
 def quantize(electrons: torch.Tensor, gain_dn_per_e: float, bits: int) -> torch.Tensor:
-    """Eq. (11): electrons -> digital numbers in ``[0, 2^m - 1]`` (float tensor of integers), STE rounding."""
+    """Eq. (10), the quantizer Q: electrons -> digital numbers in ``[0, 2^m - 1]`` (float tensor of integers), STE rounding."""
     max_dn = float((1 << bits) - 1)
     return ste_round(electrons * gain_dn_per_e).clamp(0.0, max_dn)
 

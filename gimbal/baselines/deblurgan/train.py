@@ -2,8 +2,8 @@
 
 Input: the clip captured by the *same* simulated sensor as one exposure of the whole budget ``T``
 (:func:`gimbal.system.full_exposure_image`, exact Poisson noise; the brightness eq. 14 normalizes bursts to),
-clipped to [0, 1] and gamma-encoded; target: :func:`gimbal.system.ground_truth` (the middle instant at
-full-budget brightness, display space). Scenes come from the one data-to-irradiance path
+through the floors' display (:class:`gimbal.display.Display`: fixed gain, clip, display curve); target: the run's
+target (``eval.target``; default the sRGB middle frame, the authors'). Scenes come from the one data-to-irradiance path
 (:mod:`gimbal.data.irradiance`), so the baseline sees the data distribution of the models it is compared
 with. No pretrained weights can be downloaded here: it trains from scratch, or starts from user-given
 weights (``baselines.deblurgan.weights``); with ``baselines.deblurgan.steps: 0`` those weights are only
@@ -29,14 +29,15 @@ from tqdm import tqdm
 from gimbal.baselines.deblurgan.model import CHECKPOINT_FORMAT, PARAM_GROUP, DeblurGANConfig, DeblurGANv2
 from gimbal.checkpoint import Resumable, run_fingerprint, verify_checksum
 from gimbal.config import Config
-from gimbal.data.irradiance import clip_batches, fixed_irradiance_set, make_irradiance
+from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
+from gimbal.display import Display
 from gimbal.errors import DataError, Interrupted, ParamError
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.params import group_dict
 from gimbal.runtime import Seeds, setup_distributed, step_noise_seed
 from gimbal.sensor.model import Sensor
-from gimbal.system import build_sensor, full_exposure_image, ground_truth
+from gimbal.system import build_sensor, full_exposure_image
 
 __all__ = ["load_deblurgan_weights", "train_deblurgan", "validate_deblurgan"]
 
@@ -95,18 +96,18 @@ def load_deblurgan_weights(
 
 @torch.no_grad()
 def validate_deblurgan(
-    model: DeblurGANv2, sensor: Sensor, batches: list[torch.Tensor], seed: int, device: torch.device | str
+    model: DeblurGANv2, sensor: Sensor, batches: list[Scenes], seed: int, device: torch.device | str, display: Display
 ) -> dict[str, float]:
-    """Mean PSNR / SSIM (display space, vs :func:`ground_truth`) of the restored full exposure and of the
-    full exposure itself (``input_*``) on fixed irradiance ``batches``; exact Poisson noise seeded by ``seed``."""
+    """Mean PSNR / SSIM (display space, vs ``display``'s target) of the restored full exposure and of the
+    full exposure itself (``input_*``) on fixed scene ``batches``; exact Poisson noise seeded by ``seed``."""
     was_training = sensor.training
     sensor.eval()
     sensor.set_seed(seed)
     out: dict[str, list[float]] = {"psnr": [], "ssim": [], "input_psnr": [], "input_ssim": []}
-    for irr in batches:
-        irr = irr.to(device)
-        blurred = full_exposure_image(sensor, irr)
-        target = ground_truth(irr, sensor.camera).to(blurred.dtype)
+    for scenes in batches:
+        irr = scenes.irradiance.to(device)
+        blurred = full_exposure_image(sensor, irr, display)
+        target = display.ground_truth(irr, scenes.srgb.to(device), sensor.camera).to(blurred.dtype)
         restored = model.enhance(blurred)
         out["psnr"] += psnr(restored, target, reduction="none").tolist()
         out["ssim"] += ssim(restored, target, reduction="none").tolist()
@@ -121,7 +122,7 @@ def _fingerprint(cfg: Config) -> str:
     """What determines a DeblurGAN-v2 run: its group (``steps`` may grow on resume), the camera, the scenes'
     augmentation, the channels, the seed, and the code."""
     group = {k: v for k, v in group_dict(cfg.baselines.deblurgan).items() if k != "steps"}
-    return run_fingerprint({"seed": cfg.seed, "sensor": group_dict(cfg.sensor), "exposure": group_dict(cfg.exposure),
+    return run_fingerprint({"seed": cfg.seed, "target": cfg.eval.target, "sensor": group_dict(cfg.sensor), "exposure": group_dict(cfg.exposure),
                             "augment": group_dict(cfg.augment), "channels": cfg.model.channels, "deblurgan": group,
                             "samples_per_clip": cfg.train.samples_per_clip})
 
@@ -143,7 +144,7 @@ def train_deblurgan(
     was written for the same params and code. Returns the metrics written to ``metrics_path``: ``train_loss``
     (generator loss, mean of the last <= 10 steps), ``train_content``, ``val_psnr`` / ``val_ssim`` (restored)
     and ``val_input_psnr`` / ``val_input_ssim`` (the full exposure itself) on the fixed validation scenes of
-    :mod:`gimbal.train` (test split).
+    :mod:`gimbal.train` (val split).
     """
     tcfg, dcfg = cfg.train, cfg.baselines.deblurgan
     ctx, device = setup_distributed(tcfg.device)
@@ -153,6 +154,7 @@ def train_deblurgan(
     torch.manual_seed(seeds.torch)
     sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()  # exact Poisson: no gradient needed
     camera, channels, augment = sensor.camera, cfg.model.channels, cfg.augment
+    display = Display.for_camera(cfg.eval.target, camera, augment.white_level)
     gen = torch.Generator().manual_seed(seeds.data)
 
     if dcfg.weights is not None:
@@ -165,7 +167,7 @@ def train_deblurgan(
     if dcfg.steps == 0 and dcfg.weights is None:
         log.warning("DeblurGAN-v2: steps is 0 and no weights are given: writing the untrained generator")
 
-    val_batches = fixed_irradiance_set(shards_dir, "test", tcfg.val_clips, dcfg.batch_size, augment, camera, channels,
+    val_batches = fixed_irradiance_set(shards_dir, "val", tcfg.val_clips, dcfg.batch_size, augment, camera, channels,
                                        seeds.validation, tcfg.loader, device)
     run.open_live(live_dir)
     step_times: list[float] = []
@@ -180,10 +182,10 @@ def train_deblurgan(
                 t0 = time.perf_counter()
                 clips = run.clips(step, batches, tcfg.samples_per_clip)
                 with torch.no_grad():
-                    irr = make_irradiance(clips, augment, camera, channels, gen)
+                    scenes = make_irradiance(clips, augment, camera, channels, gen)
                     sensor.set_seed(step_noise_seed(cfg.seed, step))
-                    blurred = full_exposure_image(sensor, irr)
-                    sharp = ground_truth(irr, camera).to(blurred.dtype)
+                    blurred = full_exposure_image(sensor, scenes.irradiance, display)
+                    sharp = display.ground_truth(scenes.irradiance, scenes.srgb, camera).to(blurred.dtype)
                 losses = model.training_step(blurred, sharp)
                 if not math.isfinite(losses["loss_g"]):
                     raise run.diverged("train deblurgan", step, losses["loss_g"],
@@ -194,7 +196,7 @@ def train_deblurgan(
                 logged = {f"train/{k}": v for k, v in losses.items()}
                 bar.set_postfix(loss_g=f"{losses['loss_g']:.4f}", mse=f"{losses['mse']:.5f}")
                 if done % tcfg.val_every == 0 or done == dcfg.steps:
-                    last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device)
+                    last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device, display)
                     logged.update({f"val/{k}": v for k, v in last_val.items()})
                 run.log(step, logged)
                 if done % tcfg.checkpoint_every == 0 and done < dcfg.steps:
@@ -205,7 +207,7 @@ def train_deblurgan(
             raise run.interrupted("train deblurgan", step) from None
         bar.close()
     if not last_val:
-        last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device)
+        last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device, display)
         if start == 0:  # nothing was logged (steps 0): log the evaluation so the dvclive plots exist
             run.log(0, {f"val/{k}": v for k, v in last_val.items()})
 

@@ -50,7 +50,7 @@ class ShardSet:
 
 
 def open_split(shards_dir: str | os.PathLike[str], split: str, check: bool = True) -> ShardSet:
-    """Read and validate the shards of ``split`` listed in ``<shards_dir>/index.json``.
+    """Read and validate the shards of ``split`` listed in ``<shards_dir>/<split>/index.json``.
 
     Every tar and ``.idx`` must exist with its recorded size and sha256 (hashed once per file
     and process, see :func:`verify_sha256`, so repeated epochs and loaders do not re-hash);
@@ -59,13 +59,11 @@ def open_split(shards_dir: str | os.PathLike[str], split: str, check: bool = Tru
     (``-f`` because DVC misses damage that keeps the size and timestamp).
     """
     root = Path(shards_dir)
-    index = read_shard_index(root)
-    splits = index["splits"]
-    if split not in splits:
-        raise DataError(f"{root / 'index.json'}: no split {split!r} (have {sorted(splits)}); {_REBUILD}")
-    info = splits[split]
+    index = read_shard_index(root, split)
+    info = index["splits"][split]
     if info["samples"] == 0:
-        raise DataError(f"{root / split}: split {split!r} has no clips; check clips.test_fraction and {_REBUILD}")
+        raise DataError(f"{root / split}: split {split!r} has no clips; check clips.test_fraction / "
+                        f"clips.val_fraction and {_REBUILD}")
     ext = index["ext"]
     tars, idxs, keys, crcs = [], [], [], []
     for shard in info["shards"]:
