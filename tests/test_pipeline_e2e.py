@@ -7,6 +7,7 @@ on an even tinier configuration than the embedded default, then checks that a se
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -86,9 +87,13 @@ def test_dvc_repro_data_pipeline(repo_copy: Path) -> None:
     splits = {c["split"]: set() for c in clips}
     for c in clips:
         splits[c["split"]].add(c["video"])
-    assert set(splits) == {"train", "test"} and not (splits["train"] & splits["test"])
+    # two videos of one kind: one is test, the other trains and lends its last clip to val
+    assert set(splits) == {"train", "val", "test"} and not (splits["train"] & splits["test"])
+    assert splits["val"] == splits["train"]
     tars = sorted((repo_copy / "data/shards").rglob("shard-*.tar"))
     assert len(tars) == 4
+    for split in ("train", "val", "test"):  # one self-contained folder per split (separate DVC outputs)
+        assert (repo_copy / "data/shards" / split / "index.json").is_file()
     assert all(t.with_suffix(".idx").is_file() for t in tars)
 
     # a second repro has nothing to do
@@ -117,8 +122,22 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
         assert (repo_copy / rel).is_file(), rel
     assert list((repo_copy / "dvclive/train_gimbal/plots/metrics").rglob("*.tsv"))
     evaluation = json.loads((repo_copy / "metrics/eval.json").read_text())
-    assert set(evaluation) == METHODS
-    assert all(0 < evaluation[m]["psnr"] < 100 and 0 < evaluation[m]["ssim"] <= 1 for m in METHODS)
+    assert set(evaluation) == {*METHODS, "margins", "clips"}
+    # exactly the test split's clips were scored, and the table is their mean, inside its interval
+    clips = json.loads((repo_copy / "data/clips/index.json").read_text())["clips"]
+    test_ids = sorted(c["id"] for c in clips if c["split"] == "test")
+    with (repo_copy / "plots/eval_per_clip.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted({r["clip_id"] for r in rows}) == test_ids and evaluation["clips"] == len(test_ids)
+    for m in METHODS:
+        values = [float(r["psnr"]) for r in rows if r["method"] == m]
+        assert sum(values) / len(values) == pytest.approx(evaluation[m]["psnr"], abs=1e-3)
+        assert evaluation[m]["psnr_lo"] <= evaluation[m]["psnr"] <= evaluation[m]["psnr_hi"]
+    # no training stage depends on the test split (dvc.yaml), and training validated on val
+    dvc_yaml = yaml.safe_load((repo_copy / "dvc.yaml").read_text())
+    for name, stage in dvc_yaml["stages"].items():
+        if name.startswith("train_"):
+            assert "data/shards/test" not in stage["deps"] and "data/shards" not in stage["deps"], name
     learned = json.loads((repo_copy / "exposures/gimbal.json").read_text())
     uniform = json.loads((repo_copy / "exposures/gimbal_uniform.json").read_text())
     assert learned["learned"] is True and uniform["learned"] is False

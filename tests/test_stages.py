@@ -83,3 +83,18 @@ def test_run_machinery_has_one_home() -> None:
         assert len(text.splitlines()) <= 500, path
     readers = [f for f, s in sources.items() if "def from_params(" in s]
     assert readers == ["gimbal/system.py"]  # GimbalSystem.from_params: a stored model's params only
+
+
+def test_only_evaluate_reads_the_test_split() -> None:
+    """Train on train, choose on val, report on test: the shards stage writes one DVC output per split, every
+    training stage depends on train and val only, and evaluate is the one stage that depends on test."""
+    stages = _stages()
+    assert {"data/shards/train", "data/shards/val", "data/shards/test"} <= set(stages["shards"]["outs"])
+    readers = {name for name, stage in stages.items() for dep in stage.get("deps", [])
+               if str(dep).startswith("data/shards")}
+    for name in readers - {"evaluate"}:
+        deps = set(stages[name]["deps"])
+        assert {"data/shards/train", "data/shards/val"} <= deps and "data/shards/test" not in deps, name
+        assert "data/shards" not in deps, name  # the whole folder would include test
+    assert "data/shards/test" in stages["evaluate"]["deps"]
+    assert {"train_gimbal", "train_gimbal_uniform", "train_kpn", "train_deblurgan"} <= readers
