@@ -1,6 +1,6 @@
 """Stage samples: render the offline sample videos (simulated drone flights over scikit-image photos).
 
-Reads params ``samples.{images,width,height,frames,fps,out_dir}`` and ``seed``; writes
+Reads params ``samples.{images,width,height,frames,fps,crf,seed,out_dir}``; writes
 ``<samples.out_dir>/flight_<name>.mp4`` (H.264), replacing the folder atomically.
 """
 
@@ -12,13 +12,13 @@ from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.samples import make_samples
 
-USES = ("seed", "samples")  # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
+USES = ("samples",)  # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
     s = cfg.samples
     make_samples(list(s.images), s.out_dir, width=s.width, height=s.height, frames=s.frames, fps=s.fps,
-                 seed=cfg.seed, crf=s.crf)
+                 seed=s.seed, crf=s.crf)
 
 
 if __name__ == "__main__":

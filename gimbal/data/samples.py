@@ -214,6 +214,7 @@ class SamplesConfig:
         frames: frames per flight.
         fps: frame rate.
         crf: H.264 quality of the written videos.
+        seed: seed of the flights' random camera paths (independent of the training ``seed``).
         out_dir: output folder.
     """
 
@@ -224,8 +225,12 @@ class SamplesConfig:
     frames: int = 82
     fps: float = 30.0
     crf: int = 12
+    seed: int = 0
     out_dir: str = "data/samples"
 
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ParamError(f"params: 'samples.seed' must be an int in [0, 2**32), got {self.seed!r}")
 
 
 def flight_file(name: str) -> str:
