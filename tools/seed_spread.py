@@ -1,0 +1,77 @@
+"""The spread over training seeds of the embedded default, from DVC experiments.
+
+    GIMBAL_JOBS=2 dvc exp run --queue -n seed1 -S seed=1   # and seed2; then
+    GIMBAL_JOBS=2 dvc queue start -j 2
+    python tools/seed_spread.py > experiments/results/seed_spread.json
+
+Reads ``dvc exp show --json`` (the workspace's committed run and every experiment that sets ``seed``; the
+data and the splits have seeds of their own, so only training moves), and prints per seed the test PSNR of
+every method, the paired margins with their intervals and the learned schedule, plus the mean and the range
+over seeds, as JSON (the README's "Seed spread" table is this file).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+METHODS = ("gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame")
+
+
+def _runs(node: Any, out: list[dict[str, Any]]) -> None:
+    if isinstance(node, list):
+        for x in node:
+            _runs(x, out)
+    elif isinstance(node, dict):
+        data = node.get("data")
+        if isinstance(data, dict) and "metrics" in data:
+            out.append(node)
+        for v in node.values():
+            _runs(v, out)
+
+
+def _schedule(rev: str | None) -> list[float]:
+    """The learned durations (us) of run ``rev`` (``exposures/gimbal.json`` in its commit; the workspace's file)."""
+    import dvc.api  # the file is a DVC output: read it from the local cache at that revision
+
+    text = dvc.api.read("exposures/gimbal.json", rev=None if rev in (None, "workspace") else rev)
+    return [round(x, 1) for x in json.loads(text)["durations_us"]]
+
+
+def main() -> None:
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
+                                      check=True).stdout)
+    runs: list[dict[str, Any]] = []
+    _runs(shown, runs)
+    by_seed: dict[int, dict[str, Any]] = {}
+    for run in runs:
+        data = run["data"]
+        seed = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("seed")
+        ev = data["metrics"].get("metrics/eval.json", {}).get("data")
+        gimbal = data["metrics"].get("metrics/train_gimbal.json", {}).get("data", {})
+        if seed is None or not ev or seed in by_seed:
+            continue
+        by_seed[seed] = {"experiment": run.get("name") or data.get("rev"),
+                         "psnr": {m: ev[m]["psnr"] for m in METHODS},
+                         "margins": {k: {"psnr": v["psnr"], "psnr_lo": v["psnr_lo"], "psnr_hi": v["psnr_hi"]}
+                                     for k, v in ev["margins"].items()},
+                         "exposures_us": _schedule(data.get("rev")),
+                         "val_psnr": gimbal.get("val_psnr")}
+    if len(by_seed) < 2:
+        sys.exit("seed_spread: fewer than two seeds among the experiments; queue them first (see the docstring)")
+    seeds = sorted(by_seed)
+    summary: dict[str, Any] = {}
+    for m in METHODS:
+        xs = [by_seed[s]["psnr"][m] for s in seeds]
+        summary[m] = {"mean": round(sum(xs) / len(xs), 4), "min": min(xs), "max": max(xs)}
+    for k in by_seed[seeds[0]]["margins"]:
+        xs = [by_seed[s]["margins"][k]["psnr"] for s in seeds]
+        summary[k] = {"mean": round(sum(xs) / len(xs), 4), "min": min(xs), "max": max(xs)}
+    json.dump({"seeds": {str(s): by_seed[s] for s in seeds}, "over_seeds": summary}, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
