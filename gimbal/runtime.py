@@ -100,7 +100,7 @@ class TrainConfig:
 
     steps: int = 500
     batch_size: int = 4
-    lr: float = 3e-3
+    lr: float = 1e-2
     exposure_lr: float | None = None
     samples_per_clip: int = 8
     val_every: int = 50
