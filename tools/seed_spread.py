@@ -4,7 +4,8 @@
     GIMBAL_JOBS=2 dvc queue start -j 2
     python tools/seed_spread.py > experiments/results/seed_spread.json
 
-Reads ``dvc exp show --json`` (the workspace's committed run and every experiment that sets ``seed``; the
+Reads ``dvc exp show --json`` (the workspace's run and every experiment whose params differ from it only in
+``seed``; the
 data and the splits have seeds of their own, so only training moves), and prints per seed the test PSNR of
 every method, the paired margins with their intervals and the learned schedule, plus the mean and the range
 over seeds, as JSON (the README's "Seed spread" table is this file).
@@ -45,10 +46,17 @@ def main() -> None:
                                       check=True).stdout)
     runs: list[dict[str, Any]] = []
     _runs(shown, runs)
+    def params(run: dict[str, Any]) -> dict[str, Any]:
+        return run["data"].get("params", {}).get("params.yaml", {}).get("data", {})
+
+    workspace = next(r for r in runs if r["data"].get("rev") == "workspace")
+    same = {k: v for k, v in params(workspace).items() if k != "seed"}
     by_seed: dict[int, dict[str, Any]] = {}
     for run in runs:
         data = run["data"]
-        seed = data.get("params", {}).get("params.yaml", {}).get("data", {}).get("seed")
+        if {k: v for k, v in params(run).items() if k != "seed"} != same:
+            continue  # another configuration (e.g. an lr sweep): not a seed of the embedded default
+        seed = params(run).get("seed")
         ev = data["metrics"].get("metrics/eval.json", {}).get("data")
         gimbal = data["metrics"].get("metrics/train_gimbal.json", {}).get("data", {})
         if seed is None or not ev or seed in by_seed:
