@@ -108,7 +108,7 @@ def test_dvc_repro_data_pipeline(repo_copy: Path) -> None:
     assert "Running stage 'shards'" in out
     for upstream in ("samples", "fetch", "clips", "interpolate"):
         assert f"Running stage '{upstream}'" not in out
-    assert len(sorted((repo_copy / "data/shards").rglob("shard-*.tar"))) == 2
+    assert len(sorted((repo_copy / "data/shards").rglob("shard-*.tar"))) == 3  # one per split (test: 2 clips, train and val: 1 each)
 
 
 METHODS = {"gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame"}

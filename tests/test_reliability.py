@@ -115,8 +115,10 @@ def test_divergence_is_one_line_naming_step_term_rates_and_checkpoint(tmp_path: 
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
-        irr = real(*args, **kwargs)
-        return irr * math.nan if calls["n"] == 4 else irr  # step 3 sees NaN light
+        scenes = real(*args, **kwargs)
+        if calls["n"] != 4:
+            return scenes
+        return scenes._replace(irradiance=scenes.irradiance * math.nan)  # step 3 sees NaN light
 
     monkeypatch.setattr(train_module, "make_irradiance", poisoned)
     out = tmp_path / "o"
