@@ -98,7 +98,7 @@ class TrainConfig:
             ``iterations`` (the paper) or ``examples`` (the released code: examples seen, ``t x batch x GPUs``).
     """
 
-    steps: int = 500
+    steps: int = 400
     batch_size: int = 4
     lr: float = 1e-2
     exposure_lr: float | None = None
