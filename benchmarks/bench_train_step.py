@@ -69,11 +69,13 @@ def timed(fn):
 with torch.inference_mode():
     t_aug = timed(make)
 irr = make()
+kw = {"srgb": irr.srgb} if hasattr(irr, "srgb") else {}  # this code's API: Scenes (irradiance + sRGB target)
+irr = getattr(irr, "irradiance", irr)
 with torch.no_grad():
     t_sensor = timed(lambda: system.sensor(irr, 100))
-t_fwd = timed(lambda: system(irr, step=100).loss)
+t_fwd = timed(lambda: system(irr, step=100, **kw).loss)
 def step():
-    out = system(irr, step=100); opt.zero_grad(set_to_none=True); out.loss.backward(); opt.step()
+    out = system(irr, step=100, **kw); opt.zero_grad(set_to_none=True); out.loss.backward(); opt.step()
 t_step = timed(step)
 print(json.dumps({"batch_size": b, "samples_per_clip": tcfg.get("samples_per_clip", 1), "augment_s": t_aug,
                   "sensor_s": t_sensor, "forward_s": t_fwd, "backward_s": max(t_step - t_fwd, 0.0),

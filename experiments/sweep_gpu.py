@@ -34,7 +34,7 @@ def run(name, variant, overrides, steps, every, dev, data, out):
     ep = [q for q in system.sensor.parameters() if q.requires_grad]
     groups = [{"params": list(system.net.parameters()), "lr": lr}] + ([{"params": ep, "lr": elr}] if ep else [])
     opt = torch.optim.Adam(groups)
-    train = torch.from_numpy(data["train"]).to(dev); test = torch.from_numpy(data["test"]).to(dev)
+    train = torch.from_numpy(data["train"]).to(dev); test = torch.from_numpy(data["val"]).to(dev)  # choose on val
     vgen = torch.Generator().manual_seed(10000)
     val = [make_irradiance(test[i:i+3], aug, cam, 1, vgen) for i in range(0, len(test), 3) for _ in range(8)]
     gen = torch.Generator().manual_seed(7919); pick = torch.Generator().manual_seed(3)
@@ -42,16 +42,16 @@ def run(name, variant, overrides, steps, every, dev, data, out):
     def validate():
         system.eval(); g = torch.Generator(device=dev).manual_seed(5); a, b = [], []
         with torch.no_grad():
-            for irr in val:
-                o = system(irr, 0, g)
+            for sc in val:
+                o = system(sc.irradiance, 0, g, srgb=sc.srgb)
                 a += psnr(o.image, o.target, reduction="none").tolist()
-                b += psnr(middle_frame_image(system.sensor, o.burst, system.sensor.exposure.durations(torch.float64).to(dev).float()), o.target, reduction="none").tolist()
+                b += psnr(middle_frame_image(system.sensor, o.burst, system.sensor.exposure.durations(torch.float64).to(dev).float(), system.display), o.target, reduction="none").tolist()
         system.train(); return sum(a)/len(a), sum(b)/len(b)
     for step in range(steps):
         idx = torch.randint(0, len(train), (bs,), generator=pick)
         with torch.inference_mode():
-            irr = make_irradiance(train[idx], aug, cam, 1, gen, exposure=system.sensor.exposure)
-        o = system(irr.clone(), step)
+            sc = make_irradiance(train[idx], aug, cam, 1, gen, exposure=system.sensor.exposure)
+        o = system(sc.irradiance.clone(), step, srgb=sc.srgb.clone())
         opt.zero_grad(set_to_none=True); o.loss.backward(); opt.step()
         if (step + 1) % every == 0 or step == 0:
             net, mid = validate(); curve.append((step + 1, round(net, 2), round(mid, 2)))
