@@ -42,7 +42,7 @@ def _schedule(rev: str | None) -> list[float]:
 
 
 def main() -> None:
-    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True,
                                       check=True).stdout)
     runs: list[dict[str, Any]] = []
     _runs(shown, runs)
