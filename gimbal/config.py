@@ -32,7 +32,7 @@ from gimbal.errors import ParamError
 from gimbal.evaluate import EvalConfig
 from gimbal.losses import LossConfig
 from gimbal.models.net import ModelConfig
-from gimbal.params import group_dict, load_params, parse_group, unknown_key_error
+from gimbal.params import check_seed, group_dict, load_params, parse_group, unknown_key_error
 from gimbal.runtime import TrainConfig
 from gimbal.sensor.exposure import ExposureConfig
 from gimbal.sensor.model import SensorConfig
@@ -160,12 +160,6 @@ def _check_variants(variants: Any) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
-def _seed(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
-        raise ParamError(f"params: 'seed' must be an int in [0, 2**32), got {value!r}")
-    return value
-
-
 def _check_across_groups(config: Config) -> None:
     """Limits that tie groups together, checked before any work (each message names both keys)."""
     size = config.augment.out_size
@@ -198,7 +192,7 @@ def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -
     for key in params:
         if key not in TOP_LEVEL:
             raise unknown_key_error(str(key), TOP_LEVEL, "the params file's top level")
-    kwargs: dict[str, Any] = {"seed": _seed(params.get("seed", 0))}
+    kwargs: dict[str, Any] = {"seed": check_seed(params.get("seed", 0), "seed")}
     for group, cls in GROUPS.items():
         kwargs[group] = parse_group(cls, params.get(group), group)
     kwargs["baselines"] = parse_group(BaselinesConfig, params.get("baselines"), "baselines")

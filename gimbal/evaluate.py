@@ -44,7 +44,7 @@ from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.plots import plot_example_grid, plot_method_scores
 from gimbal.sensor.model import Sensor
-from gimbal.stats import bootstrap_mean, paired_difference
+from gimbal.stats import Interval, bootstrap_mean, paired_difference
 from gimbal.sensor.plot import plot_schedule
 from gimbal.runtime import resolve_device
 from gimbal.sensor.camera import CameraSpec
@@ -159,27 +159,26 @@ class EvalResult:
         ``ssim_lo``, ``ssim_hi``), and under ``margins`` the paired difference of every :data:`MARGINS` pair
         (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``), resampling clips with ``seed``.
         With a single clip no interval exists: only the means are given."""
-        out: dict[str, Any] = {}
         n = min(len(s["psnr"]) for s in self.scores.values())
-        for method, s in self.scores.items():
-            row: dict[str, float] = {}
-            for metric in ("psnr", "ssim"):
-                if n < 2:
-                    row[metric] = round(sum(s[metric]) / len(s[metric]), 4)
-                    continue
-                ci = bootstrap_mean(s[metric], seed=seed)
-                row |= {metric: round(ci.mean, 4), f"{metric}_lo": round(ci.lo, 4), f"{metric}_hi": round(ci.hi, 4)}
-            out[method] = row
-        if n >= 2:
-            out["margins"] = {}
-            for a, b in MARGINS:
-                row = {}
-                for metric in ("psnr", "ssim"):
-                    ci = paired_difference(self.scores[a][metric], self.scores[b][metric], seed=seed)
-                    row |= {metric: round(ci.mean, 4), f"{metric}_lo": round(ci.lo, 4), f"{metric}_hi": round(ci.hi, 4)}
-                out["margins"][f"{a}-{b}"] = row
+        if n < 2:
+            return {**self.summary(), "clips": n}
+
+        metrics = ("psnr", "ssim")
+        out: dict[str, Any] = {m: _flat({k: bootstrap_mean(s[k], seed=seed) for k in metrics})
+                               for m, s in self.scores.items()}
+        out["margins"] = {f"{a}-{b}": _flat({k: paired_difference(self.scores[a][k], self.scores[b][k], seed=seed)
+                                             for k in metrics})
+                          for a, b in MARGINS}
         out["clips"] = n
         return out
+
+
+def _flat(intervals: dict[str, Interval]) -> dict[str, float]:
+    """``{metric: Interval}`` -> ``{metric: mean, metric_lo: lo, metric_hi: hi}`` rounded to 1e-4 (metrics files)."""
+    out: dict[str, float] = {}
+    for metric, ci in intervals.items():
+        out |= {metric: round(ci.mean, 4), f"{metric}_lo": round(ci.lo, 4), f"{metric}_hi": round(ci.hi, 4)}
+    return out
 
 
 def _model_file(models_dir: Path, name: str) -> Path:

@@ -19,6 +19,14 @@ import yaml
 from gimbal.errors import ParamError
 
 
+def check_seed(value: Any, key: str) -> int:
+    """``value`` as a seed for params key ``key``: an int in ``[0, 2**32)`` (numpy's and torch's range), else a
+    :class:`ParamError` naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise ParamError(f"params: '{key}' must be an int in [0, 2**32), got {value!r}")
+    return value
+
+
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     """Read the params file as a nested dict; errors name the file."""
     path = Path(path)

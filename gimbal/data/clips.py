@@ -29,6 +29,7 @@ from gimbal.data.sources import source_kind
 from gimbal.data.video import iter_frames, sha256_file, write_video
 from gimbal.errors import DataError, ParamError
 from gimbal.io import atomic_dir, read_records, write_json_atomic
+from gimbal.params import check_seed
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,7 @@ class ClipsConfig:
         if not 0.0 <= self.val_fraction < 1.0 or self.test_fraction + self.val_fraction >= 1.0:
             raise ParamError(f"params: 'clips.val_fraction' must be in [0, 1) with test_fraction + val_fraction < 1, "
                              f"got {self.val_fraction!r} (test_fraction {self.test_fraction!r})")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise ParamError(f"params: 'clips.seed' must be an int in [0, 2**32), got {self.seed!r}")
+        check_seed(self.seed, "clips.seed")
         if self.size is not None and min(self.size) < 8:
             raise ParamError(f"params: 'clips.size' must be [height, width] >= 8 pixels or null, got {self.size!r}")
         if self.cut_threshold is not None and not -1.0 < self.cut_threshold < 1.0:

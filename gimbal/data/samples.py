@@ -27,6 +27,7 @@ from tqdm import tqdm
 from gimbal.data.video import write_video
 from gimbal.errors import ParamError
 from gimbal.io import atomic_dir
+from gimbal.params import check_seed
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -229,8 +230,7 @@ class SamplesConfig:
     out_dir: str = "data/samples"
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise ParamError(f"params: 'samples.seed' must be an int in [0, 2**32), got {self.seed!r}")
+        check_seed(self.seed, "samples.seed")
 
 
 def flight_file(name: str) -> str:
