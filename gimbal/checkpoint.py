@@ -10,8 +10,9 @@
 - :func:`run_fingerprint` hashes what determines a run (its params and the package's code): a checkpoint
   of other params or code is not resumed.
 - :class:`Resumable` is the loop state that is not a model's: the data generator, torch's global RNG and
-  any other named RNG, the dvclive history, and the loader position. A loop built on it, killed and rerun,
-  ends with the same weights and the same logs as an uninterrupted run.
+  any other named RNG, the dvclive history, the loader position, and the best model seen on val so far
+  (:meth:`Resumable.offer`: the checkpoint choice of every loop). A loop built on it, killed and rerun,
+  ends with the same weights, the same choice and the same logs as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -136,6 +138,17 @@ def run_fingerprint(relevant: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy of a state (nested dicts / lists of tensors and plain values) with every tensor cloned to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, Mapping):
+        return {key: _cpu_copy(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(value) for value in obj)
+    return obj
+
+
 RngAccess = tuple[Callable[[], Any], Callable[[Any], None]]
 """A named RNG's ``(get_state, set_state)``."""
 
@@ -165,6 +178,7 @@ class Resumable:
         self.history: list[tuple[int, dict[str, float]]] = []
         self.start = 0
         self.saved_step: int | None = None  # the step of the last checkpoint written or resumed from
+        self.best: dict[str, Any] | None = None  # {"step", "score", "model", "info"}: see offer()
         self._drawn = 0
         self._clips: Any = None
         self._live: Any = None
@@ -189,6 +203,7 @@ class Resumable:
         for key, (_, set_state) in self.rngs.items():
             set_state(state["rngs"][key])
         self.history = [(int(s), dict(m)) for s, m in state.get("history", [])]
+        self.best = state.get("best")
         self.start = int(state["step"])
         self.saved_step = self.start
         log.info("resuming %s from step %d (%s)", name, self.start, self.path)
@@ -204,8 +219,20 @@ class Resumable:
             "torch_rng": torch.get_rng_state(),
             "rngs": {key: get_state() for key, (get_state, _) in self.rngs.items()},
             "history": [[s, m] for s, m in self.history],
+            **({"best": self.best} if self.best is not None else {}),
         })
         self.saved_step = step
+
+    def offer(self, step: int, score: float, model_state: dict[str, Any], info: dict[str, Any] | None = None) -> bool:
+        """Keep ``model_state`` (copied to the CPU) as :attr:`best` when ``score`` (higher is better, e.g. val PSNR
+        in dB) beats the best so far; a tie keeps the earlier step. ``info`` (e.g. every val metric) is kept with it.
+        The choice is saved with each checkpoint, so a resumed run chooses as an uninterrupted one. Returns whether
+        it was kept."""
+        if not math.isfinite(score) or (self.best is not None and score <= self.best["score"]):
+            return False
+        copy = _cpu_copy(model_state)
+        self.best = {"step": int(step), "score": float(score), "model": copy, "info": dict(info or {})}
+        return True
 
     def interrupted(self, name: str, step: int) -> Interrupted:
         """The :class:`Interrupted` of a Ctrl-C at ``step``: where a rerun resumes."""

@@ -96,6 +96,9 @@ class TrainConfig:
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (:func:`resolve_device`).
         clock: what the annealed loss (eq. 18, ``beta alpha^t``) and the GenGS temperature count as ``t``:
             ``iterations`` (the paper) or ``examples`` (the released code: examples seen, ``t x batch x GPUs``).
+        select: the weights a run writes: ``best_val`` (those of the validation, every ``val_every`` steps, with
+            the highest val PSNR: early stopping on the val split) or ``last`` (the final step's; the released code
+            validates nothing and keeps its last checkpoint; the paper does not say).
     """
 
     steps: int = 400
@@ -109,8 +112,11 @@ class TrainConfig:
     loader: Literal["auto", "dali", "torch"] = "auto"
     device: str = "auto"
     clock: Literal["iterations", "examples"] = "iterations"
+    select: Literal["best_val", "last"] = "best_val"
 
     def __post_init__(self) -> None:
+        if self.select not in ("best_val", "last"):
+            raise ParamError(f"params: 'train.select' must be 'best_val' or 'last', got {self.select!r}")
         if self.clock not in ("iterations", "examples"):
             raise ParamError(f"params: 'train.clock' must be 'iterations' or 'examples', got {self.clock!r}")
         for key in ("steps", "batch_size", "val_every", "val_clips", "checkpoint_every", "samples_per_clip"):

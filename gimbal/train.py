@@ -180,6 +180,7 @@ def train(
                 if done % tcfg.val_every == 0 or done == tcfg.steps:
                     last_val = validate(system, val_batches, seeds.validation, device)
                     logged.update({f"val/{k}": v for k, v in last_val.items()})
+                    run.offer(done, last_val["psnr"], system.state_dict(), last_val)
                 run.log(step, logged)
                 if done % tcfg.checkpoint_every == 0 and done < tcfg.steps:
                     run.save(done, model_state())
@@ -193,6 +194,13 @@ def train(
     if ctx.main:
         if not last_val:
             last_val = validate(system, val_batches, seeds.validation, device)
+            run.offer(tcfg.steps, last_val["psnr"], system.state_dict(), last_val)
+        run.save(tcfg.steps, model_state())  # the last state (a longer run resumes from it), with the best on val
+        selected = tcfg.steps
+        if tcfg.select == "best_val" and run.best is not None:
+            selected, last_val = run.best["step"], run.best["info"]
+            system.load_state_dict(run.best["model"])
+            log.info("train %s: keeping step %d, the best val PSNR (%.2f dB)", variant, selected, last_val["psnr"])
         if not last_train and run.history:
             last = run.history[-1][1]
             last_train = {"train_psnr": last["train/psnr"], "train_loss": last["train/loss"]}
@@ -200,6 +208,7 @@ def train(
         metrics = {
             "variant": variant,
             "steps": tcfg.steps,
+            "selected_step": selected,
             "train_loss": last_train.get("train_loss"),
             "train_psnr": last_train.get("train_psnr"),
             "val_loss": last_val["loss"],
@@ -209,7 +218,6 @@ def train(
             "exposures_us": sched["durations_us"],
             "world_size": ctx.world,
         }
-        run.save(tcfg.steps, model_state())
         save_system(model_path, system, cfg.raw, variant)
         write_json_atomic(exposures_path, sched)
         plot_schedule(system.sensor.exposure, schedule_plot, title=f"{variant}: shutter schedule")

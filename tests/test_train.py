@@ -426,3 +426,75 @@ def test_training_checkpoint_with_flipped_bytes_is_moved_aside(tmp_path: Path, c
     with caplog.at_level("WARNING"):
         assert load_checkpoint(ckpt) is None
     assert not ckpt.exists() and str(ckpt) in caplog.text and "tensor checksum mismatch" in caplog.text
+
+
+def _scripted_validation(monkeypatch, psnrs: list[float]) -> None:
+    """Make ``gimbal.train.validate`` report the next of ``psnrs`` as the val PSNR at each call (the rest as measured)."""
+    import gimbal.train as train_module
+
+    queue = list(psnrs)
+
+    def scripted(*args, **kwargs):
+        return {**validate(*args, **kwargs), "psnr": queue.pop(0)}  # the real one, imported above
+
+    monkeypatch.setattr(train_module, "validate", scripted)
+
+
+def _system_state(path: Path) -> dict:
+    return torch.load(path, weights_only=False)["system"]
+
+
+def test_keeps_the_weights_of_the_best_validation_also_across_a_resume(shards: Path, tmp_path: Path, monkeypatch) -> None:
+    """train.select best_val: with val PSNRs 30, 10, 20 dB at steps 3, 6, 8, the model written is the one of step 3:
+    the same weights and schedule as a run of 3 steps that keeps its last. A run killed at step 5 (after the
+    checkpoint of step 4) and resumed keeps step 3 as well: the choice travels in the checkpoint."""
+    import gimbal.train as train_module
+
+    p = tiny_params()
+    p["train"].update(steps=8, samples_per_clip=3, val_every=3, checkpoint_every=4, lr=1e-2)
+    stopped = copy.deepcopy(p)
+    stopped["train"].update(steps=3, select="last")
+    _run(stopped, "gimbal", shards, tmp_path / "stopped")
+    ref = _system_state(tmp_path / "stopped/model.pt")
+
+    _scripted_validation(monkeypatch, [30.0, 10.0, 20.0])
+    metrics = _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "best")
+    assert metrics["selected_step"] == 3 and metrics["val_psnr"] == 30.0 and metrics["steps"] == 8
+    best = _system_state(tmp_path / "best/model.pt")
+    assert all(torch.equal(x, best[k]) for k, x in ref.items())
+    assert (tmp_path / "best/exposures.json").read_text() == (tmp_path / "stopped/exposures.json").read_text()
+
+    _scripted_validation(monkeypatch, [30.0, 10.0, 20.0])  # one queue for the killed run and its resume
+    real, calls = train_module.make_irradiance, {"n": 0}
+
+    def killed_at_step_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "make_irradiance", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "resumed")
+    monkeypatch.setattr(train_module, "make_irradiance", real)
+    assert _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "resumed")["selected_step"] == 3
+    resumed = _system_state(tmp_path / "resumed/model.pt")
+    assert all(torch.equal(x, resumed[k]) for k, x in ref.items())
+
+    last = copy.deepcopy(p)
+    last["train"]["select"] = "last"
+    _scripted_validation(monkeypatch, [30.0, 10.0, 20.0])
+    assert _run(last, "gimbal", shards, tmp_path / "last")["selected_step"] == 8
+    final = _system_state(tmp_path / "last/model.pt")
+    assert not all(torch.equal(x, final[k]) for k, x in ref.items())
+
+
+def test_offer_keeps_the_highest_score_and_the_earlier_of_a_tie(tmp_path: Path) -> None:
+    from gimbal.checkpoint import Resumable
+
+    run = Resumable(tmp_path / "last.pt", "fp", torch.Generator())
+    w = torch.zeros(2)
+    for step, score in [(1, 20.0), (2, 25.0), (3, 25.0), (4, float("nan")), (5, 24.0)]:
+        w += 1
+        run.offer(step, score, {"w": w}, {"psnr": score})
+    assert run.best["step"] == 2 and run.best["score"] == 25.0 and torch.equal(run.best["model"]["w"], torch.full((2,), 2.0))

@@ -36,6 +36,13 @@ def tiny_params(steps: int) -> dict[str, Any]:
     return params
 
 
+def last_params(steps: int) -> dict[str, Any]:
+    """:func:`tiny_params` keeping the last weights (``train.select: last``), for tests that follow the step count."""
+    params = tiny_params(steps)
+    params["train"]["select"] = "last"
+    return params
+
+
 def run(params: dict[str, Any], shards: Path, out: Path) -> dict[str, Any]:
     return train_deblurgan(parse_config(params), shards, out / "models/deblurgan.pt", out / "metrics/train_deblurgan.json",
                            out / "dvclive", out / "checkpoints/last.pt", progress=False)
@@ -77,7 +84,7 @@ def test_full_exposure_has_ground_truth_brightness() -> None:
 @pytest.mark.slow
 def test_trains_resumes_and_evaluates_given_weights(shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "a"
-    m1 = run(tiny_params(12), shards, out)
+    m1 = run(last_params(12), shards, out)
     with (out / "dvclive/plots/metrics/train/loss_g.tsv").open() as fh:
         loss = [float(r["loss_g"]) for r in csv.DictReader(fh, delimiter="\t")]
     assert len(loss) == 12
@@ -89,18 +96,18 @@ def test_trains_resumes_and_evaluates_given_weights(shards: Path, tmp_path: Path
     assert DeblurGANv2.from_checkpoint(out / "models/deblurgan.pt").step == 12
 
     # more steps: resumes from the checkpoint instead of starting over
-    m2 = run(tiny_params(14), shards, out)
+    m2 = run(last_params(14), shards, out)
     assert m2["start_step"] == 12
     model = DeblurGANv2.from_checkpoint(out / "models/deblurgan.pt")
     assert model.step == 14
     # a checkpoint written for other params is ignored: training starts over
     shutil.copytree(out / "checkpoints", tmp_path / "c/checkpoints")
-    other = tiny_params(16)
+    other = last_params(16)
     other["baselines"]["deblurgan"]["lr"] = 1e-4
     assert run(other, shards, tmp_path / "c")["start_step"] == 0
 
     # given weights with steps 0: only evaluated, same validation scores, same generator
-    params = tiny_params(0)
+    params = last_params(0)
     params["baselines"]["deblurgan"]["weights"] = str(out / "models/deblurgan.pt")
     m3 = run(params, shards, tmp_path / "b")
     assert m3["val_psnr"] == m2["val_psnr"] and m3["val_input_psnr"] == m2["val_input_psnr"]
@@ -180,7 +187,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_pa
         for key, value in a[part].items():
             assert torch.equal(value, b[part][key]), (part, key)
     assert _same(a["pools"], b["pools"]) and _same(a["opt_g"], b["opt_g"]) and _same(a["opt_d"], b["opt_d"])
-    assert a["step"] == b["step"] == 14
+    assert a["step"] == b["step"]  # the step chosen on val (5: before the kill, so the choice came from the checkpoint)
     metrics_a = json.loads((tmp_path / "a/metrics/train_deblurgan.json").read_text())
     metrics_b = json.loads((tmp_path / "b/metrics/train_deblurgan.json").read_text())
     assert {k: v for k, v in metrics_a.items() if k != "start_step"} == \
@@ -192,3 +199,19 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_pa
         assert f.read_text() == other.read_text(), f.name
     # byte-identical, key order included (a resume once moved "step" in it: a diff in git for equal values)
     assert (tmp_path / "a/dvclive/metrics.json").read_bytes() == (tmp_path / "b/dvclive/metrics.json").read_bytes()
+
+
+def test_keeps_the_generator_of_the_best_validation(shards: Path, tmp_path: Path, monkeypatch) -> None:
+    """train.select best_val: with val PSNRs 30 and 10 dB at steps 8 and 16, the model written is a run of 8 steps."""
+    import gimbal.baselines.deblurgan.train as module
+
+    real, queue = module.validate_deblurgan, [30.0, 10.0]
+    stopped = tiny_params(8)
+    stopped["train"]["select"] = "last"
+    run(stopped, shards, tmp_path / "stopped")
+    monkeypatch.setattr(module, "validate_deblurgan", lambda *a, **k: {**real(*a, **k), "psnr": queue.pop(0)})
+    metrics = run(tiny_params(16), shards, tmp_path / "best")
+    assert metrics["selected_step"] == 8 and metrics["val_psnr"] == 30.0 and not queue
+    ref = DeblurGANv2.from_checkpoint(tmp_path / "stopped/models/deblurgan.pt").generator.state_dict()
+    best = DeblurGANv2.from_checkpoint(tmp_path / "best/models/deblurgan.pt").generator.state_dict()
+    assert all(torch.equal(value, best[key]) for key, value in ref.items())

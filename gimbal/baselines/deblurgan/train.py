@@ -140,7 +140,8 @@ def train_deblurgan(
 
     Reads the groups ``baselines.deblurgan`` (architecture, loss, lr, steps, batch_size, weights), ``seed``,
     ``sensor``, ``exposure``, ``model.channels``, ``augment`` and ``train`` (``val_every``, ``val_clips``,
-    ``samples_per_clip``, ``checkpoint_every``, ``loader``, ``device``). Resumes from ``checkpoint_path`` when it
+    ``samples_per_clip``, ``checkpoint_every``, ``loader``, ``device``, ``select``: the weights written are those of
+    the validation with the best val PSNR, or the last). Resumes from ``checkpoint_path`` when it
     was written for the same params and code. Returns the metrics written to ``metrics_path``: ``train_loss``
     (generator loss, mean of the last <= 10 steps), ``train_content``, ``val_psnr`` / ``val_ssim`` (restored)
     and ``val_input_psnr`` / ``val_input_ssim`` (the full exposure itself) on the fixed validation scenes of
@@ -198,6 +199,7 @@ def train_deblurgan(
                 if done % tcfg.val_every == 0 or done == dcfg.steps:
                     last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device, display)
                     logged.update({f"val/{k}": v for k, v in last_val.items()})
+                    run.offer(done, last_val["psnr"], model.state_dict(), last_val)
                 run.log(step, logged)
                 if done % tcfg.checkpoint_every == 0 and done < dcfg.steps:
                     run.save(done, model.state_dict())
@@ -216,8 +218,17 @@ def train_deblurgan(
     def mean(key: str) -> float | None:
         return sum(r[f"train/{key}"] for r in recent) / len(recent) if recent else None
 
+    if dcfg.steps > 0:
+        run.save(dcfg.steps, model.state_dict())  # the last state (a longer run resumes from it), with the best on val
+    selected = dcfg.steps
+    if tcfg.select == "best_val" and run.best is not None:
+        selected, last_val = run.best["step"], run.best["info"]
+        model.load_state(run.best["model"], checkpoint_path)
+        log.info("train deblurgan: keeping step %d, the best val PSNR (%.2f dB)", selected, last_val["psnr"])
+
     metrics: dict[str, Any] = {
         "steps": dcfg.steps,
+        "selected_step": selected,
         "start_step": start,
         "weights": dcfg.weights,
         "train_loss": mean("loss_g"),
@@ -231,8 +242,6 @@ def train_deblurgan(
     }
     if step_times:
         log.info("train deblurgan: %.3f s per step on %s", sum(step_times) / len(step_times), device)
-    if dcfg.steps > 0:
-        run.save(dcfg.steps, model.state_dict())
     model.save(model_path)
     write_json_atomic(metrics_path, metrics)
     run.close_live()
