@@ -19,7 +19,7 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from gimbal.baselines.deblurgan import DeblurGANConfig
 from gimbal.data.augment import AugmentConfig
@@ -43,6 +43,7 @@ __all__ = [
     "BaselinesConfig",
     "Config",
     "UndeclaredGroupError",
+    "Variant",
     "check_params",
     "default_params",
     "load_config",
@@ -60,12 +61,27 @@ DEFAULT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "gimbal": {},
     "gimbal_uniform": {"model": {"learn_exposure": False}, "exposure": {"idle_slot": False, "init_us": None}},
     "kpn": {"model": {"learn_exposure": False, "use_flow": False}, "exposure": {"idle_slot": False, "init_us": None}},
+    "gimbal_no_flow": {"model": {"learn_exposure": True, "use_flow": False}},
+    "gimbal_no_norm": {"model": {"learn_exposure": True, "normalize_exposure": False}},
+    "gimbal_anneal": {"model": {"learn_exposure": True}, "loss": {"anneal": True, "anneal_crossover": 0.4}},
 }
-"""The trained models: the paper's method, its uniform-exposure ablation (uniform over the whole budget) and
-the KPN baseline on the uniform burst."""
+"""The trained models: the paper's method, its uniform-exposure ablation (uniform over the whole budget), the
+KPN baseline on the uniform burst, and the other ablations of paper Table 3: without the flow network, without
+the exposure normalization (eq. 14), and with the annealed loss (eq. 18) flipped relative to ``loss.anneal``'s
+default (off here, on in the paper; at the paper's crossover, 40% of the run). The ablations pin
+``learn_exposure: true``, so ``-S model.learn_exposure=false`` (the uniform-exposure experiment) re-trains only
+``gimbal``."""
 
-VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure")
+VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure", "loss")
 """The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
+
+
+class Variant(NamedTuple):
+    """The groups of one model variant: the configured ones with ``variants.<name>`` applied."""
+
+    model: ModelConfig
+    exposure: ExposureConfig
+    loss: LossConfig
 
 
 class UndeclaredGroupError(AttributeError):
@@ -94,7 +110,7 @@ class Config:
 
     Attributes:
         seed: the run seed (``seed``): weight init, augmentation, noise (:class:`gimbal.runtime.Seeds`).
-        variants: ``variants.<name>`` -> ``{"model": {...}, "exposure": {...}}`` overrides (checked).
+        variants: ``variants.<name>`` -> ``{"model": {...}, "exposure": {...}, "loss": {...}}`` overrides (checked).
         raw: the params as read from the file (stored in model files; not for reading params from).
     """
 
@@ -115,8 +131,8 @@ class Config:
     baselines: BaselinesConfig = BaselinesConfig()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def variant(self, name: str) -> tuple[ModelConfig, ExposureConfig]:
-        """The ``model`` and ``exposure`` groups of model variant ``name``, with ``variants.<name>`` applied.
+    def variant(self, name: str) -> Variant:
+        """The ``model``, ``exposure`` and ``loss`` groups of model variant ``name``, with ``variants.<name>`` applied.
 
         ``gimbal: {}`` is the model exactly as configured. Unknown variants raise :class:`ParamError`.
         """
@@ -130,8 +146,7 @@ class Config:
             keys = overrides.get(group) or {}
             parsed = parse_group(type(base), keys, f"variants.{name}.{group}")  # names a bad override key
             merged.append(dataclasses.replace(base, **{k: getattr(parsed, k) for k in keys}))
-        model, exposure = merged
-        return model, exposure
+        return Variant(*merged)
 
 
 _NOT_GROUPS = ("seed", "variants", "baselines", "raw")
@@ -164,7 +179,7 @@ def _check_across_groups(config: Config) -> None:
     """Limits that tie groups together, checked before any work (each message names both keys)."""
     size = config.augment.out_size
     for variant in config.variants:
-        model, exposure = config.variant(variant)
+        model, exposure, _ = config.variant(variant)
         where = "" if variant == "gimbal" else f" (variant '{variant}')"
         coarsest = {"flow_levels": (2 ** (model.flow_levels - 1) if model.use_flow else 1, "pyramid"),
                     "kpn_depth": (2 ** model.kpn_depth, "U-Net")}

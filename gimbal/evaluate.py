@@ -13,6 +13,7 @@ Methods (:data:`METHODS`):
 - ``gimbal``: the end-to-end model with learned exposures (``models/gimbal.pt``);
 - ``gimbal_uniform``: the same model trained with fixed uniform exposures;
 - ``kpn``: KPN without flow on the uniform burst (Mildenhall et al.);
+- ``gimbal_no_flow``, ``gimbal_no_norm``, ``gimbal_anneal``: the ablations of paper Table 3 (:data:`ABLATIONS`);
 - ``deblurgan``: DeblurGAN-v2 on the single full-exposure image (``models/deblurgan.pt``);
 - ``full_exposure``: floor, the full-exposure image itself (one exposure of the whole budget ``T``);
 - ``middle_frame``: floor, the exposure-normalized middle frame of the learned burst.
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # gimbal.config imports this module (for EvalConfig)
     from gimbal.config import Config
 
 __all__ = [
+    "ABLATIONS",
     "EXAMPLE_COLUMNS",
     "LABELS",
     "MARGINS",
@@ -70,20 +72,27 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MODEL_VARIANTS: tuple[str, ...] = ("gimbal", "gimbal_uniform", "kpn")
+ABLATIONS: tuple[str, ...] = ("gimbal_uniform", "gimbal_no_flow", "gimbal_no_norm", "gimbal_anneal")
+"""The variants of paper Table 3, each the full model less one component (``gimbal_uniform``: no exposure
+learning; ``gimbal_anneal`` flips the annealed loss, which is off by default here and on in the paper)."""
+MODEL_VARIANTS: tuple[str, ...] = ("gimbal", "gimbal_uniform", "kpn", "gimbal_no_flow", "gimbal_no_norm",
+                                   "gimbal_anneal")
 """Trained model variants (``models/<variant>.pt``, stage ``train_<variant>``)."""
 LEARNED = "gimbal"
 """The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
 METHODS: tuple[str, ...] = (*MODEL_VARIANTS, "deblurgan", "full_exposure", "middle_frame")
 MARGINS: tuple[tuple[str, str], ...] = (
     ("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"), ("kpn", "full_exposure"),
-    ("deblurgan", "full_exposure"),
+    ("deblurgan", "full_exposure"), *(("gimbal", v) for v in ABLATIONS[1:]),
 )
 """The paper's comparisons ``(a, b)``: each is reported as the paired difference ``a - b`` over the test clips."""
 LABELS: dict[str, str] = {
     "gimbal": "Ours (learned exp.)",
     "gimbal_uniform": "Ours (uniform exp.)",
     "kpn": "KPN (uniform burst)",
+    "gimbal_no_flow": "Ours without flow",
+    "gimbal_no_norm": "Ours without exp. normalization",
+    "gimbal_anneal": "Ours with annealed loss",
     "deblurgan": "DeblurGAN-v2",
     "full_exposure": "Full exposure",
     "middle_frame": "Middle frame",

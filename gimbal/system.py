@@ -103,14 +103,15 @@ class GimbalSystem(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Config, variant: str = "gimbal") -> GimbalSystem:
-        """Build the system for ``variant`` from the groups ``sensor``, ``exposure``, ``model``, ``loss``, ``seed``,
+        """Build the system for ``variant`` from the groups ``sensor``, ``exposure``, ``model``, ``loss`` (the
+        variant's: :meth:`gimbal.config.Config.variant`), ``seed``,
         ``variants``, ``eval.target``, ``augment.white_level`` (the floors' gain) and ``train.steps`` (which the
         anneal follows when ``loss.anneal_crossover`` is set)."""
-        model, exposure = cfg.variant(variant)
+        model, exposure, loss = cfg.variant(variant)
         sensor = Sensor.from_config(cfg.sensor, exposure, model.learn_exposure, cfg.seed)
         display = Display.for_camera(cfg.eval.target, sensor.camera, cfg.augment.white_level)
         net = GimbalNet.from_config(model, exposure.n, display.target)
-        loss = cfg.loss.for_steps(cfg.train.steps) if cfg.loss.anneal_crossover is not None else cfg.loss
+        loss = loss.for_steps(cfg.train.steps) if loss.anneal_crossover is not None else loss
         return cls(sensor, net, loss, normalize=model.normalize_exposure, display=display)
 
     @classmethod

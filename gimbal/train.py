@@ -72,17 +72,17 @@ def _nonfinite_terms(out: StepOutput, system: GimbalSystem) -> list[str]:
 
 
 def _fingerprint(cfg: Config, variant: str, shards_dir: Path) -> str:
-    """What determines a model-variant run: its groups, the variant's merged model and exposure groups, the
+    """What determines a model-variant run: its groups, the variant's merged model, exposure and loss groups, the
     shard index, and the code. ``train.steps`` may grow on resume (unless the anneal follows the run length),
     and ``checkpoint_every``, ``loader`` and ``device`` do not change what is trained."""
-    model, exposure = cfg.variant(variant)
-    steps_matter = cfg.loss.anneal_crossover is not None  # alpha follows train.steps
+    model, exposure, loss = cfg.variant(variant)
+    steps_matter = loss.anneal_crossover is not None  # alpha follows train.steps
     train = {k: v for k, v in group_dict(cfg.train).items()
              if k not in ("checkpoint_every", "loader", "device") and (k != "steps" or steps_matter)}
     indexes = [shards_dir / split / "index.json" for split in ("train", "val")]
     return run_fingerprint({
         "variant": variant, "seed": cfg.seed, "target": cfg.eval.target, "sensor": group_dict(cfg.sensor), "exposure": group_dict(exposure),
-        "model": group_dict(model), "loss": group_dict(cfg.loss), "augment": group_dict(cfg.augment), "train": train,
+        "model": group_dict(model), "loss": group_dict(loss), "augment": group_dict(cfg.augment), "train": train,
         "shards": [index.read_bytes().hex() if index.is_file() else None for index in indexes],
     })
 

@@ -111,7 +111,8 @@ def test_dvc_repro_data_pipeline(repo_copy: Path) -> None:
     assert len(sorted((repo_copy / "data/shards").rglob("shard-*.tar"))) == 3  # one per split (test: 2 clips, train and val: 1 each)
 
 
-METHODS = {"gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame"}
+METHODS = {"gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame", "gimbal_no_flow",
+           "gimbal_no_norm", "gimbal_anneal"}
 
 
 def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
@@ -143,6 +144,15 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
     assert learned["learned"] is True and uniform["learned"] is False
     assert len(set(round(d, 6) for d in uniform["durations_us"])) == 1
 
+    # Table 3 and the report come out of the same repro
+    table3 = json.loads((repo_copy / "metrics/table3.json").read_text())
+    assert set(table3) == {"gimbal", "gimbal_uniform", "gimbal_no_flow", "gimbal_no_norm", "gimbal_anneal"}
+    for variant in ("gimbal_no_flow", "gimbal_no_norm", "gimbal_uniform"):  # effect = ours - without, paired
+        assert table3[variant]["effect"] == pytest.approx(evaluation["gimbal"]["psnr"] - evaluation[variant]["psnr"],
+                                                          abs=2e-4)
+    assert "## Table 3" in (repo_copy / "reports/paper.md").read_text()
+    assert json.loads((repo_copy / "exposures/gimbal_no_flow.json").read_text())["learned"] is True
+
     shown = _run(["dvc", "metrics", "show"], repo_copy).stdout
     assert "metrics/eval.json" in shown and "gimbal_uniform.psnr" in shown
     assert "Running stage" not in _run(["dvc", "repro"], repo_copy).stdout
@@ -152,7 +162,8 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
     _run(["git", "commit", "-qm", "baseline run"], repo_copy)
     out = _run(["dvc", "exp", "run", "-S", "model.learn_exposure=false"], repo_copy).stdout
     assert "Running stage 'train_gimbal'" in out and "Running stage 'evaluate'" in out
-    for other in ("train_kpn", "train_gimbal_uniform", "train_deblurgan", "shards"):
+    for other in ("train_kpn", "train_gimbal_uniform", "train_deblurgan", "shards", "train_gimbal_no_flow",
+                  "train_gimbal_no_norm", "train_gimbal_anneal"):
         assert f"Running stage '{other}'" not in out
     ablated = json.loads((repo_copy / "exposures/gimbal.json").read_text())
     assert ablated["learned"] is False

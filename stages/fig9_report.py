@@ -1,0 +1,37 @@
+"""DVC stage `report` of sweeps/fig9/dvc.yaml (paper Fig. 9): score every cell on its test scenes and lay them out.
+
+Each cell's model is scored on the first eval.clips test clips, lit and shaken like its training (the same
+seeded scenes and exact Poisson noise for every cell). Writes metrics/fig9.json (one object per cell:
+white_level_scale, shake_scale, mean_electrons, blur_diameter_px, psnr, exposures_us, ...), plots/fig9.png
+(the paper's layout), plots/fig9_heatmaps.png (PSNR and middle exposure) and reports/fig9.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.config import Config
+from gimbal.fig9 import fig9_report
+
+# the params groups this stage reads: its `params:` in sweeps/fig9/dvc.yaml
+USES = ("seed", "sensor", "exposure", "augment", "model", "eval", "train")
+
+
+def main(cfg: Config, args: argparse.Namespace) -> None:
+    cells = [(float(light), float(shake)) for light, shake in (c.split(",") for c in args.cell)]
+    fig9_report(cfg, cells, Path(args.shards), Path(args.cells), metrics_path=Path(args.metrics),
+                figure=Path(args.figure), heatmaps=Path(args.heatmaps), report=Path(args.report))
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--cell", action="append", required=True, help="LIGHT,SHAKE of a cell (repeat)")
+    parser.add_argument("--shards", default="data/shards", help="shards directory (test is read)")
+    parser.add_argument("--cells", default="sweeps/fig9/cells", help="directory of the cells' outputs")
+    parser.add_argument("--metrics", default="metrics/fig9.json")
+    parser.add_argument("--figure", default="plots/fig9.png")
+    parser.add_argument("--heatmaps", default="plots/fig9_heatmaps.png")
+    parser.add_argument("--report", default="reports/fig9.md")
+    run_stage(main, parser, USES)

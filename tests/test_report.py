@@ -1,0 +1,56 @@
+"""The generated paper report: Table 3 effects from paired margins, worked out by hand on a small eval.json."""
+
+from __future__ import annotations
+
+import pytest
+
+from gimbal.report import paper_report, table3
+
+
+def _m(psnr: float, lo: float, hi: float) -> dict[str, float]:
+    return {"psnr": psnr, "psnr_lo": lo, "psnr_hi": hi, "ssim": 0.8, "ssim_lo": 0.7, "ssim_hi": 0.9}
+
+
+EV = {
+    "clips": 12,
+    "gimbal": _m(30.0, 29.0, 31.0),
+    "gimbal_uniform": _m(27.0, 26.0, 28.0),
+    "gimbal_no_flow": _m(29.5, 28.5, 30.5),
+    "gimbal_no_norm": _m(30.2, 29.2, 31.2),
+    "gimbal_anneal": _m(30.5, 29.5, 31.5),
+    "kpn": _m(26.0, 25.0, 27.0),
+    "deblurgan": _m(20.0, 19.0, 21.0),
+    "full_exposure": _m(20.1, 19.1, 21.1),
+    "middle_frame": _m(25.0, 24.0, 26.0),
+    "margins": {
+        "gimbal-gimbal_uniform": _m(3.0, 2.0, 4.0),
+        "gimbal-gimbal_no_flow": _m(0.5, 0.1, 0.9),
+        "gimbal-gimbal_no_norm": _m(-0.2, -0.6, 0.1),
+        "gimbal-gimbal_anneal": _m(-0.5, -1.0, -0.2),
+    },
+}
+
+
+def test_effects_are_with_minus_without_beside_the_papers() -> None:
+    t = table3(EV)
+    # removing a component: effect = full - ablated; paper Table 3: 31.42 - 28.72 = 2.70, 31.42 - 30.62 = 0.80
+    assert t["gimbal_uniform"]["effect"] == 3.0 and (t["gimbal_uniform"]["effect_lo"], t["gimbal_uniform"]["effect_hi"]) == (2.0, 4.0)
+    assert t["gimbal_uniform"]["paper_effect"] == pytest.approx(2.70)
+    assert t["gimbal_no_flow"]["paper_effect"] == pytest.approx(0.80)
+    assert t["gimbal_no_norm"]["paper_effect"] == pytest.approx(0.46)
+    # the annealed-loss variant adds the component: effect = variant - full = +0.5, interval [+0.2, +1.0]
+    assert t["gimbal_anneal"]["effect"] == 0.5
+    assert (t["gimbal_anneal"]["effect_lo"], t["gimbal_anneal"]["effect_hi"]) == (0.2, 1.0)
+    assert t["gimbal_anneal"]["paper_effect"] == pytest.approx(0.24)  # 31.42 - 31.18
+    assert t["gimbal"]["psnr"] == 30.0 and t["gimbal"]["paper_psnr"] == 31.42
+
+
+def test_report_lists_every_row_and_flags_sign_and_uncertain_effects() -> None:
+    text = paper_report(EV)
+    assert "over the 12 test clips" in text
+    row = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "-0.20 [-0.60, +0.10] (interval spans 0)" in row["exposure normalization (eq. 14)"]
+    assert row["exposure normalization (eq. 14)"].endswith("| **no** |")  # ours -0.20, the paper's +0.46
+    assert row["flow network"].endswith("| yes |")
+    assert "not reproduced" in row["analysis-synthesis pair (Kaufman & Fattal)"]
+    assert "30.00 [29.00, 31.00]" in row["ours, learned exposures"] and "31.42" in row["ours, learned exposures"]
