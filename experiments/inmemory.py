@@ -32,10 +32,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gimbal.baselines.deblurgan import DeblurGANv2  # noqa: E402
+from gimbal.baselines.dmphn import DMPHN  # noqa: E402
 from gimbal.config import parse_config  # noqa: E402
 from gimbal.data.augment import AugmentConfig  # noqa: E402
 from gimbal.data.irradiance import make_irradiance  # noqa: E402
-from gimbal.evaluate import MODEL_VARIANTS, evaluate_methods  # noqa: E402
+from gimbal.evaluate import MODEL_VARIANTS, SINGLE_IMAGE, evaluate_methods  # noqa: E402
 from gimbal.metrics import psnr  # noqa: E402
 from gimbal.runtime import Seeds, step_noise_seed  # noqa: E402
 from gimbal.data.irradiance import Scenes  # noqa: E402
@@ -123,11 +124,11 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
     pick, gen = torch.Generator().manual_seed(seed + 3), torch.Generator().manual_seed(Seeds.for_rank(seed).data)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    if method == "deblurgan":
-        dcfg = cfg.baselines.deblurgan
+    if method in SINGLE_IMAGE:
+        dcfg = getattr(cfg.baselines, method)
         sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()
         display = Display.for_camera(cfg.eval.target, sensor.camera, aug.white_level)
-        model = DeblurGANv2(dcfg, cfg.model.channels, seed, device=device)
+        model = (DeblurGANv2 if method == "deblurgan" else DMPHN)(dcfg, cfg.model.channels, seed, device=device)
         for step in range(dcfg.steps):
             if _out_of_time(method, step, t0, max_seconds):
                 break
@@ -141,7 +142,7 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
             if (step + 1) % tcfg.val_every == 0:
                 print(json.dumps({"method": method, "step": step + 1, "secs": round(time.time() - t0),
                                   "mse": round(losses["mse"], 6)}), flush=True)
-        model.save(out / "deblurgan.pt")
+        model.save(out / f"{method}.pt")
         return
     system = GimbalSystem.from_config(parse_config(params), method).to(device)
     system.sensor.set_seed(seed + 1)
@@ -171,12 +172,14 @@ def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[
     test = torch.from_numpy(np.load(npz)["test"]).to(device)
     cfg = parse_config(params).eval
     systems = {v: load_system(out / f"{v}.pt", device) for v in MODEL_VARIANTS}
-    deblurgan = DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(), device=device)
+    singles = {"deblurgan": DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(),
+                                                        device=device),
+               "dmphn": DMPHN.from_checkpoint(out / "dmphn.pt", device=device)}
     sensor = build_sensor(parse_config(params), learn_exposure=False)
     batches = fixed_set(test, params, sensor.camera, cfg.seed, min(cfg.clips, len(test)), cfg.full_frame,
                         cfg.window_frames)
     display = Display.for_camera(cfg.target, sensor.camera, parse_config(params).augment.white_level)
-    result = evaluate_methods(systems, deblurgan, sensor, batches, cfg.seed, display, 0, device)
+    result = evaluate_methods(systems, singles, sensor, batches, cfg.seed, display, 0, device)
     summary = {"eval": result.intervals(cfg.seed),
                "schedules_us": {v: result.schedules[v]["durations_us"] for v in systems},
                "frame_size": list(batches[0].irradiance.shape[-2:]),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from gimbal.baselines.deblurgan import DeblurGANConfig
+from gimbal.baselines.dmphn import DMPHNConfig
 from gimbal.data.augment import AugmentConfig
 from gimbal.data.clips import ClipsConfig
 from gimbal.data.fetch import DataConfig
@@ -55,6 +56,7 @@ class BaselinesConfig:
     """Params group ``baselines``: one sub-group per trained baseline."""
 
     deblurgan: DeblurGANConfig = DeblurGANConfig()
+    dmphn: DMPHNConfig = DMPHNConfig()
 
 
 DEFAULT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -239,5 +241,5 @@ def default_params() -> dict[str, Any]:
     params: dict[str, Any] = {"seed": 0}
     params.update({group: group_dict(cls()) for group, cls in GROUPS.items()})
     params["variants"] = DEFAULT_VARIANTS
-    params["baselines"] = {"deblurgan": group_dict(DeblurGANConfig())}
+    params["baselines"] = {"deblurgan": group_dict(DeblurGANConfig()), "dmphn": group_dict(DMPHNConfig())}
     return params

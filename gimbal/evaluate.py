@@ -15,6 +15,7 @@ Methods (:data:`METHODS`):
 - ``kpn``: KPN without flow on the uniform burst (Mildenhall et al.);
 - ``gimbal_no_flow``, ``gimbal_no_norm``, ``gimbal_anneal``: the ablations of paper Table 3 (:data:`ABLATIONS`);
 - ``deblurgan``: DeblurGAN-v2 on the single full-exposure image (``models/deblurgan.pt``);
+- ``dmphn``: DMPHN-1-2-4 on the same image (``models/dmphn.pt``; trained here, the paper used released weights);
 - ``full_exposure``: floor, the full-exposure image itself (one exposure of the whole budget ``T``);
 - ``middle_frame``: floor, the exposure-normalized middle frame of the learned burst.
 
@@ -36,6 +37,8 @@ import torch
 from tqdm import tqdm
 
 from gimbal.baselines.deblurgan import DeblurGANv2
+from gimbal.baselines.dmphn import DMPHN
+from gimbal.baselines.single import Restorer
 from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import read_shard_index
 from gimbal.data.sources import scores_by_source, shard_clip_kinds
@@ -62,6 +65,7 @@ __all__ = [
     "MARGINS",
     "METHODS",
     "MODEL_VARIANTS",
+    "SINGLE_IMAGE",
     "EvalConfig",
     "EvalResult",
     "evaluate",
@@ -80,10 +84,12 @@ MODEL_VARIANTS: tuple[str, ...] = ("gimbal", "gimbal_uniform", "kpn", "gimbal_no
 """Trained model variants (``models/<variant>.pt``, stage ``train_<variant>``)."""
 LEARNED = "gimbal"
 """The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
-METHODS: tuple[str, ...] = (*MODEL_VARIANTS, "deblurgan", "full_exposure", "middle_frame")
+SINGLE_IMAGE: tuple[str, ...] = ("deblurgan", "dmphn")
+"""Single-image baselines on the full exposure (``models/<name>.pt``, stage ``train_<name>``)."""
+METHODS: tuple[str, ...] = (*MODEL_VARIANTS, *SINGLE_IMAGE, "full_exposure", "middle_frame")
 MARGINS: tuple[tuple[str, str], ...] = (
     ("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"), ("kpn", "full_exposure"),
-    ("deblurgan", "full_exposure"), *(("gimbal", v) for v in ABLATIONS[1:]),
+    ("deblurgan", "full_exposure"), ("dmphn", "full_exposure"), *(("gimbal", v) for v in ABLATIONS[1:]),
 )
 """The paper's comparisons ``(a, b)``: each is reported as the paired difference ``a - b`` over the test clips."""
 LABELS: dict[str, str] = {
@@ -94,12 +100,13 @@ LABELS: dict[str, str] = {
     "gimbal_no_norm": "Ours without exp. normalization",
     "gimbal_anneal": "Ours with annealed loss",
     "deblurgan": "DeblurGAN-v2",
+    "dmphn": "DMPHN",
     "full_exposure": "Full exposure",
     "middle_frame": "Middle frame",
     "ground_truth": "Ground truth",
 }
 EXAMPLE_COLUMNS: tuple[str, ...] = (
-    "full_exposure", "middle_frame", "deblurgan", "kpn", "gimbal_uniform", "gimbal", "ground_truth",
+    "full_exposure", "middle_frame", "deblurgan", "dmphn", "kpn", "gimbal_uniform", "gimbal", "ground_truth",
 )
 """Panels of an example grid, left to right (paper Fig. 7 order: inputs, baselines, ours, ground truth)."""
 
@@ -193,22 +200,22 @@ def _flat(intervals: dict[str, Interval]) -> dict[str, float]:
 def _model_file(models_dir: Path, name: str) -> Path:
     path = models_dir / f"{name}.pt"
     if not path.is_file():
-        stage = "train_deblurgan" if name == "deblurgan" else f"train_{name}"
-        raise DataError(f"{path}: model file not found; train it first with `dvc repro {stage}`")
+        raise DataError(f"{path}: model file not found; train it first with `dvc repro train_{name}`")
     return path
 
 
 def load_models(
     models_dir: Path, camera: CameraSpec | None = None, device: torch.device | str = "cpu"
-) -> tuple[dict[str, GimbalSystem], DeblurGANv2]:
-    """Load ``models/<variant>.pt`` for every :data:`MODEL_VARIANTS` and ``models/deblurgan.pt``.
+) -> tuple[dict[str, GimbalSystem], dict[str, Restorer]]:
+    """Load ``models/<variant>.pt`` for every :data:`MODEL_VARIANTS` and ``models/<name>.pt`` for every
+    :data:`SINGLE_IMAGE` baseline (returned as ``{name: model}``).
 
     All files are checked before any is loaded: a missing one raises :class:`DataError` naming the file and
     the stage that writes it. With ``camera``, a model trained for another camera raises :class:`DataError`
     too (its noise/brightness would differ).
     """
     models_dir = Path(models_dir)
-    paths = {name: _model_file(models_dir, name) for name in (*MODEL_VARIANTS, "deblurgan")}
+    paths = {name: _model_file(models_dir, name) for name in (*MODEL_VARIANTS, *SINGLE_IMAGE)}
     systems: dict[str, GimbalSystem] = {}
     for variant in MODEL_VARIANTS:
         system = load_system(paths[variant], device)
@@ -217,14 +224,17 @@ def load_models(
                             f"than params 'sensor' ({camera.name!r}); re-train it with `dvc repro train_{variant}`")
         systems[variant] = system.eval()
     # the content loss is never used for inference: an identity "feature extractor" skips the VGG19 / substitute setup
-    deblurgan = DeblurGANv2.from_checkpoint(paths["deblurgan"], feature_extractor=torch.nn.Identity(), device=device)
-    return systems, deblurgan
+    singles: dict[str, Restorer] = {
+        "deblurgan": DeblurGANv2.from_checkpoint(paths["deblurgan"], feature_extractor=torch.nn.Identity(), device=device),
+        "dmphn": DMPHN.from_checkpoint(paths["dmphn"], device=device),
+    }
+    return systems, singles
 
 
 @torch.no_grad()
 def evaluate_methods(
     systems: dict[str, GimbalSystem],
-    deblurgan: DeblurGANv2,
+    singles: dict[str, Restorer],
     sensor: Sensor,
     batches: Sequence[Scenes],
     seed: int,
@@ -237,7 +247,7 @@ def evaluate_methods(
     sRGB middle frames), against ``display``'s target (floors through ``display.floor``).
 
     ``systems`` maps each of :data:`MODEL_VARIANTS` to a trained :class:`GimbalSystem` (trained for ``display``'s
-    target); ``sensor`` captures the full exposure of the single-image methods (and defines the ground truth's camera). Each method's captures
+    target); ``singles`` maps each of :data:`SINGLE_IMAGE` to its trained model (``enhance``); ``sensor`` captures the full exposure of the single-image methods (and defines the ground truth's camera). Each method's captures
     start from ``set_seed(seed)`` with exact Poisson noise (eval mode), so equal schedules give equal bursts.
     ``examples``: keep the first ``examples`` clips' images of every method and the ground truth.
     """
@@ -278,7 +288,8 @@ def evaluate_methods(
     for k, scenes in enumerate(batches):
         blurred = full_exposure_image(sensor, scenes.irradiance.to(device), display)
         record("full_exposure", k, blurred)
-        record("deblurgan", k, deblurgan.enhance(blurred))
+        for name in SINGLE_IMAGE:
+            record(name, k, singles[name].enhance(blurred))
         bar.update()
     bar.close()
     for target in targets:
@@ -344,7 +355,7 @@ def evaluate(
     ecfg, tcfg = cfg.eval, cfg.train
     device = resolve_device(tcfg.device, "params 'train.device'")
     sensor = build_sensor(cfg, learn_exposure=False, seed=ecfg.seed)
-    systems, deblurgan = load_models(Path(models_dir), sensor.camera, device)  # fail fast, before reading any data
+    systems, singles = load_models(Path(models_dir), sensor.camera, device)  # fail fast, before reading any data
     batches = fixed_irradiance_set(Path(shards_dir), "test", ecfg.clips, ecfg.batch_size, cfg.augment, sensor.camera,
                                    cfg.model.channels, ecfg.seed, tcfg.loader, device,
                                    window_frames=ecfg.window_frames, full_frame=ecfg.full_frame)
@@ -354,7 +365,7 @@ def evaluate(
     clip_ids = _test_clip_ids(Path(shards_dir), n)
     kinds = (shard_clip_kinds(Path(shards_dir), "test") + ["real"] * n)[:n]  # source kind of each scored clip
     display = Display.for_camera(ecfg.target, sensor.camera, cfg.augment.white_level)
-    result = evaluate_methods(systems, deblurgan, sensor, batches, ecfg.seed, display, min(ecfg.examples, n), device,
+    result = evaluate_methods(systems, singles, sensor, batches, ecfg.seed, display, min(ecfg.examples, n), device,
                               progress)
     summary = result.summary()
     metrics = result.intervals(ecfg.seed)

@@ -41,7 +41,7 @@ TABLE3_ROWS: dict[str, tuple[str, bool]] = {
 default lacks (the paper's default has it), so its effect is ``variant - gimbal``; the others' ``gimbal - variant``."""
 
 TABLE1_ROWS: dict[str, str] = {
-    "dmphn": "DMPHN",
+    "dmphn": "DMPHN-1-2-4 (full exposure; trained here, the paper used released GoPro weights)",
     "analysis_synthesis": "analysis-synthesis pair (Kaufman & Fattal)",
     "deblurgan": "DeblurGAN-v2 (full exposure)",
     "kpn": "KPN (uniform burst)",
@@ -51,7 +51,7 @@ TABLE1_ROWS: dict[str, str] = {
     "middle_frame": "middle frame of the learned burst (floor, not in the paper)",
 }
 NOT_RUN: dict[str, str] = {
-    "dmphn": "not run here yet (issue 17); the paper applied released GoPro weights, which cannot be downloaded here",
+    "dmphn": "not run (models/dmphn.pt missing); the paper applied released GoPro weights, none downloadable here",
     "analysis_synthesis": "not reproduced: no training code was released and its weights are TensorFlow downloads",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import csv
 import json
 import math
@@ -19,6 +20,7 @@ from PIL import Image
 from shard_fixtures import make_interp
 
 from gimbal.baselines.deblurgan import DeblurGANv2
+from gimbal.baselines.dmphn import DMPHN
 from gimbal.config import parse_config
 from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import ShardConfig, build_shards
@@ -57,6 +59,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         save_system(models / f"{variant}.pt", system, params, variant)
     cfg = parse_config(params)
     DeblurGANv2(cfg.baselines.deblurgan, cfg.model.channels, cfg.seed).save(models / "deblurgan.pt")  # identity-initialised generator
+    DMPHN(replace(cfg.baselines.dmphn, identity_init=False), cfg.model.channels, cfg.seed).save(models / "dmphn.pt")
     return {"root": root, "shards": root / "shards", "models": models, "params": params}
 
 
@@ -125,14 +128,14 @@ def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) ->
     """Noise is re-seeded per method: the same model evaluated as two methods scores identically, per clip;
     another seed changes the noise and thus the scores."""
     params = setup["params"]
-    systems, deblurgan = load_models(setup["models"], build_sensor(parse_config(params)).camera)
+    systems, singles = load_models(setup["models"], build_sensor(parse_config(params)).camera)
     systems["kpn"] = systems["gimbal_uniform"]
     sensor = build_sensor(parse_config(params), learn_exposure=False)
     batches = fixed_irradiance_set(setup["shards"], "test", 2, 1, parse_config(params).augment,
                                    sensor.camera, 1, seed=1, backend="torch")
     assert len(batches) == 2  # two batches: the noise stream runs across batches
     display = Display.for_camera("srgb", sensor.camera, tuple(params["augment"]["white_level"]))
-    result = evaluate_methods(systems, deblurgan, sensor, batches, seed=1, display=display)
+    result = evaluate_methods(systems, singles, sensor, batches, seed=1, display=display)
     assert result.scores["kpn"] == result.scores["gimbal_uniform"]
     # the single-image methods, recomputed here: one full exposure per clip from the sensor re-seeded with the
     # eval seed, the floors' display, against the scenes' sRGB middle frames
@@ -141,15 +144,17 @@ def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) ->
         mean_e = sensor.full_exposure(scenes.irradiance)  # (b, C, H, W) DN in [0, 1]
         floor = display.encode((mean_e * display.floor_gain).clamp(0, 1))
         assert result.scores["full_exposure"]["psnr"][k] == pytest.approx(float(psnr(floor, scenes.srgb)), abs=1e-4)
-        restored = deblurgan.enhance(floor)
-        assert result.scores["deblurgan"]["psnr"][k] == pytest.approx(float(psnr(restored, scenes.srgb)), abs=1e-4)
-    other = evaluate_methods(systems, deblurgan, sensor, batches, seed=2, display=display)
+        for name in ("deblurgan", "dmphn"):
+            restored = singles[name].enhance(floor)
+            assert result.scores[name]["psnr"][k] == pytest.approx(float(psnr(restored, scenes.srgb)), abs=1e-4)
+    assert result.scores["dmphn"]["psnr"] != result.scores["full_exposure"]["psnr"]  # not the identity: it was run
+    other = evaluate_methods(systems, singles, sensor, batches, seed=2, display=display)
     assert other.scores["gimbal_uniform"]["psnr"] != result.scores["gimbal_uniform"]["psnr"]
     assert other.scores["full_exposure"]["psnr"] != result.scores["full_exposure"]["psnr"]
     assert result.schedules["gimbal"]["durations_us"] != result.schedules["gimbal_uniform"]["durations_us"]
 
 
-@pytest.mark.parametrize(("missing", "stage"), [("kpn", "train_kpn"), ("deblurgan", "train_deblurgan")])
+@pytest.mark.parametrize(("missing", "stage"), [("kpn", "train_kpn"), ("deblurgan", "train_deblurgan"), ("dmphn", "train_dmphn")])
 def test_missing_model_names_file_and_stage(setup: dict[str, Any], tmp_path: Path, missing: str, stage: str) -> None:
     models = tmp_path / "models"
     shutil.copytree(setup["models"], models)

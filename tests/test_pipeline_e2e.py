@@ -47,6 +47,7 @@ def tiny_params(params: dict) -> dict:
     params["train"].update(steps=4, batch_size=2, val_every=2, val_clips=2, checkpoint_every=2, samples_per_clip=2)
     params["baselines"]["deblurgan"].update(steps=4, batch_size=2, width_mult=0.25, fpn_channels=16,
                                             head_channels=8, d_channels=8)
+    params["baselines"]["dmphn"].update(steps=4, batch_size=2, base_channels=4)
     params["eval"].update(clips=2, examples=1, batch_size=2)
     return params
 
@@ -111,13 +112,13 @@ def test_dvc_repro_data_pipeline(repo_copy: Path) -> None:
     assert len(sorted((repo_copy / "data/shards").rglob("shard-*.tar"))) == 3  # one per split (test: 2 clips, train and val: 1 each)
 
 
-METHODS = {"gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame", "gimbal_no_flow",
+METHODS = {"gimbal", "gimbal_uniform", "kpn", "deblurgan", "dmphn", "full_exposure", "middle_frame", "gimbal_no_flow",
            "gimbal_no_norm", "gimbal_anneal"}
 
 
 def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
     _run(["dvc", "repro"], repo_copy)
-    for rel in ("models/gimbal.pt", "models/gimbal_uniform.pt", "models/kpn.pt", "models/deblurgan.pt",
+    for rel in ("models/gimbal.pt", "models/gimbal_uniform.pt", "models/kpn.pt", "models/deblurgan.pt", "models/dmphn.pt",
                 "exposures/gimbal.json", "plots/exposures_gimbal.png", "metrics/train_gimbal.json",
                 "metrics/eval.json", "plots/eval_per_clip.csv", "plots/psnr_by_method.png"):
         assert (repo_copy / rel).is_file(), rel
@@ -162,7 +163,7 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
     _run(["git", "commit", "-qm", "baseline run"], repo_copy)
     out = _run(["dvc", "exp", "run", "-S", "model.learn_exposure=false"], repo_copy).stdout
     assert "Running stage 'train_gimbal'" in out and "Running stage 'evaluate'" in out
-    for other in ("train_kpn", "train_gimbal_uniform", "train_deblurgan", "shards", "train_gimbal_no_flow",
+    for other in ("train_kpn", "train_gimbal_uniform", "train_deblurgan", "train_dmphn", "shards", "train_gimbal_no_flow",
                   "train_gimbal_no_norm", "train_gimbal_anneal"):
         assert f"Running stage '{other}'" not in out
     ablated = json.loads((repo_copy / "exposures/gimbal.json").read_text())

@@ -14,7 +14,7 @@ import torch
 import yaml
 from shard_fixtures import make_interp
 
-import gimbal.baselines.deblurgan.train as recipe
+import gimbal.baselines.single as recipe  # the single-image baselines' loop
 from gimbal.baselines.deblurgan import DeblurGANConfig, DeblurGANv2
 from gimbal.baselines.deblurgan.train import load_deblurgan_weights, train_deblurgan
 from gimbal.config import parse_config
@@ -202,16 +202,22 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_pa
 
 
 def test_keeps_the_generator_of_the_best_validation(shards: Path, tmp_path: Path, monkeypatch) -> None:
-    """train.select best_val: with val PSNRs 30 and 10 dB at steps 8 and 16, the model written is a run of 8 steps."""
-    import gimbal.baselines.deblurgan.train as module
+    """train.select best_val: with whole-frame val PSNRs 30 and 10 dB at steps 8 and 16 (the crops' alongside), the
+    model written is a run of 8 steps."""
+    import gimbal.baselines.single as loop
 
-    real, queue = module.validate_deblurgan, [30.0, 10.0]
+    real, calls, script = loop.validate_restorer, {"n": 0}, [30.0, 10.0]
+
+    def scripted(*args, **kwargs):  # two calls per validation: val crops, then whole val frames
+        calls["n"] += 1
+        return {**real(*args, **kwargs), "psnr": script[(calls["n"] - 1) // 2]}
+
     stopped = tiny_params(8)
     stopped["train"]["select"] = "last"
     run(stopped, shards, tmp_path / "stopped")
-    monkeypatch.setattr(module, "validate_deblurgan", lambda *a, **k: {**real(*a, **k), "psnr": queue.pop(0)})
+    monkeypatch.setattr(loop, "validate_restorer", scripted)
     metrics = run(tiny_params(16), shards, tmp_path / "best")
-    assert metrics["selected_step"] == 8 and metrics["val_psnr"] == 30.0 and not queue
+    assert metrics["selected_step"] == 8 and metrics["val_frame_psnr"] == 30.0 and calls["n"] == 4
     ref = DeblurGANv2.from_checkpoint(tmp_path / "stopped/models/deblurgan.pt").generator.state_dict()
     best = DeblurGANv2.from_checkpoint(tmp_path / "best/models/deblurgan.pt").generator.state_dict()
     assert all(torch.equal(value, best[key]) for key, value in ref.items())

@@ -9,37 +9,28 @@ with. No pretrained weights can be downloaded here: it trains from scratch, or s
 weights (``baselines.deblurgan.weights``); with ``baselines.deblurgan.steps: 0`` those weights are only
 validated and written out.
 
-Seeded (:class:`gimbal.runtime.Seeds`; the sensor noise is re-seeded per step, :func:`gimbal.runtime.step_noise_seed`),
-resumable from ``checkpoints/deblurgan/last.pt`` through :class:`gimbal.checkpoint.Resumable` (a killed and
-resumed run equals an uninterrupted one), logged with dvclive, tqdm progress bar.
+The loop, validation (val crops and whole val frames), checkpoint choice and resume are the single-image
+baselines' one loop, :func:`gimbal.baselines.single.train_restorer`; this module builds the model and its metrics.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from gimbal.baselines.deblurgan.model import CHECKPOINT_FORMAT, PARAM_GROUP, DeblurGANConfig, DeblurGANv2
-from gimbal.checkpoint import Resumable, run_fingerprint, verify_checksum
+from gimbal.baselines.single import restorer_fingerprint, train_restorer
+from gimbal.checkpoint import verify_checksum
 from gimbal.config import Config
-from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
-from gimbal.display import Display
-from gimbal.errors import DataError, Interrupted, ParamError
-from gimbal.io import write_json_atomic
-from gimbal.metrics import psnr, ssim
+from gimbal.errors import DataError
 from gimbal.params import group_dict
-from gimbal.runtime import Seeds, setup_distributed, step_noise_seed
-from gimbal.sensor.model import Sensor
-from gimbal.system import build_sensor, full_exposure_image
+from gimbal.runtime import setup_distributed
 
-__all__ = ["load_deblurgan_weights", "train_deblurgan", "validate_deblurgan"]
+__all__ = ["load_deblurgan_weights", "train_deblurgan"]
 
 log = logging.getLogger(__name__)
 
@@ -94,39 +85,6 @@ def load_deblurgan_weights(
     return model
 
 
-@torch.no_grad()
-def validate_deblurgan(
-    model: DeblurGANv2, sensor: Sensor, batches: list[Scenes], seed: int, device: torch.device | str, display: Display
-) -> dict[str, float]:
-    """Mean PSNR / SSIM (display space, vs ``display``'s target) of the restored full exposure and of the
-    full exposure itself (``input_*``) on fixed scene ``batches``; exact Poisson noise seeded by ``seed``."""
-    was_training = sensor.training
-    sensor.eval()
-    sensor.set_seed(seed)
-    out: dict[str, list[float]] = {"psnr": [], "ssim": [], "input_psnr": [], "input_ssim": []}
-    for scenes in batches:
-        irr = scenes.irradiance.to(device)
-        blurred = full_exposure_image(sensor, irr, display)
-        target = display.ground_truth(irr, scenes.srgb.to(device), sensor.camera).to(blurred.dtype)
-        restored = model.enhance(blurred)
-        out["psnr"] += psnr(restored, target, reduction="none").tolist()
-        out["ssim"] += ssim(restored, target, reduction="none").tolist()
-        out["input_psnr"] += psnr(blurred, target, reduction="none").tolist()
-        out["input_ssim"] += ssim(blurred, target, reduction="none").tolist()
-    sensor.train(was_training)
-    return {k: sum(v) / max(len(v), 1) for k, v in out.items()}
-
-
-
-def _fingerprint(cfg: Config) -> str:
-    """What determines a DeblurGAN-v2 run: its group (``steps`` may grow on resume), the camera, the scenes'
-    augmentation, the channels, the seed, and the code."""
-    group = {k: v for k, v in group_dict(cfg.baselines.deblurgan).items() if k != "steps"}
-    return run_fingerprint({"seed": cfg.seed, "target": cfg.eval.target, "sensor": group_dict(cfg.sensor), "exposure": group_dict(cfg.exposure),
-                            "augment": group_dict(cfg.augment), "channels": cfg.model.channels, "deblurgan": group,
-                            "samples_per_clip": cfg.train.samples_per_clip})
-
-
 def train_deblurgan(
     cfg: Config,
     shards_dir: Path,
@@ -141,108 +99,24 @@ def train_deblurgan(
     Reads the groups ``baselines.deblurgan`` (architecture, loss, lr, steps, batch_size, weights), ``seed``,
     ``sensor``, ``exposure``, ``model.channels``, ``augment`` and ``train`` (``val_every``, ``val_clips``,
     ``samples_per_clip``, ``checkpoint_every``, ``loader``, ``device``, ``select``: the weights written are those of
-    the validation with the best val PSNR, or the last). Resumes from ``checkpoint_path`` when it
-    was written for the same params and code. Returns the metrics written to ``metrics_path``: ``train_loss``
-    (generator loss, mean of the last <= 10 steps), ``train_content``, ``val_psnr`` / ``val_ssim`` (restored)
-    and ``val_input_psnr`` / ``val_input_ssim`` (the full exposure itself) on the fixed validation scenes of
-    :mod:`gimbal.train` (val split).
+    the validation with the best whole-frame val PSNR, or the last). Resumes from ``checkpoint_path`` when it
+    was written for the same params and code. Returns the metrics of
+    :func:`~gimbal.baselines.single.train_restorer` (``train_loss`` is the generator loss; ``train_content``,
+    ``train_loss_d``; ``val_psnr`` / ``val_input_psnr`` on val crops, ``val_frame_psnr`` /
+    ``val_frame_input_psnr`` on whole val frames, ...), plus ``weights`` and ``perceptual``.
     """
-    tcfg, dcfg = cfg.train, cfg.baselines.deblurgan
-    ctx, device = setup_distributed(tcfg.device)
-    if ctx.world > 1:
-        raise ParamError("train_deblurgan runs in one process; launch it with python, not torchrun")
-    seeds = Seeds.for_rank(cfg.seed)
-    torch.manual_seed(seeds.torch)
-    sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()  # exact Poisson: no gradient needed
-    camera, channels, augment = sensor.camera, cfg.model.channels, cfg.augment
-    display = Display.for_camera(cfg.eval.target, camera, augment.white_level)
-    gen = torch.Generator().manual_seed(seeds.data)
-
+    dcfg = cfg.baselines.deblurgan
+    channels = cfg.model.channels
+    _, device = setup_distributed(cfg.train.device)
     if dcfg.weights is not None:
         model = load_deblurgan_weights(dcfg, channels, cfg.seed, dcfg.weights, device)
     else:
         model = DeblurGANv2(dcfg, channels, cfg.seed, device=device)
-    run = Resumable(checkpoint_path, _fingerprint(cfg), gen)
-    start = run.resume(dcfg.steps, lambda state: model.load_state(state, checkpoint_path), "DeblurGAN-v2",
-                       "cpu") if dcfg.steps > 0 else 0
     if dcfg.steps == 0 and dcfg.weights is None:
         log.warning("DeblurGAN-v2: steps is 0 and no weights are given: writing the untrained generator")
-
-    val_batches = fixed_irradiance_set(shards_dir, "val", tcfg.val_clips, dcfg.batch_size, augment, camera, channels,
-                                       seeds.validation, tcfg.loader, device)
-    run.open_live(live_dir)
-    step_times: list[float] = []
-    last_val: dict[str, float] = {}
-    if start < dcfg.steps:
-        batches = clip_batches(shards_dir, "train", dcfg.batch_size, tcfg.loader, seeds.loader, ctx, device)
-        bar = tqdm(range(start, dcfg.steps), desc="train deblurgan", initial=start, total=dcfg.steps,
-                   disable=not progress, dynamic_ncols=True)
-        try:
-            step = start
-            for step in bar:
-                t0 = time.perf_counter()
-                clips = run.clips(step, batches, tcfg.samples_per_clip)
-                with torch.no_grad():
-                    scenes = make_irradiance(clips, augment, camera, channels, gen)
-                    sensor.set_seed(step_noise_seed(cfg.seed, step))
-                    blurred = full_exposure_image(sensor, scenes.irradiance, display)
-                    sharp = display.ground_truth(scenes.irradiance, scenes.srgb, camera).to(blurred.dtype)
-                losses = model.training_step(blurred, sharp)
-                if not math.isfinite(losses["loss_g"]):
-                    raise run.diverged("train deblurgan", step, losses["loss_g"],
-                                       [k for k, v in losses.items() if not math.isfinite(v)], {"baselines.deblurgan.lr": dcfg.lr},
-                                       "lower baselines.deblurgan.lr (changed params start over)")
-                step_times.append(time.perf_counter() - t0)
-                done = step + 1
-                logged = {f"train/{k}": v for k, v in losses.items()}
-                bar.set_postfix(loss_g=f"{losses['loss_g']:.4f}", mse=f"{losses['mse']:.5f}")
-                if done % tcfg.val_every == 0 or done == dcfg.steps:
-                    last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device, display)
-                    logged.update({f"val/{k}": v for k, v in last_val.items()})
-                    run.offer(done, last_val["psnr"], model.state_dict(), last_val)
-                run.log(step, logged)
-                if done % tcfg.checkpoint_every == 0 and done < dcfg.steps:
-                    run.save(done, model.state_dict())
-        except KeyboardInterrupt as exc:
-            if isinstance(exc, Interrupted):
-                raise
-            raise run.interrupted("train deblurgan", step) from None
-        bar.close()
-    if not last_val:
-        last_val = validate_deblurgan(model, sensor, val_batches, cfg.seed, device, display)
-        if start == 0:  # nothing was logged (steps 0): log the evaluation so the dvclive plots exist
-            run.log(0, {f"val/{k}": v for k, v in last_val.items()})
-
-    recent = [m for _, m in run.history if "train/loss_g" in m][-10:]  # the last <= 10 steps, resumed ones too
-
-    def mean(key: str) -> float | None:
-        return sum(r[f"train/{key}"] for r in recent) / len(recent) if recent else None
-
-    if dcfg.steps > 0:
-        run.save(dcfg.steps, model.state_dict())  # the last state (a longer run resumes from it), with the best on val
-    selected = dcfg.steps
-    if tcfg.select == "best_val" and run.best is not None:
-        selected, last_val = run.best["step"], run.best["info"]
-        model.load_state(run.best["model"], checkpoint_path)
-        log.info("train deblurgan: keeping step %d, the best val PSNR (%.2f dB)", selected, last_val["psnr"])
-
-    metrics: dict[str, Any] = {
-        "steps": dcfg.steps,
-        "selected_step": selected,
-        "start_step": start,
-        "weights": dcfg.weights,
-        "train_loss": mean("loss_g"),
-        "train_content": mean("content"),
-        "train_loss_d": mean("loss_d"),
-        "val_psnr": last_val["psnr"],
-        "val_ssim": last_val["ssim"],
-        "val_input_psnr": last_val["input_psnr"],
-        "val_input_ssim": last_val["input_ssim"],
-        "perceptual": "substitute" if model.content_loss.uses_substitute else "vgg19",
-    }
-    if step_times:
-        log.info("train deblurgan: %.3f s per step on %s", sum(step_times) / len(step_times), device)
-    model.save(model_path)
-    write_json_atomic(metrics_path, metrics)
-    run.close_live()
-    return metrics
+    return train_restorer(
+        cfg, "deblurgan", model, dcfg.steps, dcfg.batch_size, restorer_fingerprint(cfg, group_dict(dcfg)), shards_dir,
+        model_path, metrics_path, live_dir, checkpoint_path, rates={"baselines.deblurgan.lr": dcfg.lr},
+        loss_key="loss_g", summary_keys=("content", "loss_d"), progress=progress,
+        extra_metrics={"weights": dcfg.weights,
+                       "perceptual": "substitute" if model.content_loss.uses_substitute else "vgg19"})
