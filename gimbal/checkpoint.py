@@ -31,8 +31,8 @@ import torch
 from gimbal.errors import DataError, DivergenceError, Interrupted
 from gimbal.io import save_torch_atomic
 
-__all__ = ["CHECKSUM_KEY", "Resumable", "code_fingerprint", "load_checkpoint", "run_fingerprint", "save_checkpoint",
-           "tensors_sha256", "verify_checksum"]
+__all__ = ["CHECKSUM_KEY", "Resumable", "code_fingerprint", "load_checkpoint", "read_model_file", "run_fingerprint",
+           "save_checkpoint", "tensors_sha256", "verify_checksum"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,23 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     """Atomically and byte-stably write ``state`` (tensors and plain values) to ``path``, with its
     :func:`tensors_sha256` under :data:`CHECKSUM_KEY` (read it back through :func:`verify_checksum`)."""
     save_torch_atomic(path, {**state, CHECKSUM_KEY: tensors_sha256(state)})
+
+
+def read_model_file(path: str | os.PathLike[str], fmt: str, what: str, stage: str) -> dict[str, Any]:
+    """The model file at ``path`` written by :func:`save_checkpoint` with format tag ``fmt`` and a ``config`` dict
+    (a baseline's ``save``), checksum verified. Raises :class:`DataError` naming the file and ``what`` (e.g.
+    ``"DMPHN"``) when it is missing (the fix: ``dvc repro <stage>``), unreadable, corrupt or of another format."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} checkpoint not found; train it first with `dvc repro {stage}`")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling / zip error means a bad file
+        raise DataError(f"{path}: not a readable {what} checkpoint ({exc}); delete it and re-train") from exc
+    state = verify_checksum(state, path)
+    if not (isinstance(state, dict) and state.get("format") == fmt and isinstance(state.get("config"), dict)):
+        raise DataError(f"{path}: not a {what} checkpoint (expected format {fmt!r}); delete it and re-train")
+    return state
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> dict[str, Any] | None:

@@ -29,12 +29,7 @@ from gimbal.errors import DataError, ParamError, ShapeError
 TINY = DeblurGANConfig(width_mult=0.25, fpn_channels=16, head_channels=8, d_channels=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _deblur_batch(gen: torch.Generator, n: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

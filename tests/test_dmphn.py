@@ -15,12 +15,7 @@ from gimbal.baselines.dmphn import DMPHN, DMPHNConfig, DMPHNNet
 from gimbal.errors import DataError, ParamError, ShapeError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rand(*shape: int, seed: int = 1) -> torch.Tensor:

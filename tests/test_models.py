@@ -15,12 +15,7 @@ from gimbal.config import parse_config
 TINY = dict(flow_levels=2, kernel_size=3, kpn_base_channels=4, kpn_depth=2, flow_channels=(8, 8, 8))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _texture(b: int, size: int, seed: int) -> torch.Tensor:

@@ -190,29 +190,33 @@ def test_train_is_deterministic(shards: Path, tmp_path: Path) -> None:
     assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()  # byte-stable
 
 
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_path: Path, monkeypatch) -> None:
-    """Kill training at step 5 (after the checkpoint of step 4), rerun: the final weights, schedule and every
-    dvclive log equal those of an uninterrupted run."""
+def _killed_at_step_5(monkeypatch, p: dict, shards: Path, out: Path) -> None:
+    """Run ``p`` into ``out`` with a Ctrl-C at training step 5 (the 6th scene batch); restores the data path after."""
     import gimbal.train as train_module
 
-    p = tiny_params()
-    p["train"].update(steps=8, samples_per_clip=3, val_every=3, checkpoint_every=4)
-    _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "a")
+    real, calls = train_module.make_irradiance, {"n": 0}
 
-    real = train_module.make_irradiance
-    calls = {"n": 0}
-
-    def killed_at_step_5(*args, **kwargs):
+    def killed(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 6:
             raise KeyboardInterrupt("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "make_irradiance", killed_at_step_5)
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "make_irradiance", killed)
+        _run(copy.deepcopy(p), "gimbal", shards, out)
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(shards: Path, tmp_path: Path, monkeypatch) -> None:
+    """Kill training at step 5 (after the checkpoint of step 4), rerun: the final weights, schedule and every
+    dvclive log equal those of an uninterrupted run."""
+    p = tiny_params()
+    p["train"].update(steps=8, samples_per_clip=3, val_every=3, checkpoint_every=4)
+    _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "a")
+
     with pytest.raises(KeyboardInterrupt, match=r"interrupted at step 5; `dvc repro` resumes from step 4"):
-        _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
+        _killed_at_step_5(monkeypatch, p, shards, tmp_path / "b")
     assert torch.load(tmp_path / "b/ckpt/last.pt", weights_only=True)["step"] == 4
-    monkeypatch.setattr(train_module, "make_irradiance", real)
     _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "b")
 
     a_state = torch.load(tmp_path / "a/model.pt", weights_only=False)
@@ -448,8 +452,6 @@ def test_keeps_the_weights_of_the_best_validation_also_across_a_resume(shards: P
     """train.select best_val: with val PSNRs 30, 10, 20 dB at steps 3, 6, 8, the model written is the one of step 3:
     the same weights and schedule as a run of 3 steps that keeps its last. A run killed at step 5 (after the
     checkpoint of step 4) and resumed keeps step 3 as well: the choice travels in the checkpoint."""
-    import gimbal.train as train_module
-
     p = tiny_params()
     p["train"].update(steps=8, samples_per_clip=3, val_every=3, checkpoint_every=4, lr=1e-2)
     stopped = copy.deepcopy(p)
@@ -465,18 +467,8 @@ def test_keeps_the_weights_of_the_best_validation_also_across_a_resume(shards: P
     assert (tmp_path / "best/exposures.json").read_text() == (tmp_path / "stopped/exposures.json").read_text()
 
     _scripted_validation(monkeypatch, [30.0, 10.0, 20.0])  # one queue for the killed run and its resume
-    real, calls = train_module.make_irradiance, {"n": 0}
-
-    def killed_at_step_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "make_irradiance", killed_at_step_5)
     with pytest.raises(KeyboardInterrupt):
-        _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "resumed")
-    monkeypatch.setattr(train_module, "make_irradiance", real)
+        _killed_at_step_5(monkeypatch, p, shards, tmp_path / "resumed")
     assert _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "resumed")["selected_step"] == 3
     resumed = _system_state(tmp_path / "resumed/model.pt")
     assert all(torch.equal(x, resumed[k]) for k, x in ref.items())

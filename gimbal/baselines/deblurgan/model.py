@@ -28,7 +28,7 @@ from gimbal.baselines.deblurgan.discriminator import (
 )
 from gimbal.baselines.deblurgan.generator import PARAM_GROUP, FPNMobileNetGenerator, _check_images
 from gimbal.baselines.deblurgan.losses import ContentLoss
-from gimbal.checkpoint import save_checkpoint, verify_checksum
+from gimbal.checkpoint import read_model_file, save_checkpoint
 from gimbal.errors import DataError, ParamError, ShapeError
 
 __all__ = [
@@ -320,20 +320,7 @@ class DeblurGANv2:
 
 
 def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: DeblurGAN-v2 checkpoint not found; train the deblurgan baseline first (dvc repro)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means a bad file
-        raise DataError(f"{path}: not a readable DeblurGAN-v2 checkpoint ({exc}); delete it and re-train") from exc
-    ckpt = verify_checksum(ckpt, path)
-    ok = isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT and isinstance(ckpt.get("config"), dict)
-    if not ok:
-        raise DataError(
-            f"{path}: not a DeblurGAN-v2 checkpoint (expected format {CHECKPOINT_FORMAT!r}); delete it and re-train"
-        )
-    return ckpt
+    return read_model_file(path, CHECKPOINT_FORMAT, "DeblurGAN-v2", "train_deblurgan")
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -50,7 +50,6 @@ from gimbal.baselines.dmphn.model import (
     DMPHNEncoder,
     DMPHNNet,
     ResBlock,
-    parameter_count,
 )
 
 __all__ = [
@@ -63,5 +62,4 @@ __all__ = [
     "DMPHNEncoder",
     "DMPHNNet",
     "ResBlock",
-    "parameter_count",
 ]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gimbal.checkpoint import save_checkpoint, verify_checksum
+from gimbal.checkpoint import read_model_file, save_checkpoint
 from gimbal.errors import DataError, ParamError, ShapeError
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "DMPHNEncoder",
     "DMPHNNet",
     "ResBlock",
-    "parameter_count",
 ]
 
 CHECKPOINT_FORMAT = "gimbal.baselines.dmphn/v1"
@@ -396,19 +395,4 @@ class DMPHN:
 
 
 def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: DMPHN checkpoint not found; train it first with `dvc repro train_dmphn`")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling / zip error means a bad file
-        raise DataError(f"{path}: not a readable DMPHN checkpoint ({exc}); delete it and re-train") from exc
-    ckpt = verify_checksum(ckpt, path)
-    if not (isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT and isinstance(ckpt.get("config"), dict)):
-        raise DataError(f"{path}: not a DMPHN checkpoint (expected format {CHECKPOINT_FORMAT!r}); delete it and re-train")
-    return ckpt
-
-
-def parameter_count(module: nn.Module) -> int:
-    """Number of trainable parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return read_model_file(path, CHECKPOINT_FORMAT, "DMPHN", "train_dmphn")
