@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PAPER_TABLE1", "PAPER_TABLE3", "TABLE3_ROWS", "paper_report", "table3"]
+__all__ = ["PAPER_TABLE1", "PAPER_TABLE3", "TABLE3_ROWS", "paper_report", "table3", "table3_md"]
 
 PAPER_TABLE1: dict[str, tuple[float, float | None]] = {
     "dmphn": (17.99, None),
@@ -87,7 +87,8 @@ def table3(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _table3_md(ev: dict[str, Any]) -> list[str]:
+def table3_md(ev: dict[str, Any]) -> list[str]:
+    """Markdown lines of Table 3 (:func:`table3`) beside the paper's: one row per component, the full model last."""
     rows = table3(ev)
     lines = ["| component | our model | PSNR dB [95% CI] | its effect, with - without [95% CI] | paper: PSNR without | "
              "paper: effect | same sign |", "|---|---|---|---|---|---|---|"]
@@ -150,7 +151,7 @@ def paper_report(ev: dict[str, Any], fig9_report: str | None = None) -> str:
         "annealed loss is off in our default (a short run cannot afford its crossover, README) and on in the",
         "paper's, so its row trains the model *with* it; the effect column is always with - without.",
         "",
-        *_table3_md(ev),
+        *table3_md(ev),
     ]
     if fig9_report:
         lines += ["", "## Fig. 9: noise x blur", "", f"See [{fig9_report}]({fig9_report}) (its own pipeline, "

@@ -2,7 +2,7 @@
 
     python tools/readme_results.py            # rewrites README.md in place from metrics/ and exposures/
 
-Reads metrics/eval.json (means, 95% bootstrap intervals over the test clips, paired margins),
+Reads metrics/eval.json (means, 95% bootstrap intervals over the test clips, paired margins, Table 3),
 metrics/eval_by_source.json and exposures/gimbal.json, and replaces the text between the
 ``<!-- results:start -->`` and ``<!-- results:end -->`` markers, so every figure there is the committed
 run's (run it after `dvc repro`, commit README with dvc.lock).
@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from gimbal.report import table3_md  # noqa: E402  (the report's Table 3, one formatter)
 ROWS = {
     "gimbal": "ours, learned exposures (`gimbal`)",
     "gimbal_uniform": "ours, uniform exposures (`gimbal_uniform`)",
     "kpn": "KPN on the uniform burst (`kpn`)",
     "deblurgan": "DeblurGAN-v2 on the full exposure (`deblurgan`)",
+    "dmphn": "DMPHN-1-2-4 on the full exposure (`dmphn`)",
     "full_exposure": "full exposure (floor)",
     "middle_frame": "exposure-normalized middle frame of the learned burst (floor)",
 }
@@ -29,6 +33,7 @@ MARGINS = {  # margin -> (label, the issue's threshold in dB)
     "gimbal-kpn": ("ours - KPN", 1.0),
     "kpn-full_exposure": ("KPN - full exposure", 1.0),
     "deblurgan-full_exposure": ("DeblurGAN-v2 - full exposure", 0.5),
+    "dmphn-full_exposure": ("DMPHN - full exposure", 0.0),
 }
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -60,8 +65,10 @@ def block() -> str:
         m = ev["margins"][key]
         holds = m["psnr"] >= need and m["psnr_lo"] > 0
         lines.append(f"| {label} | {m['psnr']:+.2f} [{m['psnr_lo']:+.2f}, {m['psnr_hi']:+.2f}] | "
-                     f"{m['ssim']:+.3f} [{m['ssim_lo']:+.3f}, {m['ssim_hi']:+.3f}] | >= +{need:.1f} dB | "
-                     f"{'yes' if holds else '**no**'} |")
+                     f"{m['ssim']:+.3f} [{m['ssim_lo']:+.3f}, {m['ssim_hi']:+.3f}] | "
+                     f"{f'>= +{need:.1f} dB' if need else 'above 0'} | {'yes' if holds else '**no**'} |")
+    lines += ["", "Paper Table 3 (`metrics/table3.json`, `reports/paper.md`): each component's effect, with - without, "
+              "paired over the same clips:", "", *table3_md(ev)]
     d = [round(x) for x in sched["durations_us"]]
     lines += ["", f"The learned schedule (`exposures/gimbal.json`) is {' / '.join(map(str, d))} us with "
               f"{round(sched['idle_us'])} us idle in the {sched['budget_us']:.0f} us budget "
