@@ -2,7 +2,8 @@
 
 Each cell's model is scored on the first eval.clips test clips, lit and shaken like its training (the same
 seeded scenes and exact Poisson noise for every cell). Writes metrics/fig9.json (one object per cell:
-white_level_scale, shake_scale, mean_electrons, blur_diameter_px, psnr, exposures_us, ...), plots/fig9.png
+white_level_scale, shake_scale, mean_electrons, blur_diameter_px, psnr, exposures_us, ...), the same keyed by
+cell name in metrics/fig9_cells.json (`dvc metrics show` reads no top-level list), plots/fig9.png
 (the paper's layout), plots/fig9_heatmaps.png (PSNR and middle exposure) and reports/fig9.md.
 """
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
-from gimbal.fig9 import fig9_report
+from gimbal.fig9 import cell_name, fig9_report
+from gimbal.io import write_json_atomic
 
 # the params groups this stage reads: its `params:` in sweeps/fig9/dvc.yaml
 USES = ("seed", "sensor", "exposure", "augment", "model", "eval", "train")
@@ -21,8 +23,9 @@ USES = ("seed", "sensor", "exposure", "augment", "model", "eval", "train")
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
     cells = [(float(light), float(shake)) for light, shake in (c.split(",") for c in args.cell)]
-    fig9_report(cfg, cells, Path(args.shards), Path(args.cells), metrics_path=Path(args.metrics),
-                figure=Path(args.figure), heatmaps=Path(args.heatmaps), report=Path(args.report))
+    records = fig9_report(cfg, cells, Path(args.shards), Path(args.cells), metrics_path=Path(args.metrics),
+                          figure=Path(args.figure), heatmaps=Path(args.heatmaps), report=Path(args.report))
+    write_json_atomic(Path(args.by_cell), {cell_name(r["white_level_scale"], r["shake_scale"]): r for r in records})
 
 
 if __name__ == "__main__":
@@ -31,6 +34,7 @@ if __name__ == "__main__":
     parser.add_argument("--shards", default="data/shards", help="shards directory (test is read)")
     parser.add_argument("--cells", default="sweeps/fig9/cells", help="directory of the cells' outputs")
     parser.add_argument("--metrics", default="metrics/fig9.json")
+    parser.add_argument("--by-cell", default="metrics/fig9_cells.json", help="the metrics keyed by cell name")
     parser.add_argument("--figure", default="plots/fig9.png")
     parser.add_argument("--heatmaps", default="plots/fig9_heatmaps.png")
     parser.add_argument("--report", default="reports/fig9.md")
