@@ -56,11 +56,9 @@ NOT_RUN: dict[str, str] = {
 }
 
 
-def _ci(m: dict[str, float], key: str = "psnr", signed: bool = False, sign: float = 1.0) -> str:
-    """``mean [lo, hi]`` of ``m[key]`` (``sign`` -1 flips a difference: ``-(a - b) = b - a``)."""
-    lo, hi = sorted((sign * m[f"{key}_lo"], sign * m[f"{key}_hi"]))
-    fmt = "{:+.2f}" if signed else "{:.2f}"
-    return f"{fmt.format(sign * m[key])} [{fmt.format(lo)}, {fmt.format(hi)}]"
+def _ci(m: dict[str, float]) -> str:
+    """``mean [lo, hi]`` of ``m["psnr"]`` (dB, two decimals)."""
+    return f"{m['psnr']:.2f} [{m['psnr_lo']:.2f}, {m['psnr_hi']:.2f}]"
 
 
 def table3(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -98,11 +96,11 @@ def table3_md(ev: dict[str, Any]) -> list[str]:
         model = f"without it (`{variant}`)" if r["lacks"] else f"with it (`{variant}`; off by default here)"
         same = "yes" if (r["effect"] > 0) == (r["paper_effect"] > 0) else "**no**"
         sure = "" if r["effect_lo"] > 0 or r["effect_hi"] < 0 else " (interval spans 0)"
-        lines.append(f"| {r['component']} | {model} | {r['psnr']:.2f} [{r['psnr_lo']:.2f}, {r['psnr_hi']:.2f}] | "
+        lines.append(f"| {r['component']} | {model} | {_ci(r)} | "
                      f"{r['effect']:+.2f} [{r['effect_lo']:+.2f}, {r['effect_hi']:+.2f}]{sure} | {r['paper_psnr']:.2f} | "
                      f"{r['paper_effect']:+.2f} | {same} |")
     g = rows["gimbal"]
-    lines.append(f"| none | the full model (`gimbal`) | {g['psnr']:.2f} [{g['psnr_lo']:.2f}, {g['psnr_hi']:.2f}] | | "
+    lines.append(f"| none | the full model (`gimbal`) | {_ci(g)} | | "
                  f"{g['paper_psnr']:.2f} | | |")
     return lines
 

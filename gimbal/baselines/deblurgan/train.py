@@ -28,7 +28,7 @@ from gimbal.checkpoint import verify_checksum
 from gimbal.config import Config
 from gimbal.errors import DataError
 from gimbal.params import group_dict
-from gimbal.runtime import setup_distributed
+from gimbal.runtime import resolve_device
 
 __all__ = ["load_deblurgan_weights", "train_deblurgan"]
 
@@ -107,7 +107,7 @@ def train_deblurgan(
     """
     dcfg = cfg.baselines.deblurgan
     channels = cfg.model.channels
-    _, device = setup_distributed(cfg.train.device)
+    device = resolve_device(cfg.train.device, "params 'train.device'")  # the loop sets up the run itself
     if dcfg.weights is not None:
         model = load_deblurgan_weights(dcfg, channels, cfg.seed, dcfg.weights, device)
     else:
