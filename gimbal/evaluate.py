@@ -86,6 +86,8 @@ LEARNED = "gimbal"
 """The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
 SINGLE_IMAGE: tuple[str, ...] = ("deblurgan", "dmphn")
 """Single-image baselines on the full exposure (``models/<name>.pt``, stage ``train_<name>``)."""
+TRAINED: tuple[str, ...] = (*MODEL_VARIANTS, *SINGLE_IMAGE)
+"""Every method with a model file; :func:`evaluate` scores a subset of them with ``methods``."""
 METHODS: tuple[str, ...] = (*MODEL_VARIANTS, *SINGLE_IMAGE, "full_exposure", "middle_frame")
 MARGINS: tuple[tuple[str, str], ...] = (
     ("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"), ("kpn", "full_exposure"),
@@ -173,7 +175,7 @@ class EvalResult:
     def intervals(self, seed: int = 0) -> dict[str, Any]:
         """The means of :meth:`summary` with 95% bootstrap intervals over the test clips (``psnr_lo``, ``psnr_hi``,
         ``ssim_lo``, ``ssim_hi``), and under ``margins`` the paired difference of every :data:`MARGINS` pair
-        (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``), resampling clips with ``seed``.
+        whose two methods were scored (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``), resampling clips with ``seed``.
         With a single clip no interval exists: only the means are given."""
         n = min(len(s["psnr"]) for s in self.scores.values())
         if n < 2:
@@ -184,7 +186,7 @@ class EvalResult:
                                for m, s in self.scores.items()}
         out["margins"] = {f"{a}-{b}": _flat({k: paired_difference(self.scores[a][k], self.scores[b][k], seed=seed)
                                              for k in metrics})
-                          for a, b in MARGINS}
+                          for a, b in MARGINS if a in self.scores and b in self.scores}
         out["clips"] = n
         return out
 
@@ -205,29 +207,35 @@ def _model_file(models_dir: Path, name: str) -> Path:
 
 
 def load_models(
-    models_dir: Path, camera: CameraSpec | None = None, device: torch.device | str = "cpu"
+    models_dir: Path, camera: CameraSpec | None = None, device: torch.device | str = "cpu",
+    methods: Sequence[str] = TRAINED,
 ) -> tuple[dict[str, GimbalSystem], dict[str, Restorer]]:
     """Load ``models/<variant>.pt`` for every :data:`MODEL_VARIANTS` and ``models/<name>.pt`` for every
-    :data:`SINGLE_IMAGE` baseline (returned as ``{name: model}``).
+    :data:`SINGLE_IMAGE` baseline (returned as ``{name: model}``), of those in ``methods`` (default: all).
 
     All files are checked before any is loaded: a missing one raises :class:`DataError` naming the file and
     the stage that writes it. With ``camera``, a model trained for another camera raises :class:`DataError`
     too (its noise/brightness would differ).
     """
     models_dir = Path(models_dir)
-    paths = {name: _model_file(models_dir, name) for name in (*MODEL_VARIANTS, *SINGLE_IMAGE)}
+    unknown = sorted(set(methods) - set(TRAINED))
+    if unknown or not methods:
+        raise ParamError(f"evaluate: methods {unknown or list(methods)} are not trained methods; choose from "
+                         f"{list(TRAINED)}")
+    paths = {name: _model_file(models_dir, name) for name in TRAINED if name in methods}
     systems: dict[str, GimbalSystem] = {}
-    for variant in MODEL_VARIANTS:
+    for variant in (v for v in MODEL_VARIANTS if v in paths):
         system = load_system(paths[variant], device)
         if camera is not None and system.sensor.camera != camera:
             raise DataError(f"{paths[variant]}: trained for camera {system.sensor.camera.name!r} with other settings "
                             f"than params 'sensor' ({camera.name!r}); re-train it with `dvc repro train_{variant}`")
         systems[variant] = system.eval()
     # the content loss is never used for inference: an identity "feature extractor" skips the VGG19 / substitute setup
-    singles: dict[str, Restorer] = {
-        "deblurgan": DeblurGANv2.from_checkpoint(paths["deblurgan"], feature_extractor=torch.nn.Identity(), device=device),
-        "dmphn": DMPHN.from_checkpoint(paths["dmphn"], device=device),
+    loaders = {
+        "deblurgan": lambda p: DeblurGANv2.from_checkpoint(p, feature_extractor=torch.nn.Identity(), device=device),
+        "dmphn": lambda p: DMPHN.from_checkpoint(p, device=device),
     }
+    singles: dict[str, Restorer] = {name: loaders[name](paths[name]) for name in SINGLE_IMAGE if name in paths}
     return systems, singles
 
 
@@ -243,23 +251,28 @@ def evaluate_methods(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> EvalResult:
-    """Score every method of :data:`METHODS` on fixed scene ``batches`` (irradiance ``(b, T_f, C, H, W)`` e-/s and
+    """Score the methods of :data:`METHODS` on fixed scene ``batches`` (irradiance ``(b, T_f, C, H, W)`` e-/s and
     sRGB middle frames), against ``display``'s target (floors through ``display.floor``).
 
-    ``systems`` maps each of :data:`MODEL_VARIANTS` to a trained :class:`GimbalSystem` (trained for ``display``'s
-    target); ``singles`` maps each of :data:`SINGLE_IMAGE` to its trained model (``enhance``); ``sensor`` captures the full exposure of the single-image methods (and defines the ground truth's camera). Each method's captures
+    ``systems`` maps variants of :data:`MODEL_VARIANTS` to trained :class:`GimbalSystem` s (trained for ``display``'s
+    target); ``singles`` maps baselines of :data:`SINGLE_IMAGE` to trained models (``enhance``). The methods
+    scored are these, the ``full_exposure`` floor, and the ``middle_frame`` floor when :data:`LEARNED` is among
+    ``systems``. ``sensor`` captures the full exposure of the single-image methods (and defines the ground truth's camera). Each method's captures
     start from ``set_seed(seed)`` with exact Poisson noise (eval mode), so equal schedules give equal bursts.
     ``examples``: keep the first ``examples`` clips' images of every method and the ground truth.
     """
-    missing = [v for v in MODEL_VARIANTS if v not in systems]
-    if missing:
-        raise ParamError(f"evaluate_methods: missing trained systems for {missing}")
-    wrong = [v for v in MODEL_VARIANTS if systems[v].display.target != display.target]
+    unknown = sorted(set(systems) - set(MODEL_VARIANTS)) + sorted(set(singles) - set(SINGLE_IMAGE))
+    if unknown:
+        raise ParamError(f"evaluate_methods: unknown methods {unknown}")
+    variants = [v for v in MODEL_VARIANTS if v in systems]
+    wrong = [v for v in variants if systems[v].display.target != display.target]
     if wrong:
         raise ParamError(f"evaluate: models {wrong} were trained for another target than eval.target "
                          f"'{display.target}'; re-train them (dvc repro)")
-    result = EvalResult(scores={m: {"psnr": [], "ssim": []} for m in METHODS})
-    kept: dict[str, list[torch.Tensor]] = {m: [] for m in (*METHODS, "ground_truth")}
+    floors = ["full_exposure"] + (["middle_frame"] if LEARNED in systems else [])
+    methods = [m for m in METHODS if m in systems or m in singles or m in floors]
+    result = EvalResult(scores={m: {"psnr": [], "ssim": []} for m in methods})
+    kept: dict[str, list[torch.Tensor]] = {m: [] for m in (*methods, "ground_truth")}
     sensor = sensor.to(device).eval()
     targets = [display.ground_truth(sc.irradiance, sc.srgb, sensor.camera).to(device) for sc in batches]
 
@@ -271,9 +284,9 @@ def evaluate_methods(
         if have < examples:
             kept[method].append(images[: examples - have].cpu())
 
-    bar = tqdm(total=(len(MODEL_VARIANTS) + 1) * len(batches), desc="evaluate", disable=not progress,
+    bar = tqdm(total=(len(variants) + 1) * len(batches), desc="evaluate", disable=not progress,
                dynamic_ncols=True)
-    for variant in MODEL_VARIANTS:  # burst methods
+    for variant in variants:  # burst methods
         system = systems[variant].to(device).eval()
         system.sensor.set_seed(seed)
         result.schedules[variant] = system.sensor.schedule_us()
@@ -288,7 +301,7 @@ def evaluate_methods(
     for k, scenes in enumerate(batches):
         blurred = full_exposure_image(sensor, scenes.irradiance.to(device), display)
         record("full_exposure", k, blurred)
-        for name in SINGLE_IMAGE:
+        for name in (n for n in SINGLE_IMAGE if n in singles):
             record(name, k, singles[name].enhance(blurred))
         bar.update()
     bar.close()
@@ -314,8 +327,7 @@ def _per_clip_csv(result: EvalResult, clip_ids: list[str], kinds: list[str]) -> 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["clip", "clip_id", "kind", "method", "psnr", "ssim"])
-    for method in METHODS:
-        s = result.scores[method]
+    for method, s in result.scores.items():
         for i, (p, q) in enumerate(zip(s["psnr"], s["ssim"], strict=True)):
             writer.writerow([i, clip_ids[i], kinds[i], method, f"{p:.4f}", f"{q:.5f}"])
     return buf.getvalue().encode()
@@ -341,8 +353,10 @@ def evaluate(
     examples_dir: Path = Path("plots/examples"),
     schedule_plot: Path = Path("plots/exposures_eval.png"),
     progress: bool = True,
+    methods: Sequence[str] = TRAINED,
 ) -> dict[str, Any]:
-    """Evaluate every method on the fixed test scenes and write all outputs atomically.
+    """Evaluate every method (the trained ones of ``methods``, default all, and the floors) on the fixed test scenes
+    and write all outputs atomically.
 
     Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, with 95% bootstrap intervals over the test
     clips, the paired differences of :data:`MARGINS` under ``margins``, and ``clips``; :meth:`EvalResult.intervals`), ``<metrics_path stem>_by_source.json``
@@ -355,7 +369,7 @@ def evaluate(
     ecfg, tcfg = cfg.eval, cfg.train
     device = resolve_device(tcfg.device, "params 'train.device'")
     sensor = build_sensor(cfg, learn_exposure=False, seed=ecfg.seed)
-    systems, singles = load_models(Path(models_dir), sensor.camera, device)  # fail fast, before reading any data
+    systems, singles = load_models(Path(models_dir), sensor.camera, device, methods)  # fail fast, before any data
     batches = fixed_irradiance_set(Path(shards_dir), "test", ecfg.clips, ecfg.batch_size, cfg.augment, sensor.camera,
                                    cfg.model.channels, ecfg.seed, tcfg.loader, device,
                                    window_frames=ecfg.window_frames, full_frame=ecfg.full_frame)
@@ -371,7 +385,7 @@ def evaluate(
     metrics = result.intervals(ecfg.seed)
     by_source = {k: v for k, v in scores_by_source(result.scores, kinds).items() if k != "all"}
 
-    for method in METHODS:
+    for method in result.scores:
         m = metrics[method]
         ci = f" [{m['psnr_lo']:.2f}, {m['psnr_hi']:.2f}]" if "psnr_lo" in m else ""
         log.info("%-16s PSNR %6.2f dB%s  SSIM %.4f", method, m["psnr"], ci, m["ssim"])
@@ -385,15 +399,17 @@ def evaluate(
         k_examples = min(ecfg.examples, n)
         for k in range(k_examples):
             panels = []
-            for method in EXAMPLE_COLUMNS:
+            for method in (m for m in EXAMPLE_COLUMNS if m in result.examples):
                 caption = LABELS[method]
                 if method in result.scores:
                     caption += (f"\nPSNR {result.scores[method]['psnr'][k]:.2f} dB, "
                                 f"SSIM {result.scores[method]['ssim'][k]:.3f}")
                 panels.append((caption, result.examples[method][k]))
             plot_example_grid(panels, tmp / f"example_{k}.png", title=f"test clip {clip_ids[k]}")
-    plot_schedule([result.schedules[LEARNED], result.schedules["gimbal_uniform"]], schedule_plot,
-                  labels=[LABELS[LEARNED], LABELS["gimbal_uniform"]], title="Shutter schedules evaluated")
+    shown = [v for v in (LEARNED, "gimbal_uniform") if v in result.schedules]
+    if shown:
+        plot_schedule([result.schedules[v] for v in shown], schedule_plot, labels=[LABELS[v] for v in shown],
+                      title="Shutter schedules evaluated")
     write_json_atomic(metrics_path.with_name(metrics_path.stem + "_by_source.json"), by_source)
     write_json_atomic(metrics_path, metrics)
     return metrics

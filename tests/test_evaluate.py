@@ -24,7 +24,7 @@ from gimbal.baselines.dmphn import DMPHN
 from gimbal.config import parse_config
 from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import ShardConfig, build_shards
-from gimbal.errors import DataError
+from gimbal.errors import DataError, ParamError
 from gimbal.display import Display
 from gimbal.evaluate import MARGINS, METHODS, MODEL_VARIANTS, evaluate, evaluate_methods, load_models
 from gimbal.metrics import psnr
@@ -122,6 +122,29 @@ def test_second_run_is_identical(setup: dict[str, Any], first_run: Path) -> None
     run_eval(setup, out)
     for rel in ("metrics/eval.json", "plots/eval_per_clip.csv", "plots/eval_by_method.csv"):
         assert (out / rel).read_bytes() == (first_run / rel).read_bytes(), rel
+
+
+def test_a_subset_scores_as_in_the_full_run(setup: dict[str, Any], first_run: Path, tmp_path: Path) -> None:
+    """``methods``: only the models named are needed and scored (with the floors), each clip exactly as in the full
+    evaluation, and only the margins between scored methods are reported."""
+    subset = ["gimbal", "kpn", "dmphn"]
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in subset:  # the other model files are absent: a subset must not need them
+        shutil.copy(setup["models"] / f"{name}.pt", models)
+    metrics = evaluate(parse_config(setup["params"]), setup["shards"], models, metrics_path=tmp_path / "eval.json",
+                       per_clip_csv=tmp_path / "per_clip.csv", by_method_csv=tmp_path / "by_method.csv",
+                       bar_plot=tmp_path / "bar.png", examples_dir=tmp_path / "examples",
+                       schedule_plot=tmp_path / "sched.png", progress=False, methods=subset)
+    scored = {*subset, "full_exposure", "middle_frame"}
+    assert set(metrics) == {*scored, "margins", "clips"}
+    assert set(metrics["margins"]) == {"gimbal-kpn", "gimbal-middle_frame", "kpn-full_exposure",
+                                       "dmphn-full_exposure"}
+    full = list(csv.DictReader((first_run / "plots/eval_per_clip.csv").open()))
+    part = list(csv.DictReader((tmp_path / "per_clip.csv").open()))
+    assert part == [r for r in full if r["method"] in scored]
+    with pytest.raises(ParamError, match=r"\['gimbal_nope'\] are not trained methods; choose from"):
+        load_models(setup["models"], methods=["gimbal", "gimbal_nope"])
 
 
 def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) -> None:
