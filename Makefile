@@ -1,7 +1,7 @@
 # Two commands (README "Quick start"):
 #   make repro   - create .venv, install everything (torch 2.13.0 CPU, the offline `dvc plots show` template),
 #                  run `dvc repro` on the embedded default, its trainings in GIMBAL_JOBS (default 2)
-#                  lanes side by side (tools/repro_lanes.sh; plain `dvc repro` runs them one at a time)
+#                  lanes side by side (tools/repro_lanes.py; plain `dvc repro` runs them one at a time)
 #   make test    - create .venv if needed, install, run the test suite
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -34,7 +34,7 @@ install: $(STAMP) $(PLOTS_TEMPLATE)
 VENV_PATH := PATH="$(abspath $(BIN)):$$PATH"
 
 repro: $(STAMP) $(PLOTS_TEMPLATE)
-	$(VENV_PATH) bash tools/repro_lanes.sh dvc.yaml
+	$(VENV_PATH) python tools/repro_lanes.py dvc.yaml
 
 test: $(STAMP) $(PLOTS_TEMPLATE)
 	$(VENV_PATH) python -m pytest -q

@@ -1,4 +1,4 @@
-"""tools/repro_lanes.sh (`make repro`): the training stages of a DVC pipeline run side by side, everything else in
+"""tools/repro_lanes.py (`make repro`): the training stages of a DVC pipeline run side by side, everything else in
 order, and dvc.lock records every stage, as after a plain `dvc repro`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "tools/repro_lanes.sh"
+SCRIPT = REPO / "tools/repro_lanes.py"
 
 # a training stage that only finishes once its partner has started: run one after the other, the first of the
 # two gives up after 120 s and fails, so the pipeline passes only if the lanes really run at the same time
@@ -44,7 +44,9 @@ def _pipeline(root: Path, fail: str | None = None) -> Path:
     (root / "rendezvous.py").write_text(RENDEZVOUS)
     py = sys.executable
     stages = {
-        "data": {"cmd": f"{py} -c \"open('data.txt', 'a').write('x')\"", "outs": ["data.txt"]},
+        "raw": {"cmd": f"{py} -c \"open('raw.txt', 'a').write('r')\"", "outs": ["raw.txt"]},
+        "data": {"cmd": f"{py} -c \"open('data.txt', 'a').write(open('raw.txt').read() + 'x')\"",
+                 "deps": ["raw.txt"], "outs": ["data.txt"]},  # two stages upstream: both run before the lanes
         "train_a": {"cmd": f"{py} rendezvous.py a b", "deps": ["data.txt", "rendezvous.py"], "outs": ["a.txt"]},
         "train_b": {"cmd": f"{py} rendezvous.py b a", "deps": ["data.txt", "rendezvous.py"], "outs": ["b.txt"]},
         "report": {"cmd": "cat a.txt b.txt > report.txt", "deps": ["a.txt", "b.txt"], "outs": ["report.txt"]},
@@ -56,7 +58,7 @@ def _pipeline(root: Path, fail: str | None = None) -> Path:
 
 
 def _lanes(root: Path, jobs: str = "2") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPT)], cwd=root, env={**_dvc_env(), "GIMBAL_JOBS": jobs},
+    return subprocess.run([sys.executable, str(SCRIPT)], cwd=root, env={**_dvc_env(), "GIMBAL_JOBS": jobs},
                           capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -65,9 +67,9 @@ def test_trainings_run_side_by_side_and_every_stage_is_recorded(tmp_path: Path) 
     proc = _lanes(root)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (root / "report.txt").read_text() == "a 2\nb 2\n"  # both met, each saw the lane count
-    assert (root / "data.txt").read_text() == "x"  # the data stage ran once, before the lanes
+    assert (root / "data.txt").read_text() == "rx"  # the data stages ran once each, in order, before the lanes
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    assert set(lock) == {"data", "train_a", "train_b", "report"}
+    assert set(lock) == {"raw", "data", "train_a", "train_b", "report"}
     status = subprocess.run(["dvc", "status"], cwd=root, env=_dvc_env(), capture_output=True, text=True, check=True)
     assert "up to date" in status.stdout, status.stdout
     again = _lanes(root)  # nothing changed: nothing runs (a rendezvous alone would fail)

@@ -13,13 +13,14 @@ group by :func:`gimbal.config.parse_config`.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from gimbal.baselines.base import BaselineConfig, BaselineModel
 from gimbal.baselines.deblurgan.discriminator import (
     DoubleScaleDiscriminator,
     PredictionPool,
@@ -28,7 +29,6 @@ from gimbal.baselines.deblurgan.discriminator import (
 )
 from gimbal.baselines.deblurgan.generator import PARAM_GROUP, FPNMobileNetGenerator, _check_images
 from gimbal.baselines.deblurgan.losses import ContentLoss
-from gimbal.checkpoint import read_model_file, save_checkpoint
 from gimbal.errors import DataError, ParamError, ShapeError
 
 __all__ = [
@@ -45,7 +45,7 @@ POOL_SIZE = 50  # RaGAN-LS prediction pool (the original's ImagePool(50))
 
 
 @dataclass(frozen=True)
-class DeblurGANConfig:
+class DeblurGANConfig(BaselineConfig):
     """Params group ``baselines.deblurgan``: :class:`DeblurGANv2`'s hyper-parameters and its training recipe.
 
     Defaults are the tiny embedded size; paper scale: ``width_mult=1.0, fpn_channels=128, head_channels=64,
@@ -80,11 +80,6 @@ class DeblurGANConfig:
                  "d_local_layers", "d_global_layers")
     RECIPE_KEYS = ("steps", "batch_size", "weights")
 
-    def arch(self, channels: int) -> dict[str, Any]:
-        """The architecture-defining values (:data:`ARCH_KEYS`) of a model of ``channels`` image channels: a
-        checkpoint loads only into a model with the same ones."""
-        return {k: channels if k == "channels" else getattr(self, k) for k in self.ARCH_KEYS}
-
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ParamError:
             return ParamError(f"params: '{PARAM_GROUP}.{key}' {why}, got {getattr(self, key)!r}")
@@ -104,15 +99,18 @@ class DeblurGANConfig:
             raise bad("steps", "must be >= 0 (0: only evaluate given weights)")
 
 
-class DeblurGANv2:
+class DeblurGANv2(BaselineModel):
     """DeblurGAN-v2 (FPN-MobileNet generator + double-scale RaGAN-LS discriminator), trainable from scratch.
 
     Attributes: ``generator`` (:class:`FPNMobileNetGenerator`), ``discriminator``
     (:class:`DoubleScaleDiscriminator`), ``content_loss`` (:class:`ContentLoss`), ``opt_g`` / ``opt_d``
     (Adam, ``config.lr``), ``step`` (training steps done). ``channels``: image channels (1 grey, 3 RGB). Weights are
     initialised from ``seed`` without touching the global RNG. ``feature_extractor`` overrides
-    ``config.perceptual_weights``.
+    ``config.perceptual_weights``. Checkpoint plumbing: :class:`~gimbal.baselines.base.BaselineModel`.
     """
+
+    FORMAT, NAME, STAGE, PARAM_GROUP, CONFIG = (CHECKPOINT_FORMAT, "DeblurGAN-v2", "train_deblurgan", PARAM_GROUP,
+                                                DeblurGANConfig)
 
     def __init__(
         self,
@@ -234,16 +232,6 @@ class DeblurGANv2:
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def arch(self) -> dict[str, Any]:
-        """The architecture-defining values (must match for a checkpoint to load)."""
-        return self.config.arch(self.channels)
-
-    def stored_config(self) -> dict[str, Any]:
-        """The config a checkpoint stores: ``channels``, the model's keys of :class:`DeblurGANConfig` (not the
-        recipe's) and ``seed``, in that order."""
-        model_keys = {k: v for k, v in asdict(self.config).items() if k not in DeblurGANConfig.RECIPE_KEYS}
-        return {"channels": self.channels, **model_keys, "seed": self.seed}
-
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: format tag, config, both networks, both optimisers, step."""
         return {
@@ -258,31 +246,10 @@ class DeblurGANv2:
             "step": self.step,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a checkpoint atomically (temp file + fsync + rename) with the sha256 of its tensors."""
-        save_checkpoint(path, self.state_dict())
-
-    def load(self, path: str | os.PathLike[str]) -> DeblurGANv2:
-        """Load a checkpoint written by :meth:`save` into this model (networks, optimisers, step); returns self.
-
-        Raises :class:`DataError` naming the file if it is missing, unreadable, fails its tensor checksum, is
-        not a DeblurGAN-v2 checkpoint, or built with a different architecture config (the message lists the
-        differing keys).
-        """
-        return self.load_state(_read_checkpoint(path), path)
-
     def load_state(self, ckpt: dict[str, Any], where: str | os.PathLike[str]) -> DeblurGANv2:
         """Load a :meth:`state_dict` (read from ``where``, which errors name) into this model; returns self."""
         path = where
-        saved = ckpt["config"]
-        mine = self.arch()
-        diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
-        if diff:
-            detail = ", ".join(f"{k}: file {a!r} vs model {b!r}" for k, (a, b) in diff.items())
-            raise DataError(
-                f"{path}: DeblurGAN-v2 checkpoint has a different architecture ({detail}); set "
-                f"{PARAM_GROUP}.<key> to the file's values or build the model with DeblurGANv2.from_checkpoint"
-            )
+        self.check_arch(ckpt, where)
         try:
             self.generator.load_state_dict(ckpt["generator"])
             self.discriminator.load_state_dict(ckpt["discriminator"])
@@ -305,22 +272,12 @@ class DeblurGANv2:
         device: str | torch.device = "cpu",
     ) -> DeblurGANv2:
         """Build a model with the architecture stored in a checkpoint and load it (DataError as :meth:`load`)."""
-        ckpt = _read_checkpoint(path)
-        known = {f.name for f in fields(DeblurGANConfig)}
-        saved = ckpt["config"]
-        try:
-            config = DeblurGANConfig(**{k: v for k, v in saved.items() if k in known})
-            channels, seed = int(saved["channels"]), int(saved.get("seed", 0))
-        except (TypeError, ValueError, KeyError, ParamError) as exc:
-            raise DataError(f"{path}: invalid DeblurGAN-v2 config in checkpoint ({exc}); re-train it") from exc
+        ckpt = cls.read_checkpoint(path)
+        config, channels, seed = cls.saved_config(ckpt, path)
         if feature_extractor is None and config.perceptual_weights is not None:
             if not Path(config.perceptual_weights).is_file():  # weights are a loss-only input: not needed to infer
                 config = replace(config, perceptual_weights=None)
         return cls(config, channels, seed, feature_extractor=feature_extractor, device=device).load_state(ckpt, path)
-
-
-def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return read_model_file(path, CHECKPOINT_FORMAT, "DeblurGAN-v2", "train_deblurgan")
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gimbal.checkpoint import read_model_file, save_checkpoint
+from gimbal.baselines.base import BaselineConfig, BaselineModel
 from gimbal.errors import DataError, ParamError, ShapeError
 
 __all__ = [
@@ -42,7 +41,7 @@ CENTER = 0.5  # the authors' code feeds images - 0.5 and predicts sharp - 0.5
 
 
 @dataclass(frozen=True)
-class DMPHNConfig:
+class DMPHNConfig(BaselineConfig):
     """Params group ``baselines.dmphn``: :class:`DMPHN`'s hyper-parameters and its training recipe.
 
     Defaults are the tiny embedded size; paper scale: ``base_channels=32, res_blocks=2`` (lr is the paper's). The
@@ -63,11 +62,6 @@ class DMPHNConfig:
 
     ARCH_KEYS = ("channels", "base_channels", "res_blocks", "identity_init")
     RECIPE_KEYS = ("steps", "batch_size")
-
-    def arch(self, channels: int) -> dict[str, Any]:
-        """The architecture-defining values (:data:`ARCH_KEYS`) of a model of ``channels`` image channels: a
-        checkpoint loads only into a model with the same ones."""
-        return {k: channels if k == "channels" else getattr(self, k) for k in self.ARCH_KEYS}
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ParamError:
@@ -257,11 +251,13 @@ def _unbatch_halves(t: torch.Tensor) -> torch.Tensor:
 # -- the trainable wrapper ----------------------------------------------------------------------------------
 
 
-class DMPHN:
+class DMPHN(BaselineModel):
     """DMPHN-1-2-4 trainable from scratch: ``network`` (:class:`DMPHNNet`), ``optimizer`` (Adam, ``config.lr``),
     ``step`` (training steps done). ``channels``: image channels (1 grey, 3 RGB). Weights are initialised from
-    ``seed`` without touching torch's global RNG.
+    ``seed`` without touching torch's global RNG. Checkpoint plumbing: :class:`~gimbal.baselines.base.BaselineModel`.
     """
+
+    FORMAT, NAME, STAGE, PARAM_GROUP, CONFIG = CHECKPOINT_FORMAT, "DMPHN", "train_dmphn", PARAM_GROUP, DMPHNConfig
 
     def __init__(self, config: DMPHNConfig | None = None, channels: int = 1, seed: int = 0,
                  device: str | torch.device = "cpu") -> None:
@@ -326,16 +322,6 @@ class DMPHN:
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def arch(self) -> dict[str, Any]:
-        """The architecture-defining values (must match for a checkpoint to load)."""
-        return self.config.arch(self.channels)
-
-    def stored_config(self) -> dict[str, Any]:
-        """The config a checkpoint stores: ``channels``, the model's keys of :class:`DMPHNConfig` (not the
-        recipe's) and ``seed``, in that order."""
-        model_keys = {k: v for k, v in asdict(self.config).items() if k not in DMPHNConfig.RECIPE_KEYS}
-        return {"channels": self.channels, **model_keys, "seed": self.seed}
-
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: format tag, config, network, optimiser, step."""
         return {
@@ -346,31 +332,13 @@ class DMPHN:
             "step": self.step,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a checkpoint atomically (temp file + fsync + rename) with the sha256 of its tensors."""
-        save_checkpoint(path, self.state_dict())
-
-    def load(self, path: str | os.PathLike[str]) -> DMPHN:
-        """Load a checkpoint written by :meth:`save` into this model (network, optimiser, step); returns self.
-        :class:`DataError` as :meth:`from_checkpoint` and :meth:`load_state`."""
-        return self.load_state(_read_checkpoint(path), path)
-
     def load_state(self, ckpt: dict[str, Any], where: str | os.PathLike[str]) -> DMPHN:
         """Load a :meth:`state_dict` (read from ``where``, which errors name) into this model; returns self.
 
         Raises :class:`DataError` naming ``where`` if the checkpoint was built with a different architecture (the
         message lists the differing keys) or its tensors do not fit.
         """
-        saved = ckpt.get("config") if isinstance(ckpt, dict) else None
-        if not isinstance(saved, dict):
-            raise DataError(f"{where}: not a DMPHN checkpoint (no config); delete it and re-train")
-        diff = {k: (saved.get(k), v) for k, v in self.arch().items() if saved.get(k) != v}
-        if diff:
-            detail = ", ".join(f"{k}: file {a!r} vs model {b!r}" for k, (a, b) in diff.items())
-            raise DataError(
-                f"{where}: DMPHN checkpoint has a different architecture ({detail}); set {PARAM_GROUP}.<key> to the "
-                "file's values or build the model with DMPHN.from_checkpoint"
-            )
+        self.check_arch(ckpt, where)
         try:
             self.network.load_state_dict(ckpt["network"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -383,16 +351,6 @@ class DMPHN:
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> DMPHN:
         """Build a model with the architecture stored in a checkpoint and load it. :class:`DataError` naming the file
         if it is missing, unreadable, fails its checksum, is not a DMPHN checkpoint or does not fit."""
-        ckpt = _read_checkpoint(path)
-        known = {f.name for f in fields(DMPHNConfig)}
-        saved = ckpt["config"]
-        try:
-            config = DMPHNConfig(**{k: v for k, v in saved.items() if k in known})
-            channels, seed = int(saved["channels"]), int(saved.get("seed", 0))
-        except (TypeError, ValueError, KeyError, ParamError) as exc:
-            raise DataError(f"{path}: invalid DMPHN config in checkpoint ({exc}); re-train it") from exc
+        ckpt = cls.read_checkpoint(path)
+        config, channels, seed = cls.saved_config(ckpt, path)
         return cls(config, channels, seed, device=device).load_state(ckpt, path)
-
-
-def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return read_model_file(path, CHECKPOINT_FORMAT, "DMPHN", "train_dmphn")
