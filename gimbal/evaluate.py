@@ -175,7 +175,8 @@ class EvalResult:
     def intervals(self, seed: int = 0) -> dict[str, Any]:
         """The means of :meth:`summary` with 95% bootstrap intervals over the test clips (``psnr_lo``, ``psnr_hi``,
         ``ssim_lo``, ``ssim_hi``), and under ``margins`` the paired difference of every :data:`MARGINS` pair
-        whose two methods were scored (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``), resampling clips with ``seed``.
+        whose two methods were scored (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``),
+        resampling clips with ``seed``.
         With a single clip no interval exists: only the means are given."""
         n = min(len(s["psnr"]) for s in self.scores.values())
         if n < 2:
@@ -257,8 +258,9 @@ def evaluate_methods(
     ``systems`` maps variants of :data:`MODEL_VARIANTS` to trained :class:`GimbalSystem` s (trained for ``display``'s
     target); ``singles`` maps baselines of :data:`SINGLE_IMAGE` to trained models (``enhance``). The methods
     scored are these, the ``full_exposure`` floor, and the ``middle_frame`` floor when :data:`LEARNED` is among
-    ``systems``. ``sensor`` captures the full exposure of the single-image methods (and defines the ground truth's camera). Each method's captures
-    start from ``set_seed(seed)`` with exact Poisson noise (eval mode), so equal schedules give equal bursts.
+    ``systems``. ``sensor`` captures the full exposure of the single-image methods (and defines the ground
+    truth's camera). Each method's captures start from ``set_seed(seed)`` with exact Poisson noise (eval mode),
+    so equal schedules give equal bursts.
     ``examples``: keep the first ``examples`` clips' images of every method and the ground truth.
     """
     unknown = sorted(set(systems) - set(MODEL_VARIANTS)) + sorted(set(singles) - set(SINGLE_IMAGE))
@@ -359,12 +361,13 @@ def evaluate(
     and write all outputs atomically.
 
     Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, with 95% bootstrap intervals over the test
-    clips, the paired differences of :data:`MARGINS` under ``margins``, and ``clips``; :meth:`EvalResult.intervals`), ``<metrics_path stem>_by_source.json``
-    (the same per source kind, ``{real | synthetic: {method: ...}}``), ``per_clip_csv`` (clip, clip_id, kind,
-    method, psnr, ssim), ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per
-    method with per-clip points), ``examples_dir/example_<k>.png`` (Fig. 7 style grids, ``eval.examples`` of
-    them; the directory is replaced) and ``schedule_plot`` (learned vs uniform shutter schedule).
-    Returns the metrics written to ``metrics_path``.
+    clips, the paired differences of :data:`MARGINS` under ``margins``, and ``clips``;
+    :meth:`EvalResult.intervals`), ``<metrics_path stem>_by_source.json`` (the same per source kind,
+    ``{real | synthetic: {method: ...}}``), ``per_clip_csv`` (clip, clip_id, kind, method, psnr, ssim),
+    ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per method with per-clip
+    points), ``examples_dir/example_<k>.png`` (Fig. 7 style grids, ``eval.examples`` of them; the directory is
+    replaced) and ``schedule_plot`` (learned vs uniform shutter schedule). Returns the metrics written to
+    ``metrics_path``.
     """
     ecfg, tcfg = cfg.eval, cfg.train
     device = resolve_device(tcfg.device, "params 'train.device'")
