@@ -88,7 +88,7 @@ SINGLE_IMAGE: tuple[str, ...] = ("deblurgan", "dmphn")
 """Single-image baselines on the full exposure (``models/<name>.pt``, stage ``train_<name>``)."""
 TRAINED: tuple[str, ...] = (*MODEL_VARIANTS, *SINGLE_IMAGE)
 """Every method with a model file; :func:`evaluate` scores a subset of them with ``methods``."""
-METHODS: tuple[str, ...] = (*MODEL_VARIANTS, *SINGLE_IMAGE, "full_exposure", "middle_frame")
+METHODS: tuple[str, ...] = (*TRAINED, "full_exposure", "middle_frame")
 MARGINS: tuple[tuple[str, str], ...] = (
     ("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"), ("kpn", "full_exposure"),
     ("deblurgan", "full_exposure"), ("dmphn", "full_exposure"), *(("gimbal", v) for v in ABLATIONS[1:]),

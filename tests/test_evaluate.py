@@ -6,7 +6,6 @@ import copy
 from dataclasses import replace
 import csv
 import json
-import math
 import shutil
 import subprocess
 import sys
