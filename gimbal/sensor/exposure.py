@@ -39,7 +39,8 @@ class ExposureConfig:
     Attributes:
         n: frames per burst (paper: 3).
         idle_slot: ``True``: n+1 softmax slots, the last one idle (the budget need not be used up);
-            ``None``: the experiment's (supplement Table 1: on for ``synthetic``).
+            ``False``: n slots, the budget used in full; ``None``: learned exposures take the experiment's
+            (supplement Table 1: on for ``synthetic``), fixed exposures have none (:meth:`slots`).
         init_us: ``None``: equal exposures (with an idle slot: all n+1 slots equal); or n durations in us.
     """
 
@@ -56,6 +57,17 @@ class ExposureConfig:
         if self.init_us is not None and min(self.init_us) <= 0:
             raise ParamError(f"params: 'exposure.init_us' must all be > 0 us (a zero exposure collects no light and "
                              f"its softmax slot never recovers), got {list(self.init_us)}")
+
+    def slots(self, learn: bool, experiment_idle_slot: bool) -> int:
+        """Softmax slots of the schedule: ``n + 1`` with an idle slot, else ``n``.
+
+        ``idle_slot`` true or false decides. ``None``: a learned schedule takes the experiment's idle slot
+        (``experiment_idle_slot``); a fixed one (``learn`` false: the paper's fixed-exposure ablation, ``-S
+        model.learn_exposure=false``) has none, so its equal exposures fill the whole budget,
+        ``dt_i = (T - n dt_ro) / n``, the schedule of ``gimbal_uniform``.
+        """
+        idle = self.idle_slot if self.idle_slot is not None else (experiment_idle_slot and learn)
+        return self.n + 1 if idle else self.n
 
 
 

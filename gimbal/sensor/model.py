@@ -144,13 +144,13 @@ class Sensor(nn.Module):
     ) -> Sensor:
         """Build from the ``sensor`` and ``exposure`` param groups.
 
-        ``exposure.idle_slot: null`` takes the experiment's idle slot (supplement Table 1).
+        ``exposure.idle_slot: null`` takes the experiment's idle slot (supplement Table 1) for learned exposures;
+        fixed ones fill the whole budget (:meth:`ExposureConfig.slots`).
         """
-        idle = get_experiment(sensor.experiment).idle_slot if exposure.idle_slot is None else exposure.idle_slot
         return cls(
             sensor.spec(),
             n=exposure.n,
-            slots=exposure.n + 1 if idle else exposure.n,
+            slots=exposure.slots(learn_exposure, get_experiment(sensor.experiment).idle_slot),
             learn_exposure=learn_exposure,
             init_exposures_us=exposure.init_us,
             gengs_max_electrons=sensor.gengs_max_electrons,
