@@ -10,16 +10,41 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
+
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
+from gimbal.errors import ParamError
+from gimbal.evaluate import MODEL_VARIANTS
 from gimbal.io import write_bytes_atomic, write_json_atomic
 from gimbal.report import paper_report, table3
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
-USES: tuple[str, ...] = ()
+USES = ("variants",)
+
+
+def check_variants(variants: dict, pipeline: Path) -> None:
+    """Refuse a model variant of params.yaml that no stage trains or scores (``dvc exp run -S
+    '+variants.foo=...'`` used to report "Ran experiment" with nothing trained). The scored ones are the methods
+    table's (``MODEL_VARIANTS``); ``pipeline`` (dvc.yaml) must train each with a stage ``train_<name>`` running
+    ``--variant <name>`` (tests/test_stage_faults.py checks that the table and dvc.yaml agree)."""
+    stages = (yaml.safe_load(pipeline.read_text()) or {}).get("stages", {}) if pipeline.is_file() else {}
+    trained = {name[len("train_"):] for name, spec in stages.items()
+               if name.startswith("train_") and "--variant" in str(spec.get("cmd", ""))}
+    for v in variants:
+        if pipeline.is_file() and v not in trained:
+            raise ParamError(
+                f"params: 'variants.{v}' is trained by no stage ({pipeline} has no train_{v}), so no models/{v}.pt is "
+                f"made; add a stage train_{v} to {pipeline} (a copy of train_gimbal_no_flow with `--variant {v}`, "
+                f"'variants.{v}' in its params, models/{v}.pt in its outs and evaluate's deps) and '{v}' to "
+                f"MODEL_VARIANTS in gimbal/evaluate.py, or remove 'variants.{v}'")
+        if v not in MODEL_VARIANTS:
+            raise ParamError(f"params: 'variants.{v}' is trained (stage train_{v}) but not scored: add '{v}' to "
+                             f"MODEL_VARIANTS in gimbal/evaluate.py and models/{v}.pt to evaluate's deps in {pipeline}")
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
+    check_variants(cfg.variants, Path(args.pipeline))
     ev = json.loads(Path(args.eval).read_text())
     write_json_atomic(Path(args.table3), table3(ev))
     write_bytes_atomic(Path(args.out), paper_report(ev, fig9_report=args.fig9).encode())
@@ -30,5 +55,7 @@ if __name__ == "__main__":
     parser.add_argument("--eval", default="metrics/eval.json", help="metrics of the evaluate stage")
     parser.add_argument("--table3", default="metrics/table3.json", help="Table 3 metrics written")
     parser.add_argument("--out", default="reports/paper.md", help="the report written")
+    parser.add_argument("--pipeline", default="dvc.yaml", help="the pipeline whose train_<variant> stages are checked "
+                        "against params 'variants'")
     parser.add_argument("--fig9", default=None, help="relative link to the Fig. 9 report, if any")
     run_stage(main, parser, USES)
