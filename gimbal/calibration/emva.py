@@ -27,10 +27,21 @@ What :func:`calibrate` computes, point by point of the descriptor (:mod:`gimbal.
 * **Non-uniformities** from a spatial stack of L images (or, without one, from a pair, L = 2): the averaged
   image's spatial variance less the temporal part, ``s2_y = var(<y>) - sigma2_y.stack / L``;
   ``DSNU = sqrt(s2_y.dark) / K`` (e-) and ``PRNU = sqrt(s2_y - s2_y.dark) / (mu_y - mu_y.dark)`` (a fraction).
+  With several bright stacks, the one whose photons are nearest half the saturation's.
+
+What the standard requires of the data, and is refused here (a :class:`~gimbal.errors.DataError` naming the
+descriptor line): the two images of a pair (and consecutive images of a stack) must differ, unless every pixel
+holds one value (saturated); the bright stack must lie below :data:`STACK_HIGH_FRACTION` of the saturation
+signal (EMVA takes it near 50 %) with no more than :data:`CLIPPED_FRACTION` of its pixels at the top code; the
+quantum efficiency the photon counts give must lie in [:data:`MIN_PLAUSIBLE_QE`, 1]. A stack outside
+:data:`STACK_LOW_FRACTION` - :data:`LINEAR_FRACTION` of saturation and a quantum efficiency below :data:`LOW_QE`
+are warnings (:attr:`Calibration.warnings`). Image files themselves are checked by
+:func:`~gimbal.calibration.descriptor.load_image` (bit depth, whole DN).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,10 +52,15 @@ from gimbal.calibration.descriptor import Descriptor, Point, load_image
 from gimbal.errors import DataError
 
 __all__ = [
+    "CLIPPED_FRACTION",
     "DARK_VAR_FLOOR_DN2",
     "LINEAR_FRACTION",
+    "LOW_QE",
     "MIN_FIT_POINTS",
+    "MIN_PLAUSIBLE_QE",
     "SIGMA2_Q_DN2",
+    "STACK_HIGH_FRACTION",
+    "STACK_LOW_FRACTION",
     "Calibration",
     "LinearFit",
     "PairStats",
@@ -65,6 +81,18 @@ MIN_FIT_POINTS = 5
 """Fewest bright pairs in the linear range that a fit accepts."""
 SATURATED_DARK_FRACTION = 0.01
 """A dark pair with more than this fraction of its pixels at ``2^bits - 1`` is taken as saturated."""
+STACK_HIGH_FRACTION = 0.9
+"""A bright stack above this fraction of the saturation signal is refused: the full well compresses its PRNU."""
+CLIPPED_FRACTION = 0.001
+"""A bright stack with more than this fraction of its pixels at ``2^bits - 1`` is clipped: refused."""
+STACK_LOW_FRACTION = 0.3
+"""A bright stack below this fraction of the saturation signal gets a warning (EMVA: near 50 %)."""
+MIN_PLAUSIBLE_QE = 0.01
+"""A quantum efficiency below this is refused: the photon counts of the 'b' lines are off (too large)."""
+LOW_QE = 0.1
+"""A quantum efficiency below this gets a warning."""
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,7 +164,9 @@ class Calibration:
 
     Arrays are per bright pair, sorted by photons: ``photons`` ``(P,)`` mu_p, ``signal_dn`` ``(P,)``
     ``mu_y - mu_y.dark``, ``variance_dn2`` ``(P,)`` ``sigma2_y - sigma2_y.dark``, ``fit_mask`` ``(P,)`` the
-    points of the K / QE fits.
+    points of the K / QE fits. ``notes`` say how a value was obtained (an upper limit, a missing measurement);
+    ``warnings`` name data that EMVA 1288 would have taken otherwise (a stack far from half saturation, a low
+    quantum efficiency).
     """
 
     descriptor: Descriptor
@@ -156,6 +186,7 @@ class Calibration:
     read_noise_upper_limit: bool
     spatial: Spatial
     notes: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def gain_dn_per_e(self) -> float:
@@ -254,8 +285,19 @@ def stack_stats(images: Sequence[np.ndarray]) -> tuple[float, float]:
     return float(mean.mean()), float(mean.var(ddof=1)) - temporal / n
 
 
+def _check_distinct(desc: Descriptor, point: Point, k: int, a: np.ndarray, b: np.ndarray) -> None:
+    """Refuse images ``k - 1`` and ``k`` of ``point`` when they are identical. Uniform images (every pixel one
+    value: a camera clipped at its top code or at a digital saturation level) may be identical."""
+    if np.array_equal(a, b) and a.min() != a.max():
+        first, second = point.images[k - 1], point.images[k]
+        raise DataError(f"{desc.path}: line {point.line}: images {first.name} and {second.name} of "
+                        f"{point.describe()} are identical; a pair (or stack) is distinct exposures taken one after "
+                        "the other, whose difference is the temporal noise: list different images")
+
+
 def _load_pair(desc: Descriptor, point: Point) -> PairStats:
     a, b = (load_image(p, desc, point) for p in point.images)
+    _check_distinct(desc, point, 1, a, b)
     mean, var = pair_stats(a, b)
     at_max = float((np.count_nonzero(a >= desc.max_dn) + np.count_nonzero(b >= desc.max_dn)) / (2 * a.size))
     return PairStats(point, mean, var, at_max)
@@ -274,12 +316,22 @@ def _check_dark(desc: Descriptor, d: PairStats) -> None:
             "dark images")
 
 
-def _spatial(desc: Descriptor, k: float, sat_signal: float, bright: Sequence[PairStats],
-             darks: dict[float, PairStats], fit_mask: np.ndarray) -> Spatial:
+def _load_stack(desc: Descriptor, point: Point) -> list[np.ndarray]:
+    images = []
+    for k, p in enumerate(point.images):
+        images.append(load_image(p, desc, point))
+        if k:
+            _check_distinct(desc, point, k, images[-2], images[-1])
+    return images
+
+
+def _spatial(desc: Descriptor, k: float, sat_signal: float, sat_photons: float, reached: bool,
+             bright: Sequence[PairStats], darks: dict[float, PairStats], fit_mask: np.ndarray,
+             warnings: list[str]) -> Spatial:
     stacks = [p for p in desc.points if p.spatial and not p.dark]
     dark_stacks = {_ns(p.texp_s): p for p in desc.points if p.spatial and p.dark}
-    if stacks:
-        point = stacks[0]
+    if stacks:  # the one nearest half the saturation (EMVA: about 50 %)
+        point = min(stacks, key=lambda p: abs(math.log(p.photons / (0.5 * sat_photons))))
         dark_point = dark_stacks.get(_ns(point.texp_s)) or (darks[_ns(point.texp_s)].point
                                                             if _ns(point.texp_s) in darks else None)
         if dark_point is None:
@@ -292,23 +344,63 @@ def _spatial(desc: Descriptor, k: float, sat_signal: float, bright: Sequence[Pai
         point = bright[int(idx[np.argmin(np.abs(signals - 0.5 * sat_signal))])].point
         dark_point = darks[_ns(point.texp_s)].point
         source = f"{point.describe()}: pair, L = 2 (no spatial stack in the descriptor)"
-    mean, s2 = stack_stats([load_image(p, desc, point) for p in point.images])
-    mean_dark, s2_dark = stack_stats([load_image(p, desc, dark_point) for p in dark_point.images])
+    images = _load_stack(desc, point)
+    mean, s2 = stack_stats(images)
+    mean_dark, s2_dark = stack_stats(_load_stack(desc, dark_point))
     signal = mean - mean_dark
     if signal <= 0:
         raise DataError(f"{desc.path}: line {point.line}: the spatial stack {point.describe()} is not brighter than "
                         "its dark images; check the 'b' and 'd' lines")
+    if stacks:
+        clipped = sum(np.count_nonzero(img >= desc.max_dn) for img in images) / (len(images) * images[0].size)
+        level = signal / sat_signal
+        if clipped > CLIPPED_FRACTION:
+            raise DataError(f"{desc.path}: line {point.line}: the spatial stack {point.describe()} is clipped: "
+                            f"{clipped:.1%} of its pixels at the ADC's top code {desc.max_dn} DN, which hides the "
+                            "PRNU; EMVA 1288 takes the stack at about 50 % of saturation: record it there")
+        where = (f"the spatial stack {point.describe()} is at {level:.0%} of the saturation signal ({signal:.1f} of "
+                 f"{sat_signal:.1f} DN above dark)")
+        if level > STACK_HIGH_FRACTION and reached:
+            raise DataError(f"{desc.path}: line {point.line}: {where}, where the filling wells compress the PRNU; "
+                            "EMVA 1288 takes the stack at about 50 % of saturation: record it there")
+        if level > LINEAR_FRACTION:
+            warnings.append(f"{where}, beyond the linear range (0-{LINEAR_FRACTION:.0%}); EMVA 1288 takes it at about "
+                            "50 %" + ("" if reached else " (saturation not reached: the level is an upper bound)"))
+        elif level < STACK_LOW_FRACTION:
+            warnings.append(f"the spatial stack {point.describe()} is at {level:.0%} of the saturation signal; "
+                            "EMVA 1288 takes it at about 50 %, where the PRNU is best measured")
     prnu = math.sqrt(max(s2 - s2_dark, 0.0)) / signal
     return Spatial(source, len(point.images), signal, s2, s2_dark, prnu, math.sqrt(max(s2_dark, 0.0)) / k)
+
+
+def _check_qe(desc: Descriptor, gain: LinearFit, responsivity: LinearFit, warnings: list[str]) -> None:
+    """Refuse a quantum efficiency outside [MIN_PLAUSIBLE_QE, 1]; warn below LOW_QE (the photon counts)."""
+    eta = responsivity.slope / gain.slope
+    how = f"eta = R / K = {responsivity.slope:.4g} DN/p / {gain.slope:.4g} DN/e-"
+    counts = ("the photon counts of the 'b' lines must be the mean photons per pixel during each exposure "
+              "(not per second, per unit area or per sensor)")
+    if eta > 1:
+        raise DataError(f"{desc.path}: quantum efficiency {eta:.4g} is above 1 ({how}): the photon counts are too "
+                        f"small; {counts}: check them")
+    if eta < MIN_PLAUSIBLE_QE:
+        raise DataError(f"{desc.path}: quantum efficiency {eta:.3g} is implausibly low ({how}): "
+                        f"the photon counts look about {0.5 / eta:.3g} times too large for an eta of 0.5; {counts}: "
+                        "check them")
+    if eta < LOW_QE:
+        warnings.append(f"quantum efficiency {eta:.3g} is low for a camera ({how}); check the photon counts of the "
+                        "'b' lines (mean photons per pixel during each exposure)")
 
 
 def calibrate(desc: Descriptor) -> Calibration:
     """EMVA 1288 release 4.0 estimates of the data set ``desc`` (see the module docstring).
 
     Raises:
-        DataError naming the file: an image is missing, unreadable or of the wrong size; no dark pairs; a bright
-        exposure time without a dark pair; a saturated dark pair; fewer than :data:`MIN_FIT_POINTS` bright pairs
-        below saturation in the linear range; a photon transfer curve without positive slope.
+        DataError naming the file: an image is missing, unreadable, of the wrong size, bit depth or type; no dark
+        pairs; a bright exposure time without a dark pair; a saturated dark pair; identical images in a pair or
+        stack; fewer than :data:`MIN_FIT_POINTS` bright pairs below saturation in the linear range; a photon
+        transfer curve without positive slope; an implausible quantum efficiency; a bright stack beyond the linear
+        range or clipped. Warnings (logged, and in :attr:`Calibration.warnings`): a low quantum efficiency, a
+        stack far below half the saturation.
     """
     temporal = [p for p in desc.points if not p.spatial]
     if not any(p.dark for p in temporal):
@@ -373,8 +465,14 @@ def calibrate(desc: Descriptor) -> Calibration:
         dark_var = DARK_VAR_FLOOR_DN2
         notes.append(f"dark variance below {DARK_VAR_FLOOR_DN2} DN^2 (quantization-limited): the dark noise is an "
                      "upper limit")
-    spatial = _spatial(desc, gain.slope, float(signal[sat]), bright, darks, fit_mask)
+    warnings: list[str] = []
+    _check_qe(desc, gain, responsivity, warnings)
+    spatial = _spatial(desc, gain.slope, float(signal[sat]), float(photons[sat]), reached, bright, darks, fit_mask,
+                       warnings)
     if spatial.images == 2:
         notes.append("no spatial stack: PRNU and DSNU estimated from one pair (L = 2), less precise")
+    for w in warnings:
+        _log.warning("%s: %s", desc.path, w)
     return Calibration(desc, bright, tuple(darks.values()), photons, signal, variance, fit_mask, sat, reached, gain,
-                       responsivity, dark_mean_fit, dark_var_fit, float(dark_var), upper, spatial, tuple(notes))
+                       responsivity, dark_mean_fit, dark_var_fit, float(dark_var), upper, spatial, tuple(notes),
+                       tuple(warnings))

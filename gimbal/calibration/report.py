@@ -141,6 +141,7 @@ def preset_text(cal: Calibration, preset: dict[str, Any]) -> str:
         (f"K: PTC R^2 {cal.gain.r2:.4f} over {cal.gain.n} points; QE: R^2 {cal.responsivity.r2:.4f}; "
          f"PRNU {100 * cal.spatial.prnu:.3g} % (std), DSNU {cal.spatial.dsnu_e:.3g} e- (not modelled)"),
         *cal.notes,
+        *(f"warning: {w}" for w in cal.warnings),
         "No timing: EMVA 1288 does not measure it. The exposure budget, readout, shortest exposure and idle slot",
         "come from sensor.experiment (and sensor.overrides) of the run: `dvc exp run -S sensor.camera=<this file>`.",
     ]
@@ -149,7 +150,8 @@ def preset_text(cal: Calibration, preset: dict[str, Any]) -> str:
 
 
 def calibrate_files(descriptor: str | os.PathLike[str], output: str | os.PathLike[str], pixel_um: float,
-                    wavelength_nm: float = DEFAULT_WAVELENGTH_NM, name: str | None = None) -> CalibrationResult:
+                    wavelength_nm: float = DEFAULT_WAVELENGTH_NM, name: str | None = None,
+                    allow_outside: bool = False) -> CalibrationResult:
     """Calibrate the data set of ``descriptor`` and write the preset ``output`` (.yaml) with its two figures
     beside it: ``<stem>_ptc.png`` (photon transfer) and ``<stem>_snr.png`` (SNR).
 
@@ -159,13 +161,15 @@ def calibrate_files(descriptor: str | os.PathLike[str], output: str | os.PathLik
         pixel_um: pixel pitch in micrometres (square pixels): ``pixel_area_m2 = (pixel_um 1e-6)^2``.
         wavelength_nm: the light's wavelength (default 525 nm, EMVA's).
         name: the camera's name in reports (default: the output file's stem).
+        allow_outside: read images that the descriptor names outside its own folder (absolute paths, ``..``).
     Raises:
-        ParamError for bad arguments, DataError for bad data (each naming the file and the fix).
+        ParamError for bad arguments, DataError for bad data (each naming the file and the fix); nothing is
+        written then. Warnings (:attr:`Calibration.warnings`) are logged and written into the preset's comments.
     """
     out = Path(output)
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise ParamError(f"-o {out}: the preset is a YAML file; name it <camera>.yaml")
-    cal = calibrate(read_descriptor(descriptor))
+    cal = calibrate(read_descriptor(descriptor, allow_outside=allow_outside))
     preset = preset_fields(cal, pixel_um, wavelength_nm, name or out.stem)
     try:
         CameraSpec(**preset, budget_s=1.0, min_exposure_s=0.0, readout_s=0.0)  # the sensor accepts it

@@ -24,6 +24,7 @@ file has no timing: the experiment gives it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,10 @@ from gimbal.errors import ParamError
 
 PLANCK_J_S = 6.62607015e-34
 SPEED_OF_LIGHT_M_S = 299_792_458.0
+WAVELENGTH_RANGE_M = (100e-9, 20e-6)
+"""Wavelengths a camera model accepts: 100 nm (UV) to 20 um (thermal infrared)."""
+PIXEL_AREA_RANGE_M2 = (1e-14, 1e-6)
+"""Pixel areas a camera model accepts: a pitch of 0.1 um to 1 mm."""
 
 
 @dataclass(frozen=True)
@@ -82,14 +87,25 @@ class CameraSpec:
             if not cond:
                 raise ParamError(f"camera '{self.name}': {msg}")
 
-        need(self.wavelength_m > 0, f"wavelength_m must be > 0, got {self.wavelength_m}")
-        need(self.pixel_area_m2 > 0, f"pixel_area_m2 must be > 0, got {self.pixel_area_m2}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float):
+                need(math.isfinite(value), f"{f.name} must be a finite number, got {value}")
+        lo, hi = WAVELENGTH_RANGE_M
+        need(lo <= self.wavelength_m <= hi,
+             f"wavelength_m must be in [{lo:g}, {hi:g}] m (100 nm to 20 um), got {self.wavelength_m}")
+        lo, hi = PIXEL_AREA_RANGE_M2
+        need(lo <= self.pixel_area_m2 <= hi,
+             f"pixel_area_m2 must be in [{lo:g}, {hi:g}] m^2 (a pixel pitch of 0.1 um to 1 mm), got "
+             f"{self.pixel_area_m2}")
         need(0 < self.quantum_efficiency <= 1, f"quantum_efficiency must be in (0, 1], got {self.quantum_efficiency}")
         need(self.dark_current_e_per_s >= 0, f"dark_current_e_per_s must be >= 0, got {self.dark_current_e_per_s}")
         need(self.read_noise_e >= 0, f"read_noise_e must be >= 0, got {self.read_noise_e}")
         need(self.gain_dn_per_e > 0, f"gain_dn_per_e must be > 0, got {self.gain_dn_per_e}")
         need(self.full_well_e > 0, f"full_well_e must be > 0, got {self.full_well_e}")
         need(isinstance(self.bits, int) and 1 <= self.bits <= 24, f"bits must be an int in [1, 24], got {self.bits}")
+        need(self.gain_dn_per_e <= self.max_dn, f"gain_dn_per_e must be at most 2^bits - 1 = {self.max_dn} DN/e- (one "
+             f"electron within the ADC's range), got {self.gain_dn_per_e}")
         need(self.budget_s > 0, f"budget_s must be > 0, got {self.budget_s}")
         need(self.min_exposure_s >= 0, f"min_exposure_s must be >= 0, got {self.min_exposure_s}")
         need(self.readout_s >= 0, f"readout_s must be >= 0, got {self.readout_s}")
@@ -287,6 +303,8 @@ def _preset_value(key: str, value: Any, fail: Any) -> Any:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         fail(f"'{key}' must be a number, got {value!r}")
+    if not math.isfinite(value):
+        fail(f"'{key}' must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -298,7 +316,8 @@ def read_camera_file(path: str | os.PathLike[str], param: str = "sensor.camera")
 
     Raises:
         ParamError naming ``param`` and the file: not found, not YAML, not a mapping, a missing, unknown or
-        mistyped key, or a timing key (:data:`TIMING_FIELDS` come from the experiment).
+        mistyped key, a NaN or infinite value, or a timing key (:data:`TIMING_FIELDS` come from the experiment).
+        The value ranges are :class:`CameraSpec`'s (:func:`camera_from_file` checks them).
     """
     p = Path(path)
 
