@@ -109,7 +109,8 @@ def _schedule(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from gimbal.calibration import calibrate_files, format_table
 
-    res = calibrate_files(args.descriptor, args.output, args.pixel_um, args.wavelength_nm, args.name)
+    res = calibrate_files(args.descriptor, args.output, args.pixel_um, args.wavelength_nm, args.name,
+                          allow_outside=args.allow_outside)
     if not args.quiet:
         print(format_table(res.calibration, res.preset, args.pixel_um, args.wavelength_nm))
     logging.getLogger("gimbal").info("wrote %s, %s, %s", res.preset_path, res.ptc_path, res.snr_path)
@@ -188,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wavelength of the light the data were taken with (default: 525, EMVA's)")
     c.add_argument("-o", "--output", type=Path, required=True, help="camera preset to write (.yaml)")
     c.add_argument("--name", default=None, help="camera name in reports (default: the output file's stem)")
+    c.add_argument("--allow-outside", action="store_true",
+                   help="read images that the descriptor names outside its own folder (absolute paths or '..'); "
+                        "without it such a descriptor is refused")
     c.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only (no table)")
     c.set_defaults(func=_calibrate)
     return parser
