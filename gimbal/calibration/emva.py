@@ -238,9 +238,11 @@ class Calibration:
         return mu_e / np.sqrt(noise2)
 
     def measured_snr(self) -> np.ndarray:
-        """``(P,)`` measured temporal SNR of the bright pairs: ``(mu_y - mu_y.dark) / sigma_y``."""
+        """``(P,)`` measured temporal SNR of the bright pairs: ``(mu_y - mu_y.dark) / sigma_y`` (NaN where a
+        saturated pair has no temporal noise)."""
         sigma = np.sqrt([b.var_dn2 for b in self.bright])
-        return self.signal_dn / sigma
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(sigma > 0, self.signal_dn / np.where(sigma > 0, sigma, 1.0), np.nan)
 
 
 def fit_line(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, through_origin: bool = False

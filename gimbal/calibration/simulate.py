@@ -14,7 +14,7 @@ Camera model, per pixel (m, n) and exposure time t, with mu_p photons per pixel 
 :class:`~gimbal.sensor.camera.CameraSpec`; its standard deviation (the EMVA PRNU) is about ``prnu / sqrt(12)``.
 The data set is an exposure-time series at constant illumination (as the standard's "variation of exposure
 time"): ``steps`` exposure times from ``t_min_s`` to ``t_max_s``, each a bright pair and a dark pair, plus a
-bright and a dark stack of ``stack_images`` images near 50 % of saturation.
+bright and a dark stack of ``stack_images`` images near 50 % of saturation (``stack_at``).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def simulate_dataset(
     t_min_s: float = 1e-3,
     t_max_s: float = 40e-3,
     saturate_at: float = 0.75,
+    stack_at: float = 0.5,
     offset_dn: float = 40.0,
     dsnu_e: float = 0.0,
     image_format: str = "tif",
@@ -96,6 +97,8 @@ def simulate_dataset(
         width, height: image size in pixels.
         t_min_s, t_max_s: the exposure-time range, s.
         saturate_at: fraction of ``t_max_s`` where the well fills (the rest of the series is saturated).
+        stack_at: exposure time of the stacks as a fraction of the one where the well fills (EMVA: 0.5); the
+            stacks take the series' exposure time nearest it, or this very time when it lies beyond the series.
         offset_dn: black level, DN (keeps the dark noise off the ADC's 0).
         dsnu_e: standard deviation of the fixed dark pattern, e-.
         image_format: ``tif``, ``png`` or ``npy``.
@@ -103,8 +106,9 @@ def simulate_dataset(
     """
     if image_format not in IMAGE_FORMATS:
         raise ParamError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
-    if steps < 2 or not 0 < t_min_s < t_max_s or not 0 < saturate_at:
-        raise ParamError("simulate_dataset: need steps >= 2, 0 < t_min_s < t_max_s and saturate_at > 0")
+    if steps < 2 or not 0 < t_min_s < t_max_s or not 0 < saturate_at or not 0 < stack_at:
+        raise ParamError("simulate_dataset: need steps >= 2, 0 < t_min_s < t_max_s, saturate_at > 0 and "
+                         "stack_at > 0")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -142,7 +146,8 @@ def simulate_dataset(
         point(f"b {ns:.1f} {photon_rate * t:.3f}", t, photon_rate * t, 2)
         point(f"d {ns:.1f}", t, 0.0, 2)
     if stack_images > 2:
-        t = float(times[np.argmin(np.abs(times - 0.5 * t_sat))])
+        want = stack_at * t_sat
+        t = float(times[np.argmin(np.abs(times - want))]) if want <= t_max_s else want
         ns = round(t * 1e9, 1)
         point(f"b {ns:.1f} {photon_rate * t:.3f}", t, photon_rate * t, stack_images)
         point(f"d {ns:.1f}", t, 0.0, stack_images)
