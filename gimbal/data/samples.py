@@ -3,8 +3,8 @@
 The embedded default pipeline must run with no network (DESIGN.md section 1), yet the
 data should look like real footage. We render a smooth, seeded camera flight (pan,
 zoom, slight roll and a little pitch/yaw) over a real photograph, add the small
-high-frequency shake of an unstabilized camera, warp with kornia homographies
-(bilinear) and encode H.264 like a downloaded mp4. The ``fetch`` stage then ingests
+high-frequency shake of an unstabilized camera, warp through homographies
+(bilinear, float64) and encode H.264 like a downloaded mp4. The ``fetch`` stage then ingests
 these files through the same yt-dlp path as real YouTube sources.
 
 Coordinates: pixel centres at integers (``align_corners=True``); a homography ``H``
@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import kornia
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from gimbal.data.video import write_video
@@ -162,33 +160,117 @@ def random_flight(
     return place @ local
 
 
-def render_flight(photo: np.ndarray, homographies: np.ndarray, out_size: tuple[int, int], chunk: int = 16) -> np.ndarray:
+#: mantissa bits the camera path keeps before rendering (:func:`_snap`): ~1e-6 relative, far below a pixel
+_PATH_BITS = 20
+
+
+def _snap(x: np.ndarray, bits: int = _PATH_BITS) -> np.ndarray:
+    """Round every value of ``x`` to ``bits`` significant bits (exact float64 operations only).
+
+    The camera path goes through ``sin``/``cos`` and small matrix products whose last bits depend on the
+    CPU (numpy picks SIMD math kernels per instruction set; BLAS/LAPACK kernels differ). Rounded to 20 bits,
+    an ulp-level difference changes a value only if it lies within an ulp of a rounding boundary (odds of
+    order 1e-9 per value), so every machine renders the same path.
+    """
+    mantissa, exponent = np.frexp(np.asarray(x, dtype=np.float64))
+    return np.ldexp(np.round(mantissa * 2.0**bits), exponent - bits)
+
+
+def _gaussian_taps(sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian taps for ``sigma`` (px), odd length >= 3 (kornia's antialias kernel size)."""
+    size = max(int(4.0 * sigma), 3)
+    size += 1 - size % 2
+    x = np.arange(size, dtype=np.float64) - size // 2
+    taps = _snap(np.exp(-(x**2) / (2.0 * sigma**2)))  # exp's last bits are CPU-dependent: snapped
+    return taps / taps.sum()
+
+
+def _blur(img: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
+    """Separable Gaussian blur of ``img`` ``(H, W, C)`` float64, reflected borders; taps summed in a fixed order."""
+    for axis, s in enumerate(sigma):
+        taps = _gaussian_taps(s)
+        r = len(taps) // 2
+        n = img.shape[axis]
+        if n <= r:  # too small to reflect: nothing sensible to smooth
+            continue
+        pad = [(0, 0)] * img.ndim
+        pad[axis] = (r, r)
+        padded = np.pad(img, pad, mode="reflect")
+        out = np.zeros_like(img)
+        for k, w in enumerate(taps):
+            out += w * np.take(padded, np.arange(k, k + n), axis=axis)
+        img = out
+    return img
+
+
+def _lerp_axis(img: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation of ``img`` along ``axis`` at positions ``pos`` (pixel centres at integers)."""
+    n = img.shape[axis]
+    pos = np.clip(pos, 0.0, n - 1.0)
+    i0 = np.floor(pos)
+    frac = pos - i0
+    i0 = i0.astype(np.intp)
+    i1 = np.minimum(i0 + 1, n - 1)
+    shape = [1] * img.ndim
+    shape[axis] = len(pos)
+    lo, hi = np.take(img, i0, axis=axis), np.take(img, i1, axis=axis)
+    return lo + frac.reshape(shape) * (hi - lo)
+
+
+def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of ``img`` ``(H, W, C)`` to ``size = (h, w)``, corners aligned (``align_corners=True``)."""
+    for axis, (n_in, n_out) in enumerate(zip(img.shape[:2], size)):
+        img = _lerp_axis(img, np.arange(n_out, dtype=np.float64) * ((n_in - 1) / (n_out - 1)), axis)
+    return img
+
+
+def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Sample ``img`` ``(H, W, C)`` at pixels ``(x, y)`` (any shape S) -> ``S + (C,)``; border-clamped."""
+    hgt, wid = img.shape[:2]
+    x = np.clip(x, 0.0, wid - 1.0)
+    y = np.clip(y, 0.0, hgt - 1.0)
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    x0, y0 = x0.astype(np.intp), y0.astype(np.intp)
+    x1, y1 = np.minimum(x0 + 1, wid - 1), np.minimum(y0 + 1, hgt - 1)
+    top = img[y0, x0] + fx * (img[y0, x1] - img[y0, x0])
+    bottom = img[y1, x0] + fx * (img[y1, x1] - img[y1, x0])
+    return top + fy * (bottom - top)
+
+
+def render_flight(photo: np.ndarray, homographies: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
     """Warp ``photo`` ``(H, W, 3)`` uint8 through ``homographies`` ``(T, 3, 3)`` -> frames ``(T, h, w, 3)`` uint8.
 
-    Bilinear sampling with kornia. The photo is first resampled (antialiased when shrinking,
-    bilinear upsampling when the flight zooms closer than 1 photo pixel per output pixel)
-    so that the most zoomed-in frame samples it at 1:1.
+    The photo is first resampled so that the most zoomed-in frame samples it at 1:1 (a Gaussian of sigma
+    ``(f - 1) / 2`` against aliasing when shrinking by ``f``, then bilinear; bilinear when enlarging); each
+    frame then samples it bilinearly at ``H[t] @ (x, y, 1)`` for every output pixel (border-clamped).
+
+    Same bytes on every machine and at any thread count: the path is snapped (:func:`_snap`), then every
+    step is float64 element-wise arithmetic (``+ - * /``, sqrt, floor, round: exactly rounded in IEEE 754,
+    hence the same on any CPU) in a fixed order, single-threaded. No convolution, matrix product or
+    library kernel whose summation order or instruction set could move a value across a rounding boundary.
     """
     oh, ow = out_size
-    h = torch.as_tensor(homographies, dtype=torch.float64)
-    scale = torch.linalg.det(h[:, :2, :2]).abs().sqrt()  # approx. photo px per output px
-    r = float(1.0 / scale.min())  # resample factor for the photo
-    img = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
-    if abs(r - 1.0) > 1e-3:
-        size = (max(2, round(img.shape[-2] * r)), max(2, round(img.shape[-1] * r)))
-        ry, rx = (size[0] - 1) / (img.shape[-2] - 1), (size[1] - 1) / (img.shape[-1] - 1)
-        img = kornia.geometry.transform.resize(img, size, interpolation="bilinear", align_corners=True, antialias=r < 1)
-        h = torch.diag(torch.tensor([rx, ry, 1.0], dtype=torch.float64))[None] @ h
-    # kornia's warp_perspective takes the src->dst map: invert ours (dst->src).
-    m = torch.linalg.inv(h).float()
-    out = []
-    for i in range(0, len(m), chunk):
-        mc = m[i : i + chunk]
-        warped = kornia.geometry.transform.warp_perspective(
-            img.expand(len(mc), -1, -1, -1), mc, (oh, ow), mode="bilinear", padding_mode="border", align_corners=True
-        )
-        out.append((warped.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1))
-    return torch.cat(out).numpy()
+    h = _snap(homographies)
+    # photo px per output px of each frame (sqrt |det| of the linear part), element-wise
+    scale = np.sqrt(np.abs(h[:, 0, 0] * h[:, 1, 1] - h[:, 0, 1] * h[:, 1, 0]))
+    img = photo.astype(np.float64)  # grey levels 0..255
+    f = float(scale.min())  # shrink factor that brings the most zoomed-in frame to 1:1
+    if abs(1.0 / f - 1.0) > 1e-3:
+        if f > 1.0:
+            img = _blur(img, ((f - 1.0) / 2.0, (f - 1.0) / 2.0))
+        size = (max(2, round(img.shape[0] / f)), max(2, round(img.shape[1] / f)))
+        ry, rx = (size[0] - 1) / (img.shape[0] - 1), (size[1] - 1) / (img.shape[1] - 1)
+        img = _resize(img, size)
+        h = h * np.array([rx, ry, 1.0])[None, :, None]  # rows x and y of H now map to the resized photo
+    ys, xs = np.mgrid[0:oh, 0:ow].astype(np.float64)
+    out = np.empty((len(h), oh, ow, photo.shape[-1]), dtype=np.uint8)
+    for t, m in enumerate(h):
+        w = m[2, 0] * xs + m[2, 1] * ys + m[2, 2]
+        px = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2]) / w
+        py = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2]) / w
+        out[t] = np.clip(np.rint(_bilinear(img, px, py)), 0, 255).astype(np.uint8)
+    return out
 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
