@@ -72,6 +72,7 @@ __all__ = [
     "evaluate_methods",
     "load_models",
     "middle_frame_image",
+    "summary_metrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,31 @@ class EvalResult:
                           for a, b in MARGINS if a in self.scores and b in self.scores}
         out["clips"] = n
         return out
+
+
+HEADLINE: tuple[tuple[str, str], ...] = (("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"))
+"""The margins of :data:`MARGINS` that ``metrics/summary.json`` carries (the paper's main claims)."""
+
+
+def summary_metrics(metrics: dict[str, Any], schedule: dict[str, Any] | None = None) -> dict[str, float]:
+    """The small flat summary that ``dvc metrics show`` and ``dvc exp show`` lead with (``metrics/summary.json``).
+
+    From ``metrics`` (:meth:`EvalResult.intervals`): ``psnr_<method>`` (dB) and ``ssim_<method>`` of every scored
+    method, ``margin_<a>-<b>`` with ``_lo`` / ``_hi`` (the paired PSNR difference in dB and its 95% interval) of the
+    :data:`HEADLINE` margins scored; from ``schedule`` (:meth:`Sensor.schedule_us` of :data:`LEARNED`):
+    ``exposure_us_<i>`` (i = 1..n) and ``idle_us``. Keys carry no dot, so no other metrics file can clash with them.
+    """
+    out: dict[str, float] = {}
+    for method in (m for m in METHODS if m in metrics):
+        out |= {f"psnr_{method}": metrics[method]["psnr"], f"ssim_{method}": metrics[method]["ssim"]}
+    margins = metrics.get("margins", {})
+    for name in (f"{a}-{b}" for a, b in HEADLINE if f"{a}-{b}" in margins):
+        m = margins[name]
+        out |= {f"margin_{name}": m["psnr"], f"margin_{name}_lo": m["psnr_lo"], f"margin_{name}_hi": m["psnr_hi"]}
+    if schedule is not None:
+        out |= {f"exposure_us_{i}": round(d, 1) for i, d in enumerate(schedule["durations_us"], start=1)}
+        out["idle_us"] = round(schedule["idle_us"], 1)
+    return out
 
 
 def _flat(intervals: dict[str, Interval]) -> dict[str, float]:
@@ -362,7 +388,8 @@ def evaluate(
 
     Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, with 95% bootstrap intervals over the test
     clips, the paired differences of :data:`MARGINS` under ``margins``, and ``clips``;
-    :meth:`EvalResult.intervals`), ``<metrics_path stem>_by_source.json`` (the same per source kind,
+    :meth:`EvalResult.intervals`), ``summary.json`` beside it (:func:`summary_metrics`: what
+    ``dvc metrics show`` shows), ``<metrics_path stem>_by_source.json`` (the same per source kind,
     ``{real | synthetic: {method: ...}}``), ``per_clip_csv`` (clip, clip_id, kind, method, psnr, ssim),
     ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per method with per-clip
     points), ``examples_dir/example_<k>.png`` (Fig. 7 style grids, ``eval.examples`` of them; the directory is
@@ -415,4 +442,5 @@ def evaluate(
                       title="Shutter schedules evaluated")
     write_json_atomic(metrics_path.with_name(metrics_path.stem + "_by_source.json"), by_source)
     write_json_atomic(metrics_path, metrics)
+    write_json_atomic(metrics_path.with_name("summary.json"), summary_metrics(metrics, result.schedules.get(LEARNED)))
     return metrics

@@ -3,9 +3,9 @@
 Methods: gimbal (learned exposures), gimbal_uniform, kpn, the Table 3 ablations gimbal_no_flow,
 gimbal_no_norm and gimbal_anneal, deblurgan, dmphn and the floors full_exposure and middle_frame
 (`--methods`: a subset of the trained ones), all on the same scenes with the same seeded exact-Poisson
-noise. Writes metrics/eval.json
-(and metrics/eval_by_source.json: the same per source kind, real / synthetic)
-(`dvc metrics show`), plots/eval_per_clip.csv and plots/eval_by_method.csv (`dvc plots`),
+noise. Writes metrics/summary.json (`dvc metrics show`: every method's PSNR and SSIM, the headline margins, the
+learned schedule), metrics/eval.json (every interval and margin) and metrics/eval_by_source.json (the same per
+source kind, real / synthetic), plots/eval_per_clip.csv and plots/eval_by_method.csv (`dvc plots`),
 plots/psnr_by_method.png, plots/examples/example_<k>.png (Fig. 7 style) and plots/exposures_eval.png.
 """
 

@@ -9,6 +9,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,7 @@ import yaml
 
 from gimbal.data.irradiance import Scenes
 from gimbal.display import Display
-from gimbal.evaluate import evaluate_methods
+from gimbal.evaluate import EvalResult, evaluate_methods, summary_metrics
 from gimbal.metrics import psnr
 from gimbal.system import GimbalSystem, load_system, middle_frame_image, save_system
 
@@ -84,3 +88,111 @@ def test_ablation_trains_the_uniform_schedule(tmp_path: Path) -> None:
     expected = psnr(floor, target.to(floor.dtype), reduction="none").tolist()
     assert result.scores["middle_frame"]["psnr"] == pytest.approx(expected, abs=1e-5)
     assert result.schedules["gimbal"]["durations_us"] == pytest.approx([WHOLE_BUDGET_US] * N, abs=1e-6)
+
+
+# ---------------------------------------------------------------- the summary `dvc metrics show` leads with
+
+SCORED = ("gimbal", "gimbal_uniform", "kpn", "gimbal_no_flow", "gimbal_no_norm", "gimbal_anneal", "deblurgan", "dmphn",
+          "full_exposure", "middle_frame")
+
+
+def fake_result() -> EvalResult:
+    """Four test clips of every method: ours 3 dB over uniform on each clip, 1 dB over its middle frame."""
+    base = [20.0, 22.0, 25.0, 21.0]
+    offset = {"gimbal": 3.0, "middle_frame": 2.0, "kpn": -0.5, "full_exposure": -2.0}
+    return EvalResult(scores={m: {"psnr": [b + offset.get(m, 0.0) + 0.01 * i for i, b in enumerate(base)],
+                                  "ssim": [0.5 + 0.01 * i for i in range(4)]} for m in SCORED})
+
+
+def test_summary_is_small_flat_and_names_every_method() -> None:
+    metrics = fake_result().intervals(seed=0)
+    schedule = {"durations_us": [919.04, 384.9, 248.8], "idle_us": 247.26}
+    summary = summary_metrics(metrics, schedule)
+    margins = ("gimbal-gimbal_uniform", "gimbal-kpn", "gimbal-middle_frame")
+    expected = {f"{k}_{m}" for m in SCORED for k in ("psnr", "ssim")}
+    expected |= {f"margin_{n}{end}" for n in margins for end in ("", "_lo", "_hi")}
+    expected |= {"exposure_us_1", "exposure_us_2", "exposure_us_3", "idle_us"}
+    assert set(summary) == expected and len(summary) + 1 <= 40  # + the Path column of `dvc metrics show`
+    assert all(isinstance(v, (int, float)) and "." not in k for k, v in summary.items())  # flat: no nested column
+    assert summary["psnr_gimbal"] == pytest.approx(25.0 + 0.015, abs=1e-3)  # mean of 23.0, 25.01, 28.02, 24.03
+    assert summary["margin_gimbal-gimbal_uniform"] == pytest.approx(3.0, abs=1e-3)  # paired: 3 dB on every clip
+    assert summary["margin_gimbal-kpn"] == pytest.approx(3.5, abs=1e-3)
+    assert summary["margin_gimbal-middle_frame_lo"] <= 1.0 <= summary["margin_gimbal-middle_frame_hi"]
+    assert [summary[f"exposure_us_{i}"] for i in (1, 2, 3)] == [919.0, 384.9, 248.8]  # us, 0.1 us
+    assert summary["idle_us"] == 247.3
+    # a run that scores a subset: only what was scored, no schedule without the learned model
+    subset = summary_metrics(EvalResult(scores={m: fake_result().scores[m] for m in ("kpn", "full_exposure")})
+                             .intervals(seed=0))
+    assert set(subset) == {"psnr_kpn", "ssim_kpn", "psnr_full_exposure", "ssim_full_exposure"}
+
+
+def _dvc_yamls() -> dict[str, dict[str, Any]]:
+    return {rel: yaml.safe_load((REPO / rel).read_text()) for rel in ("dvc.yaml", "sweeps/fig9/dvc.yaml")}
+
+
+def _declared(entries: list[Any]) -> list[str]:
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+
+
+def test_only_the_summary_is_declared_as_metrics() -> None:
+    """Every other JSON the pipelines write (per-source scores, intervals, Table 3, training summaries, the Fig. 9
+    cells) is a plain output kept in git (cache: false), so the default tables stay small."""
+    metrics: list[str] = []
+    plain: dict[str, Any] = {}
+    for doc in _dvc_yamls().values():
+        for stage in doc["stages"].values():
+            metrics += _declared(stage.get("metrics", []))
+            plain |= {next(iter(e)): e[next(iter(e))] for e in stage.get("outs", []) if isinstance(e, dict)}
+    assert metrics == ["metrics/summary.json"]
+    for rel in ("metrics/eval.json", "metrics/eval_by_source.json", "metrics/table3.json", "metrics/train_gimbal.json",
+                "metrics/train_dmphn.json", "metrics/fig9.json", "metrics/fig9_cells.json",
+                "sweeps/fig9/cells/light${item.light}_shake${item.shake}/train.json"):
+        assert plain.get(rel) == {"cache": False}, rel
+    assert not list((REPO / "dvclive").rglob("dvc.yaml"))  # dvclive declares nothing of its own
+
+
+def test_dvc_metrics_show_fits(tmp_path: Path) -> None:
+    """`dvc metrics show --md` on the committed pipeline files and a summary: one row, at most 40 columns, every
+    method named, although every other metrics file of the repository is there too."""
+    for rel in ("dvc.yaml", "params.yaml", "sweeps/fig9/dvc.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / rel, tmp_path / rel)
+    shutil.copytree(REPO / "metrics", tmp_path / "metrics", ignore=shutil.ignore_patterns("summary.json"))
+    (tmp_path / "metrics/summary.json").write_text(json.dumps(summary_metrics(
+        fake_result().intervals(seed=0), {"durations_us": [900.0, 400.0, 250.0], "idle_us": 250.0})))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--md"], cwd=tmp_path, capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    header, _, *rows = [line for line in proc.stdout.splitlines() if line.strip()]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert len(rows) == 1 and rows[0].startswith("| metrics/summary.json")
+    assert len(columns) <= 40 and all(f"psnr_{m}" in columns for m in SCORED)
+
+
+# ---------------------------------------------------------------- the plots page
+
+def test_plots_page_answers_one_question_per_panel() -> None:
+    """At most 12 panels (vega and images) on `dvc plots show`, each vega panel titled in words with axis labels
+    that carry units, with a template of .dvc/plots/ that draws a legend; the Fig. 9 sweep's plots are declared
+    in its own pipeline only."""
+    docs = _dvc_yamls()
+    panels = [(rel, p) for rel, doc in docs.items() for p in doc.get("plots", [])]
+    images = [p for doc in docs.values() for stage in doc["stages"].values() for p in _declared(stage.get("plots", []))]
+    n_examples = yaml.safe_load((REPO / "params.yaml").read_text())["eval"]["examples"]
+    n_images = sum(n_examples if not p.endswith(".png") else 1 for p in images)
+    assert all(p.endswith(".png") or p == "plots/examples" for p in images)  # no per-file vega panels
+    assert len(panels) + n_images <= 12
+    for rel, panel in panels:
+        (title, props), = panel.items()
+        assert " " in title and "/" not in title and "." not in title.split()[-1]  # words, not a file path
+        assert not set(title) & set("'\"\\"), title  # the page embeds it in a JavaScript string
+        assert props["x_label"] and "(" in props["y_label"] and props["y_label"].endswith(")")  # a unit: (dB), (us)
+        assert (REPO / ".dvc/plots" / f"{props['template']}.json").is_file()
+        for path in props["y"]:
+            assert (REPO / Path(rel).parent / path).is_file(), path  # committed: the page draws on a fresh clone
+        assert ("fig9" in rel) == any("cells/" in path for path in props["y"]), title
+    for name in {props["template"] for _, p in panels for props in p.values()}:
+        encoding = json.loads((REPO / ".dvc/plots" / f"{name}.json").read_text())["encoding"]
+        assert encoding["color"]["legend"] is not None and encoding["color"]["field"] in ("series", "method")

@@ -154,8 +154,9 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
     assert "## Table 3" in (repo_copy / "reports/paper.md").read_text()
     assert json.loads((repo_copy / "exposures/gimbal_no_flow.json").read_text())["learned"] is True
 
-    shown = _run(["dvc", "metrics", "show"], repo_copy).stdout
-    assert "metrics/eval.json" in shown and "gimbal_uniform.psnr" in shown
+    shown = _run(["dvc", "metrics", "show"], repo_copy).stdout  # the one summary file, every method named
+    assert "metrics/summary.json" in shown and "metrics/eval.json" not in shown
+    assert all(f"psnr_{m}" in shown for m in METHODS)
     assert "Running stage" not in _run(["dvc", "repro"], repo_copy).stdout
 
     # the paper's ablation as a DVC experiment: only train_gimbal (and evaluate) re-run
@@ -168,8 +169,9 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
         assert f"Running stage '{other}'" not in out
     ablated = json.loads((repo_copy / "exposures/gimbal.json").read_text())
     assert ablated["learned"] is False
+    assert ablated["durations_us"] == uniform["durations_us"] and ablated["idle_us"] == 0  # gimbal_uniform's schedule
     table = _run(["dvc", "exp", "show", "--csv"], repo_copy).stdout
     header, *rows = table.strip().splitlines()
-    assert "model.learn_exposure" in header and "gimbal.psnr" in header
+    assert "model.learn_exposure" in header and "psnr_gimbal" in header and "psnr_gimbal_uniform" in header
     assert len(rows) >= 2  # the baseline commit and the experiment
     assert any(",False," in row or ",false," in row for row in rows)
