@@ -33,12 +33,22 @@ def _runs(node: Any, out: list[dict[str, Any]]) -> None:
             _runs(v, out)
 
 
+def _read_json(path: str, rev: str | None) -> Any:
+    """A pipeline output of run ``rev`` (in its commit, or the local cache; the workspace's file), or None."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return json.loads(dvc.api.read(path, rev=None if rev in (None, "workspace") else rev))
+    except (DvcException, OSError, ValueError) as exc:  # not produced by that run
+        print(f"seed_spread: {path} at {rev}: {exc}", file=sys.stderr)
+        return None
+
+
 def _schedule(rev: str | None) -> list[float]:
     """The learned durations (us) of run ``rev`` (``exposures/gimbal.json`` in its commit; the workspace's file)."""
-    import dvc.api  # the file is a DVC output: read it from the local cache at that revision
-
-    text = dvc.api.read("exposures/gimbal.json", rev=None if rev in (None, "workspace") else rev)
-    return [round(x, 1) for x in json.loads(text)["durations_us"]]
+    sched = _read_json("exposures/gimbal.json", rev)
+    return [] if sched is None else [round(x, 1) for x in sched["durations_us"]]
 
 
 def main() -> None:
@@ -57,9 +67,11 @@ def main() -> None:
         if {k: v for k, v in params(run).items() if k != "seed"} != same:
             continue  # another configuration (e.g. an lr sweep): not a seed of the embedded default
         seed = params(run).get("seed")
-        ev = data["metrics"].get("metrics/eval.json", {}).get("data")
-        gimbal = data["metrics"].get("metrics/train_gimbal.json", {}).get("data", {})
-        if seed is None or not ev or seed in by_seed:
+        if seed is None or seed in by_seed or "metrics/summary.json" not in data["metrics"]:
+            continue
+        ev = _read_json("metrics/eval.json", data.get("rev"))  # plain outputs, not metrics: read from the run
+        gimbal = _read_json("metrics/train_gimbal.json", data.get("rev")) or {}
+        if not ev:
             continue
         by_seed[seed] = {"experiment": run.get("name") or data.get("rev"),
                          "psnr": {m: ev[m]["psnr"] for m in METHODS},
