@@ -67,7 +67,7 @@ def main() -> None:
         if {k: v for k, v in params(run).items() if k != "seed"} != same:
             continue  # another configuration (e.g. an lr sweep): not a seed of the embedded default
         seed = params(run).get("seed")
-        if seed is None or seed in by_seed or "metrics/summary.json" not in data["metrics"]:
+        if seed is None or seed in by_seed:
             continue
         ev = _read_json("metrics/eval.json", data.get("rev"))  # plain outputs, not metrics: read from the run
         gimbal = _read_json("metrics/train_gimbal.json", data.get("rev")) or {}
