@@ -359,3 +359,30 @@ def test_a_refusal_is_a_data_error_naming_the_descriptor(data: Path) -> None:
     scale_photons(data, 1000.0)
     with pytest.raises(DataError, match=re.escape(str(data))):
         calibrate(read_descriptor(data))
+
+
+# ----------------------------------------------------------------------------- the written files: all or none
+def test_output_onto_a_directory_writes_nothing(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from gimbal.calibration import calibrate_files
+    from gimbal.errors import ParamError
+
+    out = tmp_path / "out"
+    (out / "cam.yaml").mkdir(parents=True)
+    with pytest.raises(ParamError, match="is a directory"):
+        calibrate_files(data, out / "cam.yaml", pixel_um=5.0)
+    assert sorted(p.name for p in out.iterdir()) == ["cam.yaml"] and not any((out / "cam.yaml").iterdir())
+
+
+def test_a_failure_while_writing_leaves_no_file(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gimbal.calibration.plot as plot
+    from gimbal.calibration import calibrate_files
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plot, "plot_snr", broken)  # the second of the three files fails
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OSError):
+        calibrate_files(data, out / "cam.yaml", pixel_um=5.0)
+    assert list(out.iterdir()) == []  # not the photon transfer figure either, and no temp file

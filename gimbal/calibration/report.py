@@ -24,7 +24,7 @@ import yaml
 from gimbal.calibration.descriptor import read_descriptor
 from gimbal.calibration.emva import LINEAR_FRACTION, Calibration, LinearFit, calibrate
 from gimbal.errors import DataError, GimbalError, ParamError
-from gimbal.io import write_bytes_atomic
+from gimbal.io import atomic_path
 from gimbal.sensor.camera import CameraSpec
 
 __all__ = ["CalibrationResult", "calibrate_files", "format_table", "preset_fields", "preset_text"]
@@ -177,10 +177,16 @@ def calibrate_files(descriptor: str | os.PathLike[str], output: str | os.PathLik
         raise DataError(f"{cal.descriptor.path}: the estimates are not a valid camera ({exc})") from exc
     ptc = out.with_name(f"{out.stem}_ptc.png")
     snr = out.with_name(f"{out.stem}_snr.png")
+    for target in (out, ptc, snr):
+        if target.is_dir():
+            raise ParamError(f"-o {out}: {target} is a directory; name the preset file, e.g. {target / 'camera.yaml'}")
     from gimbal.calibration.plot import plot_photon_transfer, plot_snr
 
     label = preset["name"]
-    plot_photon_transfer(cal, ptc, title=f"{label}: photon transfer (EMVA 1288)")
-    plot_snr(cal, snr, title=f"{label}: signal-to-noise ratio (EMVA 1288)")
-    write_bytes_atomic(out, preset_text(cal, preset).encode())
+    # all three files or none: each is made under a temp name, and the renames come only after all are made
+    with atomic_path(ptc, suffix=".png") as ptc_tmp, atomic_path(snr, suffix=".png") as snr_tmp, \
+            atomic_path(out) as out_tmp:
+        plot_photon_transfer(cal, ptc_tmp, title=f"{label}: photon transfer (EMVA 1288)")
+        plot_snr(cal, snr_tmp, title=f"{label}: signal-to-noise ratio (EMVA 1288)")
+        out_tmp.write_bytes(preset_text(cal, preset).encode())
     return CalibrationResult(cal, preset, out, ptc, snr)
