@@ -29,6 +29,7 @@ CAMERA = get_camera("jetcam19m").replace(
     name="simulated", gain_dn_per_e=0.3, read_noise_e=6.0, dark_current_e_per_s=400.0, quantum_efficiency=0.62,
     full_well_e=11_000.0, prnu=0.05, bits=12, tau1_e=None)
 SOURCES = ("gimbal", "emva1288")
+Cap = pytest.CaptureFixture[str]
 
 
 def make_set(source: str, out: Path, *, bits: int = 12, stack_at: float = 0.5, gain: float | None = None,
@@ -93,7 +94,7 @@ def point_at(desc: Path, cmd: str, count: int = 2) -> int:
     raise AssertionError(f"no '{cmd}' point with {count} images in {desc}")
 
 
-def refused(desc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *patterns: str,
+def refused(desc: Path, tmp_path: Path, capsys: Cap, *patterns: str,
             extra: tuple[str, ...] = ()) -> str:
     """Run ``gimbal calibrate`` on ``desc``: exit 1, one error line matching ``patterns``, nothing written."""
     out = tmp_path / "out"
@@ -128,7 +129,7 @@ def scale_photons(desc: Path, factor: float) -> None:
 
 
 # ----------------------------------------------------------------------------- the valid sets
-def test_the_valid_sets_calibrate(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_valid_sets_calibrate(data: Path, tmp_path: Path, capsys: Cap) -> None:
     out = tmp_path / "cam.yaml"
     assert main(["calibrate", str(data), "--pixel-um", "5", "-q", "-o", str(out)]) == 0
     assert out.is_file() and (tmp_path / "cam_ptc.png").is_file() and (tmp_path / "cam_snr.png").is_file()
@@ -139,16 +140,17 @@ def test_the_valid_sets_calibrate(data: Path, tmp_path: Path, capsys: pytest.Cap
 
 # ----------------------------------------------------------------------------- pairs and stacks
 @pytest.mark.parametrize("cmd", ["b", "d"])
-def test_a_pair_listing_one_image_twice(data: Path, tmp_path: Path, capsys, cmd: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_pair_listing_one_image_twice(data: Path, tmp_path: Path, capsys: Cap, cmd: str) -> None:
     lines = lines_of(data)
     at = point_at(data, cmd)
     lines[at + 2] = lines[at + 1]
     write_lines(data, lines)
-    refused(data, tmp_path, capsys, "listed twice", f"line {at + 3}", f"point of line {at + 1}", re.escape(str(data)))
+    refused(data, tmp_path, capsys, "listed twice", f"line {at + 3}", f"point of line {at + 1}",
+            re.escape(str(data)))
 
 
 @pytest.mark.parametrize("cmd", ["b", "d"])
-def test_a_pair_of_two_identical_files(data: Path, tmp_path: Path, capsys, cmd: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_pair_of_two_identical_files(data: Path, tmp_path: Path, capsys: Cap, cmd: str) -> None:
     lines = lines_of(data)
     at = point_at(data, cmd)
     first, second = image(data, lines[at + 1]), image(data, lines[at + 2])
@@ -157,7 +159,7 @@ def test_a_pair_of_two_identical_files(data: Path, tmp_path: Path, capsys, cmd: 
             "list different images")
 
 
-def test_a_stack_with_two_identical_images(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_stack_with_two_identical_images(data: Path, tmp_path: Path, capsys: Cap) -> None:
     lines = lines_of(data)
     at = point_at(data, "b", count=4)
     shutil.copyfile(image(data, lines[at + 2]), image(data, lines[at + 3]))
@@ -174,7 +176,7 @@ def test_saturated_uniform_pairs_may_repeat(tmp_path: Path) -> None:
     calibrate(read_descriptor(desc))
 
 
-def test_a_third_image_line_after_a_pair(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_third_image_line_after_a_pair(data: Path, tmp_path: Path, capsys: Cap) -> None:
     lines = lines_of(data)
     at = point_at(data, "b")
     stray = lines[point_at(data, "b", count=4) + 1]
@@ -185,7 +187,7 @@ def test_a_third_image_line_after_a_pair(data: Path, tmp_path: Path, capsys) -> 
 
 # ----------------------------------------------------------------------------- image type
 @pytest.mark.parametrize("source", SOURCES)
-def test_8bit_images_under_a_12bit_n_line(source: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_8bit_images_under_a_12bit_n_line(source: str, tmp_path: Path, capsys: Cap) -> None:
     desc = make_set(source, tmp_path / "data", bits=8)
     if source == "gimbal":
         assert read_frame(image(desc, lines_of(desc)[3])).dtype == np.uint8
@@ -194,7 +196,7 @@ def test_8bit_images_under_a_12bit_n_line(source: str, tmp_path: Path, capsys) -
             "16-bit file")
 
 
-def test_float_images_normalised_to_one(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_float_images_normalised_to_one(data: Path, tmp_path: Path, capsys: Cap) -> None:
     rewrite_images(data, lambda a: (a / 4095.0).astype(np.float32), "_norm")
     refused(data, tmp_path, capsys, "floating-point image", "not whole DN", "normalised", "raw integer values",
             r"0 \.\. 4095")
@@ -208,21 +210,21 @@ def test_float_images_of_whole_dn_are_accepted(data: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- the spatial stack
-def test_a_stack_beyond_the_full_well(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_stack_beyond_the_full_well(tmp_path: Path, capsys: Cap) -> None:
     desc = make_set("gimbal", tmp_path / "data", stack_at=1.1)
     at = point_at(desc, "b", count=4)
     refused(desc, tmp_path, capsys, f"line {at + 1}: the spatial stack", r"\d+% of the saturation signal",
             "about 50 % of saturation")
 
 
-def test_a_stack_clipped_at_the_top_code(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_stack_clipped_at_the_top_code(tmp_path: Path, capsys: Cap) -> None:
     """K = 0.6 DN/e- reaches 4095 DN at about 6700 e-, before the 11000 e- full well: the ADC clips."""
     desc = make_set("gimbal", tmp_path / "data", gain=0.6, stack_at=0.7, steps=30)
     refused(desc, tmp_path, capsys, "is clipped", r"\d+(\.\d)?% of its pixels at the ADC's top code 4095 DN")
 
 
 @pytest.mark.parametrize(("stack_at", "says"), [(0.8, "beyond the linear range"), (0.15, "at about 50 %")])
-def test_a_stack_away_from_half_saturation_is_a_warning(tmp_path: Path, capsys, stack_at: float,  # type: ignore[no-untyped-def]
+def test_a_stack_away_from_half_saturation_is_a_warning(tmp_path: Path, capsys: Cap, stack_at: float,
                                                         says: str) -> None:
     desc = make_set("gimbal", tmp_path / "data", stack_at=stack_at)
     out = tmp_path / "cam.yaml"
@@ -243,13 +245,13 @@ def test_emva1288s_own_stack_position_is_a_warning(base: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- photon counts
-def test_photon_counts_1000x_too_large(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_photon_counts_1000x_too_large(data: Path, tmp_path: Path, capsys: Cap) -> None:
     scale_photons(data, 1000.0)
     refused(data, tmp_path, capsys, r"quantum efficiency 0\.000\d+ is implausibly low", "times too large",
             "mean photons per pixel during each exposure")
 
 
-def test_photon_counts_too_small(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_photon_counts_too_small(data: Path, tmp_path: Path, capsys: Cap) -> None:
     scale_photons(data, 0.5)
     refused(data, tmp_path, capsys, r"quantum efficiency 1\.\d+ is above 1", "too small")
 
@@ -263,7 +265,7 @@ def test_photon_counts_20x_too_large_is_a_warning(data: Path) -> None:
 # ----------------------------------------------------------------------------- images outside the folder
 @pytest.mark.parametrize("how", ["..\\..\\outside.npy", "../outside.npy", "images/../../outside.npy", "absolute",
                                  "C:\\data\\outside.npy"])
-def test_images_outside_the_descriptor_folder_are_refused(data: Path, tmp_path: Path, capsys, how: str) -> None:  # type: ignore[no-untyped-def]
+def test_images_outside_the_descriptor_folder_are_refused(data: Path, tmp_path: Path, capsys: Cap, how: str) -> None:
     lines = lines_of(data)
     at = point_at(data, "b")
     outside = tmp_path / "outside.npy"  # a valid image next to the data set's folder
@@ -274,7 +276,7 @@ def test_images_outside_the_descriptor_folder_are_refused(data: Path, tmp_path: 
     refused(data, tmp_path, capsys, f"line {at + 2}: image path", word, "--allow-outside")
 
 
-def test_allow_outside_reads_them(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_allow_outside_reads_them(data: Path, tmp_path: Path, capsys: Cap) -> None:
     lines = lines_of(data)
     at = point_at(data, "b")
     elsewhere = tmp_path / "elsewhere"
@@ -291,7 +293,7 @@ def test_allow_outside_reads_them(data: Path, tmp_path: Path, capsys) -> None:  
 
 
 @pytest.mark.skipif(os.name == "nt", reason="symlinks")
-def test_a_symlink_out_of_the_folder_is_refused(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_symlink_out_of_the_folder_is_refused(data: Path, tmp_path: Path, capsys: Cap) -> None:
     lines = lines_of(data)
     at = point_at(data, "b")
     src = image(data, lines[at + 1])
@@ -362,7 +364,7 @@ def test_a_refusal_is_a_data_error_naming_the_descriptor(data: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- the written files: all or none
-def test_output_onto_a_directory_writes_nothing(data: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_output_onto_a_directory_writes_nothing(data: Path, tmp_path: Path, capsys: Cap) -> None:
     from gimbal.calibration import calibrate_files
     from gimbal.errors import ParamError
 
