@@ -199,6 +199,7 @@ class Resumable:
         self._drawn = 0
         self._clips: Any = None
         self._live: Any = None
+        self._live_dir: Path | None = None
 
     # -- resume -------------------------------------------------------------------------------------
     def resume(self, steps: int, load_model: Callable[[dict[str, Any]], None], name: str,
@@ -276,18 +277,26 @@ class Resumable:
         return self._clips
 
     # -- logs ---------------------------------------------------------------------------------------
-    def open_live(self, live_dir: str | os.PathLike[str]) -> Any:
-        """A dvclive ``Live`` at ``live_dir`` holding the logs of the steps before :attr:`start` (rewritten from
-        the history), for :meth:`log`.
+    def open_live(self, live_dir: str | os.PathLike[str]) -> None:
+        """Name the dvclive folder of :meth:`log`. Nothing is written yet: the folder (whose dvclive run starts by
+        emptying it) is opened at the first :meth:`log` (or at :meth:`close_live`), so a run that fails before its
+        first step (a missing shard index, a bad batch size, a diverged step 0, Ctrl-C or SIGTERM while loading)
+        leaves the previous run's logs as they were.
 
-        Each history entry is replayed as :meth:`log` wrote it, summary included: ``metrics.json`` lists its keys
-        in the order they were first set, and ``step`` is set by every summary write, so a replay that wrote the
-        summary only once, at the end, would move ``step`` behind metrics first logged after step 0 (equal
-        values, another file).
+        When opened it holds the logs of the steps before :attr:`start` (rewritten from the history). Each history
+        entry is replayed as :meth:`log` wrote it, summary included: ``metrics.json`` lists its keys in the order
+        they were first set, and ``step`` is set by every summary write, so a replay that wrote the summary only
+        once, at the end, would move ``step`` behind metrics first logged after step 0 (equal values, another file).
         """
+        self._live_dir = Path(live_dir)
+        self._live = None
+
+    def _open_live(self) -> Any:
+        if self._live is not None or self._live_dir is None:
+            return self._live
         from dvclive import Live  # imported here: only the logging rank needs it
 
-        live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
+        live = Live(str(self._live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
         for logged_step, logged in self.history:
             live.step = logged_step
             for name, value in logged.items():
@@ -300,7 +309,7 @@ class Resumable:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """Log ``metrics`` at ``step`` to dvclive (:meth:`open_live`) and keep them in the history."""
-        live = self._live
+        live = self._open_live()
         live.step = step
         for name, value in metrics.items():
             live.log_metric(name, value)
@@ -308,7 +317,8 @@ class Resumable:
         live.sync()
 
     def close_live(self) -> None:
-        """Finish the dvclive run (summary files)."""
-        if self._live is not None:
+        """Finish the dvclive run (summary files; the folder is opened first if nothing was logged)."""
+        if self._open_live() is not None:
             self._live.end()
             self._live = None
+            self._live_dir = None

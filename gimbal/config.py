@@ -33,8 +33,9 @@ from gimbal.errors import ParamError
 from gimbal.evaluate import EvalConfig
 from gimbal.losses import LossConfig
 from gimbal.models.net import ModelConfig
-from gimbal.params import check_seed, group_dict, load_params, parse_group, unknown_key_error
+from gimbal.params import check_seed, group_dict, load_params, parse_fields, parse_group, unknown_key_error
 from gimbal.runtime import TrainConfig
+from gimbal.sensor.camera import CameraSpec
 from gimbal.sensor.exposure import ExposureConfig
 from gimbal.sensor.model import SensorConfig
 
@@ -177,6 +178,14 @@ def _check_variants(variants: Any) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+def _checked_overrides(sensor: Any) -> Any:
+    """The ``sensor`` group with ``sensor.overrides`` checked field by field against :class:`CameraSpec`'s types
+    (each error names ``sensor.overrides.<key>``), before the sensor group builds its camera from them."""
+    if not isinstance(sensor, Mapping) or sensor.get("overrides") is None:
+        return sensor
+    return {**sensor, "overrides": parse_fields(CameraSpec, sensor["overrides"], "sensor.overrides")}
+
+
 def _check_across_groups(config: Config) -> None:
     """Limits that tie groups together, checked before any work (each message names both keys)."""
     size = config.augment.out_size
@@ -211,7 +220,8 @@ def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -
             raise unknown_key_error(str(key), TOP_LEVEL, "the params file's top level")
     kwargs: dict[str, Any] = {"seed": check_seed(params.get("seed", 0), "seed")}
     for group, cls in GROUPS.items():
-        kwargs[group] = parse_group(cls, params.get(group), group)
+        kwargs[group] = parse_group(cls, _checked_overrides(params.get(group)) if group == "sensor" else
+                                    params.get(group), group)
     kwargs["baselines"] = parse_group(BaselinesConfig, params.get("baselines"), "baselines")
     kwargs["variants"] = _check_variants(params.get("variants", DEFAULT_VARIANTS))
     config = Config(**kwargs, raw=dict(params))

@@ -146,6 +146,22 @@ def parse_group(cls: type[T], raw: Mapping[str, Any] | None, group: str) -> T:
     return cls(**kwargs)
 
 
+def parse_fields(cls: type, raw: Any, where: str) -> dict[str, Any]:
+    """``raw``, some of the fields of the dataclass ``cls`` (e.g. ``sensor.overrides``: camera fields to replace),
+    with each value checked against its field's annotation and converted (int -> float, list -> tuple).
+
+    Raises :class:`ParamError` naming ``<where>.<key>`` and the expected type, or the unknown key with the nearest
+    valid name, before the values reach ``cls`` (where a string in a number field was a ``TypeError``)."""
+    if not isinstance(raw, Mapping):
+        raise ParamError(f"params: '{where}' must be a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in raw:
+        if key not in names:
+            raise unknown_key_error(str(key), names, f"'{where}'")
+    return {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items()}
+
+
 def group_dict(cfg: Any) -> dict[str, Any]:
     """A config dataclass as the plain dict params.yaml holds (tuples become lists)."""
 

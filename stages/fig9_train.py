@@ -8,10 +8,12 @@ sweeps/fig9/cells/<cell>/ (model.pt, train.json, exposures.json, exposures.png, 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
+from gimbal.data.loader import check_batch_size
 from gimbal.fig9 import cell_config, cell_name
 from gimbal.train import train
 
@@ -22,6 +24,8 @@ USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "vari
 def main(cfg: Config, args: argparse.Namespace) -> None:
     name = cell_name(args.light, args.shake)
     out = Path(args.cells) / name
+    world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's
+    check_batch_size(args.shards, "train", cfg.train.batch_size, "train.batch_size", world)
     train(cell_config(cfg, args.light, args.shake), "gimbal", shards_dir=Path(args.shards),
           model_path=out / "model.pt", metrics_path=out / "train.json", exposures_path=out / "exposures.json",
           schedule_plot=out / "exposures.png", live_dir=out / "dvclive",

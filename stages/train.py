@@ -8,10 +8,12 @@ Multi-GPU: `torchrun --nproc_per_node=K stages/train.py --variant gimbal`.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
+from gimbal.data.loader import check_batch_size
 from gimbal.train import train
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
@@ -20,6 +22,9 @@ USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "vari
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
     v = args.variant
+    cfg.variant(v)  # an unknown variant, before any work
+    world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's
+    check_batch_size(args.shards, "train", cfg.train.batch_size, "train.batch_size", world)
     train(
         cfg,
         v,

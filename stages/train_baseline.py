@@ -16,6 +16,7 @@ from gimbal.baselines.deblurgan.train import train_deblurgan
 from gimbal.baselines.dmphn.train import train_dmphn
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
+from gimbal.data.loader import check_batch_size
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 USES = ("seed", "sensor", "exposure", "augment", "model", "train", "baselines", "eval")
@@ -25,6 +26,7 @@ TRAINERS = {"deblurgan": train_deblurgan, "dmphn": train_dmphn}
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
     name = args.baseline
+    check_batch_size(args.shards, "train", getattr(cfg.baselines, name).batch_size, f"baselines.{name}.batch_size")
     TRAINERS[name](
         cfg,
         shards_dir=Path(args.shards),

@@ -61,6 +61,20 @@ def test_zero_sizes_are_refused(key: str, value, match: str) -> None:
         parse_config(_with(key, value))
 
 
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"budget_s": "abc"}, r"'sensor\.overrides\.budget_s' must be a number, got 'abc'"),
+    ({"bits": 12.5}, r"'sensor\.overrides\.bits' must be an int"),
+    ({"dark_subtraction": "yes"}, r"'sensor\.overrides\.dark_subtraction' must be true or false"),
+    ({"budget_sec": 0.004}, r"unknown key 'budget_sec' in 'sensor\.overrides'; did you mean 'budget_s'"),
+    ("budget_s", r"'sensor\.overrides' must be a mapping"),
+])
+def test_sensor_overrides_are_checked_by_key(overrides, match: str) -> None:
+    """`sensor.overrides: {budget_s: abc}` was "internal error: TypeError", naming no key."""
+    with pytest.raises(ParamError, match=match):
+        parse_config(_with("sensor.overrides", overrides))
+    assert parse_config(_with("sensor.overrides", {"budget_s": 4})).sensor.spec().budget_s == 4.0
+
+
 def test_exposures_at_or_below_zero_or_dt_min_are_refused() -> None:
     with pytest.raises(ParamError, match=r"exposure\.init_us.*> 0"):
         parse_config(_with("exposure.init_us", [0, 500, 500]))

@@ -39,7 +39,7 @@ from gimbal.data.loader.dali_reader import (
     dali_import_error,
     dali_probe,
 )
-from gimbal.data.loader.index import Batch, Meta, ShardSet, open_split, verify_sha256
+from gimbal.data.loader.index import Batch, Meta, ShardSet, check_batch_size, open_split, verify_sha256
 from gimbal.data.loader.torch_reader import TorchClipDataset, TorchClipLoader, collate_clips
 from gimbal.errors import ParamError
 
@@ -52,6 +52,7 @@ __all__ = [
     "ShardSet",
     "TorchClipDataset",
     "TorchClipLoader",
+    "check_batch_size",
     "collate_clips",
     "dali_codec_error",
     "dali_import_error",

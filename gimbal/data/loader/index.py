@@ -129,6 +129,25 @@ def _check_batchable(shards: ShardSet, batch_size: int) -> None:
                          "or make all clips the same size")
 
 
+def check_batch_size(shards_dir: str | os.PathLike[str], split: str, batch_size: int, key: str,
+                     world_size: int = 1) -> int:
+    """The number of clips of ``split`` (from ``<shards_dir>/<split>/index.json``); raises :class:`ParamError` naming
+    the params key ``key`` when ``batch_size`` is more than the clips each of ``world_size`` ranks reads.
+
+    A training stage calls it before any work: a batch larger than the split made DALI fail with
+    ``std::bad_alloc`` and the torch reader silently train on a short batch of every clip there is.
+    """
+    index = read_shard_index(shards_dir, split)
+    clips = int(index["splits"][split]["samples"])
+    per_rank = clips // max(world_size, 1)
+    if batch_size > per_rank:
+        ranks = f", {per_rank} per rank with {world_size} ranks" if world_size > 1 else ""
+        raise ParamError(f"params: '{key}' = {batch_size} is more than the {clips} clips of the {split!r} split "
+                         f"({Path(shards_dir) / split / 'index.json'}{ranks}); lower '{key}' to at most "
+                         f"{max(per_rank, 1)}, or make more clips (data.sources, clips.skip)")
+    return clips
+
+
 def _check_dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype not in (torch.float32, torch.uint8):
         raise ParamError(f"loader dtype must be torch.float32 ([0, 1]) or torch.uint8 (0..255), got {dtype}")

@@ -1,0 +1,194 @@
+"""Faults of the pipeline stages, as a user meets them: a batch larger than the split, a variant no stage trains,
+SIGTERM, a failed training that must leave its previous dvclive logs, a killed or full-disk `shards` run, and the
+progress of `interpolate`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gimbal.data.shards import ShardConfig
+from shard_fixtures import make_shards
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stage(script: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{Path(script).stem}_faults", REPO / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # main() runs only under __main__
+    return module
+
+
+def _run(monkeypatch, capsys, script: str, *argv: str) -> tuple[int, str]:
+    """Run a stage script as ``python <script> <argv>`` does, in this process; its exit status and stderr."""
+    monkeypatch.setattr(sys, "argv", [script, *argv])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(REPO / script), run_name="__main__")
+    return info.value.code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 train, 2 val, 2 test clips."""
+    root = tmp_path_factory.mktemp("fault_shards")
+    path, _ = make_shards(root, ShardConfig(clips_per_shard=2, codec="libx264", crf=0), frames=17, h=28, w=32)
+    return path
+
+
+# -- a batch larger than the split --------------------------------------------------------------------------------
+@pytest.mark.parametrize(("script", "key", "argv"), [
+    ("stages/train.py", "train.batch_size", ("--variant", "gimbal")),
+    ("stages/train_baseline.py", "baselines.dmphn.batch_size", ("--baseline", "dmphn")),
+])
+def test_a_batch_larger_than_the_train_split_is_one_line_naming_the_key(
+        shards: Path, tmp_path: Path, monkeypatch, capsys, script: str, key: str, argv: tuple[str, ...]) -> None:
+    """`train.batch_size: 100000` was "DALI could not read/decode the shard (std::bad_alloc)", and the torch
+    reader trained on batches of every clip there was, silently."""
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    node = p
+    *parents, last = key.split(".")
+    for k in parents:
+        node = node[k]
+    node[last] = 100000
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(p))
+    monkeypatch.chdir(tmp_path)  # outputs (models/, dvclive/, checkpoints/) would go here
+    code, err = _run(monkeypatch, capsys, script, "--params", str(params), "--shards", str(shards), *argv)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert f"'{key}' = 100000 is more than the 2 clips of the 'train' split" in lines[0]
+    assert f"lower '{key}' to at most 2" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_check_batch_size_counts_the_clips_per_rank(shards: Path) -> None:
+    from gimbal.data.loader import check_batch_size
+    from gimbal.errors import ParamError
+
+    assert check_batch_size(shards, "train", 2, "train.batch_size") == 2
+    with pytest.raises(ParamError, match=r"'train\.batch_size' = 2 .* 1 per rank with 2 ranks"):
+        check_batch_size(shards, "train", 2, "train.batch_size", world_size=2)
+
+
+# -- a variant that no stage trains ---------------------------------------------------------------------------------
+def test_a_variant_no_stage_trains_is_refused_by_the_report_stage(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`dvc exp run -S '+variants.foo={model: {use_flow: false}}'` reported "Ran experiment" with nothing trained:
+    no stage depended on the new key. The report stage depends on the whole `variants` group and refuses it."""
+    from gimbal.errors import ParamError
+
+    report = _stage("stages/report.py")
+    report.check_variants(yaml.safe_load((REPO / "params.yaml").read_text())["variants"], REPO / "dvc.yaml")
+    with pytest.raises(ParamError, match=r"'variants\.foo' is trained by no stage .*has no train_foo.*add a stage "
+                                         r"train_foo .*`--variant foo`"):
+        report.check_variants({"gimbal": {}, "foo": {"model": {"use_flow": False}}}, REPO / "dvc.yaml")
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    pipeline["stages"]["train_foo"] = {**pipeline["stages"]["train_gimbal_no_flow"],
+                                       "cmd": "python stages/train.py --variant foo"}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(pipeline))
+    with pytest.raises(ParamError, match=r"'variants\.foo' is trained \(stage train_foo\) but not scored"):
+        report.check_variants({"foo": {}}, tmp_path / "dvc.yaml")
+
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    p["variants"]["foo"] = {"model": {"use_flow": False}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    code, err = _run(monkeypatch, capsys, "stages/report.py", "--params", str(tmp_path / "params.yaml"),
+                     "--pipeline", str(REPO / "dvc.yaml"), "--eval", str(tmp_path / "none.json"))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "variants.foo" in err
+
+
+def test_variants_methods_table_and_train_stages_agree() -> None:
+    """Each variant of params.yaml has its train_<name> stage and is scored by evaluate, and back; the report
+    stage, which checks a new variant, re-runs when any variant changes."""
+    from gimbal.config import DEFAULT_VARIANTS
+    from gimbal.evaluate import MODEL_VARIANTS
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    trained = {name[len("train_"):] for name, s in stages.items() if "stages/train.py --variant" in s["cmd"]}
+    for name in trained:
+        assert stages[f"train_{name}"]["cmd"].endswith(f"--variant {name}")
+        assert f"variants.{name}" in stages[f"train_{name}"]["params"]
+        assert f"models/{name}.pt" in stages["evaluate"]["deps"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["variants"]
+    assert trained == set(MODEL_VARIANTS) == set(DEFAULT_VARIANTS) == set(params)
+    assert "variants" in stages["report"]["params"]
+
+
+# -- SIGTERM ----------------------------------------------------------------------------------------------------------
+_SLEEPER = '''
+import sys, time
+from pathlib import Path
+from gimbal.checkpoint import Resumable
+from gimbal.cli_utils import run_stage, stage_parser
+
+def main(cfg, args):
+    run = Resumable(Path(args.ready).with_name("last.pt"), "fp", None)
+    run.saved_step = 2
+    Path(args.ready).write_text("ready")
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        raise run.interrupted("train toy", 3) from None
+
+if __name__ == "__main__":
+    parser = stage_parser("toy stage")
+    parser.add_argument("--ready")
+    run_stage(main, parser, ("seed",))
+'''
+
+
+def test_sigterm_stops_a_stage_with_one_line(tmp_path: Path) -> None:
+    """SIGTERM (sent by `timeout`, `kill` and schedulers) exited 143 with no word; now it is one line naming the
+    signal and where a rerun resumes."""
+    script = tmp_path / "toy_stage.py"
+    script.write_text(_SLEEPER)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, str(script), "--params", str(REPO / "params.yaml"), "--ready", str(ready)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("INFO ")]
+    assert proc.returncode == 143
+    assert lines == [f"error: stopped by SIGTERM; train toy: interrupted at step 3; `dvc repro` resumes from step 2 "
+                     f"({tmp_path / 'last.pt'})"]
+
+
+# -- a failed training leaves its previous dvclive logs ---------------------------------------------------------------
+def test_a_training_that_fails_before_its_first_step_leaves_dvclive_as_it_was(shards: Path, tmp_path: Path) -> None:
+    """A training that failed at the train shard index (after validation data was read, before step 1) emptied
+    `dvclive/train_gimbal/` (10 files -> 0)."""
+    import shutil
+
+    from gimbal.config import parse_config
+    from gimbal.errors import DataError
+    from gimbal.train import train
+    from test_train import tiny_params
+
+    broken = tmp_path / "shards"
+    shutil.copytree(shards, broken)
+    index = json.loads((broken / "train" / "index.json").read_text())
+    (broken / "train" / "index.json").write_text(json.dumps({**index, "format": 2}))
+    live = tmp_path / "live"
+    (live / "plots" / "metrics" / "train").mkdir(parents=True)
+    files = {live / "metrics.json": '{"step": 5}\n', live / "plots" / "metrics" / "train" / "loss.tsv": "step\tloss\n"}
+    for path, text in files.items():
+        path.write_text(text)
+    with pytest.raises(DataError, match="not a gimbal shard index"):
+        train(parse_config(tiny_params()), "gimbal", shards_dir=broken, model_path=tmp_path / "model.pt",
+              metrics_path=tmp_path / "metrics.json", exposures_path=tmp_path / "exposures.json",
+              schedule_plot=tmp_path / "schedule.png", live_dir=live, checkpoint_path=tmp_path / "ckpt" / "last.pt")
+    assert {p for p in live.rglob("*") if p.is_file()} == set(files)
+    assert all(path.read_text() == text for path, text in files.items())
