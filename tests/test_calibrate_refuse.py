@@ -340,6 +340,7 @@ VALID = {"name": "cam", "gain_dn_per_e": 0.3, "read_noise_e": 6.0, "dark_current
     ("pixel_area_m2", "1.0e+300", r"pixel_area_m2 must be in \[1e-14, 1e-06\] m\^2"),
     ("wavelength_m", "5.25", r"wavelength_m must be in \[1e-07, 2e-05\] m"),
     ("gain_dn_per_e", "5000.0", r"gain_dn_per_e must be at most 2\^bits - 1 = 4095"),
+    ("pixel_area_m2", "1e-11", r"'pixel_area_m2' must be a number, got '1e-11' \(YAML reads .* write it as 1\.0e-11"),
 ])
 def test_preset_values_are_checked_like_params(tmp_path: Path, key: str, value: str, says: str) -> None:
     from gimbal.config import parse_config

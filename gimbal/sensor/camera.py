@@ -302,7 +302,14 @@ def _preset_value(key: str, value: Any, fail: Any) -> Any:
     if key == "tau1_e" and value is None:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        fail(f"'{key}' must be a number, got {value!r}")
+        hint = ""
+        try:
+            if isinstance(value, str) and math.isfinite(float(value)):
+                number = yaml.safe_dump(float(value)).splitlines()[0]
+                hint = f" (YAML reads {value} without a decimal point as text: write it as {number})"
+        except (TypeError, ValueError):
+            pass
+        fail(f"'{key}' must be a number, got {value!r}{hint}")
     if not math.isfinite(value):
         fail(f"'{key}' must be a finite number, got {value!r}")
     return float(value)
