@@ -192,3 +192,49 @@ def test_a_training_that_fails_before_its_first_step_leaves_dvclive_as_it_was(sh
               schedule_plot=tmp_path / "schedule.png", live_dir=live, checkpoint_path=tmp_path / "ckpt" / "last.pt")
     assert {p for p in live.rglob("*") if p.is_file()} == set(files)
     assert all(path.read_text() == text for path, text in files.items())
+
+
+# -- interpolate's progress -------------------------------------------------------------------------------------------
+def test_interpolate_progress_advances_per_clip(tmp_path: Path, monkeypatch) -> None:
+    """The bar sat at 0/34 until every clip was done: each clip now moves it as it finishes (one worker: the
+    second clip starts only after the first one counted)."""
+    import threading
+
+    import gimbal.data.interpolate as interp
+
+    clips = [{"id": f"c{k}", "split": "train", "file": f"train/c{k}.mkv", "frames": 3, "fps": 30.0} for k in range(3)]
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "index.json").write_text(json.dumps({"clips": clips}))
+    counted: list[int] = []
+    moved = threading.Event()
+
+    class Bar:
+        def __init__(self, *args, **kwargs) -> None:
+            self.n = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def update(self, k: int = 1) -> None:
+            self.n += k
+            counted.append(self.n)
+            moved.set()
+
+    seen_before_start: list[int] = []
+
+    def fake_clip(_interp, clip, src, dst, factor):
+        if clip["id"] != "c0":
+            moved.wait(timeout=3)  # the bar has counted the clips before this one (or 3 s passed)
+            seen_before_start.append(len(counted))
+            moved.clear()
+        return {**clip, "frames": 17, "frames_sha256": "0" * 64}
+
+    monkeypatch.setattr(interp, "tqdm", Bar)
+    monkeypatch.setattr(interp, "_interpolate_clip", fake_clip)
+    monkeypatch.setattr(interp, "make_interpolator", lambda method, **kw: None)
+    interp.interpolate_clips(tmp_path / "clips", tmp_path / "interp", method="linear", factor=8, workers=1)
+    assert counted == [1, 2, 3]
+    assert seen_before_start == [1, 2]

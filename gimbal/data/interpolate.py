@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -411,8 +411,8 @@ def interpolate_clips(
         results: dict[str, dict[str, Any]] = {}
         with bar, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="interp") as pool:
             pending = {pool.submit(_interpolate_clip, interp, c, clips_dir, tmp, factor) for c in clips}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            while pending:  # FIRST_COMPLETED: the bar moves as each clip is done (FIRST_EXCEPTION waits for all)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     if fut.exception() is not None:
                         for other in pending:
