@@ -136,14 +136,14 @@ def _image_path(raw: str, root: Path, allow_outside: bool, path: Path, lineno: i
     if allow_outside:
         return root / rel
     if win.anchor or Path(rel).is_absolute():
-        raise DataError(f"{path}: line {lineno}: image path {raw!r} is absolute; image paths are relative to the "
+        raise DataError(f"{path}: line {lineno}: image path '{raw}' is absolute; image paths are relative to the "
                         "descriptor's folder: move the images into it (or pass --allow-outside to read them where "
                         "they are)")
     target = root / rel
     try:
         target.resolve().relative_to(root.resolve())
     except ValueError:
-        raise DataError(f"{path}: line {lineno}: image path {raw!r} leads outside the descriptor's folder "
+        raise DataError(f"{path}: line {lineno}: image path '{raw}' leads outside the descriptor's folder "
                         f"{root}; keep the images in the data set's folder (or pass --allow-outside to read them "
                         "where they are)") from None
     return target
@@ -213,7 +213,7 @@ def read_descriptor(path: str | os.PathLike[str], allow_outside: bool = False) -
             images, lines = points[-1][3], points[-1][4]
             if image in images:
                 first = lines[images.index(image)]
-                raise DataError(f"{path}: line {lineno}: {rest.strip()!r} is listed twice in the point of line "
+                raise DataError(f"{path}: line {lineno}: '{rest.strip()}' is listed twice in the point of line "
                                 f"{points[-1][0]} (first on line {first}); a pair or stack is distinct exposures: "
                                 "list each image once")
             images.append(image)
