@@ -170,6 +170,20 @@ def test_dvc_metrics_show_fits(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0].startswith("| metrics/summary.json")
     assert len(columns) <= 40 and all(f"psnr_{m}" in columns for m in SCORED)
 
+    # the ablation re-trains the main model only: `dvc metrics diff` shows its effect in at most 20 rows
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True)
+    ablation = fake_result()
+    ablation.scores["gimbal"]["psnr"] = [p - 3.0 for p in ablation.scores["gimbal"]["psnr"]]
+    ablation.scores["middle_frame"]["psnr"] = [p - 1.0 for p in ablation.scores["middle_frame"]["psnr"]]
+    (tmp_path / "metrics/summary.json").write_text(json.dumps(summary_metrics(
+        ablation.intervals(seed=0), {"durations_us": [600.0, 600.0, 600.0], "idle_us": 0.0})))
+    proc = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", "--md"], cwd=tmp_path,
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    changed = [line for line in proc.stdout.splitlines() if line.startswith("| metrics/summary.json")]
+    assert 4 <= len(changed) <= 20 and any("psnr_gimbal " in line for line in changed), proc.stdout
+
 
 # ---------------------------------------------------------------- the plots page
 
