@@ -68,19 +68,38 @@ def tensors_sha256(state: Any) -> str:
     return digest.hexdigest()
 
 
-def verify_checksum(state: Any, path: str | os.PathLike[str]) -> Any:
+def verify_checksum(state: Any, path: str | os.PathLike[str], unchecked_reason: str | None = None) -> Any:
     """``state`` as read by ``torch.load`` from ``path``, checked against its :data:`CHECKSUM_KEY` entry and
     returned without it.
 
-    A state without the entry (a file written before checksums, or by other code) is returned as it is,
-    unchecked. Raises :class:`DataError` naming ``path`` on a mismatch.
+    Raises :class:`DataError` naming ``path`` on a mismatch, and on a state without the entry: a flipped byte in
+    the entry's own name would otherwise turn the check off. Only a caller that reads files gimbal did not write
+    passes ``unchecked_reason`` (why such files come without a checksum, e.g. pretrained weights from elsewhere):
+    a state without the entry is then returned as it is, unchecked, unless one of its keys is a damaged
+    :data:`CHECKSUM_KEY` (same length, a few characters off), which is refused still.
     """
     if not isinstance(state, dict) or CHECKSUM_KEY not in state:
+        damaged = [k for k in state if _near_checksum_key(k)] if isinstance(state, dict) else []
+        if damaged:
+            raise DataError(f"{path}: corrupt: its checksum entry is named {damaged[0]!r} instead of "
+                            f"{CHECKSUM_KEY!r}, so its tensors cannot be checked; re-train or restore it")
+        if unchecked_reason is None:
+            raise DataError(f"{path}: no {CHECKSUM_KEY!r} entry, so its tensors cannot be checked (a file damaged, "
+                            "written by other code or before checksums); re-train or restore it")
         return state
     body = {k: v for k, v in state.items() if k != CHECKSUM_KEY}
     if state[CHECKSUM_KEY] != tensors_sha256(body):
         raise DataError(f"{path}: corrupt: tensor checksum mismatch; re-train or restore it")
     return body
+
+
+def _near_checksum_key(key: Any) -> bool:
+    """True for a key that is :data:`CHECKSUM_KEY` with up to 3 characters changed (a damaged name)."""
+    if isinstance(key, bytes):
+        key = key.decode("latin-1")
+    if not isinstance(key, str) or len(key) != len(CHECKSUM_KEY) or key == CHECKSUM_KEY:
+        return False
+    return sum(a != b for a, b in zip(key, CHECKSUM_KEY, strict=True)) <= 3
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -100,10 +119,9 @@ def read_model_file(path: str | os.PathLike[str], fmt: str, what: str, stage: st
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling / zip error means a bad file
         raise DataError(f"{path}: not a readable {what} checkpoint ({exc}); delete it and re-train") from exc
-    state = verify_checksum(state, path)
     if not (isinstance(state, dict) and state.get("format") == fmt and isinstance(state.get("config"), dict)):
         raise DataError(f"{path}: not a {what} checkpoint (expected format {fmt!r}); delete it and re-train")
-    return state
+    return verify_checksum(state, path)
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> dict[str, Any] | None:

@@ -9,7 +9,10 @@ Subcommands::
 
 Also ``python -m gimbal.cli ...``. Errors print one line ``error: ...`` on stderr; the exit
 status is 2 for usage errors (inconsistent arguments, exposures outside the camera's limits)
-and 1 for data errors (missing/unreadable/mismatched files, bad model file).
+and 1 for data errors (missing/unreadable/mismatched files, bad model file, an output folder that
+cannot be written, a full disk, frames too large for the memory); 130 after Ctrl-C, 143 after
+SIGTERM. A refused or stopped run writes no output. An unexpected error prints ``internal error``
+and leaves its traceback in a log file (``--debug`` prints it instead).
 """
 
 from __future__ import annotations
@@ -17,17 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gimbal.errors import GimbalError, ParamError
+from gimbal.cli_utils import run_guarded
+from gimbal.errors import ParamError
 from gimbal.infer import DEFAULT_MAX_MEMORY_GB
 from gimbal.sensor.camera import camera_names
 from gimbal.tiling import MAX_FLOW_PX
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
+OUT_OF_MEMORY_FIX = ("free memory, or give smaller inputs: crop or downscale the frames, or a smaller "
+                     "--max-memory-gb for infer")
 
 
 class _StderrHandler(logging.Handler):
@@ -107,10 +114,26 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    """Check the outputs before the work (none is a directory, the folder exists), then calibrate; the preset and
+    its two figures are written all or none, so a refused or failed run (bad data, an unwritable folder, a full
+    disk) writes nothing."""
     from gimbal.calibration import calibrate_files, format_table
+    from gimbal.imageio import output_error
 
-    res = calibrate_files(args.descriptor, args.output, args.pixel_um, args.wavelength_nm, args.name,
-                          allow_outside=args.allow_outside)
+    out = Path(args.output)
+    for path in (out, out.with_name(f"{out.stem}_ptc.png"), out.with_name(f"{out.stem}_snr.png")):
+        if path.is_dir():
+            raise ParamError(f"-o {out}: {path} is a directory; give the preset's file name, e.g. "
+                             f"{path / 'camera.yaml' if path == out else out.with_name('camera.yaml')}")
+    if not out.parent.is_dir():
+        raise ParamError(f"-o {out}: directory {out.parent} does not exist; create it first or write elsewhere")
+    try:
+        res = calibrate_files(args.descriptor, out, args.pixel_um, args.wavelength_nm, args.name,
+                              allow_outside=args.allow_outside)
+    except OSError as exc:
+        if exc.filename is not None and Path(os.fsdecode(exc.filename)).parent.resolve() != out.parent.resolve():
+            raise  # not one of the outputs (an input image): the error path names that file
+        raise output_error(out, exc) from exc
     if not args.quiet:
         print(format_table(res.calibration, res.preset, args.pixel_um, args.wavelength_nm))
     logging.getLogger("gimbal").info("wrote %s, %s, %s", res.preset_path, res.ptc_path, res.snr_path)
@@ -161,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-flow-px", type=float, default=MAX_FLOW_PX, metavar="PX",
                    help=f"largest motion (pixels) the tile overlap allows for (default: {MAX_FLOW_PX:g})")
     p.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    p.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
     p.set_defaults(func=_infer)
 
     s = sub.add_parser("schedule", help="print a model's learned shutter schedule in microseconds",
@@ -171,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", type=Path, default=None, metavar="FILE",
                    help="also draw the timeline (Fig. 3 style) to FILE: .png, .svg or .pdf")
     s.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    s.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
     s.set_defaults(func=_schedule)
 
     c = sub.add_parser(
@@ -193,26 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read images that the descriptor names outside its own folder (absolute paths or '..'); "
                         "without it such a descriptor is refused")
     c.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only (no table)")
+    c.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
     c.set_defaults(func=_calibrate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``gimbal`` command; returns the exit status (0 ok, 1 data error, 2 usage error)."""
+    """Run the ``gimbal`` command; returns the exit status (0 ok, 1 data error, 2 usage error, 130 Ctrl-C,
+    143 SIGTERM). Every failure is one line ``error: ...`` on stderr (:func:`gimbal.cli_utils.run_guarded`, the
+    stages' error path): an unexpected one says ``internal error`` and leaves its traceback in a log file."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _setup_logging(args.quiet)
-    try:
-        return args.func(args)
-    except ParamError as exc:  # includes gimbal.infer.UsageError
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except GimbalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_DATA
+    return run_guarded(lambda: args.func(args), debug=args.debug, usage_status=EXIT_USAGE,
+                       interrupted="interrupted; nothing was written", terminated="nothing was written",
+                       out_of_memory=OUT_OF_MEMORY_FIX, name=f"gimbal-{args.command}")
 
 
 if __name__ == "__main__":

@@ -20,17 +20,21 @@ Writing (:func:`write_image`): ``.png`` 16-bit (PyAV), ``.tif``/``.tiff`` 16-bit
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+import resource
+import struct
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from gimbal.errors import DataError, ParamError
-from gimbal.io import atomic_path
+from gimbal.errors import DataError, DiskFullError, GimbalError, ParamError
+from gimbal.io import atomic_path, disk_full_named
 
 LUMA_709 = (0.2126, 0.7152, 0.0722)  # Rec. 709 luminance weights of linear RGB (raw DN are linear)
 OUTPUT_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy")
@@ -95,8 +99,145 @@ def _read_pillow(path: Path) -> np.ndarray:
             if im.mode == "P":
                 im = im.convert("RGB")
             return np.asarray(im)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot read image ({exc}); use PNG, TIFF or .npy frames") from exc
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """What a frame file's header declares, read without decoding the pixels.
+
+    Attributes:
+        width, height, channels: the image's size (``channels``: samples per pixel, alpha included).
+        itemsize: bytes per stored sample.
+    """
+
+    width: int
+    height: int
+    channels: int
+    itemsize: int
+
+    @property
+    def values(self) -> int:
+        """Samples in the image: ``width * height * channels``."""
+        return self.width * self.height * self.channels
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # IHDR colour type -> samples per decoded pixel (palette -> RGB)
+
+
+def _png_header(path: Path) -> FrameHeader | None:
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    w, h, depth, color = struct.unpack(">IIBB", head[16:26])
+    return FrameHeader(w, h, _PNG_CHANNELS.get(color, 4), 2 if depth > 8 else 1)
+
+
+def _tiff_header(path: Path) -> FrameHeader | None:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        shape, axes, itemsize = tuple(series.shape), series.axes, series.dtype.itemsize
+    dims = dict(zip(axes, shape, strict=True))
+    other = math.prod(s for a, s in zip(axes, shape, strict=True) if a not in "YX")
+    return FrameHeader(int(dims.get("X", 1)), int(dims.get("Y", 1)), int(other), int(itemsize))
+
+
+def _npy_header(path: Path) -> FrameHeader | None:
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            return None
+    if len(shape) not in (2, 3):
+        return None
+    return FrameHeader(int(shape[1]), int(shape[0]), int(shape[2]) if len(shape) == 3 else 1, int(dtype.itemsize))
+
+
+def _pillow_header(path: Path) -> FrameHeader | None:
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the size is what is asked here
+        try:
+            with Image.open(path) as im:
+                w, h, bands, mode = im.width, im.height, len(im.getbands()), im.mode
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    return FrameHeader(w, h, 3 if mode == "P" else bands, 2 if ";16" in mode else (4 if mode in ("I", "F") else 1))
+
+
+def frame_header(path: str | os.PathLike[str]) -> FrameHeader | None:
+    """The size a frame file declares in its header (PNG, TIFF, ``.npy``, Pillow formats), read without decoding
+    its pixels; ``None`` when the header cannot be read (:func:`read_frame` then reports the file)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    reader = {".png": _png_header, ".tif": _tiff_header, ".tiff": _tiff_header, ".npy": _npy_header}.get(
+        ext, _pillow_header)
+    try:
+        return reader(path)
+    except Exception:  # noqa: BLE001 - any unreadable header: the decoder names the file and the problem
+        return None
+
+
+def available_memory_bytes() -> int | None:
+    """Bytes this process can still allocate: the least of the system's available memory (``MemAvailable``), the
+    room left under the address-space limit (``ulimit -v``) and under the cgroup's limit (containers, batch
+    jobs); ``None`` when none of them can be read."""
+    room: list[int] = []
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        text = Path("/proc/meminfo").read_text()
+        room.append(int(next(line for line in text.splitlines() if line.startswith("MemAvailable:")).split()[1]) * 1024)
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            room.append(max(soft - used, 0))
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            room.append(max(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()), 0))
+    return min(room) if room else None
+
+
+#: bytes a decoded frame takes per stored sample beyond the sample itself: its float32 copy in the burst, the
+#: float64 temporaries of the conversion, and the burst's contiguous (n, C, H, W) copy
+WORKING_BYTES_PER_VALUE = 24
+
+
+def check_frames_fit(paths: Sequence[str | os.PathLike[str]], extra_bytes: float = 0.0, fix: str = "") -> None:
+    """Refuse, from the files' headers and before any pixel is decoded, frames whose decoding would not fit the
+    memory this process can still allocate (:func:`available_memory_bytes`): a header that claims 60000 x 60000
+    fails here naming the file instead of a ``MemoryError`` later.
+
+    Args:
+        paths: the frame files that are held in memory together (a burst).
+        extra_bytes: memory needed on top of the frames (e.g. the network's working memory).
+        fix: what to do instead, appended to the message.
+    Raises:
+        DataError naming the largest frame, its declared size, the memory needed and the memory available.
+    """
+    headers = [(Path(p), frame_header(p)) for p in paths]
+    known = [(p, h) for p, h in headers if h is not None]
+    if not known:
+        return
+    need = sum(h.values * (h.itemsize + WORKING_BYTES_PER_VALUE) for _, h in known) + extra_bytes
+    avail = available_memory_bytes()
+    if avail is None or need <= avail:
+        return
+    path, big = max(known, key=lambda ph: ph[1].values * ph[1].itemsize)
+    many = f" (with the other {len(paths) - 1} frame(s) of the burst)" if len(paths) > 1 else ""
+    raise DataError(f"{path}: its header declares a {big.width} x {big.height} image of {big.channels} channel(s) "
+                    f"at {8 * big.itemsize} bits; reading it{many} needs about {need / 1e9:.3g} GB of memory but "
+                    f"only {avail / 1e9:.3g} GB is available; {fix or 'crop or downscale the frames'}")
 
 
 def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
@@ -110,6 +251,7 @@ def read_frame(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: frame file not found")
+    check_frames_fit([path])
     ext = path.suffix.lower()
     if ext == ".png":
         arr = _read_png(path)
@@ -201,7 +343,8 @@ def _too_bright_hint(arr: np.ndarray, white: float, dtype: np.dtype) -> str:
 
 
 def load_burst(paths: Sequence[str | os.PathLike[str]], camera_bits: int, bits: int | None = None,
-               white_level: float | None = None, black_level: float = 0.0) -> Burst:
+               white_level: float | None = None, black_level: float = 0.0, reserve_bytes: float = 0.0,
+               memory_fix: str = "") -> Burst:
     """Read ``n`` frames and convert them to a burst in [0, 1] DN (see the module docstring).
 
     Args:
@@ -210,14 +353,18 @@ def load_burst(paths: Sequence[str | os.PathLike[str]], camera_bits: int, bits: 
         bits: bit depth of the stored values, overriding ``camera_bits``.
         white_level: stored value of a saturated pixel, overriding ``bits``.
         black_level: stored value of a black pixel (sensor pedestal), subtracted first.
+        reserve_bytes: memory needed beside the burst afterwards (the network's): frames whose headers declare
+            more than the memory left (:func:`check_frames_fit`) are refused before any is decoded.
+        memory_fix: the fix that refusal names (default: crop or downscale the frames).
     Returns:
         :class:`Burst` with ``frames (n, C, H, W)`` float32.
     Raises:
-        DataError: a frame is missing/unreadable, or frames differ in size, channels or dtype, or
-            values exceed the white level.
+        DataError: a frame is missing/unreadable or too large for the memory, or frames differ in size,
+            channels or dtype, or values exceed the white level.
     """
     if not paths:
         raise UsageError("no frames given")
+    check_frames_fit(paths, reserve_bytes, memory_fix)
     raws = [read_frame(p) for p in paths]
     first, p0 = raws[0], Path(paths[0])
     for raw, p in zip(raws[1:], paths[1:], strict=True):
@@ -308,26 +455,93 @@ def check_output_path(path: str | os.PathLike[str], allowed: Sequence[str] = OUT
     return path
 
 
+def _encode(tmp: Path, ext: str, image: np.ndarray) -> None:
+    """Write ``image (C, H, W)`` to ``tmp`` in the format of extension ``ext`` (see :func:`write_image`)."""
+    if ext == ".png":
+        tmp.write_bytes(_png16_bytes(to_uint(image, 16)))
+    elif ext in (".tif", ".tiff"):
+        import tifffile
+
+        q = to_uint(image, 16)
+        tifffile.imwrite(tmp, q, photometric="minisblack" if q.ndim == 2 else "rgb")
+    elif ext in (".jpg", ".jpeg"):
+        from PIL import Image
+
+        Image.fromarray(to_uint(image, 8)).save(tmp, format="JPEG", quality=95)
+    else:
+        np.save(tmp, np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.float32))
+
+
+def _encoded_bytes(ext: str, image: np.ndarray) -> int:
+    """About the size of ``image`` written with extension ``ext`` (uncompressed: the most it takes)."""
+    per = 1 if ext in (".jpg", ".jpeg") else (4 if ext == ".npy" else 2)
+    return int(image.size * per)
+
+
+class OutputFiles:
+    """Output images written together: temp files beside each path are made when entered (an unwritable
+    folder or a full disk fails before any work), filled by :meth:`write`, and renamed onto their paths
+    only when the block ends without an error; on any error every temp is removed and no output changes."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        self.paths = [Path(p) for p in paths]
+        self._stack = contextlib.ExitStack()
+        self._tmps: dict[Path, Path] = {}
+
+    def __enter__(self) -> OutputFiles:
+        with self._stack as stack:
+            for path in self.paths:
+                try:
+                    self._tmps[path] = stack.enter_context(atomic_path(path))
+                except OSError as exc:
+                    raise output_error(path, exc) from exc
+            self._stack = stack.pop_all()
+        return self
+
+    def write(self, path: str | os.PathLike[str], image: np.ndarray) -> Path:
+        """Fill the temp of ``path`` (one of the paths given) with ``image (C, H, W)`` (see :func:`write_image`);
+        a full disk is a :class:`~gimbal.errors.DiskFullError` naming ``path``."""
+        path = Path(path)
+        ext = path.suffix.lower()
+        with disk_full_named(path, lambda: _encoded_bytes(ext, image)):
+            _encode(self._tmps[path], ext, image)
+        return path
+
+    def __exit__(self, *exc_info: object) -> bool | None:
+        if exc_info[0] is not None:
+            return self._stack.__exit__(*exc_info)
+        try:
+            return self._stack.__exit__(None, None, None)  # fsync and rename every temp
+        except OSError as exc:
+            raise output_error(self.paths[0], exc) from exc
+
+
+def output_error(path: Path, exc: OSError) -> Exception:
+    """The one-line error of an output ``path`` that cannot be written: a :class:`~gimbal.errors.DiskFullError`
+    for a full disk, a :class:`DataError` naming the file, its folder and the fix otherwise (``exc`` itself when
+    it is already one of gimbal's)."""
+    import errno
+
+    if isinstance(exc, GimbalError):
+        return exc
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"no space left on device writing {path}; free some space (or write elsewhere) and "
+                             "re-run")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DataError(f"{path}: cannot write in folder {path.parent} ({exc.strerror}); choose a folder you can "
+                         "write to, or change its permissions")
+    if exc.errno == errno.EISDIR:
+        return DataError(f"{path}: is a directory; give a file name")
+    return DataError(f"{path}: cannot write it ({exc.strerror or exc}); check the path and re-run")
+
+
 def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     """Write ``image (C, H, W)`` (float, [0, 1] nominal) atomically; format by extension.
 
     ``.png`` / ``.tif`` / ``.tiff``: 16-bit; ``.jpg`` / ``.jpeg``: 8-bit (quality 95);
-    ``.npy``: float32 ``(H, W, C)`` unclipped.
+    ``.npy``: float32 ``(H, W, C)`` unclipped. Several outputs that must appear together: :class:`OutputFiles`.
     """
     path = check_output_path(path)
-    ext = path.suffix.lower()
-    with atomic_path(path) as tmp:
-        if ext == ".png":
-            tmp.write_bytes(_png16_bytes(to_uint(image, 16)))
-        elif ext in (".tif", ".tiff"):
-            import tifffile
-
-            q = to_uint(image, 16)
-            tifffile.imwrite(tmp, q, photometric="minisblack" if q.ndim == 2 else "rgb")
-        elif ext in (".jpg", ".jpeg"):
-            from PIL import Image
-
-            Image.fromarray(to_uint(image, 8)).save(tmp, format="JPEG", quality=95)
-        else:
-            np.save(tmp, np.ascontiguousarray(image.transpose(1, 2, 0), dtype=np.float32))
+    with OutputFiles([path]) as files:
+        files.write(path, image)
     return path

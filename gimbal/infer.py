@@ -27,11 +27,11 @@ from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.imageio import (
     LINEAR_OUTPUT_EXTS,
     Burst,
+    OutputFiles,
     UsageError,
     check_output_path,
     load_burst,
     match_channels,
-    write_image,
 )
 from gimbal.runtime import resolve_device
 from gimbal.sensor.camera import ALIASES, CameraSpec, camera_names, get_camera
@@ -44,6 +44,9 @@ US = 1e-6  # seconds per microsecond
 SCHEDULE_TOL_US = 0.01  # slack when checking a schedule against the budget (as gimbal.sensor.exposure)
 SCHEDULE_MATCH_REL = 0.01  # a given exposure "matches" the model's within max(1 us, 1 %)
 SCHEDULE_MATCH_ABS_US = 1.0
+#: the shortest exposure accepted whatever the camera's dt_min (us). No camera shutter is shorter, and eq. 14
+#: scales frame i by T / dt_i: an exposure given in the wrong unit (1e-9 us) would blow the merge up
+MIN_EXPOSURE_US = 0.1
 
 DEFAULT_MAX_MEMORY_GB = 2.0  # working memory of the network's forward passes (gimbal.tiling.plan_tiles)
 GB = 1e9
@@ -121,23 +124,39 @@ def check_exposures(exposures_us: Sequence[float], camera: CameraSpec, label: st
     ``label`` names the camera in the messages (default: ``camera.name``; see :func:`camera_label`).
     """
     label = camera.name if label is None else label
+    check_exposure_values(exposures_us)
+    dts = [float(d) for d in exposures_us]
+    n, ro, budget = len(dts), camera.readout_s / US, camera.budget_s / US
+    dt_min = camera.min_exposure_s / US
+    lo, hi = max(dt_min, MIN_EXPOSURE_US), budget - n * ro
+    where = (f"each must be in [{lo:g}, {hi:g}] us for camera '{label}' (at least its shortest exposure "
+             f"dt_min = {dt_min:g} us and {MIN_EXPOSURE_US:g} us; at most the budget T = {budget:g} us less {n} "
+             f"readouts of {ro:g} us)")
+    short = [d for d in dts if d < dt_min - SCHEDULE_TOL_US]
+    if short:
+        raise UsageError(f"--exposures-us: exposure(s) {short} us are shorter than the camera '{label}' minimum "
+                         f"dt_min = {dt_min:g} us; {where}")
+    total = sum(dts) + n * ro
+    if total > budget + SCHEDULE_TOL_US:
+        raise UsageError(f"--exposures-us: exposures {dts} us plus {n} readouts of {ro:g} us take {total:g} us, "
+                         f"more than the budget T = {budget:g} us of camera '{label}'; shorten the exposures "
+                         f"({where}, and together within the budget) or pass --budget-us / --readout-us for your "
+                         "camera setup")
+
+
+def check_exposure_values(exposures_us: Sequence[float]) -> None:
+    """Raise :class:`UsageError` naming ``--exposures-us``, the values and the valid range unless every exposure
+    is a finite number of microseconds of at least :data:`MIN_EXPOSURE_US` (the camera's limits:
+    :func:`check_exposures`)."""
     dts = [float(d) for d in exposures_us]
     if not dts:
         raise UsageError("no exposure times given (--exposures-us)")
-    bad = [d for d in dts if not (math.isfinite(d) and d > 0)]
+    bad = [d for d in dts if not (math.isfinite(d) and d >= MIN_EXPOSURE_US)]
     if bad:
-        raise UsageError(f"exposure times must be positive microseconds, got {dts}")
-    dt_min = camera.min_exposure_s / US
-    short = [d for d in dts if d < dt_min - SCHEDULE_TOL_US]
-    if short:
-        raise UsageError(f"exposure(s) {short} us are shorter than the camera '{label}' minimum "
-                         f"dt_min = {dt_min:g} us")
-    n, ro, budget = len(dts), camera.readout_s / US, camera.budget_s / US
-    total = sum(dts) + n * ro
-    if total > budget + SCHEDULE_TOL_US:
-        raise UsageError(f"exposures {dts} us plus {n} readouts of {ro:g} us take {total:g} us, more than the "
-                         f"budget T = {budget:g} us of camera '{label}'; shorten the exposures "
-                         "or pass --budget-us / --readout-us for your camera setup")
+        raise UsageError(f"--exposures-us {' '.join(f'{d:g}' for d in bad)}: exposure times must be positive "
+                         f"microseconds of at least {MIN_EXPOSURE_US:g} us (the shortest shutter; the valid range "
+                         "ends at the camera's budget T less its readouts), e.g. 872 234 583; got "
+                         f"{' '.join(f'{d:g}' for d in dts)}")
 
 
 def schedule_matches(a_us: Sequence[float], b_us: Sequence[float]) -> bool:
@@ -176,11 +195,50 @@ def read_model_schedule(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(f"{path}: not a gimbal model checkpoint (top level is {type(state).__name__})")
     state = verify_checksum(state, path)
     sched = state.get("exposures")
-    if not isinstance(sched, dict) or "durations_us" not in sched:
+    if sched is None:
         system = load_system(path)
         sched = {"variant": state.get("variant"), "camera": system.sensor.camera.name,
                  **system.sensor.schedule_us()}
+    problem = schedule_problem(sched)
+    if problem:
+        raise DataError(f"{path}: the stored shutter schedule ('exposures') is malformed: {problem}; the file is "
+                        "damaged or not written by gimbal's training: re-train or restore it")
     return sched
+
+
+_SCHEDULE_NUMBERS = ("budget_us", "readout_us", "min_exposure_us", "idle_us")
+_SCHEDULE_LISTS = ("starts_us", "durations_us", "readout_starts_us")
+
+
+def schedule_problem(sched: Any) -> str | None:
+    """What is wrong with a stored schedule (the keys of :func:`schedule_us`), in a few words; ``None`` if nothing.
+
+    It must be a mapping with ``n`` (a positive int), finite numbers under :data:`_SCHEDULE_NUMBERS`, ``n`` finite
+    numbers under each of :data:`_SCHEDULE_LISTS` (positive durations), and strings (or null) for ``variant``
+    and ``camera``."""
+    if not isinstance(sched, dict):
+        return f"a {type(sched).__name__}, not a mapping"
+    n = sched.get("n")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        return f"'n' is {n!r}, not a positive int" if "n" in sched else "no 'n' (the burst length)"
+
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    for key in _SCHEDULE_NUMBERS:
+        if not number(sched.get(key)):
+            return f"'{key}' is {sched.get(key)!r}, not a finite number" if key in sched else f"no '{key}'"
+    for key in _SCHEDULE_LISTS:
+        xs = sched.get(key)
+        if not (isinstance(xs, (list, tuple)) and len(xs) == n and all(number(x) for x in xs)):
+            return (f"'{key}' is {str(xs)[:80]}, not a list of n = {n} finite numbers" if key in sched
+                    else f"no '{key}'")
+    if any(d <= 0 for d in sched["durations_us"]):
+        return f"'durations_us' {sched['durations_us']} holds an exposure <= 0"
+    for key in ("variant", "camera"):
+        if not isinstance(sched.get(key), (str, type(None))):
+            return f"'{key}' is {sched.get(key)!r}, not a name"
+    return None
 
 
 # ----------------------------------------------------------------------------- running the model
@@ -224,6 +282,7 @@ def reconstruct_burst(system: GimbalSystem, frames: np.ndarray, exposures_us: Se
         max_memory_gb: budget (1e9 bytes) for the network's working memory per forward pass;
             the frames and the result come on top (``(n + 3) C + 1`` floats per pixel).
         max_flow_px: flow magnitude (pixels) the tile margins allow for (see :mod:`gimbal.tiling`).
+        Several tiles show a progress bar on stderr while info messages are logged (not under ``gimbal -q``).
     Returns:
         ``(image, linear)``, each ``(C, H, W)`` float32: the display-space (gamma) merge and the
         linear eq. (15) merge, unclipped. Equal to the untiled merge within ~1e-5 while flows stay
@@ -240,7 +299,7 @@ def reconstruct_burst(system: GimbalSystem, frames: np.ndarray, exposures_us: Se
     durations_s = torch.tensor([float(d) for d in exposures_us], dtype=torch.float64, device=device) * US
     plan = plan_tiles(system.net, (frames.shape[2], frames.shape[3]), max_memory_gb * GB, max_flow_px)
     out = reconstruct_tiled(system, burst, durations_s, plan.tile, plan.overlap, plan.margin, plan.batch,
-                            max_flow_px)
+                            max_flow_px, progress=log.isEnabledFor(logging.INFO))
     if out.tiles > 1:
         log.info("tiled: %d tiles of %dx%d (overlap %d px, margin %d px, %d per pass, ~%.2f GB per pass)",
                  out.tiles, plan.tile[1], plan.tile[0], plan.overlap, plan.margin, plan.batch,
@@ -288,13 +347,15 @@ def infer_files(
 ) -> InferResult:
     """Merge a real burst with a trained model and write the result (the ``gimbal infer`` command).
 
-    Checks, in order: argument consistency (counts, positive exposures, output extensions),
-    the model (burst length n, camera; its tensor checksum), the capture schedule against the camera (each
-    ``dt_i >= dt_min``, ``sum(dt_i) + n dt_ro <= T``), then the frames (readable, same size,
+    Checks, in order: argument consistency (counts, exposures of at least :data:`MIN_EXPOSURE_US`, output
+    extensions, two different output files that are not input frames), the output folders (writable: the temp
+    files are made first), the model (burst length n, camera; its tensor checksum), the capture schedule against
+    the camera (each ``dt_i >= dt_min``, ``sum(dt_i) + n dt_ro <= T``), then the frames (readable, same size,
     channels and bit depth, values within the white level). Warns when the camera or the
     schedule differs from the model's training setup, and when more than
     :data:`SATURATION_WARN_FRACTION` of the normalized burst saturates. Refuses a merge with
-    non-finite or implausible values (:func:`check_merge`), naming the model file; nothing is written then.
+    non-finite or implausible values (:func:`check_merge`), naming the model file. The outputs appear together
+    (:class:`~gimbal.imageio.OutputFiles`), only when everything succeeded: a refused or failed run writes nothing.
 
     Args:
         frames: n frame files in capture order.
@@ -318,9 +379,7 @@ def infer_files(
     if len(frames) != len(exposures_us):
         raise UsageError(f"{len(frames)} frame(s) given but {len(exposures_us)} exposure time(s); "
                          "give one --exposures-us value per frame, in the same order")
-    bad = [d for d in exposures_us if not (math.isfinite(float(d)) and float(d) > 0)]
-    if bad:
-        raise UsageError(f"exposure times must be positive microseconds, got {list(exposures_us)}")
+    check_exposure_values(exposures_us)
     if output is None and output_linear is None:
         raise UsageError("nothing to write: give -o/--output and/or --output-linear")
     outs = []
@@ -328,15 +387,47 @@ def infer_files(
         outs.append(check_output_path(output))
     if output_linear is not None:
         outs.append(check_output_path(output_linear, LINEAR_OUTPUT_EXTS, "--output-linear"))
+    if len(outs) == 2 and _same_file(*outs):
+        raise UsageError(f"-o {outs[0]} and --output-linear {outs[1]} are the same file, so one would overwrite the "
+                         "other; give two different names")
     inputs = {Path(f).resolve() for f in frames}
     for o in outs:
-        if o.resolve() in inputs:
+        if o.resolve() in inputs or any(_same_file(o, Path(f)) for f in frames):
             raise UsageError(f"{o}: output would overwrite an input frame; choose another name")
     missing = [str(f) for f in frames if not Path(f).is_file()]
     if missing:
         raise DataError(f"{', '.join(missing)}: frame file(s) not found")
     dev = resolve_device(device, "--device")
+    with OutputFiles(outs) as files:  # the temps now: an unwritable folder fails before any work
+        result = _infer(frames, exposures_us, model, camera, bits, white_level, black_level, budget_us, readout_us,
+                        dev, convert_channels, max_memory_gb, max_flow_px, warn)
+        if output is not None:
+            files.write(outs[0], result.image)
+        if output_linear is not None:
+            files.write(outs[-1], result.linear)
+    if output is not None:
+        log.info("wrote %s", outs[0])
+    if output_linear is not None:
+        log.info("wrote %s (linear)", outs[-1])
+    result.warnings = warnings
+    return result
 
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: equal once resolved, or the same existing file (a hard link)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _infer(frames: Sequence[str | os.PathLike[str]], exposures_us: Sequence[float], model: str | os.PathLike[str],
+           camera: str | None, bits: int | None, white_level: float | None, black_level: float,
+           budget_us: float | None, readout_us: float | None, dev: torch.device, convert_channels: bool,
+           max_memory_gb: float, max_flow_px: float, warn: Any) -> InferResult:
+    """The work of :func:`infer_files` once its arguments are checked: the merge, not yet written."""
     model_schedule = read_model_schedule(model)
     system = load_system(model, dev)
     n = system.sensor.n
@@ -355,7 +446,9 @@ def infer_files(
              f"({format_schedule(model_schedule)}); the network is tuned to that schedule, capture with "
              "it for best results")
 
-    burst = load_burst(frames, cam.bits, bits, white_level, black_level)
+    reserve = max_memory_gb * GB if math.isfinite(max_memory_gb) and max_memory_gb > 0 else 0.0
+    burst = load_burst(frames, cam.bits, bits, white_level, black_level, reserve_bytes=reserve,
+                       memory_fix="crop or downscale the frames, or give a smaller --max-memory-gb")
     data = match_channels(burst.frames, system.net.channels, convert_channels)
     h, w = burst.size
     log.info("burst: %d x %s frames of %dx%d (%s, white level %g, black level %g) on %s", n,
@@ -370,9 +463,5 @@ def infer_files(
              "frames), or --white-level / --camera do not match how they were captured and stored")
     image, linear = reconstruct_burst(system, data, exposures_us, max_memory_gb, max_flow_px)
     check_merge(image, linear, model)
-    if output is not None:
-        log.info("wrote %s", write_image(output, image))
-    if output_linear is not None:
-        log.info("wrote %s (linear)", write_image(output_linear, linear))
     burst = dataclasses.replace(burst, frames=data)
-    return InferResult(image, linear, sched, model_schedule, burst, warnings)
+    return InferResult(image, linear, sched, model_schedule, burst, [])

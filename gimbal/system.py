@@ -11,8 +11,9 @@ overrides under ``variants.<name>`` in ``params.yaml``; :meth:`gimbal.config.Con
 
 from __future__ import annotations
 
-import pickle
+import dataclasses
 import os
+import pickle
 from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -149,9 +150,29 @@ def exposure_report(system: GimbalSystem, variant: str) -> dict[str, Any]:
 
 def save_system(path: str | os.PathLike[str], system: GimbalSystem, params: dict[str, Any], variant: str) -> None:
     """Atomically write a trained system (params, variant, weights, schedule in us) for :func:`load_system`,
-    with the sha256 of its tensors (:func:`gimbal.checkpoint.save_checkpoint`)."""
-    save_checkpoint(path, {"variant": variant, "params": params, "system": system.state_dict(),
+    with the sha256 of its tensors (:func:`gimbal.checkpoint.save_checkpoint`).
+
+    A model file is data only: a camera preset file (``sensor.camera``) is stored as its values (``sensor.camera``
+    null, every camera field in ``sensor.overrides``), so loading the model never opens the path it was trained
+    with."""
+    save_checkpoint(path, {"variant": variant, "params": stored_params(params), "system": system.state_dict(),
                            "exposures": exposure_report(system, variant)})
+
+
+def stored_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` as a model file stores them: a camera preset file (``sensor.camera``) replaced by its values in
+    ``sensor.overrides`` (the experiment's timing kept, the run's own overrides applied last), so that the stored
+    params build the same camera without naming a path. Params without a preset file are returned unchanged."""
+    sensor = params.get("sensor") if isinstance(params, dict) else None
+    if not isinstance(sensor, dict) or sensor.get("camera") is None:
+        return params
+    from gimbal.sensor.camera import TIMING_FIELDS, CameraSpec, camera_from_file
+
+    base = camera_from_file(sensor["camera"], sensor.get("experiment", "synthetic"))
+    values = {f.name: getattr(base, f.name) for f in dataclasses.fields(CameraSpec) if f.name not in TIMING_FIELDS}
+    values["tau1_e"] = base.tau1  # its default (None: 0.9 FWC) as the number, not the experiment preset's own
+    overrides = {**values, **(sensor.get("overrides") or {})}
+    return {**params, "sensor": {**sensor, "camera": None, "overrides": overrides}}
 
 
 def checkpoint_reason(exc: BaseException) -> str:
@@ -167,17 +188,39 @@ def checkpoint_reason(exc: BaseException) -> str:
 def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GimbalSystem:
     """Load a trained :class:`GimbalSystem` written by :func:`train` (``models/<variant>.pt``).
 
-    The tensors are checked against the file's checksum (files written before checksums load unchecked):
-    a mismatch is a :class:`DataError` naming the file.
+    The file is data only: its tensors are checked against its checksum (a file without one is refused), and
+    nothing stored in it makes the loader open another file (a stored camera preset *path*, which older files
+    hold instead of the camera's values, is refused). Every failure is a :class:`DataError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: model file not found; train it first (dvc repro) or pass the right --model path")
+    fix = "pass the .pt file written by training (models/<variant>.pt) or re-train it"
     try:
         state = verify_checksum(torch.load(path, map_location=device, weights_only=True), path)
-        system = GimbalSystem.from_params(state["params"], state["variant"])
-        system.load_state_dict(state["system"])
     except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise DataError(f"{path}: not a gimbal model checkpoint or incompatible ({checkpoint_reason(exc)}); "
-                        "pass the .pt file written by training (models/<variant>.pt) or re-train it") from exc
+                        f"{fix}") from exc
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: not a gimbal model checkpoint (top level is {type(state).__name__}); {fix}")
+    params, variant = state.get("params"), state.get("variant")
+    if not isinstance(params, dict):
+        raise DataError(f"{path}: the stored params are {type(params).__name__}, not a mapping of param groups; "
+                        f"the file is damaged or not a gimbal model: {fix}")
+    if not isinstance(variant, str):
+        raise DataError(f"{path}: the stored variant is {variant!r}, not a name; {fix}")
+    sensor = params.get("sensor")
+    if isinstance(sensor, dict) and sensor.get("camera") is not None:
+        raise DataError(f"{path}: the stored params name a camera preset file (sensor.camera: "
+                        f"{str(sensor['camera'])[:200]!r}); a model file is loaded as data only and never opens a "
+                        "path stored in it: re-train the model (training stores the camera's values)")
+    try:
+        system = GimbalSystem.from_params(params, variant)
+    except (ParamError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise DataError(f"{path}: the stored params do not build a model ({exc}); {fix}") from exc
+    try:
+        system.load_state_dict(state["system"])
+    except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
+        raise DataError(f"{path}: not a gimbal model checkpoint or incompatible ({checkpoint_reason(exc)}); "
+                        f"{fix}") from exc
     return system.to(device).eval()

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from gimbal.errors import ParamError, ShapeError
 from gimbal.models.net import GimbalNet
@@ -258,7 +260,7 @@ class TiledOutput:
 @torch.inference_mode()
 def reconstruct_tiled(system: torch.nn.Module, burst: torch.Tensor, durations_s: torch.Tensor | None,
                       tile: int | Sequence[int], overlap: int, margin: int | None = None, batch: int = 1,
-                      max_flow_px: float = MAX_FLOW_PX) -> TiledOutput:
+                      max_flow_px: float = MAX_FLOW_PX, progress: bool = False) -> TiledOutput:
     """Run ``system.reconstruct`` on overlapping tiles of ``burst`` and blend them.
 
     Args:
@@ -272,6 +274,7 @@ def reconstruct_tiled(system: torch.nn.Module, burst: torch.Tensor, durations_s:
         margin: pixels dropped at inner tile edges (default ``overlap // 2``, no feathering).
         batch: tiles of equal size per forward pass.
         max_flow_px: the flow allowance the margin was derived with; larger flows log a warning.
+        progress: show a progress bar over the tiles on stderr (tqdm) when there is more than one.
     Returns:
         :class:`TiledOutput` with ``(B, C, H, W)`` tensors on the burst's device.
     """
@@ -301,25 +304,30 @@ def reconstruct_tiled(system: torch.nn.Module, burst: torch.Tensor, durations_s:
     for box in boxes:
         groups.setdefault((box[1] - box[0], box[3] - box[2]), []).append(box)
     d = durations_s.to(dev) if durations_s is not None else None
-    for group in groups.values():
-        for i in range(0, len(group), batch):
-            chunk = group[i : i + batch]
-            x_in = torch.cat([burst[..., y0:y1, x0:x1] for y0, y1, x0, x1 in chunk]).to(dev)
-            out = system.reconstruct(x_in, d)
-            for j, (y0, y1, x0, x1) in enumerate(chunk):
-                wy = _window(y1 - y0, y0 > 0, y1 < h, margin, ramp, torch.float32).to(out_dev)
-                wx = _window(x1 - x0, x0 > 0, x1 < w, margin, ramp, torch.float32).to(out_dev)
-                wt = wy[:, None] * wx[None, :]
-                lin = out.linear[j * b : (j + 1) * b].to(out_dev, torch.float32)
-                acc[..., y0:y1, x0:x1] += lin * wt
-                weight[y0:y1, x0:x1] += wt
-                if out.flows is not None:  # flows that can reach kept pixels: kept area dilated by the KPN reach
-                    ky = torch.nonzero(wy > 0)
-                    kx = torch.nonzero(wx > 0)
-                    fy0, fy1 = max(int(ky[0]) - reach, 0), int(ky[-1]) + 1 + reach
-                    fx0, fx1 = max(int(kx[0]) - reach, 0), int(kx[-1]) + 1 + reach
-                    fl = out.flows[j * b : (j + 1) * b, ..., fy0:fy1, fx0:fx1]
-                    worst = max(worst, float(fl.norm(dim=2).max()) if fl.numel() else 0.0)
+    bar = tqdm(total=len(boxes), desc="merge", unit="tile", file=sys.stderr, disable=not progress or len(boxes) < 2)
+    try:
+        for group in groups.values():
+            for i in range(0, len(group), batch):
+                chunk = group[i : i + batch]
+                x_in = torch.cat([burst[..., y0:y1, x0:x1] for y0, y1, x0, x1 in chunk]).to(dev)
+                out = system.reconstruct(x_in, d)
+                for j, (y0, y1, x0, x1) in enumerate(chunk):
+                    wy = _window(y1 - y0, y0 > 0, y1 < h, margin, ramp, torch.float32).to(out_dev)
+                    wx = _window(x1 - x0, x0 > 0, x1 < w, margin, ramp, torch.float32).to(out_dev)
+                    wt = wy[:, None] * wx[None, :]
+                    lin = out.linear[j * b : (j + 1) * b].to(out_dev, torch.float32)
+                    acc[..., y0:y1, x0:x1] += lin * wt
+                    weight[y0:y1, x0:x1] += wt
+                    if out.flows is not None:  # flows that can reach kept pixels: kept area dilated by the KPN reach
+                        ky = torch.nonzero(wy > 0)
+                        kx = torch.nonzero(wx > 0)
+                        fy0, fy1 = max(int(ky[0]) - reach, 0), int(ky[-1]) + 1 + reach
+                        fx0, fx1 = max(int(kx[0]) - reach, 0), int(kx[-1]) + 1 + reach
+                        fl = out.flows[j * b : (j + 1) * b, ..., fy0:fy1, fx0:fx1]
+                        worst = max(worst, float(fl.norm(dim=2).max()) if fl.numel() else 0.0)
+                bar.update(len(chunk))
+    finally:
+        bar.close()  # its last line ends before any message that follows
     linear = acc / weight
     if len(boxes) > 1 and worst > max_flow_px:
         log.warning("flows up to %.1f px exceed the %.1f px the tile margin allows for; seams may differ "

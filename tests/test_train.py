@@ -405,14 +405,14 @@ def test_model_file_with_flipped_bytes_is_refused(tmp_path: Path) -> None:
     assert str(err.value) == f"{path}: corrupt: tensor checksum mismatch; re-train or restore it"
 
 
-def test_model_file_without_a_checksum_still_loads(tmp_path: Path) -> None:
-    """A model file written before the checksums (no ``tensors_sha256`` entry) loads, unchecked."""
+def test_model_file_without_a_checksum_is_refused(tmp_path: Path) -> None:
+    """A model file without its ``tensors_sha256`` entry cannot be checked: refused, naming the file."""
     p = tiny_params()
     system = GimbalSystem.from_params(p)
     old = tmp_path / "old.pt"
     torch.save({"variant": "gimbal", "params": p, "system": system.state_dict()}, old)
-    loaded = load_system(old)
-    assert all(torch.equal(x, y) for x, y in zip(system.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(DataError, match=f"{old}: no 'tensors_sha256' entry"):
+        load_system(old)
 
 
 def test_training_checkpoint_with_flipped_bytes_is_moved_aside(tmp_path: Path, caplog) -> None:
