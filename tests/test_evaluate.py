@@ -105,6 +105,14 @@ def test_writes_every_method_and_figure(first_run: Path) -> None:
         assert min(diffs) - 1e-3 <= m["psnr_lo"] <= m["psnr"] <= m["psnr_hi"] <= max(diffs) + 1e-3
     by_method = list(csv.DictReader((first_run / "plots/eval_by_method.csv").open()))
     assert [r["method"] for r in by_method] == list(METHODS)
+    summary = json.loads((first_run / "metrics/summary.json").read_text())  # what `dvc metrics show` shows
+    assert all(summary[f"psnr_{m}"] == metrics[m]["psnr"] for m in METHODS)
+    assert summary["margin_gimbal-gimbal_uniform_lo"] == metrics["margins"]["gimbal-gimbal_uniform"]["psnr_lo"]
+    learned = GimbalSystem.from_params(tiny_params(), "gimbal")  # the learned schedule, in us
+    with torch.no_grad():
+        learned.sensor.exposure.logits.copy_(torch.tensor(LEARNED_LOGITS, dtype=torch.float64))
+    schedule = learned.sensor.schedule_us()
+    assert [summary[f"exposure_us_{i}"] for i in (1, 2, 3)] == [round(d, 1) for d in schedule["durations_us"]]
 
     examples = sorted(p.name for p in (first_run / "plots/examples").iterdir())
     assert examples == ["example_0.png", "example_1.png"]
@@ -119,7 +127,7 @@ def test_writes_every_method_and_figure(first_run: Path) -> None:
 def test_second_run_is_identical(setup: dict[str, Any], first_run: Path) -> None:
     out = setup["root"] / "run2"
     run_eval(setup, out)
-    for rel in ("metrics/eval.json", "plots/eval_per_clip.csv", "plots/eval_by_method.csv"):
+    for rel in ("metrics/eval.json", "metrics/summary.json", "plots/eval_per_clip.csv", "plots/eval_by_method.csv"):
         assert (out / rel).read_bytes() == (first_run / rel).read_bytes(), rel
 
 
