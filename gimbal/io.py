@@ -4,6 +4,8 @@ A failed stage therefore never leaves a partial output behind (DESIGN.md section
 Temp names carry their owner, ``.<name>.<pid>-<start>@<host>.<random>.tmp``: a temp left by a
 process that was killed (SIGKILL, power loss) is removed by the next write of the same output,
 while the temp of a run that is still going (another process, same or other host) is kept.
+Folders that are DVC outputs are built inside themselves (:func:`atomic_dirs_inside`): DVC removes them,
+temps included, before it re-runs the stage or restores them from its run cache.
 """
 
 from __future__ import annotations
@@ -176,6 +178,42 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dirs_inside(paths: list[Path]) -> Iterator[dict[Path, Path]]:
+    """Yield a fresh temp directory *inside* each of ``paths`` (``<path>/.<name>.<owner>.<random>.tmp``, the
+    folders made if missing); once all are written, each temp replaces its path.
+
+    The temps live inside the folders they replace so that nothing of a killed run (SIGKILL, power loss) can
+    outlive it unnoticed: DVC removes a stage's output folders before it runs the stage or restores them from its
+    run cache (where the stage itself never runs to sweep its temps), and a rerun outside DVC sweeps them
+    (:func:`remove_stale_temps`). On any exception the temps are removed, and so are the folders made for them;
+    ``paths`` are left as they were.
+    """
+    made = sorted({p for path in paths for p in (path, path.parent) if not p.exists()}, key=lambda p: -len(p.parts))
+    temps: dict[Path, Path] = {}
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_once(path.parent)  # the `.old.tmp` of a swap a kill cut short
+            path.mkdir(exist_ok=True)
+            temps[path] = make_temp_dir(path / path.name)
+        yield temps
+        for path, tmp in temps.items():
+            os.chmod(tmp, 0o777 & ~_umask())
+            old = path.with_name(f".{path.name}.{owner_tag()}.old.tmp")
+            os.replace(path, old)
+            os.replace(old / tmp.name, path)
+            shutil.rmtree(old, ignore_errors=True)
+            _fsync_dir(path.parent)
+    except BaseException:
+        for tmp in temps.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        for path in made:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when still empty, deepest first
         raise
 
 

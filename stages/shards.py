@@ -1,8 +1,8 @@
 """Stage `shards`: pack the interpolated clips of interpolate.out_dir/index.json into WebDataset
 tar shards, shards.clips_per_shard clips each, re-encoded with shards.codec at shards.crf
-(0 = lossless in YUV) and shards.pix_fmt. Writes shards.out_dir/{train,test}/shard-%05d.tar,
-the DALI index (.idx) beside each tar, and shards.out_dir/index.json; the directory is
-replaced atomically."""
+(0 = lossless in YUV) and shards.pix_fmt. Writes shards.out_dir/{train,val,test}/shard-%05d.tar,
+the DALI index (.idx) beside each tar, and each split's index.json; each split folder is built in a temp inside
+itself and replaced once all are complete (a killed run's temp goes when DVC removes the outputs)."""
 
 from __future__ import annotations
 

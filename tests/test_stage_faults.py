@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import pytest
 import yaml
 
 from gimbal.data.shards import ShardConfig
-from shard_fixtures import make_shards
+from shard_fixtures import make_interp, make_shards
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -238,3 +241,77 @@ def test_interpolate_progress_advances_per_clip(tmp_path: Path, monkeypatch) -> 
     interp.interpolate_clips(tmp_path / "clips", tmp_path / "interp", method="linear", factor=8, workers=1)
     assert counted == [1, 2, 3]
     assert seen_before_start == [1, 2]
+
+
+# -- shards: a full disk, and a killed run restored from DVC's run cache ------------------------------------------
+def test_a_full_disk_during_shards_names_the_file_the_free_space_and_the_size(tmp_path: Path, monkeypatch) -> None:
+    """It was "no space left on device writing a file": no file, no size."""
+    import errno
+    import shutil
+
+    import gimbal.data.shards as shards_module
+    from gimbal.errors import DiskFullError
+
+    out, _ = make_shards(tmp_path, ShardConfig(clips_per_shard=2, codec="libx264", crf=0))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, calls = shards_module._write_sample, []
+
+    def fills_the_disk(writer, clip, *args):
+        calls.append(clip["id"])
+        if len(calls) == 3:  # the first val clip (after 2 train shards): as a tar write raises it, no file name
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(writer, clip, *args)
+
+    monkeypatch.setattr(shards_module, "_write_sample", fills_the_disk)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 995 * 10**6, 5 * 10**6))
+    with pytest.raises(DiskFullError) as info:
+        shards_module.build_shards(tmp_path / "interp" / "index.json", out, ShardConfig(clips_per_shard=1,
+                                   codec="libx264", crf=0), progress=False)
+    message = str(info.value)
+    assert message.startswith(f"no space left on device writing {out / 'val' / 'shard-00000.tar'} (5 MB free")
+    assert re.search(r"the shards need about \d+ MB", message)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # no temp, nothing changed
+
+
+def _dvc(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    dvc = shutil.which("dvc") or str(Path(sys.executable).parent / "dvc")
+    path = f"{Path(dvc).parent}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return subprocess.run([dvc, *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PATH": path, **(env or {})})
+
+
+_SHARDS_STAGE = '''
+import os, signal
+import gimbal.data.shards as shards
+
+if os.environ.get("KILL_AFTER_FIRST_SHARD"):  # SIGKILL once the first shard is written: a temp is left behind
+    index = shards.write_dali_index
+    def write_then_die(*args, **kwargs):
+        index(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    shards.write_dali_index = write_then_die
+shards.build_shards("interp/index.json", "shards", shards.ShardConfig(clips_per_shard=1), progress=False)
+'''
+
+
+def test_a_killed_shards_run_leaves_no_temp_after_dvc_restores_from_its_run_cache(tmp_path: Path) -> None:
+    """After `kill -9` during `shards`, `dvc repro` restored the outputs from DVC's run cache, so the stage never
+    ran to remove the 62 MB temp it had left beside them. The temps now live inside the output folders, which DVC
+    removes before it restores them."""
+    if not (shutil.which("dvc") or (Path(sys.executable).parent / "dvc").exists()):
+        pytest.skip("dvc is not installed")
+    make_interp(tmp_path / "interp", {"vidA": "train", "vidB": "val", "vidC": "test"}, clips_per_video=2, frames=5)
+    (tmp_path / "stage.py").write_text(_SHARDS_STAGE)
+    outs = [f"shards/{split}" for split in ("train", "val", "test")]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"shards": {
+        "cmd": f"{sys.executable} stage.py", "deps": ["stage.py", "interp"], "outs": outs}}}))
+    assert _dvc(tmp_path, "init", "--no-scm", "-q").returncode == 0
+    assert _dvc(tmp_path, "repro").returncode == 0  # a complete run: its outputs are in the run cache
+    killed = _dvc(tmp_path, "repro", "-f", env={"KILL_AFTER_FIRST_SHARD": "1"})
+    assert killed.returncode != 0
+    temps = [p for p in tmp_path.rglob("*.tmp") if ".dvc" not in p.parts]
+    assert temps and all(str(p.relative_to(tmp_path)).startswith(tuple(outs)) for p in temps), temps  # in the outs
+    again = _dvc(tmp_path, "repro")
+    assert again.returncode == 0 and "skipping run" in again.stdout + again.stderr  # restored, not run
+    assert [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") and ".dvc" not in p.parts] == []
+    assert all(json.loads((tmp_path / out / "index.json").read_text())["format"] == 3 for out in outs)

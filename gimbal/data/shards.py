@@ -27,11 +27,13 @@ Which codec a reader can decode (measured with DALI 2.4, see ``gimbal.data.loade
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
 import os
 import re
+import shutil
 import tarfile
 import zlib
 from collections.abc import Sequence
@@ -46,8 +48,8 @@ from tqdm import tqdm
 
 from gimbal.data.clips import SPLITS
 from gimbal.data.video import encode_frames, frames_sha256, read_frames, sha256_file
-from gimbal.errors import DataError, ParamError
-from gimbal.io import atomic_dir, read_json, read_records, write_json_atomic
+from gimbal.errors import DataError, DiskFullError, ParamError
+from gimbal.io import atomic_dirs_inside, read_json, read_records, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +222,11 @@ def build_shards(
     Clips keep their order in ``interp_index`` (the order readers see without shuffling).
     Each clip is decoded and checked against its index entry (frame count, size, and
     ``frames_sha256``: a damaged FFV1 file may decode without error to wrong pixels), and each
-    encoded clip is decoded once to check its frame count and size. ``out_dir`` is
-    replaced atomically: on any failure the previous content is left untouched.
+    encoded clip is decoded once to check its frame count and size. Each ``<out_dir>/<split>`` is built in a temp
+    folder inside itself and replaced once every split is complete (:func:`gimbal.io.atomic_dirs_inside`): on any
+    failure the previous content is left untouched, and the temp of a killed run goes with the folder when DVC
+    removes the stage's outputs (before a rerun or a restore from its run cache). A full disk is one
+    :class:`DiskFullError` naming the file being written, the free space and the space needed.
     """
     interp_index = Path(interp_index)
     out_dir = Path(out_dir)
@@ -238,27 +243,33 @@ def build_shards(
         "clips_per_shard": cfg.clips_per_shard,
         "splits": {},
     }
-    with atomic_dir(out_dir) as tmp, tqdm(total=len(clips), desc="shards", unit="clip", disable=not progress) as bar:
+    written = _Written(out_dir, [interp_index.parent / str(c["file"]) for c in clips])
+    # `written` outermost: the free space it reports is measured after the temps are removed
+    with written, atomic_dirs_inside([out_dir / split for split in splits]) as temps, \
+            tqdm(total=len(clips), desc="shards", unit="clip", disable=not progress) as bar:
         for split, members in splits.items():
-            (tmp / split).mkdir()
+            tmp = temps[out_dir / split]
             shards: list[dict[str, Any]] = []
             frames, widths, heights = [], [], []
             for start in range(0, len(members), cfg.clips_per_shard):
-                name = f"{split}/shard-{len(shards):05d}"
+                name = f"shard-{len(shards):05d}"
                 keys, crcs = [], []
+                written.now(out_dir / split / f"{name}.tar")
                 with wds.TarWriter(str(tmp / f"{name}.tar"), encoder=False, mtime=0.0) as writer:
                     for clip in members[start : start + cfg.clips_per_shard]:
-                        meta, crc = _write_sample(writer, clip, interp_index.parent, cfg, result["pix_fmt"])
+                        meta, crc, nbytes = _write_sample(writer, clip, interp_index.parent, cfg, result["pix_fmt"])
                         keys.append(meta["key"])
                         crcs.append(crc)
                         frames.append(meta["frames"])
                         widths.append(meta["width"])
                         heights.append(meta["height"])
+                        written.clip(nbytes)
                         bar.update()
+                written.now(out_dir / split / f"{name}.idx")
                 n = write_dali_index(tmp / f"{name}.tar", tmp / f"{name}.idx")
-                assert n == len(keys), f"{name}.tar: indexed {n} samples, wrote {len(keys)}"
+                assert n == len(keys), f"{split}/{name}.tar: indexed {n} samples, wrote {len(keys)}"
                 shards.append(
-                    {"tar": f"{name}.tar", "idx": f"{name}.idx", "samples": n,
+                    {"tar": f"{split}/{name}.tar", "idx": f"{split}/{name}.idx", "samples": n,
                      "bytes": (tmp / f"{name}.tar").stat().st_size, "sha256": sha256_file(tmp / f"{name}.tar"),
                      "idx_sha256": sha256_file(tmp / f"{name}.idx"), "keys": keys, "crc32": crcs}
                 )
@@ -272,16 +283,54 @@ def build_shards(
                 "bytes": sum(s["bytes"] for s in shards),
                 "shards": shards,
             }
-            write_json_atomic(tmp / split / "index.json", {**result, "splits": {split: result["splits"][split]}})
+            written.now(out_dir / split / "index.json")
+            write_json_atomic(tmp / "index.json", {**result, "splits": {split: result["splits"][split]}})
     return result
+
+
+class _Written:
+    """Turns a full disk during :func:`build_shards` into one :class:`DiskFullError` naming the file being written
+    (its final name, not the temp's), the free space and about how much the whole build needs."""
+
+    def __init__(self, out_dir: Path, inputs: list[Path]) -> None:
+        self.out_dir, self.inputs = out_dir, inputs
+        self.path: Path | None = None
+        self.clips, self.bytes = 0, 0
+
+    def now(self, path: Path) -> None:
+        self.path = path
+
+    def clip(self, nbytes: int) -> None:
+        self.clips += 1
+        self.bytes += nbytes
+
+    def need(self) -> int:
+        """Bytes the whole build needs, about: the clips so far scaled to all, else the size of its inputs."""
+        if self.clips:
+            return round(self.bytes / self.clips * len(self.inputs))
+        return sum(p.stat().st_size for p in self.inputs if p.is_file())
+
+    def __enter__(self) -> _Written:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full and not isinstance(exc, DiskFullError):
+            where = self.out_dir if self.out_dir.exists() else self.out_dir.parent
+            free = shutil.disk_usage(where).free if where.exists() else 0
+            raise DiskFullError(
+                f"no space left on device writing {self.path or self.out_dir} ({free / 1e6:.0f} MB free on its "
+                f"device; the shards need about {max(1, round(self.need() / 1e6))} MB, written to a temp folder "
+                f"inside each split's folder, removed now); free some space (or set shards.out_dir on another disk) "
+                f"and re-run") from None
 
 
 def _write_sample(
     writer: wds.TarWriter, clip: dict[str, Any], root: Path, cfg: ShardConfig, pix_fmt: str
-) -> tuple[dict[str, Any], int]:
+) -> tuple[dict[str, Any], int, int]:
     """Encode one clip, check it decodes to the same shape, write ``<key>.{ext,json}``.
 
-    Returns the meta and the CRC-32 of the encoded video (recorded in index.json for the readers).
+    Returns the meta, the CRC-32 of the encoded video (recorded in index.json for the readers) and its size.
     """
     path = root / clip["file"]
     fix = "re-run `dvc repro interpolate -f`"
@@ -304,7 +353,7 @@ def _write_sample(
     meta |= {"key": key, "frames": t, "width": w, "height": h, "codec": cfg.codec, "crf": cfg.crf, "pix_fmt": pix_fmt}
     meta.setdefault("gt_frame", t // 2)
     writer.write({"__key__": key, cfg.ext: data, "json": json.dumps(meta, sort_keys=True).encode()})
-    return meta, zlib.crc32(data)
+    return meta, zlib.crc32(data), len(data)
 
 
 def read_shard_index(shards_dir: str | os.PathLike[str], split: str) -> dict[str, Any]:
