@@ -22,6 +22,7 @@ import yaml
 
 from gimbal.data.irradiance import Scenes
 from gimbal.display import Display
+from gimbal.errors import ParamError
 from gimbal.evaluate import EvalResult, evaluate_methods, summary_metrics
 from gimbal.metrics import psnr
 from gimbal.system import GimbalSystem, load_system, middle_frame_image, save_system
@@ -62,6 +63,18 @@ def test_fixed_exposures_fill_the_whole_budget() -> None:
     asked = tiny_params(model={"learn_exposure": False}, exposure={"idle_slot": True})
     idle = GimbalSystem.from_params(asked, "gimbal").sensor.schedule_us()
     assert idle["idle_slot"] and idle["idle_us"] == pytest.approx(IDLE_SLOT_US, abs=1e-6)
+
+
+def test_fixed_schedule_with_idle_time_must_ask_for_the_idle_slot() -> None:
+    """Fixed durations that leave time unused (the paper's learned 872 / 234 / 583 us: 111 us idle) need
+    ``exposure.idle_slot: true``; without it the refusal names that param."""
+    paper = {"init_us": [872.0, 234.0, 583.0]}
+    with pytest.raises(ParamError, match=r"exposure\.idle_slot: true"):
+        GimbalSystem.from_params(tiny_params(model={"learn_exposure": False}, exposure=paper), "gimbal")
+    asked = tiny_params(model={"learn_exposure": False}, exposure={**paper, "idle_slot": True})
+    sched = GimbalSystem.from_params(asked, "gimbal").sensor.schedule_us()
+    assert sched["durations_us"] == pytest.approx(paper["init_us"], abs=1e-6)
+    assert sched["idle_us"] == pytest.approx(BUDGET_US - N * READOUT_US - sum(paper["init_us"]), abs=1e-6)
 
 
 def test_ablation_trains_the_uniform_schedule(tmp_path: Path) -> None:
