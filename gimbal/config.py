@@ -178,12 +178,20 @@ def _check_variants(variants: Any) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
-def _checked_overrides(sensor: Any) -> Any:
-    """The ``sensor`` group with ``sensor.overrides`` checked field by field against :class:`CameraSpec`'s types
-    (each error names ``sensor.overrides.<key>``), before the sensor group builds its camera from them."""
+def _parse_sensor(sensor: Any) -> SensorConfig:
+    """The ``sensor`` group, with ``sensor.overrides`` checked field by field against :class:`CameraSpec`'s types
+    before the group builds its camera from them, and a camera value an override made invalid named as
+    ``sensor.overrides.<key>`` (each was an internal ``TypeError``, or a message naming only the camera)."""
     if not isinstance(sensor, Mapping) or sensor.get("overrides") is None:
-        return sensor
-    return {**sensor, "overrides": parse_fields(CameraSpec, sensor["overrides"], "sensor.overrides")}
+        return parse_group(SensorConfig, sensor, "sensor")
+    overrides = parse_fields(CameraSpec, sensor["overrides"], "sensor.overrides")
+    try:
+        return parse_group(SensorConfig, {**sensor, "overrides": overrides}, "sensor")
+    except ParamError as exc:
+        bad = [key for key in overrides if f": {key} must" in str(exc)]
+        if not bad:
+            raise
+        raise ParamError(f"params: 'sensor.overrides.{bad[0]}' = {overrides[bad[0]]!r}: {exc}") from None
 
 
 def _check_across_groups(config: Config) -> None:
@@ -220,8 +228,8 @@ def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -
             raise unknown_key_error(str(key), TOP_LEVEL, "the params file's top level")
     kwargs: dict[str, Any] = {"seed": check_seed(params.get("seed", 0), "seed")}
     for group, cls in GROUPS.items():
-        kwargs[group] = parse_group(cls, _checked_overrides(params.get(group)) if group == "sensor" else
-                                    params.get(group), group)
+        kwargs[group] = _parse_sensor(params.get(group)) if group == "sensor" else parse_group(cls, params.get(group),
+                                                                                                group)
     kwargs["baselines"] = parse_group(BaselinesConfig, params.get("baselines"), "baselines")
     kwargs["variants"] = _check_variants(params.get("variants", DEFAULT_VARIANTS))
     config = Config(**kwargs, raw=dict(params))

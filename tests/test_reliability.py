@@ -67,6 +67,7 @@ def test_zero_sizes_are_refused(key: str, value, match: str) -> None:
     ({"dark_subtraction": "yes"}, r"'sensor\.overrides\.dark_subtraction' must be true or false"),
     ({"budget_sec": 0.004}, r"unknown key 'budget_sec' in 'sensor\.overrides'; did you mean 'budget_s'"),
     ("budget_s", r"'sensor\.overrides' must be a mapping"),
+    ({"budget_s": -1}, r"'sensor\.overrides\.budget_s' = -1\.0: camera '.*': budget_s must be > 0"),
 ])
 def test_sensor_overrides_are_checked_by_key(overrides, match: str) -> None:
     """`sensor.overrides: {budget_s: abc}` was "internal error: TypeError", naming no key."""
