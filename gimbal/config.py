@@ -35,7 +35,7 @@ from gimbal.losses import LossConfig
 from gimbal.models.net import ModelConfig
 from gimbal.params import check_seed, group_dict, load_params, parse_fields, parse_group, unknown_key_error
 from gimbal.runtime import TrainConfig
-from gimbal.sensor.camera import CameraSpec
+from gimbal.sensor.camera import TIMING_FIELDS, CameraSpec
 from gimbal.sensor.exposure import ExposureConfig
 from gimbal.sensor.model import SensorConfig
 
@@ -247,6 +247,35 @@ def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -
 def load_config(path: str | os.PathLike[str] = "params.yaml", uses: Iterable[str] | None = None) -> Config:
     """Read and parse the params file at ``path`` (see :func:`parse_config`); errors name the file or key."""
     return parse_config(load_params(path), uses)
+
+
+def model_file_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` as a model file stores them: a camera preset file (``sensor.camera``) replaced by its values in
+    ``sensor.overrides`` (the experiment's timing kept, the run's own overrides applied last), so the stored
+    params build the same camera without naming a path (:func:`check_stored_params`). Params without a preset
+    file are returned as they are."""
+    sensor = params.get("sensor")
+    if not isinstance(sensor, Mapping) or sensor.get("camera") is None:
+        return dict(params)
+    spec = SensorConfig(experiment=sensor.get("experiment", SensorConfig.experiment), camera=sensor["camera"]).spec()
+    values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(CameraSpec) if f.name not in TIMING_FIELDS}
+    values["tau1_e"] = spec.tau1  # its default (None: 0.9 FWC) as the number, not the experiment preset's own
+    overrides = {**values, **(sensor.get("overrides") or {})}
+    return {**params, "sensor": {**sensor, "camera": None, "overrides": overrides}}
+
+
+def check_stored_params(params: Any) -> dict[str, Any]:
+    """A model file's stored params, checked as data before :func:`parse_config` reads them: a mapping of param
+    groups that names no camera preset file. A model file is data only, and parsing a preset *path* would open
+    it (:func:`model_file_params` stores the preset's values instead). Raises :class:`ParamError` saying which."""
+    if not isinstance(params, Mapping):
+        raise ParamError(f"the stored params are {type(params).__name__}, not a mapping of param groups")
+    sensor = params.get("sensor")
+    if isinstance(sensor, Mapping) and sensor.get("camera") is not None:
+        raise ParamError(f"the stored params name a camera preset file (sensor.camera: "
+                         f"{str(sensor['camera'])[:200]!r}); a model file is loaded as data only and never opens a "
+                         "path stored in it")
+    return dict(params)
 
 
 def check_params(params: Mapping[str, Any]) -> None:

@@ -11,7 +11,6 @@ overrides under ``variants.<name>`` in ``params.yaml``; :meth:`gimbal.config.Con
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -155,24 +154,10 @@ def save_system(path: str | os.PathLike[str], system: GimbalSystem, params: dict
     A model file is data only: a camera preset file (``sensor.camera``) is stored as its values (``sensor.camera``
     null, every camera field in ``sensor.overrides``), so loading the model never opens the path it was trained
     with."""
-    save_checkpoint(path, {"variant": variant, "params": stored_params(params), "system": system.state_dict(),
+    from gimbal.config import model_file_params  # the parser imports this module (for its groups)
+
+    save_checkpoint(path, {"variant": variant, "params": model_file_params(params), "system": system.state_dict(),
                            "exposures": exposure_report(system, variant)})
-
-
-def stored_params(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` as a model file stores them: a camera preset file (``sensor.camera``) replaced by its values in
-    ``sensor.overrides`` (the experiment's timing kept, the run's own overrides applied last), so that the stored
-    params build the same camera without naming a path. Params without a preset file are returned unchanged."""
-    sensor = params.get("sensor") if isinstance(params, dict) else None
-    if not isinstance(sensor, dict) or sensor.get("camera") is None:
-        return params
-    from gimbal.sensor.camera import TIMING_FIELDS, CameraSpec, camera_from_file
-
-    base = camera_from_file(sensor["camera"], sensor.get("experiment", "synthetic"))
-    values = {f.name: getattr(base, f.name) for f in dataclasses.fields(CameraSpec) if f.name not in TIMING_FIELDS}
-    values["tau1_e"] = base.tau1  # its default (None: 0.9 FWC) as the number, not the experiment preset's own
-    overrides = {**values, **(sensor.get("overrides") or {})}
-    return {**params, "sensor": {**sensor, "camera": None, "overrides": overrides}}
 
 
 def checkpoint_reason(exc: BaseException) -> str:
@@ -203,17 +188,15 @@ def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu"
                         f"{fix}") from exc
     if not isinstance(state, dict):
         raise DataError(f"{path}: not a gimbal model checkpoint (top level is {type(state).__name__}); {fix}")
-    params, variant = state.get("params"), state.get("variant")
-    if not isinstance(params, dict):
-        raise DataError(f"{path}: the stored params are {type(params).__name__}, not a mapping of param groups; "
-                        f"the file is damaged or not a gimbal model: {fix}")
+    from gimbal.config import check_stored_params  # the parser imports this module (for its groups)
+
+    variant = state.get("variant")
     if not isinstance(variant, str):
         raise DataError(f"{path}: the stored variant is {variant!r}, not a name; {fix}")
-    sensor = params.get("sensor")
-    if isinstance(sensor, dict) and sensor.get("camera") is not None:
-        raise DataError(f"{path}: the stored params name a camera preset file (sensor.camera: "
-                        f"{str(sensor['camera'])[:200]!r}); a model file is loaded as data only and never opens a "
-                        "path stored in it: re-train the model (training stores the camera's values)")
+    try:
+        params = check_stored_params(state.get("params"))
+    except ParamError as exc:
+        raise DataError(f"{path}: {exc}: re-train the model (training stores the params as data)") from exc
     try:
         system = GimbalSystem.from_params(params, variant)
     except (ParamError, TypeError, ValueError, KeyError, AttributeError) as exc:

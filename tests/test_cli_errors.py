@@ -231,14 +231,14 @@ def test_a_header_claiming_60000_squared_is_refused_before_reading(model: Path, 
 def test_the_memory_check_follows_the_memory_available(model: Path, frames, tmp_path: Path, capsys,
                                                        monkeypatch) -> None:
     """Ordinary frames are refused the same way when the process may allocate less than they need."""
-    import gimbal.imageio as imageio
+    import gimbal.imageheader as imageheader
 
     out = tmp_path / "out.png"
     reserve = 10**7  # --max-memory-gb 0.01: the network's share; the three 23 x 19 RGB frames need ~0.1 MB more
-    monkeypatch.setattr(imageio, "available_memory_bytes", lambda: reserve + 50_000)
+    monkeypatch.setattr(imageheader, "available_memory_bytes", lambda: reserve + 50_000)
     assert main(infer_args(model, frames, out, EXPOSURES_US, "--max-memory-gb", "0.01")) == 1
     assert "its header declares a 23 x 19 image of 3 channel(s) at 16 bits" in one_error(capsys)
-    monkeypatch.setattr(imageio, "available_memory_bytes", lambda: reserve + 500_000)
+    monkeypatch.setattr(imageheader, "available_memory_bytes", lambda: reserve + 500_000)
     assert main(infer_args(model, frames, out, EXPOSURES_US, "--max-memory-gb", "0.01")) == 0
     assert out.is_file()
 
