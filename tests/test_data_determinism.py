@@ -8,7 +8,12 @@ The ``samples`` stage is the root of the data pipeline, so any byte it writes di
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -103,6 +109,47 @@ def test_h264_bytes_are_those_of_every_cpu_generation(tmp_path):
         encode_frames(str(target), video, FPS, "libx264", "yuv444p",
                       {"crf": "12", "preset": "medium", "g": str(frames), "x264-params": f"mbtree=0:asm={mask}"})
         assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(stage).digest(), level
+
+
+def _dvc_md5(path: Path) -> str:
+    """DVC's md5 of an output: of the file's bytes, or for a folder (``.dir``) of the sorted list of its files."""
+    if path.is_file():
+        return hashlib.md5(path.read_bytes()).hexdigest()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    listing = [{"md5": hashlib.md5(f.read_bytes()).hexdigest(), "relpath": f.relative_to(path).as_posix()}
+               for f in files]
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
+#: the first data stages, run in order as ``python stages/<name>.py`` in a scratch copy of their inputs
+FIRST_STAGES = ("samples", "fetch")
+
+
+@pytest.mark.slow
+def test_first_stages_give_the_bytes_recorded_in_dvc_lock(tmp_path):
+    """``samples`` and ``fetch`` run here (at 1 thread, whatever the default) give the md5s that the committed
+    ``dvc.lock`` records, so a machine or package that drifts shows up in CI, not 99 files later. Skipped for a
+    stage whose code or params differ from what ``dvc.lock`` records (the lock is stale: ``dvc repro``)."""
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(REPO / "data/sources", tmp_path / "data/sources")
+    env = {**os.environ, "GIMBAL_THREADS": "1", "PYTHONPATH": str(REPO)}
+    for stage in FIRST_STAGES:
+        recorded = lock[stage]
+        for dep in recorded["deps"]:
+            source = REPO / dep["path"]
+            if source.suffix == ".py" and hashlib.md5(source.read_bytes()).hexdigest() != dep["md5"]:
+                pytest.skip(f"dvc.lock is stale: {dep['path']} changed since stage {stage} ran (run dvc repro)")
+        for group, value in recorded.get("params", {}).get("params.yaml", {}).items():
+            if params.get(group) != value:
+                pytest.skip(f"dvc.lock is stale: params {group} changed since stage {stage} ran (run dvc repro)")
+        run = subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py")], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        for out in recorded["outs"]:
+            assert _dvc_md5(tmp_path / out["path"]) == out["md5"], (
+                f"stage {stage}: {out['path']} differs from dvc.lock on this machine")
 
 
 # --- the locked environment ------------------------------------------------------------------------------------
