@@ -74,13 +74,16 @@ def test_a_batch_larger_than_the_train_split_is_one_line_naming_the_key(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
 
 
-def test_check_batch_size_counts_the_clips_per_rank(shards: Path) -> None:
+def test_check_batch_size_warns_when_each_rank_gets_fewer(shards: Path, caplog) -> None:
     from gimbal.data.loader import check_batch_size
     from gimbal.errors import ParamError
 
     assert check_batch_size(shards, "train", 2, "train.batch_size") == 2
-    with pytest.raises(ParamError, match=r"'train\.batch_size' = 2 .* 1 per rank with 2 ranks"):
-        check_batch_size(shards, "train", 2, "train.batch_size", world_size=2)
+    assert not caplog.records
+    assert check_batch_size(shards, "train", 2, "train.batch_size", world_size=2) == 2
+    assert "each of the 2 ranks reads about 1 of the 2 clips" in caplog.text
+    with pytest.raises(ParamError, match=r"'train\.batch_size' = 3 is more than the 2 clips"):
+        check_batch_size(shards, "train", 3, "train.batch_size", world_size=2)
 
 
 # -- a variant that no stage trains ---------------------------------------------------------------------------------

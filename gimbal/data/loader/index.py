@@ -6,6 +6,7 @@ the checks of batch size, dtype and DDP rank shared by the torch and DALI reader
 
 from __future__ import annotations
 
+import logging
 import os
 import tarfile
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from gimbal.errors import DataError, ParamError, ShapeError
 
 Meta = dict[str, Any]
 Batch = tuple[torch.Tensor, list[Meta]]
+log = logging.getLogger(__name__)
 _REBUILD = "rebuild the shards with `dvc repro shards -f`"
 #: files whose sha256 matched index.json in this process: (path, dev, inode, size, mtime, ctime) -> sha256
 _VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
@@ -132,19 +134,23 @@ def _check_batchable(shards: ShardSet, batch_size: int) -> None:
 def check_batch_size(shards_dir: str | os.PathLike[str], split: str, batch_size: int, key: str,
                      world_size: int = 1) -> int:
     """The number of clips of ``split`` (from ``<shards_dir>/<split>/index.json``); raises :class:`ParamError` naming
-    the params key ``key`` when ``batch_size`` is more than the clips each of ``world_size`` ranks reads.
+    the params key ``key`` when ``batch_size`` is more than the clips of the split, and warns when each of
+    ``world_size`` ranks (each draws ``batch_size`` clips of its own part) would get fewer.
 
     A training stage calls it before any work: a batch larger than the split made DALI fail with
     ``std::bad_alloc`` and the torch reader silently train on a short batch of every clip there is.
     """
     index = read_shard_index(shards_dir, split)
     clips = int(index["splits"][split]["samples"])
+    if batch_size > clips:
+        raise ParamError(f"params: '{key}' = {batch_size} is more than the {clips} clips of the {split!r} split "
+                         f"({Path(shards_dir) / split / 'index.json'}); lower '{key}' to at most {max(clips, 1)}, or "
+                         "make more clips (data.sources, clips.skip)")
     per_rank = clips // max(world_size, 1)
     if batch_size > per_rank:
-        ranks = f", {per_rank} per rank with {world_size} ranks" if world_size > 1 else ""
-        raise ParamError(f"params: '{key}' = {batch_size} is more than the {clips} clips of the {split!r} split "
-                         f"({Path(shards_dir) / split / 'index.json'}{ranks}); lower '{key}' to at most "
-                         f"{max(per_rank, 1)}, or make more clips (data.sources, clips.skip)")
+        log.warning("params '%s' = %d: each of the %d ranks reads about %d of the %d clips of %s, so its batches hold "
+                    "fewer; lower '%s' to %d for full batches", key, batch_size, world_size, per_rank, clips, split,
+                    key, max(per_rank, 1))
     return clips
 
 
