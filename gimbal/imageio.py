@@ -24,6 +24,7 @@ unclipped; always atomically.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 from collections.abc import Sequence
@@ -384,8 +385,6 @@ def output_error(path: Path, exc: OSError) -> Exception:
     """The one-line error of an output ``path`` that cannot be written: a :class:`~gimbal.errors.DiskFullError`
     for a full disk, a :class:`DataError` naming the file, its folder and the fix otherwise (``exc`` itself when
     it is already one of gimbal's)."""
-    import errno
-
     if isinstance(exc, GimbalError):
         return exc
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
