@@ -318,3 +318,118 @@ def test_a_killed_shards_run_leaves_no_temp_after_dvc_restores_from_its_run_cach
     assert again.returncode == 0 and "skipping run" in again.stdout + again.stderr  # restored, not run
     assert [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") and ".dvc" not in p.parts] == []
     assert all(json.loads((tmp_path / out / "index.json").read_text())["format"] == 3 for out in outs)
+
+
+# -- the recovery table says what the code prints ---------------------------------------------------------------------
+def _recovery_rows() -> list[str]:
+    """The first cell of each row of the README's "How to recover" table (wherever it lives: README or docs/)."""
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        lines = doc.read_text().splitlines()
+        if "| message | do |" in lines:
+            start = lines.index("| message | do |") + 2
+            rows = []
+            for line in lines[start:]:
+                if not line.startswith("|"):
+                    break
+                rows.append(line[1:].split(" | ")[0])
+            return rows
+    raise AssertionError("no recovery table (| message | do |) in README.md or docs/")
+
+
+def _says(row: str, message: str) -> bool:
+    """Whether one of the row's backticked messages fits ``message``: its literal parts (between ``...`` and
+    ``<placeholder>``s) appear in it in order (backticks inside the message aside: a table cell cannot hold them)."""
+    message = message.replace("`", "")
+    for span in re.findall(r"`([^`]+)`", row):
+        at, ok = 0, True
+        for part in (p.strip() for p in re.split(r"\.\.\.|<[^>]+>", span)):
+            found = message.find(part, at) if part else at
+            if found < 0:
+                ok = False
+                break
+            at = found + len(part)
+        if ok:
+            return True
+    return False
+
+
+def test_the_recovery_table_says_what_the_code_prints(tmp_path: Path, monkeypatch) -> None:
+    """Each row below is produced by the code it names and must match its row of the table (the table said
+    "format 2" while the code printed format 3)."""
+    import errno
+
+    import torch
+
+    import gimbal.data.shards as shards_module
+    from gimbal.checkpoint import read_model_file, save_checkpoint
+    from gimbal.config import parse_config
+    from gimbal.data.loader import check_batch_size, open_split
+    from gimbal.errors import GimbalError
+
+    def message(call) -> str:
+        try:
+            call()
+        except GimbalError as exc:
+            return str(exc)
+        raise AssertionError(f"{call} raised nothing")
+
+    monkeypatch.chdir(tmp_path)  # the messages name data/... as a stage run from the repository root does
+    index, _ = make_interp(Path("data/interp"), {"vidA": "train", "vidB": "val"}, clips_per_video=2, frames=5)
+    cfg = ShardConfig(clips_per_shard=1, codec="libx264", crf=0)
+    shards_module.build_shards(index, "data/shards", cfg, progress=False)
+    printed: dict[str, list[str]] = {}
+
+    tar = Path("data/shards/train/shard-00000.tar")
+    data = bytearray(tar.read_bytes())
+    data[-2000] ^= 0xFF
+    tar.write_bytes(bytes(data))
+    printed["shard is corrupt"] = [message(lambda: open_split(Path("data/shards"), "train"))]
+    doc = json.loads(Path("data/shards/val/index.json").read_text())
+    Path("data/shards/val/index.json").write_text(json.dumps({**doc, "format": 2}))
+    printed["shard index of format"] = [message(lambda: open_split(Path("data/shards"), "val"))]
+
+    original = index.read_text()
+    clips = json.loads(original)
+    clips["clips"][0]["frames_sha256"] = "0" * 64
+    index.write_text(json.dumps(clips))
+    wrong = message(lambda: shards_module.build_shards(index, "data/out", cfg, progress=False))
+    del clips["clips"][0]["frames_sha256"]
+    index.write_text(json.dumps(clips))
+    printed["decoded frames do not match"] = [wrong, message(lambda: shards_module.build_shards(index, "data/out", cfg,
+                                                                                                progress=False))]
+
+    model = Path("models/gimbal.pt")
+    save_checkpoint(model, {"format": "x", "config": {}, "w": torch.zeros(8)})
+    state = torch.load(model, weights_only=True)
+    state["w"][0] = 1.0
+    torch.save(state, model)
+    printed["tensor checksum mismatch"] = [message(lambda: read_model_file(model, "x", "toy", "train_gimbal"))]
+
+    index.write_text(original)
+    printed["'train.batch_size'"] = [message(lambda: check_batch_size("data/shards", "train", 9, "train.batch_size"))]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["sensor"]["overrides"] = {"budget_s": "abc"}
+    printed["sensor.overrides"] = [message(lambda: parse_config(params))]
+    report = _stage("stages/report.py")
+    printed["'variants.<name>' is trained by no stage"] = [
+        message(lambda: report.check_variants({"foo": {}}, REPO / "dvc.yaml")).replace(str(REPO / "dvc.yaml"),
+                                                                                       "dvc.yaml")]
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards_module, "_write_sample", full)
+    printed["no space left on device writing data/shards"] = [
+        message(lambda: shards_module.build_shards(Path("data/interp/index.json"), "data/shards", cfg, progress=False))]
+    from gimbal.checkpoint import Resumable
+
+    run = Resumable(Path("checkpoints/gimbal/last.pt"), "fp", None)
+    run.saved_step = 2
+    printed["stopped by SIGTERM"] = ["stopped by SIGTERM; " + str(run.interrupted("train gimbal", 3))]
+
+    rows = _recovery_rows()
+    for key, messages in printed.items():
+        matching = [row for row in rows if key in row]
+        assert matching, f"no row of the recovery table for {key!r}"
+        for text in messages:
+            assert any(_says(row, text) for row in matching), (key, text, matching)
