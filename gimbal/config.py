@@ -259,7 +259,6 @@ def model_file_params(params: Mapping[str, Any]) -> dict[str, Any]:
         return dict(params)
     spec = SensorConfig(experiment=sensor.get("experiment", SensorConfig.experiment), camera=sensor["camera"]).spec()
     values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(CameraSpec) if f.name not in TIMING_FIELDS}
-    values["tau1_e"] = spec.tau1  # its default (None: 0.9 FWC) as the number, not the experiment preset's own
     overrides = {**values, **(sensor.get("overrides") or {})}
     return {**params, "sensor": {**sensor, "camera": None, "overrides": overrides}}
 
