@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PAPER_TABLE1", "PAPER_TABLE3", "TABLE3_ROWS", "paper_report", "table3", "table3_md"]
+__all__ = ["PAPER_TABLE1", "PAPER_TABLE3", "TABLE3_ROWS", "liveness_md", "paper_report", "table3", "table3_md"]
 
 PAPER_TABLE1: dict[str, tuple[float, float | None]] = {
     "dmphn": (17.99, None),
@@ -122,9 +122,48 @@ def _table1_md(ev: dict[str, Any]) -> list[str]:
     return lines
 
 
-def paper_report(ev: dict[str, Any], fig9_report: str | None = None) -> str:
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
+def _num(value: float | None, fmt: str = ".3f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def liveness_md(ev: dict[str, Any], train: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines: every trained model's test PSNR beside its liveness at the selected checkpoint.
+
+    ``train``: method -> its training metrics (``metrics/train_<method>.json``): the burst models' ``liveness``
+    (:func:`gimbal.models.liveness.gimbal_liveness`), the single-image baselines' ``val_dead``, ``val_residual``,
+    ``val_residual_sensitivity`` (:func:`gimbal.models.liveness.restorer_liveness`).
+    """
+    lines = ["| model | test PSNR dB | selected step | dead ReLU units (KPN / last layer) | kernels vary over the "
+             "frame | kernels vary with the burst | flow: dead units | flow follows a known shift (1 = exactly) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for method, m in train.items():
+        psnr = f"{ev[method]['psnr']:.2f}" if method in ev else "-"
+        live = m.get("liveness")
+        if live is not None:
+            lines.append(f"| `{method}` | {psnr} | {m.get('selected_step', '-')} | {_pct(live.get('kpn_dead'))} / "
+                         f"{_pct(live.get('kpn_last_dead'))} | {_num(live.get('kernel_spatial'))} | "
+                         f"{_num(live.get('kernel_input'))} | {_pct(live.get('flow_dead'))} | "
+                         f"{_num(live.get('flow_shift_gain'), '.2f')} |")
+    single = {k: m for k, m in train.items() if "val_dead" in m}
+    if single:
+        lines += ["", "| single-image model | test PSNR dB | selected step | dead ReLU units | change of its input "
+                  "(relative) | the change responds to the input (1 = fully) |", "|---|---|---|---|---|---|"]
+        for method, m in single.items():
+            psnr = f"{ev[method]['psnr']:.2f}" if method in ev else "-"
+            lines.append(f"| `{method}` | {psnr} | {m.get('selected_step', '-')} | {_pct(m['val_dead'])} | "
+                         f"{_num(m.get('val_residual'))} | {_num(m.get('val_residual_sensitivity'), '.2f')} |")
+    return lines
+
+
+def paper_report(ev: dict[str, Any], fig9_report: str | None = None,
+                 train: dict[str, dict[str, Any]] | None = None) -> str:
     """The Markdown report: Table 1 and Table 3 of ``metrics/eval.json`` beside the paper's, with intervals,
-    and what is like for like. ``fig9_report``: the relative path of the Fig. 9 report, linked when given."""
+    and what is like for like. ``fig9_report``: the relative path of the Fig. 9 report, linked when given.
+    ``train``: method -> training metrics, for the liveness table (:func:`liveness_md`)."""
     n = ev.get("clips")
     lines = [
         "# Digital Gimbal: the paper's tables, reproduced at the embedded scale",
@@ -151,6 +190,13 @@ def paper_report(ev: dict[str, Any], fig9_report: str | None = None) -> str:
         "",
         *table3_md(ev),
     ]
+    if train:
+        lines += ["", "## Do the networks learn? Liveness at the selected checkpoint", "",
+                  "Measured on the first val batch at the checkpoint each training kept. A dead ReLU unit outputs 0",
+                  "for every input; a KPN whose units are all dead predicts the same kernels for every pixel of every",
+                  "burst (one fixed filter). Kernel variation: the relative norm of the kernels' change over the frame",
+                  "and between two different bursts (0 = fixed). Flow: the mean change of the predicted flow when the",
+                  "non-reference frames are moved by 2 px, divided by 2.", "", *liveness_md(ev, train)]
     if fig9_report:
         lines += ["", "## Fig. 9: noise x blur", "", f"See [{fig9_report}]({fig9_report}) (its own pipeline, "
                   "`dvc repro sweeps/fig9/dvc.yaml`)."]

@@ -87,6 +87,11 @@ class TrainConfig:
             both, over ~1e6 steps).
         exposure_lr: Adam learning rate of the exposure logits (``None``: ``lr``). Adam moves a logit by about
             its learning rate per step, so a short run needs a larger one to move the schedule at all.
+        kernel_bias_lr: Adam learning rate of the KPN output layer's bias, the part of the predicted kernels
+            that does not depend on the burst (``None``: ``lr``). It is a linear filter over the frames, safe at a
+            rate at which the ReLU layers behind it would die; the rest of the network learns at ``lr``.
+        warmup_steps: the network's learning rates (``lr`` and ``kernel_bias_lr``; not the exposures') rise
+            linearly from ``lr / warmup_steps`` to ``lr`` over the first ``warmup_steps`` steps (0: none).
         samples_per_clip: optimisation steps per decoded clip batch, each with a fresh random augmentation
             (crop, shake, light level); > 1 amortises video decoding (paper scale: 1).
         val_every: validate every this many steps (and at the end).
@@ -105,6 +110,8 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 1e-2
     exposure_lr: float | None = None
+    kernel_bias_lr: float | None = None
+    warmup_steps: int = 0
     samples_per_clip: int = 8
     val_every: int = 50
     val_clips: int = 7
@@ -122,9 +129,12 @@ class TrainConfig:
         for key in ("steps", "batch_size", "val_every", "val_clips", "checkpoint_every", "samples_per_clip"):
             if getattr(self, key) < 1:
                 raise ParamError(f"params: 'train.{key}' must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0 or (self.exposure_lr is not None and self.exposure_lr <= 0):
-            raise ParamError(f"params: 'train.lr' and 'train.exposure_lr' must be > 0, got {self.lr}, "
-                             f"{self.exposure_lr}")
+        for key in ("lr", "exposure_lr", "kernel_bias_lr"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ParamError(f"params: 'train.{key}' must be > 0, got {value}")
+        if self.warmup_steps < 0:
+            raise ParamError(f"params: 'train.warmup_steps' must be >= 0, got {self.warmup_steps}")
         if self.device != "auto":
             try:
                 kind = torch.device(self.device).type
@@ -133,6 +143,10 @@ class TrainConfig:
             if kind not in ("cpu", "cuda"):
                 raise DeviceError(f"params: 'train.device' must be {DEVICE_CHOICES}, got {self.device!r}")
 
+
+    def lr_scale(self, step: int) -> float:
+        """Factor of the network's learning rates at optimisation step ``step`` (0-based): the linear warm-up."""
+        return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
 
     def clock_time(self, step: int, world: int = 1) -> int:
         """``t`` of the annealed loss and of GenGS at optimisation step ``step`` (see ``clock``), ``world`` ranks."""

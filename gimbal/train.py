@@ -24,21 +24,28 @@ from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, m
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.params import group_dict
-from gimbal.runtime import Seeds, setup_distributed
+from gimbal.runtime import Seeds, TrainConfig, setup_distributed
 from gimbal.sensor.plot import plot_schedule
 from gimbal.errors import Interrupted
 from gimbal.losses import gradient_l1_loss
+from gimbal.models.liveness import gimbal_liveness
 from gimbal.system import GimbalSystem, StepOutput, exposure_report, middle_frame_image, save_system
 
-__all__ = ["train", "validate"]
+__all__ = ["LIVENESS_KEYS", "make_optimizer", "set_learning_rates", "train", "validate"]
+
+LIVENESS_KEYS = ("kpn_dead", "kpn_last_dead", "kernel_spatial", "kernel_input", "flow_dead", "flow_last_dead",
+                 "flow_shift_gain")
+"""The liveness measures :func:`validate` adds (:func:`gimbal.models.liveness.gimbal_liveness`)."""
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def validate(system: GimbalSystem, batches: list[Scenes], seed: int, device: torch.device) -> dict[str, float]:
-    """Mean loss / PSNR / SSIM on fixed batches with exact Poisson noise (eval mode), and ``middle_frame_psnr``:
-    the PSNR of the exposure-normalized middle frame of the same bursts (the floor the merge must beat).
+    """Mean loss / PSNR / SSIM on fixed batches with exact Poisson noise (eval mode), ``middle_frame_psnr``:
+    the PSNR of the exposure-normalized middle frame of the same bursts (the floor the merge must beat), and the
+    network's liveness on the first batch's bursts (:func:`gimbal.models.liveness.gimbal_liveness`: dead units,
+    how the kernels vary over the frame and with the burst, whether the flow follows a known shift).
 
     The noise comes from a generator of its own seeded with ``seed``: every validation sees the same
     bursts, and the training noise stream is left untouched.
@@ -48,8 +55,12 @@ def validate(system: GimbalSystem, batches: list[Scenes], seed: int, device: tor
     gen = torch.Generator(device=device).manual_seed(seed)
     durations = system.sensor.exposure.durations(torch.float64)
     losses, psnrs, ssims, middle = [], [], [], []
+    live: dict[str, float] = {}
     for scenes in batches:
         out = system(scenes.irradiance.to(device), step=0, generator=gen, srgb=scenes.srgb.to(device))
+        if not live:
+            normalized = system.sensor.normalize(out.burst, durations) if system.normalize else out.burst
+            live = gimbal_liveness(system.net, normalized.to(out.burst.dtype))
         losses.append(float(out.loss))
         psnrs.extend(psnr(out.image, out.target, reduction="none").tolist())
         ssims.extend(ssim(out.image, out.target, reduction="none").tolist())
@@ -58,7 +69,7 @@ def validate(system: GimbalSystem, batches: list[Scenes], seed: int, device: tor
     system.train(was_training)
     n = max(len(psnrs), 1)
     return {"loss": sum(losses) / max(len(losses), 1), "psnr": sum(psnrs) / n, "ssim": sum(ssims) / n,
-            "middle_frame_psnr": sum(middle) / n}
+            "middle_frame_psnr": sum(middle) / n, **live}
 
 
 def _nonfinite_terms(out: StepOutput, system: GimbalSystem) -> list[str]:
@@ -69,6 +80,34 @@ def _nonfinite_terms(out: StepOutput, system: GimbalSystem) -> list[str]:
     if loss.anneal:
         parts["alignment term (eq. 18)"] = gradient_l1_loss(out.net.align_estimate, out.target, loss.mu)
     return [name for name, value in parts.items() if not bool(torch.isfinite(value.detach()).all())]
+
+
+def make_optimizer(net: torch.nn.Module, tcfg: TrainConfig, exposure: list[torch.nn.Parameter] | None = None
+                   ) -> torch.optim.Adam:
+    """Adam over a network (a :class:`GimbalNet`, or a part of one) and the exposure logits, in up to three groups:
+    the network (``train.lr``), the KPN output layer's bias ``kpn.head.bias`` (``train.kernel_bias_lr``) and the
+    exposures (``train.exposure_lr``). Each group keeps its full rate as ``base_lr``; :func:`set_learning_rates`
+    applies the warm-up (to the network's groups)."""
+    named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    bias = [p for name, p in named if name.endswith("kpn.head.bias")]
+    params = [p for name, p in named if not name.endswith("kpn.head.bias")]
+    groups = [{"name": "network", "params": params, "base_lr": tcfg.lr, "warmup": True}]
+    if bias:
+        groups.append({"name": "kernel_bias", "params": bias, "base_lr": tcfg.kernel_bias_lr or tcfg.lr,
+                       "warmup": True})
+    if exposure:
+        groups.append({"name": "exposure", "params": exposure, "base_lr": tcfg.exposure_lr or tcfg.lr,
+                       "warmup": False})
+    for group in groups:
+        group["lr"] = group["base_lr"]
+    return torch.optim.Adam(groups)
+
+
+def set_learning_rates(opt: torch.optim.Optimizer, tcfg: TrainConfig, step: int) -> None:
+    """The learning rates of optimisation step ``step`` (0-based): ``base_lr``, warmed up where the group says."""
+    scale = tcfg.lr_scale(step)
+    for group in opt.param_groups:
+        group["lr"] = group["base_lr"] * (scale if group["warmup"] else 1.0)
 
 
 def _fingerprint(cfg: Config, variant: str, shards_dir: Path) -> str:
@@ -113,11 +152,7 @@ def train(
     system.sensor.set_seed(seeds.noise)
     augment, camera, channels = cfg.augment, system.sensor.camera, system.net.channels
     exposure_params = [p for p in system.sensor.parameters() if p.requires_grad]
-    net_params = [p for p in system.net.parameters() if p.requires_grad]
-    groups = [{"params": net_params, "lr": tcfg.lr}]
-    if exposure_params:
-        groups.append({"params": exposure_params, "lr": tcfg.exposure_lr or tcfg.lr})
-    opt = torch.optim.Adam(groups, lr=tcfg.lr)
+    opt = make_optimizer(system.net, tcfg, exposure_params)
     gen = torch.Generator().manual_seed(seeds.data)
     run = Resumable(checkpoint_path, _fingerprint(cfg, variant, shards_dir), gen,
                     rngs={"sensor": (system.sensor.rng_state, system.sensor.set_rng_state)})
@@ -165,6 +200,7 @@ def train(
                                    "lower train.lr or train.exposure_lr (changed params start over), or check loss.mu")
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
+            set_learning_rates(opt, tcfg, step)
             opt.step()
             step_times.append(time.perf_counter() - t0)
             done = step + 1
@@ -216,6 +252,7 @@ def train(
             "val_ssim": last_val["ssim"],
             "val_middle_frame_psnr": last_val["middle_frame_psnr"],
             "exposures_us": sched["durations_us"],
+            "liveness": {k: last_val[k] for k in LIVENESS_KEYS if k in last_val},
             "world_size": ctx.world,
         }
         save_system(model_path, system, cfg.raw, variant)

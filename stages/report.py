@@ -1,6 +1,7 @@
 """DVC stage `report`: the paper's Table 1 and Table 3 beside ours, generated from metrics/eval.json.
 
-Writes reports/paper.md (both tables with 95% intervals, the paper's numbers, what is like for like) and
+Writes reports/paper.md (both tables with 95% intervals, the paper's numbers, what is like for like, and each
+trained model's liveness from metrics/train_<method>.json) and
 metrics/table3.json (per ablation: PSNR and the component's paired effect, with intervals; `dvc metrics show`).
 """
 
@@ -15,7 +16,7 @@ import yaml
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.errors import ParamError
-from gimbal.evaluate import MODEL_VARIANTS
+from gimbal.evaluate import MODEL_VARIANTS, TRAINED
 from gimbal.io import write_bytes_atomic, write_json_atomic
 from gimbal.report import paper_report, table3
 
@@ -46,8 +47,10 @@ def check_variants(variants: dict, pipeline: Path) -> None:
 def main(cfg: Config, args: argparse.Namespace) -> None:
     check_variants(cfg.variants, Path(args.pipeline))
     ev = json.loads(Path(args.eval).read_text())
+    train = {m: json.loads(p.read_text()) for m in TRAINED
+             if (p := Path(args.train_metrics) / f"train_{m}.json").is_file()}
     write_json_atomic(Path(args.table3), table3(ev))
-    write_bytes_atomic(Path(args.out), paper_report(ev, fig9_report=args.fig9).encode())
+    write_bytes_atomic(Path(args.out), paper_report(ev, fig9_report=args.fig9, train=train).encode())
 
 
 if __name__ == "__main__":
@@ -57,5 +60,7 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="reports/paper.md", help="the report written")
     parser.add_argument("--pipeline", default="dvc.yaml", help="the pipeline whose train_<variant> stages are checked "
                         "against params 'variants'")
+    parser.add_argument("--train-metrics", default="metrics", help="folder of the trainings' metrics "
+                        "(train_<method>.json: the liveness table)")
     parser.add_argument("--fig9", default=None, help="relative link to the Fig. 9 report, if any")
     run_stage(main, parser, USES)

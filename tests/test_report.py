@@ -54,3 +54,19 @@ def test_report_lists_every_row_and_flags_sign_and_uncertain_effects() -> None:
     assert row["flow network"].endswith("| yes |")
     assert "not reproduced" in row["analysis-synthesis pair (Kaufman & Fattal)"]
     assert "30.00 [29.00, 31.00]" in row["ours, learned exposures"] and "31.42" in row["ours, learned exposures"]
+
+
+def test_report_shows_each_models_liveness_beside_its_psnr() -> None:
+    ev = EV
+    train = {"gimbal": {"selected_step": 300, "liveness": {"kpn_dead": 0.25, "kpn_last_dead": 1.0,
+                                                           "kernel_spatial": 0.0, "kernel_input": 0.0,
+                                                           "flow_dead": 0.5, "flow_last_dead": 0.9,
+                                                           "flow_shift_gain": 0.42}},
+             "deblurgan": {"selected_step": 50, "val_dead": 0.125, "val_residual": 0.031,
+                           "val_residual_sensitivity": 0.5}}
+    report = paper_report(ev, train=train)
+    row = next(line for line in report.splitlines() if line.startswith("| `gimbal` |"))
+    assert row == (f"| `gimbal` | {ev['gimbal']['psnr']:.2f} | 300 | 25 % / 100 % | 0.000 | 0.000 | 50 % | 0.42 |")
+    single = next(line for line in report.splitlines() if line.startswith("| `deblurgan` |"))
+    assert "| 50 | 12 % | 0.031 | 0.50 |" in single
+    assert "Liveness" not in paper_report(ev)

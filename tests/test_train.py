@@ -490,3 +490,41 @@ def test_offer_keeps_the_highest_score_and_the_earlier_of_a_tie(tmp_path: Path) 
         w += 1
         run.offer(step, score, {"w": w}, {"psnr": score})
     assert run.best["step"] == 2 and run.best["score"] == 25.0 and torch.equal(run.best["model"]["w"], torch.full((2,), 2.0))
+
+
+def test_optimizer_groups_and_warm_up() -> None:
+    """The KPN output bias learns at train.kernel_bias_lr, the rest of the network at train.lr, both warmed up
+    linearly; the exposure logits at train.exposure_lr from the first step."""
+    from gimbal.runtime import TrainConfig
+    from gimbal.train import make_optimizer, set_learning_rates
+
+    system = GimbalSystem.from_config(parse_config(tiny_params()), "gimbal")
+    tcfg = TrainConfig(lr=1e-3, kernel_bias_lr=1e-2, exposure_lr=5e-2, warmup_steps=4)
+    exposure = [p for p in system.sensor.parameters() if p.requires_grad]
+    opt = make_optimizer(system.net, tcfg, exposure)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert [p is system.net.kpn.head.bias for p in groups["kernel_bias"]["params"]] == [True]
+    n_net = sum(1 for p in system.net.parameters() if p.requires_grad)
+    assert len(groups["network"]["params"]) == n_net - 1 and groups["exposure"]["params"] == exposure
+    expected = {0: (0.25e-3, 0.25e-2), 1: (0.5e-3, 0.5e-2), 3: (1e-3, 1e-2), 10: (1e-3, 1e-2)}
+    for step, (net_lr, bias_lr) in expected.items():
+        set_learning_rates(opt, tcfg, step)
+        assert groups["network"]["lr"] == pytest.approx(net_lr) and groups["kernel_bias"]["lr"] == pytest.approx(bias_lr)
+        assert groups["exposure"]["lr"] == 5e-2
+    with pytest.raises(ParamError, match="train.kernel_bias_lr"):
+        TrainConfig(kernel_bias_lr=0.0)
+    with pytest.raises(ParamError, match="train.warmup_steps"):
+        TrainConfig(warmup_steps=-1)
+
+
+def test_training_metrics_record_liveness(shards: Path, tmp_path: Path) -> None:
+    """Every validation logs the network's liveness, and the metrics carry that of the selected checkpoint."""
+    cfg = parse_config(tiny_params())
+    metrics = train(cfg, "gimbal", shards, tmp_path / "m.pt", tmp_path / "m.json", tmp_path / "e.json",
+                    tmp_path / "s.png", tmp_path / "live", tmp_path / "ckpt.pt")
+    live = metrics["liveness"]
+    assert set(live) == {"kpn_dead", "kpn_last_dead", "kernel_spatial", "kernel_input", "flow_dead",
+                         "flow_last_dead", "flow_shift_gain"}
+    assert all(0.0 <= live[k] <= 1.0 for k in ("kpn_dead", "kpn_last_dead", "flow_dead", "flow_last_dead"))
+    logged = tmp_path / "live" / "plots" / "metrics" / "val" / "kernel_input.tsv"
+    assert logged.is_file() and len(logged.read_text().splitlines()) == 1 + 2  # header + steps 3 and 6

@@ -33,6 +33,7 @@ from gimbal.display import Display
 from gimbal.errors import Interrupted, ParamError
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
+from gimbal.models.liveness import restorer_liveness
 from gimbal.params import group_dict
 from gimbal.runtime import Seeds, setup_distributed, step_noise_seed
 from gimbal.sensor.model import Sensor
@@ -50,6 +51,8 @@ class Restorer(Protocol):
     """What the loop needs of a single-image baseline (images ``(B, C, H, W)`` in [0, 1])."""
 
     step: int
+    network: torch.nn.Module
+    """The restoring network (the generator of a GAN): :func:`gimbal.models.liveness.restorer_liveness` inspects it."""
 
     def training_step(self, blurred: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
         """One optimisation step; returns its losses (floats)."""
@@ -147,8 +150,11 @@ def train_restorer(
                                              seeds.validation, tcfg.loader, device, **kw) for prefix, kw in sets.items()}
 
     def validate() -> dict[str, float]:
-        return {f"{prefix}{k}": v for prefix, batches in val_sets.items()
-                for k, v in validate_restorer(model, sensor, batches, cfg.seed, device, display).items()}
+        scores = {f"{prefix}{k}": v for prefix, batches in val_sets.items()
+                  for k, v in validate_restorer(model, sensor, batches, cfg.seed, device, display).items()}
+        sensor.set_seed(cfg.seed)  # the first val crops as validate_restorer saw them
+        first = full_exposure_image(sensor, val_sets[""][0].irradiance.to(device), display)
+        return {**scores, **restorer_liveness(model.network, model.enhance, first)}
 
     run.open_live(live_dir)
     step_times: list[float] = []

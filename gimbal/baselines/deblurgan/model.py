@@ -213,6 +213,11 @@ class DeblurGANv2(BaselineModel):
             "loss_d": float(loss_d.detach()),
         }
 
+    @property
+    def network(self) -> nn.Module:
+        """The restoring network: the generator (what :func:`gimbal.models.liveness.restorer_liveness` inspects)."""
+        return self.generator
+
     # -- inference ------------------------------------------------------------------------------
 
     @torch.no_grad()
