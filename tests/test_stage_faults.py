@@ -444,7 +444,8 @@ def test_dvc_checkout_relink_restores_a_file_corrupted_with_its_size_and_mtime_k
     model = tmp_path / "models" / "gimbal.pt"
     good = os.urandom(50_000)
     model.write_bytes(good)
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": {"cmd": "true", "outs": ["models/gimbal.pt"]}}}))
+    stage = {"cmd": "true", "outs": ["models/gimbal.pt"]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": stage}}))
     assert _dvc(tmp_path, "init", "--no-scm", "-q").returncode == 0
     assert _dvc(tmp_path, "commit", "-f", "-q").returncode == 0
     st = model.stat()
