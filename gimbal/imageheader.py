@@ -28,17 +28,26 @@ class FrameHeader:
     Attributes:
         width, height, channels: the image's size (``channels``: samples per pixel, alpha included).
         itemsize: bytes per stored sample.
+        shape: the array's shape when the file is an array that is not an image's ``(H, W)`` / ``(H, W, C)``
+            (then ``width`` holds its size).
     """
 
     width: int
     height: int
     channels: int
     itemsize: int
+    shape: tuple[int, ...] | None = None
 
     @property
     def values(self) -> int:
         """Samples in the image: ``width * height * channels``."""
         return self.width * self.height * self.channels
+
+    def describe(self) -> str:
+        """``a 60000 x 60000 image of 3 channel(s) at 16 bits`` (or ``an array of shape (...) at N bits``)."""
+        if self.shape is not None:
+            return f"an array of shape {self.shape} at {8 * self.itemsize} bits"
+        return f"a {self.width} x {self.height} image of {self.channels} channel(s) at {8 * self.itemsize} bits"
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # IHDR colour type -> samples per decoded pixel (palette -> RGB)
@@ -75,7 +84,7 @@ def _npy_header(path: Path) -> FrameHeader | None:
         else:
             return None
     if len(shape) not in (2, 3):
-        return None
+        return FrameHeader(math.prod(shape), 1, 1, int(dtype.itemsize), tuple(int(d) for d in shape))
     return FrameHeader(int(shape[1]), int(shape[0]), int(shape[2]) if len(shape) == 3 else 1, int(dtype.itemsize))
 
 
@@ -126,9 +135,10 @@ def available_memory_bytes() -> int | None:
     return min(room) if room else None
 
 
-#: bytes a decoded frame takes per stored sample beyond the sample itself: its float32 copy in the burst, the
-#: float64 temporaries of the conversion, and the burst's contiguous (n, C, H, W) copy
-WORKING_BYTES_PER_VALUE = 24
+#: bytes a frame takes per stored sample beyond the sample itself, about: three float32 copies on the way to the
+#: burst (the converted frame, the stack, its contiguous (n, C, H, W) copy: 12), the float64 temporaries of the
+#: conversion (16, one frame at a time, counted for each), and its share of the merge's float32 outputs
+WORKING_BYTES_PER_VALUE = 28
 
 
 def check_frames_fit(paths: Sequence[str | os.PathLike[str]], extra_bytes: float = 0.0, fix: str = "") -> None:
@@ -153,6 +163,5 @@ def check_frames_fit(paths: Sequence[str | os.PathLike[str]], extra_bytes: float
         return
     path, big = max(known, key=lambda ph: ph[1].values * ph[1].itemsize)
     many = f" (with the other {len(paths) - 1} frame(s) of the burst)" if len(paths) > 1 else ""
-    raise DataError(f"{path}: its header declares a {big.width} x {big.height} image of {big.channels} channel(s) "
-                    f"at {8 * big.itemsize} bits; reading it{many} needs about {need / 1e9:.3g} GB of memory but "
-                    f"only {avail / 1e9:.3g} GB is available; {fix or 'crop or downscale the frames'}")
+    raise DataError(f"{path}: its header declares {big.describe()}; reading it{many} needs about {need / 1e9:.3g} "
+                    f"GB of memory but only {avail / 1e9:.3g} GB is available; {fix or 'crop or downscale the frames'}")

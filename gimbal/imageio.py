@@ -208,8 +208,7 @@ def _too_bright_hint(arr: np.ndarray, white: float, dtype: np.dtype) -> str:
 
 
 def load_burst(paths: Sequence[str | os.PathLike[str]], camera_bits: int, bits: int | None = None,
-               white_level: float | None = None, black_level: float = 0.0, reserve_bytes: float = 0.0,
-               memory_fix: str = "") -> Burst:
+               white_level: float | None = None, black_level: float = 0.0) -> Burst:
     """Read ``n`` frames and convert them to a burst in [0, 1] DN (see the module docstring).
 
     Args:
@@ -218,9 +217,6 @@ def load_burst(paths: Sequence[str | os.PathLike[str]], camera_bits: int, bits: 
         bits: bit depth of the stored values, overriding ``camera_bits``.
         white_level: stored value of a saturated pixel, overriding ``bits``.
         black_level: stored value of a black pixel (sensor pedestal), subtracted first.
-        reserve_bytes: memory needed beside the burst afterwards (the network's): frames whose headers declare
-            more than the memory left (:func:`check_frames_fit`) are refused before any is decoded.
-        memory_fix: the fix that refusal names (default: crop or downscale the frames).
     Returns:
         :class:`Burst` with ``frames (n, C, H, W)`` float32.
     Raises:
@@ -229,7 +225,7 @@ def load_burst(paths: Sequence[str | os.PathLike[str]], camera_bits: int, bits: 
     """
     if not paths:
         raise UsageError("no frames given")
-    check_frames_fit(paths, reserve_bytes, memory_fix)
+    check_frames_fit(paths)  # frames whose headers declare more than the memory left: refused before decoding
     raws = [read_frame(p) for p in paths]
     first, p0 = raws[0], Path(paths[0])
     for raw, p in zip(raws[1:], paths[1:], strict=True):

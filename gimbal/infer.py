@@ -446,9 +446,7 @@ def _infer(frames: Sequence[str | os.PathLike[str]], exposures_us: Sequence[floa
              f"({format_schedule(model_schedule)}); the network is tuned to that schedule, capture with "
              "it for best results")
 
-    reserve = max_memory_gb * GB if math.isfinite(max_memory_gb) and max_memory_gb > 0 else 0.0
-    burst = load_burst(frames, cam.bits, bits, white_level, black_level, reserve_bytes=reserve,
-                       memory_fix="crop or downscale the frames, or give a smaller --max-memory-gb")
+    burst = load_burst(frames, cam.bits, bits, white_level, black_level)
     data = match_channels(burst.frames, system.net.channels, convert_channels)
     h, w = burst.size
     log.info("burst: %d x %s frames of %dx%d (%s, white level %g, black level %g) on %s", n,
