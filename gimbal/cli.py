@@ -159,13 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--frames", nargs="+", required=True, metavar="FILE", help="frame files in capture order")
     p.add_argument("--exposures-us", nargs="+", required=True, type=float, metavar="US",
-                   help="exposure time of each frame in microseconds, same order as --frames")
+                   help="exposure time of each frame in microseconds, same order as --frames (each at least 0.1 us "
+                        "and the camera's shortest exposure; with the readouts within its budget)")
     p.add_argument("--model", required=True, type=Path, help="trained model (models/<variant>.pt)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="merged image (display/gamma space): .png/.tif 16-bit, .jpg 8-bit, .npy float")
     p.add_argument("--output-linear", type=Path, default=None,
                    help="merged image in linear units (1.0 = white at a full-budget exposure): .tiff/.png 16-bit, "
-                        ".npy float")
+                        ".npy float; another file than -o")
     p.add_argument("--camera", default=None, metavar="NAME",
                    help=f"capture camera preset (default: the model's); one of {', '.join(camera_names())}")
     p.add_argument("--bits", type=int, default=None,
