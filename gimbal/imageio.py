@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -349,7 +350,7 @@ class OutputFiles:
         self._stack = contextlib.ExitStack()
         self._tmps: dict[Path, Path] = {}
 
-    def __enter__(self) -> OutputFiles:
+    def __enter__(self) -> Self:
         with self._stack as stack:
             for path in self.paths:
                 try:

@@ -231,7 +231,7 @@ def test_a_header_claiming_60000_squared_is_refused_before_reading(model: Path, 
 def test_the_memory_check_follows_the_memory_available(model: Path, frames, tmp_path: Path, capsys,
                                                        monkeypatch) -> None:
     """Ordinary frames are refused the same way when the process may allocate less than they need."""
-    import gimbal.imageheader as imageheader
+    from gimbal import imageheader
 
     out = tmp_path / "out.png"
     # the three 23 x 19 RGB 16-bit frames and their working copies need about 0.12 MB
@@ -395,7 +395,7 @@ def test_stored_params_that_are_not_a_mapping_name_the_model_file(model: Path, t
 
 def test_a_stored_camera_path_is_never_opened(model: Path, tmp_path: Path, frames, capsys, monkeypatch) -> None:
     """`sensor.camera: /etc/passwd` in a model file made infer open and YAML-parse that path."""
-    import gimbal.sensor.camera as camera
+    from gimbal.sensor import camera
 
     opened: list[str] = []
     real = camera.read_camera_file
