@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.quiet)
     return run_guarded(lambda: args.func(args), debug=args.debug, usage_status=EXIT_USAGE,
                        interrupted="interrupted; nothing was written", terminated="nothing was written",
-                       out_of_memory=OUT_OF_MEMORY_FIX, name=f"gimbal-{args.command}")
+                       out_of_memory=OUT_OF_MEMORY_FIX, name=args.command)
 
 
 if __name__ == "__main__":

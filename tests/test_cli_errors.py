@@ -295,7 +295,7 @@ def test_a_bug_is_an_internal_error_with_a_log(model: Path, frames, tmp_path: Pa
     line = one_error(capsys)
     assert line.startswith("error: internal error: KeyError: 'n' (traceback in "), line
     log = Path(line.split("traceback in ")[1].split(";")[0])
-    assert log.parent == tmp_path / "logs" and log.name.startswith("gimbal-gimbal-infer-")
+    assert log.parent == tmp_path / "logs" and log.name.startswith("gimbal-infer-")
     assert "Traceback" in log.read_text() and "KeyError" in log.read_text()
     with pytest.raises(KeyError):
         main([*infer_args(model, frames, tmp_path / "out.png"), "--debug"])
