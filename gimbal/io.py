@@ -4,8 +4,9 @@ A failed stage therefore never leaves a partial output behind (DESIGN.md section
 Temp names carry their owner, ``.<name>.<pid>-<start>@<host>.<random>.tmp``: a temp left by a
 process that was killed (SIGKILL, power loss) is removed by the next write of the same output,
 while the temp of a run that is still going (another process, same or other host) is kept.
-Folders that are DVC outputs are built inside themselves (:func:`atomic_dirs_inside`): DVC removes them,
-temps included, before it re-runs the stage or restores them from its run cache.
+Folders are built inside themselves (:func:`atomic_dir`, :func:`atomic_dirs_inside`): DVC removes a stage's
+output folders, temps included, before it re-runs the stage or restores them from its run cache (where the stage
+never runs to sweep them).
 """
 
 from __future__ import annotations
@@ -158,27 +159,15 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside ``path``; on success it replaces ``path``.
+    """Yield a fresh temporary directory inside ``path`` (made if missing); on success it replaces ``path``.
 
-    Any previous content of ``path`` is removed only after the new one is complete. On any
-    exception the temp directory is removed; those of killed runs are removed on entry.
+    Any previous content of ``path`` is removed only after the new one is complete. On any exception the temp
+    directory is removed (and ``path`` too if it was made for it); those of killed runs are removed on entry.
+    See :func:`atomic_dirs_inside`: a temp inside the folder it replaces cannot outlive a killed run under DVC.
     """
     path = Path(path)
-    tmp = make_temp_dir(path)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the usual directory mode
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.{owner_tag()}.old.tmp")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dirs_inside([path]) as temps:
+        yield temps[path]
 
 
 @contextlib.contextmanager
@@ -206,6 +195,11 @@ def atomic_dirs_inside(paths: list[Path]) -> Iterator[dict[Path, Path]]:
             old = path.with_name(f".{path.name}.{owner_tag()}.old.tmp")
             os.replace(path, old)
             os.replace(old / tmp.name, path)
+            for entry in old.iterdir():  # the temp of a concurrent run (not DVC's: it locks) stays with the folder
+                m = _TEMP_RE.match(entry.name)
+                if m is not None and not _owner_gone(int(m[1]), int(m[2]), m[3]):
+                    with contextlib.suppress(OSError):
+                        os.replace(entry, path / entry.name)
             shutil.rmtree(old, ignore_errors=True)
             _fsync_dir(path.parent)
     except BaseException:

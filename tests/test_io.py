@@ -37,7 +37,10 @@ def _start_writer(root: Path) -> subprocess.Popen:
 
 
 def _temps(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+    """The temps beside the outputs and inside the output folder (where :func:`atomic_dir` builds it)."""
+    inside = sorted(f"out/{p.name}" for p in (root / "out").iterdir() if p.name.startswith(".")) \
+        if (root / "out").is_dir() else []
+    return sorted(p.name for p in root.iterdir() if p.name.startswith(".")) + inside
 
 
 def test_failure_removes_temps(tmp_path: Path) -> None:
@@ -55,6 +58,7 @@ def test_temps_of_killed_runs_are_removed_but_not_those_of_live_runs(tmp_path: P
     killed.wait()
     left = _temps(tmp_path)
     assert len(left) == 2 and all(".tmp" in name for name in left)  # a SIGKILL runs no cleanup
+    assert [name for name in left if name.startswith("out/")]  # the folder's temp is inside it: DVC removes it
     live = _start_writer(tmp_path)
     try:
         live_temps = sorted(set(_temps(tmp_path)) - set(left))
