@@ -460,3 +460,38 @@ def test_tiled_merges_show_a_progress_bar(model: Path, tmp_path: Path, capsys) -
     assert out.tiles == 4 and re.search(r"merge: 100%.* 4/4 \[", err), err
     reconstruct_tiled(system, burst, None, tile=8 * m, overlap=4 * m, progress=False)
     assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------- the README's recovery table
+def test_the_recovery_rows_say_what_the_code_prints(model: Path, frames, tmp_path: Path, capsys,
+                                                    monkeypatch) -> None:
+    """The rows for a model without its checksum, a stored camera path, a frame too large for the memory and an
+    unwritable output folder match the lines the command prints."""
+    from test_stage_faults import _recovery_rows, _says
+
+    printed: dict[str, str] = {}
+    old = tmp_path / "old.pt"
+    torch.save(_model_state(model), old)
+    main(["schedule", "--model", str(old)])
+    printed["no 'tensors_sha256' entry"] = one_error(capsys)
+    state = _model_state(model)
+    state["params"] = {**state["params"], "sensor": {"camera": "/etc/passwd"}}
+    save_checkpoint(tmp_path / "path.pt", state)
+    main(infer_args(tmp_path / "path.pt", frames, tmp_path / "out.png"))
+    printed["stored params name a camera preset file"] = one_error(capsys)
+    big = tmp_path / "big.npy"
+    _npy_header_only(big, (60000, 60000, 3))
+    main(infer_args(model, [frames[0], str(big), frames[2]], tmp_path / "out.png"))
+    printed["its header declares"] = one_error(capsys)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    read_only(monkeypatch, ro)
+    try:
+        main(infer_args(model, frames, ro / "out.png"))
+    finally:
+        ro.chmod(0o755)
+    printed["cannot write in folder"] = one_error(capsys)
+    rows = _recovery_rows()
+    for key, line in printed.items():
+        matching = [row for row in rows if key in row]
+        assert matching and any(_says(row, line.removeprefix("error: ")) for row in matching), (key, line, matching)
