@@ -304,8 +304,8 @@ def test_a_symlink_out_of_the_folder_is_refused(data: Path, tmp_path: Path, caps
 
 
 # ----------------------------------------------------------------------------- descriptor syntax
-def test_the_readmes_descriptor_example_parses_as_shown(tmp_path: Path) -> None:
-    text = (REPO / "README.md").read_text()
+def test_the_docs_descriptor_example_parses_as_shown(tmp_path: Path) -> None:
+    text = (REPO / "docs/calibration.md").read_text()
     block = text[text.index("**1. The data set.**"):].split("```")[1]
     desc = tmp_path / "EMVA1288descriptor.txt"
     desc.write_text(block.lstrip("\n"))

@@ -1,4 +1,4 @@
-"""`dvc plots show` draws the learning curves with no network (README "Reliability").
+"""`dvc plots show` draws the learning curves with no network (docs/reliability.md).
 
 DVC's default page loads vega, vega-lite and vega-embed from a CDN; `.dvc/config` points `plots.html_template`
 at `.dvc/plots-offline.html`, which `make install` builds with the three libraries inlined
