@@ -1,4 +1,4 @@
-"""The README's calibration example: simulate an EMVA 1288 data set of a camera with known constants, run
+"""The calibration example of docs/calibration.md: simulate an EMVA 1288 data set of a camera with known constants, run
 ``gimbal calibrate`` on it, and compare the preset with the constants.
 
 The camera is a made-up small-pixel CMOS sensor (3.45 um pixels, 12 bits), unlike jetcam19m. The data set is

@@ -9,7 +9,7 @@
    while a stage's command runs and awaited (``--wait-for-lock``) to record it in dvc.lock. Each training sees
    ``GIMBAL_JOBS`` and takes cores / ``GIMBAL_JOBS`` threads (:func:`gimbal.runtime.thread_budget`): on 2 cores,
    two 1-thread trainings side by side take about 1.2x the time of one 2-thread training alone, not 2x
-   (``benchmarks/bench_threads.py``; README "One thread budget per process");
+   (``benchmarks/bench_threads.py``; docs/benchmarks.md "One thread budget per process");
 3. ``dvc repro`` of the rest (evaluation, report).
 
 Plain ``dvc repro`` computes the same stages one at a time. A stage's bytes depend on its thread count (float

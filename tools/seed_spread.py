@@ -8,7 +8,7 @@ Reads ``dvc exp show --json`` (the workspace's run and every experiment whose pa
 ``seed``; the
 data and the splits have seeds of their own, so only training moves), and prints per seed the test PSNR of
 every method, the paired margins with their intervals and the learned schedule, plus the mean and the range
-over seeds, as JSON (the README's "Seed spread" table is this file).
+over seeds, as JSON (the "Seed spread" table of docs/results.md is this file).
 """
 
 from __future__ import annotations
