@@ -104,14 +104,18 @@ class TrainConfig:
         select: the weights a run writes: ``best_val`` (those of the validation, every ``val_every`` steps, with
             the highest val PSNR: early stopping on the val split) or ``last`` (the final step's; the released code
             validates nothing and keeps its last checkpoint; the paper does not say).
+        min_kernel_change: with ``select: best_val``, a validation is eligible only if the merge network's kernels
+            change between two different val bursts by at least this much (relative norm,
+            :func:`gimbal.models.liveness.kernel_variation`): a KPN that applies one fixed filter to every burst is
+            not the paper's method, whatever its val PSNR. 0: every validation is eligible.
     """
 
     steps: int = 400
     batch_size: int = 4
-    lr: float = 1e-2
-    exposure_lr: float | None = None
-    kernel_bias_lr: float | None = None
-    warmup_steps: int = 0
+    lr: float = 1e-3
+    exposure_lr: float | None = 1e-2
+    kernel_bias_lr: float | None = 1e-2
+    warmup_steps: int = 50
     samples_per_clip: int = 8
     val_every: int = 50
     val_clips: int = 7
@@ -120,6 +124,7 @@ class TrainConfig:
     device: str = "auto"
     clock: Literal["iterations", "examples"] = "iterations"
     select: Literal["best_val", "last"] = "best_val"
+    min_kernel_change: float = 0.01
 
     def __post_init__(self) -> None:
         if self.select not in ("best_val", "last"):
@@ -133,6 +138,8 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ParamError(f"params: 'train.{key}' must be > 0, got {value}")
+        if not 0.0 <= self.min_kernel_change < float("inf"):
+            raise ParamError(f"params: 'train.min_kernel_change' must be >= 0, got {self.min_kernel_change}")
         if self.warmup_steps < 0:
             raise ParamError(f"params: 'train.warmup_steps' must be >= 0, got {self.warmup_steps}")
         if self.device != "auto":
@@ -143,6 +150,10 @@ class TrainConfig:
             if kind not in ("cpu", "cuda"):
                 raise DeviceError(f"params: 'train.device' must be {DEVICE_CHOICES}, got {self.device!r}")
 
+
+    def eligible(self, val: dict[str, float]) -> bool:
+        """Whether a validation's weights may be selected (``min_kernel_change``; a model without a KPN always may)."""
+        return val.get("kernel_input", float("inf")) >= self.min_kernel_change
 
     def lr_scale(self, step: int) -> float:
         """Factor of the network's learning rates at optimisation step ``step`` (0-based): the linear warm-up."""

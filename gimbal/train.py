@@ -216,7 +216,8 @@ def train(
                 if done % tcfg.val_every == 0 or done == tcfg.steps:
                     last_val = validate(system, val_batches, seeds.validation, device)
                     logged.update({f"val/{k}": v for k, v in last_val.items()})
-                    run.offer(done, last_val["psnr"], system.state_dict(), last_val)
+                    if tcfg.eligible(last_val):
+                        run.offer(done, last_val["psnr"], system.state_dict(), last_val)
                 run.log(step, logged)
                 if done % tcfg.checkpoint_every == 0 and done < tcfg.steps:
                     run.save(done, model_state())
@@ -230,9 +231,14 @@ def train(
     if ctx.main:
         if not last_val:
             last_val = validate(system, val_batches, seeds.validation, device)
-            run.offer(tcfg.steps, last_val["psnr"], system.state_dict(), last_val)
+            if tcfg.eligible(last_val):
+                run.offer(tcfg.steps, last_val["psnr"], system.state_dict(), last_val)
         run.save(tcfg.steps, model_state())  # the last state (a longer run resumes from it), with the best on val
         selected = tcfg.steps
+        if tcfg.select == "best_val" and run.best is None:
+            log.warning("train %s: no validation had kernels that change with the burst by >= train.min_kernel_change "
+                        "= %g (the KPN applies one fixed filter); keeping the last step's weights", variant,
+                        tcfg.min_kernel_change)
         if tcfg.select == "best_val" and run.best is not None:
             selected, last_val = run.best["step"], run.best["info"]
             system.load_state_dict(run.best["model"])

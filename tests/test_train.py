@@ -432,14 +432,19 @@ def test_training_checkpoint_with_flipped_bytes_is_moved_aside(tmp_path: Path, c
     assert not ckpt.exists() and str(ckpt) in caplog.text and "tensor checksum mismatch" in caplog.text
 
 
-def _scripted_validation(monkeypatch, psnrs: list[float]) -> None:
-    """Make ``gimbal.train.validate`` report the next of ``psnrs`` as the val PSNR at each call (the rest as measured)."""
+def _scripted_validation(monkeypatch, psnrs: list[float], kernel_changes: list[float] | None = None) -> None:
+    """Make ``gimbal.train.validate`` report the next of ``psnrs`` as the val PSNR at each call (and the next of
+    ``kernel_changes`` as the kernels' change between bursts; the rest as measured)."""
     import gimbal.train as train_module
 
     queue = list(psnrs)
+    changes = list(kernel_changes) if kernel_changes is not None else None
 
     def scripted(*args, **kwargs):
-        return {**validate(*args, **kwargs), "psnr": queue.pop(0)}  # the real one, imported above
+        out = {**validate(*args, **kwargs), "psnr": queue.pop(0)}  # the real one, imported above
+        if changes is not None:
+            out["kernel_input"] = changes.pop(0)
+        return out
 
     monkeypatch.setattr(train_module, "validate", scripted)
 
@@ -528,3 +533,22 @@ def test_training_metrics_record_liveness(shards: Path, tmp_path: Path) -> None:
     assert all(0.0 <= live[k] <= 1.0 for k in ("kpn_dead", "kpn_last_dead", "flow_dead", "flow_last_dead"))
     logged = tmp_path / "live" / "plots" / "metrics" / "val" / "kernel_input.tsv"
     assert logged.is_file() and len(logged.read_text().splitlines()) == 1 + 2  # header + steps 3 and 6
+
+
+def test_a_validation_whose_kernels_do_not_change_with_the_burst_is_not_selected(shards: Path, tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """train.min_kernel_change: the best val PSNR (30 dB at step 3) comes from a merge that applies one fixed filter
+    (kernels change by 0.001 between bursts), so the best of the others is kept; with the floor at 0 step 3 is.
+    With no eligible validation the last step's weights are kept."""
+    p = tiny_params()
+    p["train"].update(steps=8, samples_per_clip=3, val_every=3, checkpoint_every=4, min_kernel_change=0.01)
+    _scripted_validation(monkeypatch, [30.0, 25.0, 20.0], [0.001, 0.5, 0.2])
+    assert _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "floor")["selected_step"] == 6
+    _scripted_validation(monkeypatch, [30.0, 10.0, 20.0], [0.001, 0.005, 0.2])
+    assert _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "floor2")["selected_step"] == 8
+    p["train"]["min_kernel_change"] = 0.0
+    _scripted_validation(monkeypatch, [30.0, 10.0, 20.0], [0.001, 0.005, 0.2])
+    assert _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "nofloor")["selected_step"] == 3
+    p["train"]["min_kernel_change"] = 1.0
+    _scripted_validation(monkeypatch, [30.0, 10.0, 20.0], [0.001, 0.005, 0.2])
+    assert _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "none")["selected_step"] == 8
