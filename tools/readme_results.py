@@ -3,7 +3,7 @@
     python tools/readme_results.py            # rewrites README.md in place from metrics/ and exposures/
 
 Reads metrics/eval.json (means, 95% bootstrap intervals over the test clips, paired margins, Table 3),
-metrics/eval_by_source.json and exposures/gimbal.json, and replaces the text between the
+metrics/eval_by_source.json, metrics/train_*.json (each model's liveness) and exposures/gimbal.json, and replaces the text between the
 ``<!-- results:start -->`` and ``<!-- results:end -->`` markers, so every figure there is the committed
 run's (run it after `dvc repro`, commit README with dvc.lock).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from gimbal.report import table3_md  # noqa: E402  (the report's Table 3, one formatter)
+from gimbal.report import liveness_md, table3_md  # noqa: E402  (the report's tables, one formatter each)
 ROWS = {
     "gimbal": "ours, learned exposures (`gimbal`)",
     "gimbal_uniform": "ours, uniform exposures (`gimbal_uniform`)",
@@ -69,6 +69,11 @@ def block() -> str:
                      f"{f'>= +{need:.1f} dB' if need else 'above 0'} | {'yes' if holds else '**no**'} |")
     lines += ["", "Paper Table 3 (`metrics/table3.json`, `reports/paper.md`): each component's effect, with - without, "
               "paired over the same clips:", "", *table3_md(ev)]
+    train = {p.stem[len("train_"):]: json.loads(p.read_text()) for p in sorted((REPO / "metrics").glob("train_*.json"))}
+    burst = {k: v for k, v in train.items() if "liveness" in v}
+    lines += ["", "Do the merge networks learn? Liveness of each burst model at the checkpoint it kept (the report has "
+              "the single-image baselines' too; 0 = one fixed filter for every pixel of every burst):", "",
+              *liveness_md(ev, burst)]
     d = [round(x) for x in sched["durations_us"]]
     lines += ["", f"The learned schedule (`exposures/gimbal.json`) is {' / '.join(map(str, d))} us with "
               f"{round(sched['idle_us'])} us idle in the {sched['budget_us']:.0f} us budget "
