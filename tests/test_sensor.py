@@ -231,7 +231,7 @@ def test_from_params() -> None:
     assert default.exposure.slots == 4  # the synthetic experiment has an idle slot (supplement Table 1)
     with pytest.raises(ParamError, match="exposure.n"):
         build_sensor(parse_config({"exposure": {"n": "three"}}))
-    with pytest.raises(ParamError, match="unknown field"):
+    with pytest.raises(ParamError, match="unknown key 'bogus' in 'sensor.overrides'"):
         build_sensor(parse_config({"sensor": {"overrides": {"bogus": 1}}}))
     with pytest.raises(ParamError, match="did you mean 'experiment'"):
         build_sensor(parse_config({"sensor": {"experimnt": "indoor"}}))

@@ -458,7 +458,8 @@ def test_keeps_the_weights_of_the_best_validation_also_across_a_resume(shards: P
     the same weights and schedule as a run of 3 steps that keeps its last. A run killed at step 5 (after the
     checkpoint of step 4) and resumed keeps step 3 as well: the choice travels in the checkpoint."""
     p = tiny_params()
-    p["train"].update(steps=8, samples_per_clip=3, val_every=3, checkpoint_every=4, lr=1e-2)
+    # every validation eligible (no liveness floor): this checks the choice and its resume
+    p["train"].update(steps=8, samples_per_clip=3, val_every=3, checkpoint_every=4, lr=1e-2, min_kernel_change=0.0)
     stopped = copy.deepcopy(p)
     stopped["train"].update(steps=3, select="last")
     _run(stopped, "gimbal", shards, tmp_path / "stopped")

@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 METHODS = ("gimbal", "gimbal_uniform", "kpn", "deblurgan", "full_exposure", "middle_frame")
+BURST_MODELS = ("gimbal", "gimbal_uniform", "kpn", "gimbal_no_flow", "gimbal_no_norm", "gimbal_anneal")
 
 
 def _runs(node: Any, out: list[dict[str, Any]]) -> None:
@@ -78,7 +79,9 @@ def main() -> None:
                          "margins": {k: {"psnr": v["psnr"], "psnr_lo": v["psnr_lo"], "psnr_hi": v["psnr_hi"]}
                                      for k, v in ev["margins"].items()},
                          "exposures_us": _schedule(data.get("rev")),
-                         "val_psnr": gimbal.get("val_psnr")}
+                         "val_psnr": gimbal.get("val_psnr"),
+                         "liveness": {v: (_read_json(f"metrics/train_{v}.json", data.get("rev")) or {}).get("liveness")
+                                      for v in BURST_MODELS}}
     if len(by_seed) < 2:
         sys.exit("seed_spread: fewer than two seeds among the experiments; queue them first (see the docstring)")
     seeds = sorted(by_seed)
