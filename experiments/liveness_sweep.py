@@ -19,32 +19,13 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments.inmemory import load_params  # noqa: E402  (params.yaml with -S overrides, validated)
 from gimbal.config import parse_config  # noqa: E402
 from gimbal.train import train  # noqa: E402
-
-
-def overridden(overrides: list[str]) -> dict:
-    """``params.yaml`` with ``group.key=value`` overrides (values parsed as YAML), as ``dvc exp run -S``."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for item in overrides:
-        key, _, value = item.partition("=")
-        node = params
-        *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 reads 3e-3 as a string
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        node[last] = parsed
-    return params
 
 
 def main() -> None:
@@ -55,7 +36,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="JSON-lines file the result is appended to")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("GIMBAL_THREADS", "1")))
-    params = overridden(args.overrides)
+    params = load_params(args.overrides)
     cfg = parse_config(params)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
