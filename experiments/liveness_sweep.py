@@ -34,7 +34,15 @@ def main() -> None:
     ap.add_argument("-S", dest="overrides", action="append", default=[])
     ap.add_argument("--shards", default=str(ROOT / "data/shards"))
     ap.add_argument("--out", required=True, help="JSON-lines file the result is appended to")
+    ap.add_argument("--kpn-init-scale", type=float, default=None,
+                    help="scale of the KPN output layer's initial weights (the KPN's init_scale; default 0.1)")
     args = ap.parse_args()
+    if args.kpn_init_scale is not None:  # an experiment knob, not a param: every KPN built here starts at this scale
+        import functools
+
+        from gimbal.models import kpn, net
+
+        net.KPN = functools.partial(kpn.KPN, init_scale=args.kpn_init_scale)
     torch.set_num_threads(int(os.environ.get("GIMBAL_THREADS", "1")))
     params = load_params(args.overrides)
     cfg = parse_config(params)
@@ -49,7 +57,8 @@ def main() -> None:
             if tsv.is_file():  # dvclive: a header, then step<TAB>value lines
                 rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:]]
                 curve[key] = [(int(r[0]), round(float(r[-1]), 4)) for r in rows]
-    record = {"variant": args.variant, "overrides": args.overrides, "steps": cfg.train.steps,
+    record = {"variant": args.variant, "overrides": args.overrides, "kpn_init_scale": args.kpn_init_scale,
+              "steps": cfg.train.steps,
               "selected_step": metrics["selected_step"], "val_psnr": metrics["val_psnr"],
               "val_middle_frame_psnr": metrics["val_middle_frame_psnr"], "exposures_us": metrics["exposures_us"],
               "liveness": metrics["liveness"], "val_curve": curve, "wall_s": round(time.time() - t0, 1),
