@@ -151,7 +151,7 @@ def gimbal_liveness(net: nn.Module, normalized_burst: torch.Tensor) -> dict[str,
         out = {"kpn_dead": kpn_dead["all"], "kpn_last_dead": kpn_dead[last_kpn]}
         out.update({f"kernel_{k}": v for k, v in kernel_variation(captured["kernels"]).items()})
         if getattr(net, "flow", None) is not None:
-            x = _padded(net, normalized_burst)
+            x = net.pad(normalized_burst)  # as the network pads internally
             flow_dead = dead_units(net.flow, lambda: net.flow(x))
             last_flow = [k for k in flow_dead if k != "all"][-1]
             out.update({"flow_dead": flow_dead["all"], "flow_last_dead": flow_dead[last_flow],
@@ -159,16 +159,6 @@ def gimbal_liveness(net: nn.Module, normalized_burst: torch.Tensor) -> dict[str,
         return out
     finally:
         net.train(was_training)
-
-
-def _padded(net: nn.Module, burst: torch.Tensor) -> torch.Tensor:
-    """``burst`` replicate-padded to the network's size multiple (as :class:`GimbalNet` pads internally)."""
-    b, n, c, h, w = burst.shape
-    m = net.multiple
-    ph, pw = (-h) % m, (-w) % m
-    if not (ph or pw):
-        return burst
-    return F.pad(burst.reshape(b, n * c, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, n, c, h + ph, w + pw)
 
 
 @torch.no_grad()

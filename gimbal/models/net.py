@@ -181,6 +181,15 @@ class GimbalNet(nn.Module):
         m = self.kpn.multiple
         return math.lcm(m, self.flow.multiple) if self.flow is not None else m
 
+    def pad(self, burst: torch.Tensor) -> torch.Tensor:
+        """``burst (B, n, C, H, W)`` replicate-padded at the bottom and right to multiples of :attr:`multiple`."""
+        b, n, c, h, w = burst.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if not (ph or pw):
+            return burst
+        return F.pad(burst.reshape(b, n * c, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, n, c, h + ph, w + pw)
+
     def forward(self, normalized_burst: torch.Tensor) -> GimbalOutput:
         """Reconstruct the middle frame.
 
@@ -195,11 +204,8 @@ class GimbalNet(nn.Module):
         if x.dim() != 5 or x.shape[1] != self.n or x.shape[2] != self.channels:
             raise ShapeError(f"GimbalNet: expected a burst (B, n={self.n}, C={self.channels}, H, W), "
                              f"got {tuple(x.shape)}")
-        b, n, c, h, w = x.shape
-        m = self.multiple
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:  # pad to a multiple of 2**depth / 2**(levels-1); cropped back below
-            x = F.pad(x.reshape(b, n * c, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, n, c, h + ph, w + pw)
+        h, w = x.shape[-2:]
+        x = self.pad(x)  # to a multiple of 2**depth / 2**(levels-1); cropped back below
         flows = None
         frames = x
         if self.flow is not None:
@@ -208,7 +214,7 @@ class GimbalNet(nn.Module):
             frames = torch.cat([x, warp(others, flows)], dim=1)  # (B, 2n-1, C, H, W)
         kernels = self.kpn(frames)  # (B, F, C, k*k, H, W)
         linear = apply_kernels(frames, kernels).mean(dim=1)  # eq. (15)
-        align_linear = align_estimate(frames, kernels, n, aligned=self.flow is not None)  # eq. (17)
+        align_linear = align_estimate(frames, kernels, self.n, aligned=self.flow is not None)  # eq. (17)
         linear, align_linear = linear[..., :h, :w], align_linear[..., :h, :w]
         if flows is not None:
             flows = flows[..., :h, :w]
