@@ -192,3 +192,112 @@ def test_errors(call, match: str) -> None:
 def test_boundary_params_are_accepted() -> None:
     iv = bootstrap_mean([1.0, 2.0], resamples=100, level=0.5)
     assert 1.0 <= iv.lo <= iv.hi <= 2.0 and iv.n == 2
+
+
+# --- the cluster (source video) bootstrap -------------------------------------------------------------------------
+
+
+def test_one_clip_per_cluster_is_the_clip_bootstrap() -> None:
+    """Every clip its own video: resampling videos is resampling clips, draw for draw (same seed)."""
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(27.0, 2.0, size=11), rng.normal(26.0, 2.0, size=11)
+    videos = [f"video_{i}" for i in range(11)]
+    for seed in (0, 7):
+        clip, video = bootstrap_mean(a, seed=seed), bootstrap_mean(a, seed=seed, clusters=videos)
+        assert (video.mean, video.lo, video.hi) == pytest.approx((clip.mean, clip.lo, clip.hi), abs=1e-12)
+        assert (clip.clusters, video.clusters, video.n) == (None, 11, 11)
+        clip, video = paired_difference(a, b, seed=seed), paired_difference(a, b, seed=seed, clusters=videos)
+        assert (video.mean, video.lo, video.hi) == pytest.approx((clip.mean, clip.lo, clip.hi), abs=1e-12)
+
+
+def test_identical_clips_within_a_video_give_the_video_level_interval() -> None:
+    """Three identical clips per video carry no more information than the video: the interval must be the
+    bootstrap of the 6 video values themselves (same seed, so exactly), and the clip bootstrap, which counts
+    18 clips, is about sqrt(3) times too narrow."""
+    v = np.array([24.0, 27.5, 25.1, 30.2, 22.8, 26.4])
+    x = np.repeat(v, 3)
+    videos = np.repeat([f"flight_{i}" for i in range(6)], 3).tolist()
+    by_video = bootstrap_mean(v, seed=3)
+    clustered = bootstrap_mean(x, seed=3, clusters=videos)
+    assert (clustered.mean, clustered.lo, clustered.hi) == pytest.approx((by_video.mean, by_video.lo, by_video.hi),
+                                                                         abs=1e-12)
+    assert (clustered.n, clustered.clusters) == (18, 6)
+    naive = bootstrap_mean(x, seed=3)
+    ratio = (clustered.hi - clustered.lo) / (naive.hi - naive.lo)
+    assert 1.4 < ratio < 2.1, ratio  # sqrt(3) = 1.73 up to Monte Carlo error
+    # the labels' names and the clips' order within the clusters do not matter
+    renamed = bootstrap_mean(x, seed=3, clusters=[s.upper() for s in videos])
+    assert renamed == clustered
+
+
+def test_cluster_bootstrap_matches_exact_enumeration_with_unequal_videos() -> None:
+    """4 videos of 1, 2, 3 and 1 clips: the 4^4 = 256 equally likely resamples of videos can be enumerated, each
+    scored by the mean over all the clips it holds (not the mean of the video means). The percentile ends fall
+    well inside one atom each (CDF margin >= 0.0055, ~5 Monte Carlo s.d. at 20000 resamples), so the Monte Carlo
+    interval must equal them exactly. This catches resampling clips, or weighting videos equally."""
+    groups = [[0.0], [1.0, 2.0], [4.0, 6.0, 11.0], [3.0]]
+    x = [v for g in groups for v in g]
+    videos = [i for i, g in enumerate(groups) for _ in g]
+    sums, sizes = np.array([sum(g) for g in groups]), np.array([len(g) for g in groups], dtype=float)
+    means = np.array([sums[list(r)].sum() / sizes[list(r)].sum() for r in itertools.product(range(4), repeat=4)])
+    atoms = np.unique(means.round(12))
+    cdf = np.array([(means <= a + 1e-12).mean() for a in atoms])
+    exact = []
+    for p in (0.025, 0.975):
+        k = int(np.searchsorted(cdf, p))
+        assert cdf[k] - p > 0.005 and p - (cdf[k - 1] if k else 0.0) > 0.005  # the test is well posed
+        exact.append(float(atoms[k]))
+    assert exact == pytest.approx([0.75, 6.3])
+    for seed in (0, 1):
+        iv = bootstrap_mean(x, resamples=20000, seed=seed, clusters=videos)
+        assert (iv.lo, iv.hi) == pytest.approx(exact, abs=1e-9)
+        assert iv.mean == pytest.approx(np.mean(x), abs=1e-12) and (iv.n, iv.clusters) == (7, 4)
+
+
+def test_coverage_on_clustered_data_is_wider_and_closer_to_nominal() -> None:
+    """Monte Carlo on synthetic clustered data: 8 videos of 3 clips, video effects N(0, 2^2) shared by their clips,
+    clip noise N(0, 0.5^2); the true mean is 0. The clip bootstrap treats the 24 clips as independent: its spread
+    is about sqrt(4.25 / 24) = 0.42 against the true 0.71, so it covers about P(|Z| < 1.15) = 0.75. The video
+    bootstrap should cover about as a bootstrap of 8 values does (~0.89; t_7 and divide-by-n). 300 trials
+    (Monte Carlo s.e. ~0.02): the bands allow that and fail an interval that ignores the clusters."""
+    rng = np.random.default_rng(2024)
+    videos = np.repeat(np.arange(8), 3).tolist()
+    trials, covered_video, covered_clip, width_ratio = 300, 0, 0, []
+    for t in range(trials):
+        x = np.repeat(rng.normal(0.0, 2.0, size=8), 3) + rng.normal(0.0, 0.5, size=24)
+        video = bootstrap_mean(x, resamples=1000, seed=t, clusters=videos)
+        clip = bootstrap_mean(x, resamples=1000, seed=t)
+        covered_video += video.lo <= 0.0 <= video.hi
+        covered_clip += clip.lo <= 0.0 <= clip.hi
+        width_ratio.append((video.hi - video.lo) / (clip.hi - clip.lo))
+    video_cov, clip_cov = covered_video / trials, covered_clip / trials
+    assert 0.82 <= video_cov <= 0.96, video_cov
+    assert clip_cov <= 0.84, clip_cov
+    assert video_cov - clip_cov >= 0.08, (video_cov, clip_cov)
+    assert 1.4 < float(np.median(width_ratio)) < 2.0  # ~0.71 / 0.42 = 1.7
+
+
+def test_cluster_bootstrap_is_deterministic_and_paired() -> None:
+    a = [31.2, 29.8, 33.1, 30.4, 28.9, 32.0, 30.7, 29.1]
+    b = [30.0, 29.9, 31.0, 30.1, 28.0, 31.5, 30.2, 28.4]
+    videos = ["bikes", "bikes", "bikes", "astronaut", "astronaut", "cell", "coffee", "grass"]
+    assert paired_difference(a, b, seed=4, clusters=videos) == paired_difference(a, b, seed=4, clusters=videos)
+    many = np.random.default_rng(0).normal(size=30)  # 15 videos of 2 clips: an almost continuous resample law
+    pairs = np.repeat(np.arange(15), 2).tolist()
+    assert bootstrap_mean(many, seed=4, clusters=pairs) != bootstrap_mean(many, seed=5, clusters=pairs)
+    ab, ba = paired_difference(a, b, seed=5, clusters=videos), paired_difference(b, a, seed=5, clusters=videos)
+    assert (ba.mean, ba.lo, ba.hi) == pytest.approx((-ab.mean, -ab.hi, -ab.lo), abs=1e-12)
+    # resampling videos of paired differences = bootstrapping the differences by video
+    d = paired_difference(a, b, seed=5, clusters=videos)
+    assert d == bootstrap_mean(np.subtract(a, b), seed=5, clusters=videos)
+
+
+def test_cluster_as_dict_and_errors() -> None:
+    iv = bootstrap_mean([1.0, 2.0, 3.0, 4.0], clusters=["a", "a", "b", "b"], resamples=100)
+    assert iv.as_dict()["clusters"] == 2 and "clusters" not in bootstrap_mean([1.0, 2.0]).as_dict()
+    for clusters, match in ((["a", "b"], "one label per clip"), (["a", "a", "a"], "at least 2 clusters"),
+                            ("abc", "sequence of labels"), ([["a"], ["b"], ["c"]], "hashable")):
+        with pytest.raises(ParamError, match=match):
+            bootstrap_mean([1.0, 2.0, 3.0], clusters=clusters)
+    with pytest.raises(ParamError, match="paired_difference: need at least 2 clusters"):
+        paired_difference([1.0, 2.0], [0.0, 1.0], clusters=["v", "v"])
