@@ -1,10 +1,10 @@
 """DVC stage `report` of sweeps/fig9/dvc.yaml (paper Fig. 9): score every cell on its test scenes and lay them out.
 
 Each cell's model is scored on the first eval.clips test clips, lit and shaken like its training (the same
-seeded scenes and exact Poisson noise for every cell). Writes metrics/fig9.json (one object per cell:
+seeded scenes and exact Poisson noise for every cell). Writes sweeps/fig9/metrics.json (one object per cell:
 white_level_scale, shake_scale, mean_electrons, blur_diameter_px, psnr, exposures_us, ...), the same keyed by
-cell name in metrics/fig9_cells.json (`dvc metrics show` reads no top-level list), plots/fig9.png
-(the paper's layout), plots/fig9_heatmaps.png (PSNR and middle exposure) and reports/fig9.md.
+cell name in sweeps/fig9/cells.json (`dvc metrics show` reads no top-level list), sweeps/fig9/fig9.png
+(the paper's layout), sweeps/fig9/heatmaps.png (PSNR and middle exposure) and sweeps/fig9/report.md.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ if __name__ == "__main__":
     parser.add_argument("--cell", action="append", required=True, help="LIGHT,SHAKE of a cell (repeat)")
     parser.add_argument("--shards", default="data/shards", help="shards directory (test is read)")
     parser.add_argument("--cells", default="sweeps/fig9/cells", help="directory of the cells' outputs")
-    parser.add_argument("--metrics", default="metrics/fig9.json")
-    parser.add_argument("--by-cell", default="metrics/fig9_cells.json", help="the metrics keyed by cell name")
-    parser.add_argument("--figure", default="plots/fig9.png")
-    parser.add_argument("--heatmaps", default="plots/fig9_heatmaps.png")
-    parser.add_argument("--report", default="reports/fig9.md")
+    parser.add_argument("--metrics", default="sweeps/fig9/metrics.json")
+    parser.add_argument("--by-cell", default="sweeps/fig9/cells.json", help="the metrics keyed by cell name")
+    parser.add_argument("--figure", default="sweeps/fig9/fig9.png")
+    parser.add_argument("--heatmaps", default="sweeps/fig9/heatmaps.png")
+    parser.add_argument("--report", default="sweeps/fig9/report.md")
     run_stage(main, parser, USES)
