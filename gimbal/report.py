@@ -198,6 +198,6 @@ def paper_report(ev: dict[str, Any], fig9_report: str | None = None,
                   "and between two different bursts (0 = fixed). Flow: the mean change of the predicted flow when the",
                   "non-reference frames are moved by 2 px, divided by 2.", "", *liveness_md(ev, train)]
     if fig9_report:
-        lines += ["", "## Fig. 9: noise x blur", "", f"See [{fig9_report}]({fig9_report}) (its own pipeline, "
-                  "`dvc repro sweeps/fig9/dvc.yaml`)."]
+        lines += ["", "## Fig. 9: noise x blur", "", f"See [the Fig. 9 report]({fig9_report}) (its own DVC project: "
+                  "`cd sweeps/fig9 && dvc repro`)."]
     return "\n".join(lines) + "\n"
