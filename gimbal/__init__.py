@@ -1,7 +1,7 @@
 """gimbal: Digital Gimbal - end-to-end deep image stabilization with learnable exposure times.
 
 Implements Dahary, Jacoby & Bronstein, CVPR 2021, as a reproducible DVC pipeline.
-See ``DESIGN.md`` (shared) for the map from paper equations to modules.
+``docs/equations.md`` maps each equation of the paper to the function that implements it.
 """
 
 from gimbal.errors import GimbalError

@@ -1,6 +1,6 @@
 """Atomic file output: write to a temp name in the same directory, fsync, rename.
 
-A failed stage therefore never leaves a partial output behind (DESIGN.md section 4).
+A failed stage therefore never leaves a partial output behind (docs/reliability.md).
 Temp names carry their owner, ``.<name>.<pid>-<start>@<host>.<random>.tmp``: a temp left by a
 process that was killed (SIGKILL, power loss) is removed by the next write of the same output,
 while the temp of a run that is still going (another process, same or other host) is kept.

@@ -43,13 +43,13 @@ def gradient_l1_loss(pred: torch.Tensor, target: torch.Tensor, mu: float = 1.0) 
 
 
 def anneal_weight(step: int | torch.Tensor, alpha: float = 0.9999886, beta: float = 100.0) -> float:
-    """Weight ``beta * alpha**step`` of the alignment term of eq. (18) at training ``step``."""
+    """Weight ``beta * alpha**step`` of the alignment term of eq. (18) at training ``step`` (dimensionless)."""
     return float(beta * alpha ** float(step))
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Params group ``loss`` (eqs. 16, 18).
+    """Params group ``loss`` (eqs. (16), (18)).
 
     Attributes:
         mu: weight of the Sobel-gradient term of eq. (16) (paper: 1).

@@ -1,1 +1,1 @@
-"""Data pipeline: fetch -> clips -> interpolate -> shards -> load (DESIGN.md section 1)."""
+"""Data pipeline: fetch -> clips -> interpolate -> shards -> load (docs/protocol.md)."""

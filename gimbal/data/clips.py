@@ -1,6 +1,6 @@
 """Cut fetched source videos into fixed-length clips and split them train / val / test by video.
 
-DESIGN.md section 1, stage ``clips``: a video is first divided into shots at its hard
+Stage ``clips`` (docs/protocol.md): a video is first divided into shots at its hard
 cuts (:class:`ShotDetector`, OpenCV colour-histogram correlation of consecutive frames);
 within each shot, clip ``k`` holds frames ``[s + k * (length + skip), s + k * (length + skip) + length)``
 (``s`` the shot's first frame) and a trailing partial clip is dropped, so no clip ever

@@ -1,6 +1,6 @@
 """Temporal upsampling of clips: ``T`` frames -> ``(T - 1) * factor + 1`` frames.
 
-DESIGN.md section 1, stage ``interpolate``: the paper renders each training burst from a
+Stage ``interpolate`` (docs/protocol.md): the paper renders each training burst from a
 dense clip (31 original frames, 8x interpolated to 241), integrating irradiance over the
 exposure windows (eq. 5). Output frame ``factor * k`` is original frame ``k`` exactly; the
 middle frame ``(T - 1) * factor / 2`` (120 for 31 frames at 8x) is the ground truth.

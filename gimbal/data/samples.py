@@ -1,6 +1,6 @@
 """Offline sample videos: simulated drone flights over photos bundled with scikit-image.
 
-The embedded default pipeline must run with no network (DESIGN.md section 1), yet the
+The embedded default pipeline must run with no network (docs/protocol.md), yet the
 data should look like real footage. We render a smooth, seeded camera flight (pan,
 zoom, slight roll and a little pitch/yaw) over a real photograph, add the small
 high-frequency shake of an unstabilized camera, warp through homographies

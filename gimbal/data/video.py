@@ -309,7 +309,7 @@ def encode_frames(
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise DataError(f"{name}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    # Byte-stable output (DESIGN.md section 5): "bitexact" stops the Matroska muxer from writing random
+    # Byte-stable output (docs/environment.md): "bitexact" stops the Matroska muxer from writing random
     # segment/track UIDs and both muxer and encoder from writing their libav version strings; the
     # thread count is fixed because x264's sliced threads cut each frame into one slice per thread.
     with av.open(target, mode="w", format=container_format, options={"fflags": "+bitexact"}) as out:

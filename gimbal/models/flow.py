@@ -2,7 +2,7 @@
 
 One small sub-CNN (four 5x5 convolutions, ``n -> 100 -> 50 -> 25 -> 2(n-1)``, ReLU after all
 but the last) is shared by every level of a Gaussian pyramid of the exposure-normalized burst
-(eq. 14). It runs coarse to fine: at the coarsest level on the raw burst; at each finer level
+(eq. (14)). It runs coarse to fine: at the coarsest level on the raw burst; at each finer level
 the flow so far is upsampled (x2 in size, x2 in value), the non-reference frames are warped
 with it, and the sub-CNN predicts a residual flow that is added.
 
@@ -121,7 +121,7 @@ class FlowNet(nn.Module):
         """Estimate flows aligning every non-reference frame to the middle frame.
 
         Args:
-            burst: ``(B, n, C, H, W)`` exposure-normalized burst (eq. 14), linear units.
+            burst: ``(B, n, C, H, W)`` exposure-normalized burst (eq. (14)), linear units.
 
         Returns:
             ``(B, n-1, 2, H, W)`` flows ``(dx, dy)`` in full-resolution pixels (see :func:`warp`).

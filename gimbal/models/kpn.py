@@ -20,7 +20,7 @@ __all__ = ["KPN", "apply_kernels"]
 
 
 def apply_kernels(frames: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Filter every pixel of every frame with its own ``k x k`` kernel.
+    """Filter every pixel of every frame with its own ``k x k`` kernel (the filtering inside eq. (15)).
 
     Hand-written with ``F.unfold`` because neither kornia nor torch offers a spatially varying
     (per-pixel) convolution.

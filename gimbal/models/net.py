@@ -1,13 +1,14 @@
 """The Digital Gimbal reconstruction network (Section 5): flow alignment + KPN merge.
 
-``GimbalNet`` takes the exposure-normalized burst (eq. 14) in linear units, aligns the
+``GimbalNet`` takes the exposure-normalized burst (eq. (14)) in linear units, aligns the
 non-reference frames to the middle frame with :class:`~gimbal.models.flow.FlowNet`, predicts
 per-pixel kernels for the ``2n-1`` frames (burst + aligned) with :class:`~gimbal.models.kpn.KPN`,
 merges them by eq. (15) (mean over frames of the kernel-filtered frames) and applies the display
-curve of the run's target (:mod:`gimbal.display`: the released sRGB-like curve, or a 2.2 power). It also returns the annealed alignment estimate of eq. (17): each kernel
-collapsed to 1x1 (the sum of its weights), applied to the normalized reference frame and the
-n-1 *aligned* frames only, rescaled by kappa / kappa_a (the sum of all collapsed kernels over
-the sum over those n frames), so it can only be sharp if the flow aligned the frames.
+curve of the run's target (:mod:`gimbal.display`: the released sRGB-like curve, or a 2.2 power). It also
+returns the annealed alignment estimate of eq. (17): each kernel collapsed to 1x1 (the sum of its
+weights), applied to the normalized reference frame and the n-1 *aligned* frames only, rescaled by
+kappa / kappa_a (the sum of all collapsed kernels over the sum over those n frames), so it can only be
+sharp if the flow aligned the frames.
 
 Sizes: inputs of any ``H, W`` are accepted; they are replicate-padded up to a multiple of
 ``max(2**kpn_depth, 2**(flow_levels-1))`` and every output is cropped back to ``H x W``.
@@ -126,7 +127,7 @@ class GimbalOutput:
 
 
 class GimbalNet(nn.Module):
-    """Flow + KPN reconstruction network (Figs. 4-5, eqs. 14-17).
+    """Flow + KPN reconstruction network (Figs. 4-5, eqs. (15)-(17)) on the eq. (14) normalized burst.
 
     Args:
         n: burst length (reference frame ``n // 2``).
@@ -191,7 +192,8 @@ class GimbalNet(nn.Module):
         return F.pad(burst.reshape(b, n * c, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, n, c, h + ph, w + pw)
 
     def forward(self, normalized_burst: torch.Tensor) -> GimbalOutput:
-        """Reconstruct the middle frame.
+        """Eq. (15): reconstruct the middle frame, the mean over the KPN's input frames of each frame filtered by
+        its per-pixel kernels, through the display curve (:attr:`encode`); also the eq. (17) estimate.
 
         Args:
             normalized_burst: ``(B, n, C, H, W)`` exposure-normalized burst (eq. 14), linear

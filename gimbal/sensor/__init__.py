@@ -1,4 +1,4 @@
-"""The differentiable camera of the paper (Section 4, supplement A; eqs. 4-14).
+"""The differentiable camera of the paper (Section 4, supplement A; eqs. (4)-(14), see docs/equations.md).
 
 Input: a dense irradiance clip ``(B, T_f, C, H, W)`` in photo-electrons per second per pixel
 spanning the exposure budget [0, T]. Output: a raw burst ``(B, n, C, H, W)`` float in [0, 1]

@@ -3,7 +3,7 @@
 A :class:`CameraSpec` holds the physical (EMVA-1288 style) and timing parameters of one
 camera configuration. Irradiance enters the sensor model already in **photo-electrons per
 second per pixel** (quantum efficiency applied); :meth:`CameraSpec.electron_rate` converts
-irradiance in W/m^2 to that unit (eq. 4).
+irradiance in W/m^2 to that unit (eq. (4)).
 
 Camera presets (:func:`get_camera`):
 
@@ -50,14 +50,14 @@ class CameraSpec:
         wavelength_m: wavelength used for photon <-> energy conversion (EMVA uses 525 nm).
         pixel_area_m2: light-sensitive pixel area A.
         quantum_efficiency: eta in [0, 1], electrons per photon.
-        dark_current_e_per_s: I0, mean dark electrons per second (eq. 6).
+        dark_current_e_per_s: I0, mean dark electrons per second (eq. (6): e0 = I0 dt).
         read_noise_e: sigma_ro, temporal read (dark) noise in electrons (eq. 8).
         gain_dn_per_e: overall system gain K in DN per electron (the quantizer Q, eq. 10).
         full_well_e: full-well capacity FWC in electrons (eq. 9).
         tau1_e: end of the linear range of the response (eq. 9); ``None`` means 0.9 * FWC (the
             authors' "response tail" of 10 % of the full well).
         bits: ADC bit depth m (the quantizer Q, eq. 10).
-        dark_subtraction: subtract the mean dark signal I0 * dt before the response (``Y = Q(r(e - e0))``, eqs. 9-10).
+        dark_subtraction: subtract the mean dark signal I0 * dt before the response (``Y = Q(r(e - e0))``, eq. (11)).
         prnu: photo-response non-uniformity: each pixel's signal after the gain is scaled by
             ``1 + prnu * U(-0.5, 0.5)`` (a fixed pattern per captured burst).
     Timing (eqs. 12-13, Fig. 3):
@@ -130,7 +130,7 @@ class CameraSpec:
         return PLANCK_J_S * SPEED_OF_LIGHT_M_S / self.wavelength_m
 
     def electron_rate(self, irradiance_w_m2: Any) -> Any:
-        """Irradiance E [W/m^2] on the sensor -> photo-electrons per second per pixel (eq. 4).
+        """Eq. (4): irradiance E [W/m^2] on the sensor -> photo-electrons per second per pixel.
 
         mu_e / dt = eta * A * E * lambda / (h c). Works on floats, numpy arrays and tensors.
         """

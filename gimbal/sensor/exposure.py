@@ -1,4 +1,4 @@
-"""Exposure-time parametrization and shutter schedule (paper eqs. 12-13, Fig. 3).
+"""Exposure-time parametrization and shutter schedule (paper eqs. (12)-(13), Fig. 3).
 
 ``n`` frames are captured back to back inside the exposure budget ``[0, T]``:
 frame i is open during ``[t_i, t_i + dt_i]`` and is then read out for ``dt_ro``::
@@ -7,8 +7,8 @@ frame i is open during ``[t_i, t_i + dt_i]`` and is then read out for ``dt_ro``:
 
 The durations come from unconstrained logits Delta::
 
-    alpha = softmax(Delta)                                   (eq. 13)
-    dt_i = dt_min + alpha_i * (T - n (dt_min + dt_ro))       (eq. 12)
+    alpha = softmax(Delta)                                   (eq. (13))
+    dt_i = dt_min + alpha_i * (T - n (dt_min + dt_ro))       (eq. (12))
 
 With ``slots = n`` the budget is always used in full; with ``slots = n + 1`` the last
 softmax entry is an *idle* slot that absorbs the unused time, placed at the end of the
@@ -143,7 +143,7 @@ def logits_from_schedule(
 
 
 class Exposure(nn.Module):
-    """Learnable (or frozen) exposure schedule of an ``n``-frame burst (eqs. 12-13, Fig. 3).
+    """Learnable (or frozen) exposure schedule of an ``n``-frame burst (eqs. (12)-(13), Fig. 3).
 
     Args:
         n: frames per burst.
@@ -209,11 +209,11 @@ class Exposure(nn.Module):
         return self.slots == self.n + 1
 
     def alphas(self) -> torch.Tensor:
-        """alpha = softmax(Delta), shape ``(slots,)`` (eq. 13)."""
+        """The plain softmax of the logits, shape ``(slots,)``, without the floor of :meth:`shares` (eq. (13))."""
         return torch.softmax(self.logits, dim=0)
 
     def durations(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Exposure durations dt_i in seconds, shape ``(n,)`` (eq. 12); differentiable in the logits."""
+        """Eq. (12): exposure durations dt_i in seconds, shape ``(n,)``; differentiable in the logits."""
         alpha = self.shares()[: self.n]
         return (self.dt_min_s + alpha * self.free_s).to(dtype)
 
@@ -222,8 +222,8 @@ class Exposure(nn.Module):
 
         The floor keeps every exposure > 0 however far a logit runs (softmax underflows to exactly 0 past a
         logit gap of ~745, and a zero exposure crashed backward). Only when an exposure's share falls below it
-        are the exposures' shares clamped and all renormalized (so they still sum to 1 and the budget is used exactly); otherwise they
-        are softmax's own, bit for bit.
+        are the exposures' shares clamped and all renormalized (so they still sum to 1 and the budget is used
+        exactly); otherwise they are softmax's own, bit for bit.
         """
         alpha = torch.softmax(self.logits.to(torch.float64), dim=0)
         if bool((alpha.detach()[: self.n] < _ALPHA_FLOOR).any()):  # the idle slot may be 0: not floored

@@ -1,4 +1,4 @@
-"""Exposure integration of a dense irradiance clip (paper eq. 5).
+"""Exposure integration of a dense irradiance clip (paper eq. (5)).
 
 The clip's ``T_f`` samples span the budget ``[0, T]`` uniformly: sample ``j`` is the
 irradiance at time ``j * T / (T_f - 1)`` (so the middle sample is the ground-truth instant
@@ -32,7 +32,7 @@ def _hat_cdf(t: torch.Tensor, n_samples: int, h: float) -> torch.Tensor:
 def exposure_weights(
     starts_s: torch.Tensor, durations_s: torch.Tensor, n_samples: int, budget_s: float
 ) -> torch.Tensor:
-    """Trapezoid weights ``W (n, n_samples)`` in seconds with ``electrons_i = sum_j W[i, j] * phi_j`` (eq. 5).
+    """Trapezoid weights ``W (n, n_samples)`` in seconds, ``electrons_i = sum_j W[i, j] * phi_j`` (eq. (5)'s rule).
 
     ``starts_s`` and ``durations_s`` are ``(n,)`` tensors in seconds; computed in float64
     and returned in that precision (differentiable in both inputs).
@@ -76,7 +76,7 @@ def check_irradiance(irradiance: torch.Tensor, name: str = "irradiance") -> None
 def integrate_exposures(
     irradiance: torch.Tensor, starts: torch.Tensor, durations: torch.Tensor, budget_s: float
 ) -> torch.Tensor:
-    """Mean photo-electrons of each exposure (eq. 5).
+    """Eq. (5): mean photo-electrons of each exposure.
 
     Args:
         irradiance: ``(B, T_f, C, H, W)`` photo-electrons per second per pixel; sample j at

@@ -1,13 +1,14 @@
-"""The differentiable camera: forward model F of the paper (Section 4, eqs. 4-14).
+"""The differentiable camera: forward model F of the paper (Section 4, eqs. (4)-(14)).
 
 ``Sensor`` turns a dense irradiance clip ``(B, T_f, C, H, W)`` in photo-electrons per second
 per pixel (quantum efficiency already applied; see :meth:`CameraSpec.electron_rate`) into a
 raw burst ``(B, n, C, H, W)`` of digital numbers scaled to [0, 1] (DN / (2^m - 1)):
 
-1. exposure schedule from logits (eqs. 12-13)       -> ``Exposure``
-2. trapezoid integration over each exposure (eq. 5)  -> ``integrate_exposures``
-3. Poisson shot + dark noise (eqs. 6-7), read noise (eq. 8) -> ``shot_noise``, ``read_noise``
-4. dark subtraction, soft saturation (eq. 9), gain, PRNU, m-bit ADC (the quantizer, eq. 10) -> ``response``
+1. exposure schedule from logits (eqs. (12)-(13))    -> ``Exposure``
+2. trapezoid integration over each exposure (eq. (5)) -> ``integrate_exposures``
+3. dark signal (eq. (6)), Poisson shot noise (eq. (7)), read noise (eq. (8)) -> ``shot_noise``, ``read_noise``
+4. dark subtraction, response r (eq. (9)), gain, PRNU, m-bit ADC (the quantizer Q, eq. (10)):
+   the raw frame ``Y = Q(r(e - e0))`` of eq. (11) -> :meth:`Sensor.capture`
 
 In ``train()`` mode the Poisson step is the differentiable GenGS/Gaussian hybrid, with the
 temperature annealed by the ``step`` argument; in ``eval()`` mode it is exact
@@ -193,9 +194,10 @@ class Sensor(nn.Module):
 
     def capture(self, mean_electrons: torch.Tensor, durations_s: torch.Tensor, step: int = 0,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Noise, response and ADC (eqs. 6-11) on mean photo-electrons, in the authors' order:
-        + dark mean -> Poisson (eqs. 6-7) -> + read noise (eq. 8) -> - dark mean -> response r (eq. 9)
-        -> gain K -> PRNU -> round -> clip (the quantizer Q, eq. 10: Y = Q(r(e - e0))).
+        """Noise, response and ADC (eqs. (6)-(11)) on mean photo-electrons: the raw frame of eq. (11),
+        ``Y = Q(r(e - e0))``, in the authors' order: + dark mean ``e0 = I0 dt`` (eq. (6)) -> Poisson (eq. (7))
+        -> + read noise (eq. (8)) -> - dark mean -> response r (eq. (9)) -> gain K -> PRNU -> round -> clip
+        (the quantizer Q, eq. (10)).
 
         Args:
             mean_electrons: ``(B, n, C, H, W)`` mean photo-electrons per exposure.
@@ -213,7 +215,7 @@ class Sensor(nn.Module):
             )
         gen = generator if generator is not None else self._generator(mean_electrons.device)
         dt = durations_s.to(device=mean_electrons.device, dtype=mean_electrons.dtype).view(1, -1, 1, 1, 1)
-        dark = cam.dark_current_e_per_s * dt  # mean dark electrons e0 = I0 dt
+        dark = cam.dark_current_e_per_s * dt  # mean dark electrons e0 = I0 dt, eq. (6)
         electrons = shot_noise(
             mean_electrons + dark,
             training=self.training,
@@ -223,10 +225,10 @@ class Sensor(nn.Module):
             generator=gen,
             chunk_bytes=self.chunk_bytes,
             hard=self.gengs_hard,
-        )  # eqs. (6)-(7)
+        )  # eq. (7)
         electrons = read_noise(electrons, cam.read_noise_e, gen)  # eq. (8)
         if cam.dark_subtraction:
-            electrons = electrons - dark  # e - e0 before the response: Y = Q(r(e - e0))
+            electrons = electrons - dark  # e - e0 before the response: Y = Q(r(e - e0)), eq. (11)
         electrons = soft_saturation(electrons, cam.tau1, cam.full_well_e)  # eq. (9)
         if cam.prnu > 0:
             b, _, c, h, w = electrons.shape
@@ -259,9 +261,9 @@ class Sensor(nn.Module):
                       ) -> torch.Tensor:
         """One exposure of the whole budget ``[0, T]`` through the same noise and response.
 
-        ``irradiance (B, T_f, C, H, W)`` -> ``(B, C, H, W)`` in [0, 1]; it already has the brightness that
-        eq. (14) normalizes bursts to (the authors' released code integrates over T as well). Used by the
-        single-image baselines.
+        ``irradiance (B, T_f, C, H, W)`` -> ``(B, C, H, W)`` in [0, 1] (eqs. (5)-(11) with one exposure); it
+        already has the brightness that eq. (14) normalizes bursts to (the authors' released code integrates over
+        T as well). Used by the single-image baselines.
         """
         check_irradiance(irradiance)
         cam = self.camera
@@ -271,7 +273,8 @@ class Sensor(nn.Module):
         return self.capture(mean, dt, step, generator)[:, 0]
 
     def normalize(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
-        """Eq. (14): ``Y_i * T / dt_i`` for ``burst (B, n, C, H, W)``.
+        """The exposure normalization of eq. (14), ``Y_i * T / dt_i``, with this camera's budget ``T``
+        (:func:`~gimbal.sensor.response.normalize_exposure`) for ``burst (B, n, C, H, W)``.
 
         ``durations_s (n,)`` defaults to the current schedule (differentiable in the logits).
         """

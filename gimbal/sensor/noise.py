@@ -1,7 +1,7 @@
-"""Shot, dark and read noise with a differentiable Poisson sampler (paper eqs. 6-8).
+"""Shot, dark and read noise with a differentiable Poisson sampler (paper eqs. (6)-(8)).
 
-Photo-electrons plus dark electrons are Poisson, ``n_e ~ Poisson(mu_e + I0 dt)`` (eqs. 6-7);
-read noise adds ``N(0, sigma_ro^2)`` electrons (eq. 8). Poisson sampling is not
+Photo-electrons plus dark electrons are Poisson, ``n_e ~ Poisson(mu_e + I0 dt)`` (dark signal eq. (6),
+Poisson eq. (7)); read noise adds ``N(0, sigma_ro^2)`` electrons (eq. (8)). Poisson sampling is not
 differentiable, so during training the paper uses a hybrid reparametrization:
 
 * below ``max_electrons`` (1000): the Generalized Gumbel-Softmax (GenGS, Joo et al. 2020)
@@ -89,7 +89,7 @@ def _gengs_forward(
         zmax, kmax = z.max(dim=1, keepdim=True)
         z.sub_(zmax).exp_()
         z.div_(z.sum(dim=1, keepdim=True))  # s = softmax(...), the relaxed one-hot
-        yc = z @ k  # relaxed Poisson sample (eq. 7) via GenGS
+        yc = z @ k  # relaxed Poisson sample (eq. (7)) via GenGS
         d = k[None, :] - yc[:, None]
         var = (d.square_().mul_(z)).sum(dim=1)
         y[lo : lo + chunk_pixels] = k[kmax[:, 0]] if hard else yc
@@ -149,7 +149,7 @@ def shot_noise(
     chunk_bytes: int = 64 * 2**20,
     hard: bool = False,
 ) -> torch.Tensor:
-    """Poisson electron counts with mean ``lam`` (eq. 7), same shape as ``lam``.
+    """Eq. (7): Poisson electron counts with mean ``lam``, same shape as ``lam``.
 
     ``training=True``: hybrid reparametrization (GenGS where ``lam < max_electrons``,
     Gaussian elsewhere), differentiable in ``lam``; ``hard`` selects straight-through GenGS.
@@ -169,7 +169,7 @@ def shot_noise(
 
 
 def read_noise(electrons: torch.Tensor, sigma_e: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Add read noise N(0, sigma_e^2) in electrons (eq. 8)."""
+    """Eq. (8): add read noise N(0, sigma_e^2) in electrons."""
     if sigma_e == 0:
         return electrons
     return electrons + sigma_e * torch.randn(

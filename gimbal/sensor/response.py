@@ -1,12 +1,13 @@
-"""Sensor response, PRNU and quantization (paper eqs. 9-10), and the exposure normalization of eq. 14.
+"""Sensor response, PRNU and quantization (paper eqs. (9)-(10)), and the exposure normalization of eq. (14).
 
 * Eq. (9): the response r is linear up to tau1 (0.9 FWC: the authors' 10 % response tail)
   and saturates softly to the full well above it:
   ``r(x) = tau1 + (FWC - tau1) * (1 - exp(-(x - tau1) / (FWC - tau1)))`` for ``x > tau1``
   (C^1 at tau1, never above FWC; the form of the authors' released forward model).
-* Eq. (10): the quantizer Q, ``Y = Q(r(e - e0))``: the mean dark signal ``e0 = I0 dt`` is subtracted before the
-  response, then the gain K, then ``Q = clamp(round(.), 0, 2^m - 1)`` with a straight-through
+* Eq. (10): the quantizer Q: the gain K, then ``clamp(round(.), 0, 2^m - 1)`` with a straight-through
   estimator for the rounding (identity gradient inside the ADC range).
+* Eq. (11), composed in :meth:`gimbal.sensor.model.Sensor.capture`: ``Y = Q(r(e - e0))``, the mean dark
+  signal ``e0 = I0 dt`` subtracted before the response.
 * PRNU: each pixel's signal is scaled by ``1 + prnu * U(-0.5, 0.5)`` (the authors' calibration).
 """
 
@@ -31,12 +32,15 @@ def prnu_pattern(shape: tuple[int, ...], prnu: float, generator: torch.Generator
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
-    """Round to the nearest integer in the forward pass, identity gradient (straight-through)."""
+    """Round to the nearest integer in the forward pass, identity gradient (straight-through; eq. (10)'s rounding)."""
     return x + (torch.round(x) - x).detach()
 
 
 def quantize(electrons: torch.Tensor, gain_dn_per_e: float, bits: int) -> torch.Tensor:
-    """Eq. (10), the quantizer Q: electrons -> digital numbers in ``[0, 2^m - 1]`` (float tensor of integers), STE rounding."""
+    """Eq. (10), the quantizer Q: electrons -> digital numbers in ``[0, 2^m - 1]`` (float tensor of integers).
+
+    The gain ``gain_dn_per_e`` (DN/e-), rounding with a straight-through gradient (:func:`ste_round`), clipping.
+    """
     max_dn = float((1 << bits) - 1)
     return ste_round(electrons * gain_dn_per_e).clamp(0.0, max_dn)
 
