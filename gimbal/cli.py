@@ -29,6 +29,7 @@ from gimbal.cli_utils import run_guarded
 from gimbal.errors import ParamError
 from gimbal.infer import DEFAULT_MAX_MEMORY_GB
 from gimbal.sensor.camera import camera_names
+from gimbal.simulate import DEFAULT_LIGHT_W_M2, DEFAULT_SAMPLES, FRAME_FORMATS
 from gimbal.tiling import MAX_FLOW_PX
 
 EXIT_DATA = 1
@@ -78,6 +79,19 @@ def _infer(args: argparse.Namespace) -> int:
         max_memory_gb=args.max_memory_gb,
         max_flow_px=args.max_flow_px,
     )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import shlex
+
+    from gimbal.simulate import simulate_files
+
+    simulate_files(args.images, args.output, model=args.model, exposures_us=args.exposures_us, camera=args.camera,
+                   experiment=args.experiment, budget_us=args.budget_us, readout_us=args.readout_us,
+                   channels=args.channels, light_w_m2=args.light, shake_std_deg=args.shake_std_deg,
+                   samples=args.samples, seed=args.seed, fmt=args.format,
+                   command=shlex.join(["gimbal", *args.argv]))
     return 0
 
 
@@ -188,6 +202,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
     p.set_defaults(func=_infer)
 
+    b = sub.add_parser(
+        "simulate-burst", help="the raw burst a camera would capture of an image or clip (to try infer on)",
+        description="Simulate the raw burst a camera captures of a scene with a shutter schedule, with the "
+                    "project's sensor model (exact Poisson and read noise, response, gain, PRNU, the camera's ADC "
+                    "bits): one sRGB image (held still and moved by the camera shake of training) or the frames of a "
+                    "clip spanning the exposure budget. Writes frame_1..frame_n as 16-bit PNG/TIFF holding the DN "
+                    "(what `gimbal infer` reads with its defaults), exposures.json, exposures_us.txt and README.txt "
+                    "into the output folder. The same arguments and --seed give the same files.",
+    )
+    b.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                   help="one sRGB image (8/16-bit PNG, TIFF, JPEG...), or the frames of a clip in time order")
+    b.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder to write the burst into")
+    b.add_argument("--model", type=Path, default=None,
+                   help="take the schedule (learned exposures), camera and channels of this trained model")
+    b.add_argument("--exposures-us", nargs="+", type=float, default=None, metavar="US",
+                   help="or give the exposures in microseconds (back to back from t = 0, within the budget)")
+    b.add_argument("--camera", default=None, metavar="NAME|PRESET",
+                   help=f"camera: one of {', '.join(camera_names())}, or a preset file from `gimbal calibrate` "
+                        "(.yaml; default: the model's)")
+    b.add_argument("--experiment", default="synthetic", help="timing of a preset file's camera: synthetic, indoor "
+                                                              "or outdoor (default: synthetic)")
+    b.add_argument("--budget-us", type=float, default=None, help="override the camera's exposure budget T (us)")
+    b.add_argument("--readout-us", type=float, default=None, help="override the camera's readout time (us)")
+    b.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="1 gray or 3 RGB (default: the model's; 1 without a model)")
+    b.add_argument("--light", type=float, default=DEFAULT_LIGHT_W_M2, metavar="W/M2",
+                   help=f"irradiance of an sRGB white at the sensor, W/m^2 (default {DEFAULT_LIGHT_W_M2:g}, the "
+                        "middle of the training light)")
+    b.add_argument("--shake-std-deg", nargs=3, type=float, default=None, metavar=("ROLL", "PITCH", "YAW"),
+                   help="per-instant std of the camera shake in degrees (default: the training shake for one image, "
+                        "none for a clip; 0 0 0 keeps the camera still)")
+    b.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help=f"instants spanning the budget for one image (default {DEFAULT_SAMPLES})")
+    b.add_argument("--seed", type=int, default=0, help="seed of the shake and the sensor noise (default 0)")
+    b.add_argument("--format", choices=FRAME_FORMATS, default="png", help="frame files: png or tiff (16-bit)")
+    b.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    b.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
+    b.set_defaults(func=_simulate)
+
     s = sub.add_parser("schedule", help="print a model's learned shutter schedule in microseconds",
                        description="Print the shutter schedule (exposure start times and durations, microseconds) "
                                    "stored in a trained model.")
@@ -230,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stages' error path): an unexpected one says ``internal error`` and leaves its traceback in a log file."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

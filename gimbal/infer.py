@@ -72,6 +72,11 @@ def camera_for(system: GimbalSystem, name: str | None = None, budget_us: float |
             base = get_camera(name)
         except ParamError as exc:
             raise UsageError(f"--camera {name}: unknown camera; use one of {', '.join(camera_names())}") from exc
+    return with_timing(base, budget_us, readout_us)
+
+
+def with_timing(base: CameraSpec, budget_us: float | None = None, readout_us: float | None = None) -> CameraSpec:
+    """``base`` with the ``--budget-us`` / ``--readout-us`` overrides (us; None keeps the camera's)."""
     changes: dict[str, float] = {}
     for flag, value, field in (("--budget-us", budget_us, "budget_s"), ("--readout-us", readout_us, "readout_s")):
         if value is not None:
@@ -455,10 +460,18 @@ def _infer(frames: Sequence[str | os.PathLike[str]], exposures_us: Sequence[floa
     budget_s = system.sensor.camera.budget_s
     saturated = saturated_fraction(data, exposures_us, budget_s)
     if saturated > SATURATION_WARN_FRACTION:
-        warn(f"{saturated:.0%} of the burst's values saturate once normalized by eq. 14 (Y_i * T / dt_i, "
-             f"T = {budget_s / US:g} us; above {SATURATION_WARN_FRACTION:.0%} is suspect), so the merge will be "
-             "washed out: the frames are likely not raw captures of the given exposures (e.g. ordinary video "
-             "frames), or --white-level / --camera do not match how they were captured and stored")
+        what = (f"{saturated:.0%} of the burst's values saturate once normalized by eq. 14 (Y_i * T / dt_i, "
+                f"T = {budget_s / US:g} us; above {SATURATION_WARN_FRACTION:.0%} is suspect)")
+        fix = (f"make a raw burst from them with `gimbal simulate-burst IMAGE --camera {cam.name} --exposures-us "
+               f"{' '.join(f'{d:g}' for d in exposures_us)} -o DIR`, or linearise them (inverse sRGB gamma), scale "
+               "frame i by dt_i / T and save them as 16-bit PNG/TIFF")
+        if burst.dtype == np.uint8:
+            raise DataError(f"{burst.paths[0]}: {what}: these 8-bit frames look like ordinary photos (gamma-encoded "
+                            f"and already exposed), not raw captures of the given exposures, and would merge to a "
+                            f"white image; {fix}")
+        warn(f"{what}, so the merge will be washed out: the frames are likely not raw captures of the given "
+             "exposures (e.g. ordinary video frames), or --white-level / --camera do not match how they were "
+             f"captured and stored; for ordinary frames, {fix}")
     image, linear = reconstruct_burst(system, data, exposures_us, max_memory_gb, max_flow_px)
     check_merge(image, linear, model)
     burst = dataclasses.replace(burst, frames=data)

@@ -422,10 +422,11 @@ def test_non_finite_merge_is_refused_naming_the_model(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_ordinary_8bit_video_frames_warn_of_saturation(models, tmp_path, capsys):
+def test_ordinary_8bit_video_frames_are_refused_naming_simulate_burst(models, tmp_path, capsys):
     """Ordinary, well exposed 8-bit video frames are not raw captures of 872/234/583 us: eq. 14 scales the 234 us
-    frame by ~13x and most of the normalized burst saturates. The merge is written, with a warning naming the
-    fraction and the likely causes; a real raw burst (the other tests) gives none."""
+    frame by ~13x and most of the normalized burst saturates. 8-bit frames so saturated are refused (exit 1, nothing
+    written) with one line saying what to do; the same frames as 16-bit files still merge, with a warning that says
+    the same; a real raw burst (the other tests) gives neither."""
     yy, xx = np.mgrid[0:H, 0:W]
     frame = (128 + 60 * np.sin(xx / 3.0)[..., None] * np.cos(yy[..., None] / 4.0 + np.arange(3))).astype(np.uint8)
     paths = []
@@ -433,8 +434,17 @@ def test_ordinary_8bit_video_frames_warn_of_saturation(models, tmp_path, capsys)
         Image.fromarray(frame).save(tmp_path / f"v{i}.png")
         paths.append(str(tmp_path / f"v{i}.png"))
     out = tmp_path / "out.png"
-    assert main(infer_args(models["rgb"], paths, out)) == 0
+    assert main(infer_args(models["rgb"], paths, out)) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith(f"error: {paths[0]}: "), err
+    assert all(w in err[0] for w in ("8-bit", "ordinary photos", "% of", "gimbal simulate-burst", "linearise",
+                                     "16-bit")), err[0]
+    assert not out.exists()
+
+    paths16 = write_frames(tmp_path / "v16", np.repeat(frame[None].astype(np.uint16) * 257, 3, axis=0))
+    assert main(infer_args(models["rgb"], paths16, out, EXPOSURES_US, "--white-level", "65535")) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "saturate" in warnings[0], warnings
-    assert all(w in warnings[0] for w in ("raw captures", "--white-level", "--camera", "% of")), warnings[0]
+    assert all(w in warnings[0] for w in ("raw captures", "--white-level", "--camera", "% of",
+                                          "gimbal simulate-burst")), warnings[0]
     assert out.is_file()
