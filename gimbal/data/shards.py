@@ -1,6 +1,6 @@
 """Pack interpolated clips into WebDataset tar shards (+ NVIDIA DALI index files).
 
-Layout written by :func:`build_shards` (DESIGN.md section 1, stage ``shards``)::
+Layout written by :func:`build_shards` (stage ``shards``, docs/protocol.md)::
 
     <out_dir>/<split>/index.json            codec settings; for its split: samples, frames, width,
                                             height, bytes and every shard (tar, idx, samples,

