@@ -68,7 +68,7 @@ class KPN(nn.Module):
 
     Initialisation: the output convolution gets small weights and a bias that makes every
     kernel a centred delta, so an untrained network returns each frame unchanged (the merge of
-    eq. 15 then starts as the plain mean of the frames) while gradients still reach all layers.
+    eq. (15) then starts as the plain mean of the frames) while gradients still reach all layers.
     With ``init_reference=r`` the bias is instead a delta of weight ``F`` on frame ``r`` and zero
     on the others, so the merge starts as the (exposure-normalized) reference frame itself and
     training only has to learn what the other frames add. ``identity_init=False`` keeps PyTorch's

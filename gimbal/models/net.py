@@ -196,7 +196,7 @@ class GimbalNet(nn.Module):
         its per-pixel kernels, through the display curve (:attr:`encode`); also the eq. (17) estimate.
 
         Args:
-            normalized_burst: ``(B, n, C, H, W)`` exposure-normalized burst (eq. 14), linear
+            normalized_burst: ``(B, n, C, H, W)`` exposure-normalized burst (eq. (14)), linear
                 units (each frame scaled to a common exposure), any ``H, W >= 1``.
 
         Returns:

@@ -46,21 +46,21 @@ PIXEL_AREA_RANGE_M2 = (1e-14, 1e-6)
 class CameraSpec:
     """Physical and timing parameters of a camera (SI units: m, m^2, s, electrons, DN).
 
-    Physical (paper eqs. 4-11):
+    Physical (paper eqs. (4)-(11)):
         wavelength_m: wavelength used for photon <-> energy conversion (EMVA uses 525 nm).
         pixel_area_m2: light-sensitive pixel area A.
         quantum_efficiency: eta in [0, 1], electrons per photon.
         dark_current_e_per_s: I0, mean dark electrons per second (eq. (6): e0 = I0 dt).
-        read_noise_e: sigma_ro, temporal read (dark) noise in electrons (eq. 8).
-        gain_dn_per_e: overall system gain K in DN per electron (the quantizer Q, eq. 10).
-        full_well_e: full-well capacity FWC in electrons (eq. 9).
-        tau1_e: end of the linear range of the response (eq. 9); ``None`` means 0.9 * FWC (the
+        read_noise_e: sigma_ro, temporal read (dark) noise in electrons (eq. (8)).
+        gain_dn_per_e: overall system gain K in DN per electron (the quantizer Q, eq. (10)).
+        full_well_e: full-well capacity FWC in electrons (eq. (9)).
+        tau1_e: end of the linear range of the response (eq. (9)); ``None`` means 0.9 * FWC (the
             authors' "response tail" of 10 % of the full well).
-        bits: ADC bit depth m (the quantizer Q, eq. 10).
+        bits: ADC bit depth m (the quantizer Q, eq. (10)).
         dark_subtraction: subtract the mean dark signal I0 * dt before the response (``Y = Q(r(e - e0))``, eq. (11)).
         prnu: photo-response non-uniformity: each pixel's signal after the gain is scaled by
             ``1 + prnu * U(-0.5, 0.5)`` (a fixed pattern per captured burst).
-    Timing (eqs. 12-13, Fig. 3):
+    Timing (eqs. (12)-(13), Fig. 3):
         budget_s: exposure budget T (all exposures plus all readouts fit in [0, T]).
         min_exposure_s: dt_min, the shortest exposure the camera supports.
         readout_s: dt_ro, dead time after each exposure while the frame is read out.
@@ -116,12 +116,12 @@ class CameraSpec:
     # ------------------------------------------------------------------ derived values
     @property
     def tau1(self) -> float:
-        """End of the linear response range in electrons (default 0.9 FWC, eq. 9)."""
+        """End of the linear response range in electrons (default 0.9 FWC, eq. (9))."""
         return float(self.tau1_e) if self.tau1_e is not None else 0.9 * self.full_well_e
 
     @property
     def max_dn(self) -> int:
-        """Largest digital number, 2^m - 1 (the quantizer Q, eq. 10)."""
+        """Largest digital number, 2^m - 1 (the quantizer Q, eq. (10))."""
         return (1 << self.bits) - 1
 
     @property
@@ -233,7 +233,7 @@ class Experiment:
 
 
 EXPERIMENTS: dict[str, Experiment] = {
-    # Table 1 prints dt_ro = 500 us for the synthetic experiment, but with n readouts (eq. 12) that
+    # Table 1 prints dt_ro = 500 us for the synthetic experiment, but with n readouts (eq. (12)) that
     # leaves 1500 us of exposure, less than the published learned 872 + 234 + 583 = 1689 us. The
     # released code uses a 400 us inter-frame delay, which fits (1689 + 3 x 400 + 111 idle = 3000 us),
     # so 400 us is used. The presets are not tuned to make published schedules fit otherwise.
