@@ -57,8 +57,9 @@ def _pipeline(root: Path, fail: str | None = None) -> Path:
     return root
 
 
-def _lanes(root: Path, jobs: str = "2") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT)], cwd=root, env={**_dvc_env(), "GIMBAL_JOBS": jobs},
+def _lanes(root: Path, jobs: str = "2", dvcfile: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *([dvcfile] if dvcfile else [])], cwd=root,
+                          env={**_dvc_env(), "GIMBAL_JOBS": jobs},
                           capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -83,6 +84,35 @@ def test_a_failing_lane_fails_the_run_before_the_report(tmp_path: Path) -> None:
     assert "a training lane failed" in proc.stderr
     assert not (root / "report.txt").exists()
     assert (root / "a.txt").exists()  # the other lane finished its work
+
+
+def test_a_pipeline_in_a_dvc_subrepo_runs_in_that_project(tmp_path: Path) -> None:
+    """`python tools/repro_lanes.py sub/dvc.yaml` from the repository root, sub/ a DVC subrepo (as sweeps/fig9/)
+    whose trainings read a file of the root: the lanes meet, and sub/dvc.lock records every stage of the subrepo
+    while the root project neither runs nor records them."""
+    root = tmp_path / "repo"
+    sub = root / "sub"
+    sub.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=root, check=True, env=_dvc_env())
+    subprocess.run(["dvc", "init", "-q", "--subdir"], cwd=sub, check=True, env=_dvc_env())
+    (root / "data.txt").write_text("x")  # the root's data, built before the sweep
+    (sub / "rendezvous.py").write_text(RENDEZVOUS)
+    py = sys.executable
+    stages = {  # the sweep's form: generated trainings (train@a, train@b), deps outside by ../, outputs inside
+        "train": {"foreach": {"a": "b", "b": "a"}, "do": {
+            "cmd": f"{py} rendezvous.py ${{key}} ${{item}}", "deps": ["../data.txt", "rendezvous.py"],
+            "outs": ["${key}.txt"]}},
+        "report": {"cmd": "cat a.txt b.txt > report.txt", "deps": ["a.txt", "b.txt"], "outs": ["report.txt"]},
+    }
+    (sub / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"root": {"cmd": "echo r > r.txt", "outs": ["r.txt"]}}}))
+    proc = _lanes(root, dvcfile="sub/dvc.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lane 1/2: train@a" in proc.stdout and "lane 2/2: train@b" in proc.stdout
+    assert (sub / "report.txt").read_text() == "a 2\nb 2\n"
+    assert set(yaml.safe_load((sub / "dvc.lock").read_text())["stages"]) == {"train@a", "train@b", "report"}
+    assert not (root / "dvc.lock").exists() and not (root / "r.txt").exists()  # the root project was not run
 
 
 def test_rejects_a_bad_lane_count(tmp_path: Path) -> None:
