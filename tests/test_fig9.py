@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def test_score_cell_counts_electrons_at_full_exposure() -> None:
     assert set(out["images"]) == {"full_exposure", "output", "ground_truth"}
 
 
-def test_report_writes_one_object_per_cell_and_the_figures(tmp_path: Path) -> None:
+def test_report_writes_one_object_per_cell_and_the_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     index, _ = make_interp(tmp_path / "interp", {"a": "train", "b": "val", "c": "test"}, clips_per_video=2,
                            frames=9, h=48, w=48)
     build_shards(index, tmp_path / "shards", ShardConfig(clips_per_shard=2), progress=False)
@@ -90,10 +91,12 @@ def test_report_writes_one_object_per_cell_and_the_figures(tmp_path: Path) -> No
     for light, shake in cells:
         save_system(tmp_path / "cells" / cell_name(light, shake) / "model.pt", GimbalSystem.from_params(params),
                     params, "gimbal")
+    monkeypatch.chdir(tmp_path)  # the stage's paths: relative to the repository root, two folders down
+    sweep = Path("sweeps/fig9")
     out = fig9_report(parse_config(params), cells, tmp_path / "shards", tmp_path / "cells",
-                      metrics_path=tmp_path / "fig9.json", figure=tmp_path / "fig9.png",
-                      heatmaps=tmp_path / "heat.png", report=tmp_path / "fig9.md", progress=False)
-    written = json.loads((tmp_path / "fig9.json").read_text())
+                      metrics_path=sweep / "metrics.json", figure=sweep / "fig9.png",
+                      heatmaps=sweep / "heatmaps.png", report=sweep / "report.md", progress=False)
+    written = json.loads((sweep / "metrics.json").read_text())
     assert written == out and len(written) == 3
     keys = {"white_level_scale", "shake_scale", "mean_electrons", "blur_diameter_px", "psnr", "exposures_us"}
     assert all(keys <= set(c) for c in written)
@@ -102,7 +105,10 @@ def test_report_writes_one_object_per_cell_and_the_figures(tmp_path: Path) -> No
     assert by[(1.0, 1.0)]["mean_electrons"] == pytest.approx(4 * by[(0.25, 1.0)]["mean_electrons"], rel=0.02)
     assert by[(1.0, 1.0)]["blur_diameter_px"] == by[(0.25, 1.0)]["blur_diameter_px"]
     assert by[(1.0, 2.0)]["blur_diameter_px"] > by[(1.0, 1.0)]["blur_diameter_px"]
-    for png in ("fig9.png", "heat.png"):
-        with Image.open(tmp_path / png) as im:
+    for png in ("fig9.png", "heatmaps.png"):
+        with Image.open(sweep / png) as im:
             assert im.size[0] > 400 and im.size[1] > 200
-    assert "neighbouring pairs" in (tmp_path / "fig9.md").read_text()
+    report = (sweep / "report.md").read_text()
+    assert "neighbouring pairs" in report
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)  # the figures, linked from the report's own folder
+    assert len(links) == 2 and all((sweep / link).is_file() for link in links), links
