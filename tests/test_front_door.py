@@ -139,8 +139,32 @@ def test_summary_is_small_flat_and_names_every_method() -> None:
     assert set(subset) == {"psnr_kpn", "ssim_kpn", "psnr_full_exposure", "ssim_full_exposure"}
 
 
+SWEEP = "sweeps/fig9"  # the Fig. 9 sweep: its own DVC project (a subrepo)
+
+
 def _dvc_yamls() -> dict[str, dict[str, Any]]:
-    return {rel: yaml.safe_load((REPO / rel).read_text()) for rel in ("dvc.yaml", "sweeps/fig9/dvc.yaml")}
+    """The pipeline file of each DVC project: the root's and the sweep's."""
+    return {rel: yaml.safe_load((REPO / rel).read_text()) for rel in ("dvc.yaml", f"{SWEEP}/dvc.yaml")}
+
+
+def test_the_fig9_sweep_is_its_own_dvc_project() -> None:
+    """The root project (its `dvc status`, `dvc checkout`, `dvc metrics show`, `dvc plots show`) collects none of
+    the sweep's stages or outputs, which `make repro` never builds; the sweep's own project collects all of them."""
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as root:
+        stages = {s.name for s in root.index.stages}
+        outs = [o.def_path for o in root.index.outs]
+    assert {"shards", "train_gimbal", "evaluate", "report"} <= stages
+    assert not [s for s in stages if s.startswith("train@") or "fig9" in s], stages
+    assert not [o for o in outs if o.startswith(("sweeps", "cells"))], outs
+    with Repo(str(REPO / SWEEP)) as sweep:
+        stages = {s.name for s in sweep.index.stages}
+        metrics = [o.def_path for o in sweep.index.outs if o.metric]
+        plots = [o.def_path for o in sweep.index.outs if o.plot]
+    assert stages == {f"train@{light}-{shake}" for light in ("0.25", "1", "4") for shake in ("0.5", "1", "2")} | {
+        "report"}
+    assert metrics == ["cells.json"] and plots == ["fig9.png", "heatmaps.png"]
 
 
 def _declared(entries: list[Any]) -> list[str]:
@@ -149,25 +173,27 @@ def _declared(entries: list[Any]) -> list[str]:
 
 def test_only_the_summary_is_declared_as_metrics() -> None:
     """Every other JSON the pipelines write (per-source scores, intervals, Table 3, training summaries, the Fig. 9
-    cells) is a plain output kept in git (cache: false), so the default tables stay small."""
-    metrics: list[str] = []
+    cells' training) is a plain output kept in git (cache: false), so the default tables stay small; the sweep's
+    own project shows its cells (`cd sweeps/fig9 && dvc metrics show`)."""
+    metrics: dict[str, list[str]] = {}
     plain: dict[str, Any] = {}
-    for doc in _dvc_yamls().values():
+    for rel, doc in _dvc_yamls().items():
         for stage in doc["stages"].values():
-            metrics += _declared(stage.get("metrics", []))
+            metrics.setdefault(rel, []).extend(_declared(stage.get("metrics", [])))
             plain |= {next(iter(e)): e[next(iter(e))] for e in stage.get("outs", []) if isinstance(e, dict)}
-    assert metrics == ["metrics/summary.json"]
+    assert metrics == {"dvc.yaml": ["metrics/summary.json"], f"{SWEEP}/dvc.yaml": ["cells.json"]}
     for rel in ("metrics/eval.json", "metrics/eval_by_source.json", "metrics/table3.json", "metrics/train_gimbal.json",
-                "metrics/train_dmphn.json", "metrics/fig9.json", "metrics/fig9_cells.json",
-                "sweeps/fig9/cells/light${item.light}_shake${item.shake}/train.json"):
+                "metrics/train_dmphn.json", "metrics.json", "cells/light${item.light}_shake${item.shake}/train.json"):
         assert plain.get(rel) == {"cache": False}, rel
     assert not list((REPO / "dvclive").rglob("dvc.yaml"))  # dvclive declares nothing of its own
 
 
 def test_dvc_metrics_show_fits(tmp_path: Path) -> None:
     """`dvc metrics show --md` on the committed pipeline files and a summary: one row, at most 40 columns, every
-    method named, although every other metrics file of the repository is there too."""
-    for rel in ("dvc.yaml", "params.yaml", "sweeps/fig9/dvc.yaml"):
+    method named, although every other metrics file of the repository is there too, the Fig. 9 sweep's included
+    (its own project shows them)."""
+    for rel in ("dvc.yaml", "params.yaml", *(f"{SWEEP}/{f}" for f in (".dvc/config", ".dvcignore", "dvc.yaml",
+                                                                      "cells.json", "metrics.json"))):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / rel, tmp_path / rel)
     shutil.copytree(REPO / "metrics", tmp_path / "metrics", ignore=shutil.ignore_patterns("summary.json"))
@@ -182,6 +208,9 @@ def test_dvc_metrics_show_fits(tmp_path: Path) -> None:
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert len(rows) == 1 and rows[0].startswith("| metrics/summary.json")
     assert len(columns) <= 40 and all(f"psnr_{m}" in columns for m in SCORED)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--md"], cwd=tmp_path / SWEEP,
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0 and "| cells.json " in proc.stdout and "summary" not in proc.stdout, proc.stderr
 
     # the ablation re-trains the main model only: `dvc metrics diff` shows its effect in at most 20 rows
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
@@ -201,22 +230,23 @@ def test_dvc_metrics_show_fits(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the plots page
 
 def test_plots_page_answers_one_question_per_panel() -> None:
-    """At most 12 panels (vega and images) on `dvc plots show`, each vega panel titled in words with axis labels
-    that carry units, with a template of .dvc/plots/ that draws a legend; the Fig. 9 sweep's plots are declared
-    in its own pipeline only."""
+    """At most 12 panels (vega and images) on each project's `dvc plots show`, each vega panel titled in words with
+    axis labels that carry units, with a template of its project's .dvc/plots/ that draws a legend; the Fig. 9
+    sweep's plots are declared in its own project only."""
     docs = _dvc_yamls()
     panels = [(rel, p) for rel, doc in docs.items() for p in doc.get("plots", [])]
-    images = [p for doc in docs.values() for stage in doc["stages"].values() for p in _declared(stage.get("plots", []))]
     n_examples = yaml.safe_load((REPO / "params.yaml").read_text())["eval"]["examples"]
-    n_images = sum(n_examples if not p.endswith(".png") else 1 for p in images)
-    assert all(p.endswith(".png") or p == "plots/examples" for p in images)  # no per-file vega panels
-    assert len(panels) + n_images <= 12
+    for rel, doc in docs.items():
+        images = [p for stage in doc["stages"].values() for p in _declared(stage.get("plots", []))]
+        n_images = sum(n_examples if not p.endswith(".png") else 1 for p in images)
+        assert all(p.endswith(".png") or p == "plots/examples" for p in images)  # no per-file vega panels
+        assert len(doc.get("plots", [])) + n_images <= 12, rel
     for rel, panel in panels:
         (title, props), = panel.items()
         assert " " in title and "/" not in title and "." not in title.split()[-1]  # words, not a file path
         assert not set(title) & set("'\"\\"), title  # the page embeds it in a JavaScript string
         assert props["x_label"] and "(" in props["y_label"] and props["y_label"].endswith(")")  # a unit: (dB), (us)
-        assert (REPO / ".dvc/plots" / f"{props['template']}.json").is_file()
+        assert (REPO / Path(rel).parent / ".dvc/plots" / f"{props['template']}.json").is_file(), rel
         for path in props["y"]:
             assert (REPO / Path(rel).parent / path).is_file(), path  # committed: the page draws on a fresh clone
         assert ("fig9" in rel) == any("cells/" in path for path in props["y"]), title
