@@ -1,7 +1,8 @@
 """The params file as one typed root config: every group is one frozen dataclass in the module that owns it.
 
 A stage parses ``params.yaml`` once, with :func:`load_config`, into a :class:`Config` whose fields are the
-group dataclasses of :data:`GROUPS` (plus ``seed``, ``variants`` and ``baselines``), and hands each function
+group dataclasses of :data:`GROUPS` (plus ``seed``, ``variants`` and ``baselines``, whose entries come from the
+table of methods, :data:`gimbal.methods.TABLE`), and hands each function
 only the groups it uses. Every group is parsed even when the stage uses few, so a misspelt key anywhere
 (``model.learn_exposur``) fails before any work, with the nearest valid name. The groups a stage declares
 in ``uses`` are the only ones it can read: touching another raises :class:`UndeclaredGroupError`, and a
@@ -15,14 +16,15 @@ that they agree). :meth:`Config.raw` is the file as read: trained models store i
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from gimbal.baselines.deblurgan import DeblurGANConfig
-from gimbal.baselines.dmphn import DMPHNConfig
+from gimbal import methods
 from gimbal.data.augment import AugmentConfig
 from gimbal.data.clips import ClipsConfig
 from gimbal.data.fetch import DataConfig
@@ -30,7 +32,7 @@ from gimbal.data.interpolate import InterpolateConfig
 from gimbal.data.samples import SamplesConfig
 from gimbal.data.shards import ShardConfig
 from gimbal.errors import ParamError
-from gimbal.evaluate import EvalConfig
+from gimbal.eval_config import EvalConfig
 from gimbal.losses import LossConfig
 from gimbal.models.net import ModelConfig
 from gimbal.params import check_seed, group_dict, load_params, parse_fields, parse_group, unknown_key_error
@@ -42,38 +44,35 @@ from gimbal.sensor.model import SensorConfig
 __all__ = [
     "GROUPS",
     "TOP_LEVEL",
-    "BaselinesConfig",
     "Config",
     "UndeclaredGroupError",
     "Variant",
+    "baselines_config",
     "check_params",
     "default_params",
+    "default_variants",
     "load_config",
     "parse_config",
 ]
 
-@dataclass(frozen=True)
-class BaselinesConfig:
-    """Params group ``baselines``: one sub-group per trained baseline."""
+@functools.cache
+def _baselines_class(groups: tuple[tuple[str, type], ...]) -> type:
+    return dataclasses.make_dataclass(
+        "BaselinesConfig", [(name, cls, field(default_factory=cls)) for name, cls in groups], frozen=True,
+        namespace={"__doc__": "Params group ``baselines``: one sub-group per single-image method."})
 
-    deblurgan: DeblurGANConfig = DeblurGANConfig()
-    dmphn: DMPHNConfig = DMPHNConfig()
+
+def baselines_config() -> type:
+    """The dataclass of params group ``baselines``: one field ``<name>`` per single-image method of the table of
+    methods, its :attr:`~gimbal.methods.Method.config` (the same class while the table's baselines are the same)."""
+    return _baselines_class(tuple((n, methods.TABLE[n].config) for n in methods.single()))  # type: ignore[misc]
 
 
-DEFAULT_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "gimbal": {},
-    "gimbal_uniform": {"model": {"learn_exposure": False}, "exposure": {"idle_slot": False, "init_us": None}},
-    "kpn": {"model": {"learn_exposure": False, "use_flow": False}, "exposure": {"idle_slot": False, "init_us": None}},
-    "gimbal_no_flow": {"model": {"learn_exposure": True, "use_flow": False}},
-    "gimbal_no_norm": {"model": {"learn_exposure": True, "normalize_exposure": False}},
-    "gimbal_anneal": {"model": {"learn_exposure": True}, "loss": {"anneal": True, "anneal_crossover": 0.4}},
-}
-"""The trained models: the paper's method, its uniform-exposure ablation (uniform over the whole budget), the
-KPN baseline on the uniform burst, and the other ablations of paper Table 3: without the flow network, without
-the exposure normalization (eq. 14), and with the annealed loss (eq. 18) flipped relative to ``loss.anneal``'s
-default (off here, on in the paper; at the paper's crossover, 40% of the run). The ablations pin
-``learn_exposure: true``, so ``-S model.learn_exposure=false`` (the uniform-exposure experiment) re-trains only
-``gimbal``."""
+def default_variants() -> dict[str, dict[str, dict[str, Any]]]:
+    """The default ``variants``: every burst method of the table of methods and its
+    :attr:`~gimbal.methods.Method.overrides` (``params.yaml`` documents them)."""
+    return {n: copy.deepcopy({g: dict(k) for g, k in methods.TABLE[n].overrides.items()}) for n in methods.burst()}
+
 
 VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure", "loss")
 """The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
@@ -114,6 +113,7 @@ class Config:
     Attributes:
         seed: the run seed (``seed``): weight init, augmentation, noise (:class:`gimbal.runtime.Seeds`).
         variants: ``variants.<name>`` -> ``{"model": {...}, "exposure": {...}, "loss": {...}}`` overrides (checked).
+        baselines: ``baselines.<name>``: the group of each single-image method (:func:`baselines_config`).
         raw: the params as read from the file (stored in model files; not for reading params from).
     """
 
@@ -130,8 +130,8 @@ class Config:
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
-    variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: dict(DEFAULT_VARIANTS))
-    baselines: BaselinesConfig = BaselinesConfig()
+    variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=default_variants)
+    baselines: Any = field(default_factory=lambda: baselines_config()())
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def variant(self, name: str) -> Variant:
@@ -230,8 +230,8 @@ def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -
     for group, cls in GROUPS.items():
         kwargs[group] = _parse_sensor(params.get(group)) if group == "sensor" else parse_group(cls, params.get(group),
                                                                                                 group)
-    kwargs["baselines"] = parse_group(BaselinesConfig, params.get("baselines"), "baselines")
-    kwargs["variants"] = _check_variants(params.get("variants", DEFAULT_VARIANTS))
+    kwargs["baselines"] = parse_group(baselines_config(), params.get("baselines"), "baselines")
+    kwargs["variants"] = _check_variants(params.get("variants", default_variants()))
     config = Config(**kwargs, raw=dict(params))
     _check_across_groups(config)
     if uses is None:
@@ -286,6 +286,6 @@ def default_params() -> dict[str, Any]:
     """The params every dataclass default amounts to (what ``params.yaml`` documents)."""
     params: dict[str, Any] = {"seed": 0}
     params.update({group: group_dict(cls()) for group, cls in GROUPS.items()})
-    params["variants"] = DEFAULT_VARIANTS
-    params["baselines"] = {"deblurgan": group_dict(DeblurGANConfig()), "dmphn": group_dict(DMPHNConfig())}
+    params["variants"] = default_variants()
+    params["baselines"] = {name: group_dict(methods.TABLE[name].config()) for name in methods.single()}  # type: ignore[misc]
     return params

@@ -8,16 +8,14 @@ mode), and the sensor noise is re-seeded with ``eval.seed`` before each method's
 methods that share an exposure schedule (``gimbal_uniform`` and ``kpn``) see the identical burst and
 the single-image methods see the identical full exposure.
 
-Methods (:data:`METHODS`):
+The methods are those of the table of methods (:data:`gimbal.methods.TABLE`), read when a function is called:
 
-- ``gimbal``: the end-to-end model with learned exposures (``models/gimbal.pt``);
-- ``gimbal_uniform``: the same model trained with fixed uniform exposures;
-- ``kpn``: KPN without flow on the uniform burst (Mildenhall et al.);
-- ``gimbal_no_flow``, ``gimbal_no_norm``, ``gimbal_anneal``: the ablations of paper Table 3 (:data:`ABLATIONS`);
-- ``deblurgan``: DeblurGAN-v2 on the single full-exposure image (``models/deblurgan.pt``);
-- ``dmphn``: DMPHN-1-2-4 on the same image (``models/dmphn.pt``; trained here, the paper used released weights);
-- ``full_exposure``: floor, the full-exposure image itself (one exposure of the whole budget ``T``);
-- ``middle_frame``: floor, the exposure-normalized middle frame of the learned burst.
+- ``burst`` methods: the end-to-end model and its variants (``gimbal`` with learned exposures, ``gimbal_uniform``,
+  the KPN baseline ``kpn`` on the uniform burst, the Table 3 ablations), each from ``models/<variant>.pt``;
+- ``single`` methods: the single-image baselines (DeblurGAN-v2, DMPHN-1-2-4) on the full-exposure image, each
+  from ``models/<name>.pt`` through its table entry's loader;
+- the floors: ``full_exposure``, the full-exposure image itself (one exposure of the whole budget ``T``), and
+  ``middle_frame``, the exposure-normalized middle frame of the learned burst.
 
 All scores are PSNR / SSIM in display space against the target of ``eval.target`` (:mod:`gimbal.display`;
 default: the sRGB middle frame, the authors' target, with outputs through their sRGB-like curve).
@@ -31,32 +29,29 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from gimbal.baselines.deblurgan import DeblurGANv2
-from gimbal.baselines.dmphn import DMPHN
+from gimbal import methods as table
 from gimbal.baselines.single import Restorer
-from gimbal.data.irradiance import fixed_irradiance_set
-from gimbal.data.shards import read_shard_index
-from gimbal.data.sources import scores_by_source, shard_clip_kinds
-from gimbal.display import TARGETS, Display
+from gimbal.config import Config
+from gimbal.data.irradiance import Scenes, fixed_irradiance_set
+from gimbal.data.shards import read_shard_index, shard_clip_kinds
+from gimbal.data.sources import scores_by_source
+from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
+from gimbal.eval_config import EvalConfig
 from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.plots import plot_example_grid, plot_method_scores
-from gimbal.sensor.model import Sensor
-from gimbal.stats import Interval, bootstrap_mean, paired_difference
-from gimbal.sensor.plot import plot_schedule
 from gimbal.runtime import resolve_device
 from gimbal.sensor.camera import CameraSpec
-from gimbal.data.irradiance import Scenes
+from gimbal.sensor.model import Sensor
+from gimbal.sensor.plot import plot_schedule
+from gimbal.stats import Interval, bootstrap_mean, paired_difference
 from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system, middle_frame_image
-
-if TYPE_CHECKING:  # gimbal.config imports this module (for EvalConfig)
-    from gimbal.config import Config
 
 __all__ = [
     "ABLATIONS",
@@ -70,6 +65,7 @@ __all__ = [
     "EvalResult",
     "evaluate",
     "evaluate_methods",
+    "example_columns",
     "load_models",
     "middle_frame_image",
     "summary_metrics",
@@ -77,81 +73,33 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ABLATIONS: tuple[str, ...] = ("gimbal_uniform", "gimbal_no_flow", "gimbal_no_norm", "gimbal_anneal")
-"""The variants of paper Table 3, each the full model less one component (``gimbal_uniform``: no exposure
-learning; ``gimbal_anneal`` flips the annealed loss, which is off by default here and on in the paper)."""
-MODEL_VARIANTS: tuple[str, ...] = ("gimbal", "gimbal_uniform", "kpn", "gimbal_no_flow", "gimbal_no_norm",
-                                   "gimbal_anneal")
-"""Trained model variants (``models/<variant>.pt``, stage ``train_<variant>``)."""
 LEARNED = "gimbal"
 """The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
-SINGLE_IMAGE: tuple[str, ...] = ("deblurgan", "dmphn")
+
+# The lists of methods as the table of methods (gimbal.methods) holds them when this module is imported, for
+# scripts; the functions below read the table when called.
+MODEL_VARIANTS: tuple[str, ...] = table.burst()
+"""Trained model variants (``models/<variant>.pt``, stage ``train_<variant>``)."""
+ABLATIONS: tuple[str, ...] = tuple(n for n, m in table.TABLE.items() if m.component is not None)
+"""The variants of paper Table 3, each the full model less one component."""
+SINGLE_IMAGE: tuple[str, ...] = table.single()
 """Single-image baselines on the full exposure (``models/<name>.pt``, stage ``train_<name>``)."""
-TRAINED: tuple[str, ...] = (*MODEL_VARIANTS, *SINGLE_IMAGE)
+TRAINED: tuple[str, ...] = table.trained()
 """Every method with a model file; :func:`evaluate` scores a subset of them with ``methods``."""
-METHODS: tuple[str, ...] = (*TRAINED, "full_exposure", "middle_frame")
-MARGINS: tuple[tuple[str, str], ...] = (
-    ("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"), ("kpn", "full_exposure"),
-    ("deblurgan", "full_exposure"), ("dmphn", "full_exposure"), *(("gimbal", v) for v in ABLATIONS[1:]),
-)
+METHODS: tuple[str, ...] = table.scored()
+MARGINS: tuple[tuple[str, str], ...] = table.compared()
 """The paper's comparisons ``(a, b)``: each is reported as the paired difference ``a - b`` over the test clips."""
-LABELS: dict[str, str] = {
-    "gimbal": "Ours (learned exp.)",
-    "gimbal_uniform": "Ours (uniform exp.)",
-    "kpn": "KPN (uniform burst)",
-    "gimbal_no_flow": "Ours without flow",
-    "gimbal_no_norm": "Ours without exp. normalization",
-    "gimbal_anneal": "Ours with annealed loss",
-    "deblurgan": "DeblurGAN-v2",
-    "dmphn": "DMPHN",
-    "full_exposure": "Full exposure",
-    "middle_frame": "Middle frame",
-    "ground_truth": "Ground truth",
-}
-EXAMPLE_COLUMNS: tuple[str, ...] = (
-    "full_exposure", "middle_frame", "deblurgan", "dmphn", "kpn", "gimbal_uniform", "gimbal", "ground_truth",
-)
-"""Panels of an example grid, left to right (paper Fig. 7 order: inputs, baselines, ours, ground truth)."""
+LABELS: dict[str, str] = {name: table.label(name) for name in (*METHODS, "ground_truth")}
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """Params group ``eval`` (the loader and device are ``train.loader`` / ``train.device``).
+def example_columns() -> tuple[str, ...]:
+    """Panels of an example grid, left to right (paper Fig. 7 order: inputs, baselines, ours, ground truth): the
+    methods with a :attr:`~gimbal.methods.Method.panel`, in its order."""
+    shown = sorted((m.panel, n) for n, m in table.TABLE.items() if m.panel is not None)
+    return (*(n for _, n in shown), "ground_truth")
 
-    Attributes:
-        clips: number of test clips scored (the first ones of the test shards, in shard order).
-        seed: seed of the scene augmentation and of the sensor noise.
-        examples: number of example grids written (the first clips).
-        batch_size: clips per forward pass.
-        window_frames: frames spanning the budget T, from the first (None: ``augment.window_frames``;
-            the paper text uses all 241, the authors' released evaluation 61).
-        full_frame: score the whole frames of the held-out clips, resized by the training scale
-            ``augment.out_size / augment.center`` (``False``: one random ``augment.crop`` window per clip, as
-            in training).
-        target: what every method is scored against, in training too (:mod:`gimbal.display`): ``srgb`` (the
-            authors': the sRGB middle frame, outputs through the released sRGB-like curve) or ``sensor`` (the
-            noise-free full-budget exposure in the camera's DN range, 2.2 power curve).
-    """
 
-    clips: int = 16
-    seed: int = 1
-    examples: int = 2
-    batch_size: int = 4
-    window_frames: int | None = None
-    full_frame: bool = True
-    target: Literal["srgb", "sensor"] = "srgb"
-
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ParamError(f"params: 'eval.target' must be one of {list(TARGETS)}, got {self.target!r}")
-        if self.clips < 1 or self.batch_size < 1:
-            raise ParamError(f"params: 'eval.clips' and 'eval.batch_size' must be >= 1, got {self.clips}, "
-                             f"{self.batch_size}")
-        if self.examples < 0:
-            raise ParamError(f"params: 'eval.examples' must be >= 0, got {self.examples}")
-        if self.window_frames is not None and self.window_frames < 2:
-            raise ParamError(f"params: 'eval.window_frames' must be >= 2 or null, got {self.window_frames}")
-
+EXAMPLE_COLUMNS: tuple[str, ...] = example_columns()
 
 
 @dataclass
@@ -170,12 +118,13 @@ class EvalResult:
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """``{method: {"psnr": mean dB, "ssim": mean}}`` in :data:`METHODS` order (rounded to 1e-4)."""
+        """``{method: {"psnr": mean dB, "ssim": mean}}`` in the table's order (rounded to 1e-4)."""
         return {m: {k: round(sum(v) / len(v), 4) for k, v in s.items()} for m, s in self.scores.items()}
 
     def intervals(self, seed: int = 0) -> dict[str, Any]:
         """The means of :meth:`summary` with 95% bootstrap intervals over the test clips (``psnr_lo``, ``psnr_hi``,
-        ``ssim_lo``, ``ssim_hi``), and under ``margins`` the paired difference of every :data:`MARGINS` pair
+        ``ssim_lo``, ``ssim_hi``), and under ``margins`` the paired difference of every compared pair
+        (:func:`gimbal.methods.compared`)
         whose two methods were scored (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``),
         resampling clips with ``seed``.
         With a single clip no interval exists: only the means are given."""
@@ -188,13 +137,13 @@ class EvalResult:
                                for m, s in self.scores.items()}
         out["margins"] = {f"{a}-{b}": _flat({k: paired_difference(self.scores[a][k], self.scores[b][k], seed=seed)
                                              for k in metrics})
-                          for a, b in MARGINS if a in self.scores and b in self.scores}
+                          for a, b in table.compared() if a in self.scores and b in self.scores}
         out["clips"] = n
         return out
 
 
 HEADLINE: tuple[tuple[str, str], ...] = (("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"))
-"""The margins of :data:`MARGINS` that ``metrics/summary.json`` carries (the paper's main claims)."""
+"""The compared pairs that ``metrics/summary.json`` carries (the paper's main claims)."""
 
 
 def summary_metrics(metrics: dict[str, Any], schedule: dict[str, Any] | None = None) -> dict[str, float]:
@@ -206,7 +155,7 @@ def summary_metrics(metrics: dict[str, Any], schedule: dict[str, Any] | None = N
     ``exposure_us_<i>`` (i = 1..n) and ``idle_us``. Keys carry no dot, so no other metrics file can clash with them.
     """
     out: dict[str, float] = {}
-    for method in (m for m in METHODS if m in metrics):
+    for method in (m for m in table.scored() if m in metrics):
         out |= {f"psnr_{method}": metrics[method]["psnr"], f"ssim_{method}": metrics[method]["ssim"]}
     margins = metrics.get("margins", {})
     for name in (f"{a}-{b}" for a, b in HEADLINE if f"{a}-{b}" in margins):
@@ -235,34 +184,33 @@ def _model_file(models_dir: Path, name: str) -> Path:
 
 def load_models(
     models_dir: Path, camera: CameraSpec | None = None, device: torch.device | str = "cpu",
-    methods: Sequence[str] = TRAINED,
+    methods: Sequence[str] | None = None,
 ) -> tuple[dict[str, GimbalSystem], dict[str, Restorer]]:
-    """Load ``models/<variant>.pt`` for every :data:`MODEL_VARIANTS` and ``models/<name>.pt`` for every
-    :data:`SINGLE_IMAGE` baseline (returned as ``{name: model}``), of those in ``methods`` (default: all).
+    """Load ``models/<name>.pt`` of every trained method of the table of methods in ``methods`` (default: all):
+    the burst methods with :func:`gimbal.system.load_system`, the single-image ones with their entry's ``load``
+    (returned as ``{name: model}``).
 
     All files are checked before any is loaded: a missing one raises :class:`DataError` naming the file and
     the stage that writes it. With ``camera``, a model trained for another camera raises :class:`DataError`
     too (its noise/brightness would differ).
     """
     models_dir = Path(models_dir)
-    unknown = sorted(set(methods) - set(TRAINED))
+    trained = table.trained()
+    methods = trained if methods is None else methods
+    unknown = sorted(set(methods) - set(trained))
     if unknown or not methods:
         raise ParamError(f"evaluate: methods {unknown or list(methods)} are not trained methods; choose from "
-                         f"{list(TRAINED)}")
-    paths = {name: _model_file(models_dir, name) for name in TRAINED if name in methods}
+                         f"{list(trained)}")
+    paths = {name: _model_file(models_dir, name) for name in trained if name in methods}
     systems: dict[str, GimbalSystem] = {}
-    for variant in (v for v in MODEL_VARIANTS if v in paths):
+    for variant in (v for v in table.burst() if v in paths):
         system = load_system(paths[variant], device)
         if camera is not None and system.sensor.camera != camera:
             raise DataError(f"{paths[variant]}: trained for camera {system.sensor.camera.name!r} with other settings "
                             f"than params 'sensor' ({camera.name!r}); re-train it with `dvc repro train_{variant}`")
         systems[variant] = system.eval()
-    # the content loss is never used for inference: an identity "feature extractor" skips the VGG19 / substitute setup
-    loaders = {
-        "deblurgan": lambda p: DeblurGANv2.from_checkpoint(p, feature_extractor=torch.nn.Identity(), device=device),
-        "dmphn": lambda p: DMPHN.from_checkpoint(p, device=device),
-    }
-    singles: dict[str, Restorer] = {name: loaders[name](paths[name]) for name in SINGLE_IMAGE if name in paths}
+    singles: dict[str, Restorer] = {name: table.TABLE[name].load(paths[name], device)  # type: ignore[misc]
+                                    for name in table.single() if name in paths}
     return systems, singles
 
 
@@ -278,27 +226,28 @@ def evaluate_methods(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> EvalResult:
-    """Score the methods of :data:`METHODS` on fixed scene ``batches`` (irradiance ``(b, T_f, C, H, W)`` e-/s and
+    """Score the methods of the table of methods on fixed scene ``batches`` (irradiance ``(b, T_f, C, H, W)`` e-/s and
     sRGB middle frames), against ``display``'s target (floors through ``display.floor``).
 
-    ``systems`` maps variants of :data:`MODEL_VARIANTS` to trained :class:`GimbalSystem` s (trained for ``display``'s
-    target); ``singles`` maps baselines of :data:`SINGLE_IMAGE` to trained models (``enhance``). The methods
+    ``systems`` maps burst methods to trained :class:`GimbalSystem` s (trained for ``display``'s target);
+    ``singles`` maps single-image methods to trained models (``enhance``). The methods
     scored are these, the ``full_exposure`` floor, and the ``middle_frame`` floor when :data:`LEARNED` is among
     ``systems``. ``sensor`` captures the full exposure of the single-image methods (and defines the ground
     truth's camera). Each method's captures start from ``set_seed(seed)`` with exact Poisson noise (eval mode),
     so equal schedules give equal bursts.
     ``examples``: keep the first ``examples`` clips' images of every method and the ground truth.
     """
-    unknown = sorted(set(systems) - set(MODEL_VARIANTS)) + sorted(set(singles) - set(SINGLE_IMAGE))
+    burst, single = table.burst(), table.single()
+    unknown = sorted(set(systems) - set(burst)) + sorted(set(singles) - set(single))
     if unknown:
         raise ParamError(f"evaluate_methods: unknown methods {unknown}")
-    variants = [v for v in MODEL_VARIANTS if v in systems]
+    variants = [v for v in burst if v in systems]
     wrong = [v for v in variants if systems[v].display.target != display.target]
     if wrong:
         raise ParamError(f"evaluate: models {wrong} were trained for another target than eval.target "
                          f"'{display.target}'; re-train them (dvc repro)")
     floors = ["full_exposure"] + (["middle_frame"] if LEARNED in systems else [])
-    methods = [m for m in METHODS if m in systems or m in singles or m in floors]
+    methods = [m for m in table.scored() if m in systems or m in singles or m in floors]
     result = EvalResult(scores={m: {"psnr": [], "ssim": []} for m in methods})
     kept: dict[str, list[torch.Tensor]] = {m: [] for m in (*methods, "ground_truth")}
     sensor = sensor.to(device).eval()
@@ -329,7 +278,7 @@ def evaluate_methods(
     for k, scenes in enumerate(batches):
         blurred = full_exposure_image(sensor, scenes.irradiance.to(device), display)
         record("full_exposure", k, blurred)
-        for name in (n for n in SINGLE_IMAGE if n in singles):
+        for name in (n for n in single if n in singles):
             record(name, k, singles[name].enhance(blurred))
         bar.update()
     bar.close()
@@ -366,7 +315,7 @@ def _by_method_csv(summary: dict[str, dict[str, float]]) -> bytes:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["method", "label", "psnr", "ssim"])
     for method, s in summary.items():
-        writer.writerow([method, LABELS[method], s["psnr"], s["ssim"]])
+        writer.writerow([method, table.label(method), s["psnr"], s["ssim"]])
     return buf.getvalue().encode()
 
 
@@ -381,13 +330,13 @@ def evaluate(
     examples_dir: Path = Path("plots/examples"),
     schedule_plot: Path = Path("plots/exposures_eval.png"),
     progress: bool = True,
-    methods: Sequence[str] = TRAINED,
+    methods: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every method (the trained ones of ``methods``, default all, and the floors) on the fixed test scenes
+    """Evaluate every method (the trained ones of ``methods``, default all of the table of methods, and the floors) on the fixed test scenes
     and write all outputs atomically.
 
     Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, with 95% bootstrap intervals over the test
-    clips, the paired differences of :data:`MARGINS` under ``margins``, and ``clips``;
+    clips, the paired differences of the compared pairs under ``margins``, and ``clips``;
     :meth:`EvalResult.intervals`), ``summary.json`` beside it (:func:`summary_metrics`: what
     ``dvc metrics show`` shows), ``<metrics_path stem>_by_source.json`` (the same per source kind,
     ``{real | synthetic: {method: ...}}``), ``per_clip_csv`` (clip, clip_id, kind, method, psnr, ssim),
@@ -423,14 +372,14 @@ def evaluate(
         log.info("%-28s %+6.2f dB [%+.2f, %+.2f] (paired, 95%%)", name, m["psnr"], m["psnr_lo"], m["psnr_hi"])
     write_bytes_atomic(per_clip_csv, _per_clip_csv(result, clip_ids, kinds))
     write_bytes_atomic(by_method_csv, _by_method_csv(summary))
-    plot_method_scores(result.scores, bar_plot, labels=LABELS,
+    plot_method_scores(result.scores, bar_plot, labels={m: table.label(m) for m in result.scores},
                        title=f"Test set: {n} clips, seed {ecfg.seed} (exact Poisson noise)")
     with atomic_dir(examples_dir) as tmp:
         k_examples = min(ecfg.examples, n)
         for k in range(k_examples):
             panels = []
-            for method in (m for m in EXAMPLE_COLUMNS if m in result.examples):
-                caption = LABELS[method]
+            for method in (m for m in example_columns() if m in result.examples):
+                caption = table.label(method)
                 if method in result.scores:
                     caption += (f"\nPSNR {result.scores[method]['psnr'][k]:.2f} dB, "
                                 f"SSIM {result.scores[method]['ssim'][k]:.3f}")
@@ -438,7 +387,7 @@ def evaluate(
             plot_example_grid(panels, tmp / f"example_{k}.png", title=f"test clip {clip_ids[k]}")
     shown = [v for v in (LEARNED, "gimbal_uniform") if v in result.schedules]
     if shown:
-        plot_schedule([result.schedules[v] for v in shown], schedule_plot, labels=[LABELS[v] for v in shown],
+        plot_schedule([result.schedules[v] for v in shown], schedule_plot, labels=[table.label(v) for v in shown],
                       title="Shutter schedules evaluated")
     write_json_atomic(metrics_path.with_name(metrics_path.stem + "_by_source.json"), by_source)
     write_json_atomic(metrics_path, metrics)

@@ -4,56 +4,44 @@
 component of paper Table 3: the PSNR without it (or, for the annealed loss, with it flipped), and the
 component's effect, ``with - without``, as the paired difference over the test clips with its 95% interval,
 beside the paper's effect. :func:`paper_report` writes the whole report (Table 1, Table 3, what is like for
-like). The paper's numbers live here only (:data:`PAPER_TABLE1`, :data:`PAPER_TABLE3`).
+like). The rows and the paper's numbers come from the table of methods (:data:`gimbal.methods.TABLE`: each
+method's Table 1 row, paper PSNR / SSIM and Table 3 component), plus the paper's rows no method here reproduces
+(:data:`PAPER_ONLY`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PAPER_TABLE1", "PAPER_TABLE3", "TABLE3_ROWS", "liveness_md", "paper_report", "table3", "table3_md"]
+from gimbal import methods as table
 
-PAPER_TABLE1: dict[str, tuple[float, float | None]] = {
-    "dmphn": (17.99, None),
-    "analysis_synthesis": (18.6, None),
-    "deblurgan": (23.12, 0.7230),
-    "kpn": (28.46, 0.8296),
-    "gimbal": (31.42, 0.8948),
-}
-"""Paper Table 1 (synthetic test set): method -> (PSNR dB, SSIM; None where not recorded here)."""
+__all__ = ["PAPER_ONLY", "liveness_md", "paper_report", "table1_rows", "table3", "table3_md", "table3_rows"]
 
-PAPER_TABLE3: dict[str, float] = {
-    "gimbal_uniform": 28.72,  # without exposure learning
-    "gimbal_no_flow": 30.62,  # without the flow network
-    "gimbal_no_norm": 30.96,  # without exposure normalization
-    "gimbal_anneal": 31.18,  # without the annealed loss
-    "gimbal": 31.42,  # the full model
-}
-"""Paper Table 3: the model without one component -> PSNR dB."""
+FULL_MODEL = "gimbal"
+"""The full model, which every Table 3 row is compared with."""
 
-TABLE3_ROWS: dict[str, tuple[str, bool]] = {
-    "gimbal_uniform": ("exposure learning", True),
-    "gimbal_no_flow": ("flow network", True),
-    "gimbal_no_norm": ("exposure normalization (eq. 14)", True),
-    "gimbal_anneal": ("annealed loss (eq. 18)", False),
+PAPER_ONLY: dict[str, tuple[str, float, str]] = {
+    "analysis_synthesis": ("analysis-synthesis pair (Kaufman & Fattal)", 18.6,
+                           "not reproduced: no training code was released and its weights are TensorFlow downloads"),
 }
-"""Variant -> (the component, whether the variant lacks it). ``gimbal_anneal`` has the annealed loss that our
-default lacks (the paper's default has it), so its effect is ``variant - gimbal``; the others' ``gimbal - variant``."""
+"""Rows of paper Table 1 that no method here reproduces: name -> (row, the paper's PSNR dB, why not)."""
 
-TABLE1_ROWS: dict[str, str] = {
-    "dmphn": "DMPHN-1-2-4 (full exposure; trained here, the paper used released GoPro weights)",
-    "analysis_synthesis": "analysis-synthesis pair (Kaufman & Fattal)",
-    "deblurgan": "DeblurGAN-v2 (full exposure)",
-    "kpn": "KPN (uniform burst)",
-    "gimbal_uniform": "ours, uniform exposures",
-    "gimbal": "ours, learned exposures",
-    "full_exposure": "full exposure (floor, not in the paper)",
-    "middle_frame": "middle frame of the learned burst (floor, not in the paper)",
-}
-NOT_RUN: dict[str, str] = {
-    "dmphn": "not run (models/dmphn.pt missing); the paper applied released GoPro weights, none downloadable here",
-    "analysis_synthesis": "not reproduced: no training code was released and its weights are TensorFlow downloads",
-}
+
+def table1_rows() -> list[tuple[str, str, float | None, float | None, str]]:
+    """The rows of Table 1: ``(name, row, paper PSNR, paper SSIM, what to say when not scored)`` of every method
+    of the table of methods with a :attr:`~gimbal.methods.Method.row` and of :data:`PAPER_ONLY`; the paper's rows
+    by ascending paper PSNR (as the paper lists them), then the others in table order."""
+    rows = [(n, m.row, m.paper_psnr, m.paper_ssim, m.not_run or "not run")
+            for n, m in table.TABLE.items() if m.row is not None]
+    rows += [(n, row, psnr, None, why) for n, (row, psnr, why) in PAPER_ONLY.items()]
+    return sorted(rows, key=lambda r: (r[2] is None, r[2] or 0.0))  # stable: the table's order among the others
+
+
+def table3_rows() -> dict[str, tuple[str, bool]]:
+    """Method -> (the component, whether the method lacks it) for every row of paper Table 3, in table order.
+    ``gimbal_anneal`` has the annealed loss that our default lacks (the paper's default has it), so its effect is
+    ``variant - gimbal``; the others' ``gimbal - variant``."""
+    return {n: m.component for n, m in table.TABLE.items() if m.component is not None}
 
 
 def _ci(m: dict[str, float]) -> str:
@@ -63,25 +51,26 @@ def _ci(m: dict[str, float]) -> str:
 
 def table3(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Paper Table 3 from ``metrics/eval.json``: ``{variant: {"component", "psnr", "psnr_lo", "psnr_hi", "effect",
-    "effect_lo", "effect_hi", "paper_psnr", "paper_effect"}}`` in dB, for each of :data:`TABLE3_ROWS` present,
+    "effect_lo", "effect_hi", "paper_psnr", "paper_effect"}}`` in dB, for each of :func:`table3_rows` present,
     plus ``gimbal`` (the full model). ``effect`` is the component's paired difference ``with - without`` over
     the test clips (from ``ev["margins"]["gimbal-<variant>"]``, negated for a variant that adds the component).
     """
-    full = ev["gimbal"]
-    out: dict[str, dict[str, Any]] = {"gimbal": {"component": "none (the full model)", "psnr": full["psnr"],
-                                                 "psnr_lo": full["psnr_lo"], "psnr_hi": full["psnr_hi"],
-                                                 "paper_psnr": PAPER_TABLE3["gimbal"]}}
-    for variant, (component, lacks) in TABLE3_ROWS.items():
-        margin = ev.get("margins", {}).get(f"gimbal-{variant}")
+    full, full_paper = ev[FULL_MODEL], table.TABLE[FULL_MODEL].paper_psnr
+    out: dict[str, dict[str, Any]] = {FULL_MODEL: {"component": "none (the full model)", "psnr": full["psnr"],
+                                                   "psnr_lo": full["psnr_lo"], "psnr_hi": full["psnr_hi"],
+                                                   "paper_psnr": full_paper}}
+    for variant, (component, lacks) in table3_rows().items():
+        margin = ev.get("margins", {}).get(f"{FULL_MODEL}-{variant}")
         if variant not in ev or margin is None:
             continue
         sign = 1.0 if lacks else -1.0
         lo, hi = sorted((sign * margin["psnr_lo"], sign * margin["psnr_hi"]))
-        paper_effect = PAPER_TABLE3["gimbal"] - PAPER_TABLE3[variant]
+        paper = table.TABLE[variant].paper_psnr
+        paper_effect = None if paper is None or full_paper is None else round(full_paper - paper, 2)
         out[variant] = {"component": component, "lacks": lacks, "psnr": ev[variant]["psnr"],
                         "psnr_lo": ev[variant]["psnr_lo"], "psnr_hi": ev[variant]["psnr_hi"],
                         "effect": round(sign * margin["psnr"], 4), "effect_lo": lo, "effect_hi": hi,
-                        "paper_psnr": PAPER_TABLE3[variant], "paper_effect": round(paper_effect, 2)}
+                        "paper_psnr": paper, "paper_effect": paper_effect}
     return out
 
 
@@ -91,34 +80,31 @@ def table3_md(ev: dict[str, Any]) -> list[str]:
     lines = ["| component | our model | PSNR dB [95% CI] | its effect, with - without [95% CI] | paper: PSNR without | "
              "paper: effect | same sign |", "|---|---|---|---|---|---|---|"]
     for variant, r in rows.items():
-        if variant == "gimbal":
+        if variant == FULL_MODEL:
             continue
         model = f"without it (`{variant}`)" if r["lacks"] else f"with it (`{variant}`; off by default here)"
-        same = "yes" if (r["effect"] > 0) == (r["paper_effect"] > 0) else "**no**"
+        paper_effect = r["paper_effect"]
+        same = "-" if paper_effect is None else "yes" if (r["effect"] > 0) == (paper_effect > 0) else "**no**"
         sure = "" if r["effect_lo"] > 0 or r["effect_hi"] < 0 else " (interval spans 0)"
         lines.append(f"| {r['component']} | {model} | {_ci(r)} | "
-                     f"{r['effect']:+.2f} [{r['effect_lo']:+.2f}, {r['effect_hi']:+.2f}]{sure} | {r['paper_psnr']:.2f} | "
-                     f"{r['paper_effect']:+.2f} | {same} |")
-    g = rows["gimbal"]
-    lines.append(f"| none | the full model (`gimbal`) | {_ci(g)} | | "
-                 f"{g['paper_psnr']:.2f} | | |")
+                     f"{r['effect']:+.2f} [{r['effect_lo']:+.2f}, {r['effect_hi']:+.2f}]{sure} | "
+                     f"{_num(r['paper_psnr'], '.2f')} | {_num(paper_effect, '+.2f')} | {same} |")
+    g = rows[FULL_MODEL]
+    lines.append(f"| none | the full model (`{FULL_MODEL}`) | {_ci(g)} | | "
+                 f"{_num(g['paper_psnr'], '.2f')} | | |")
     return lines
 
 
 def _table1_md(ev: dict[str, Any]) -> list[str]:
     lines = ["| method | PSNR dB [95% CI] | SSIM [95% CI] | paper PSNR | paper SSIM |", "|---|---|---|---|---|"]
-    for method, label in TABLE1_ROWS.items():
-        paper_psnr, paper_ssim = PAPER_TABLE1.get(method, (None, None))
-        if method == "gimbal_uniform":
-            paper_psnr = PAPER_TABLE3["gimbal_uniform"]
-        paper = (f"{paper_psnr:.2f}" if paper_psnr is not None else "-",
-                 f"{paper_ssim:.4f}" if paper_ssim is not None else "-")
+    for method, label, paper_psnr, paper_ssim, not_run in table1_rows():
+        paper = (_num(paper_psnr, ".2f"), _num(paper_ssim, ".4f"))
         if method in ev:
             m = ev[method]
             ssim = f"{m['ssim']:.3f} [{m['ssim_lo']:.3f}, {m['ssim_hi']:.3f}]"
             lines.append(f"| {label} | {_ci(m)} | {ssim} | {paper[0]} | {paper[1]} |")
         else:
-            lines.append(f"| {label} | {NOT_RUN.get(method, 'not run')} | | {paper[0]} | {paper[1]} |")
+            lines.append(f"| {label} | {not_run} | | {paper[0]} | {paper[1]} |")
     return lines
 
 

@@ -15,20 +15,18 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from gimbal.checkpoint import save_checkpoint, verify_checksum
+from gimbal.config import Config, check_stored_params, model_file_params, parse_config
 from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
 from gimbal.losses import LossConfig, gimbal_loss
 from gimbal.models.net import GimbalNet, GimbalOutput
 from gimbal.sensor.model import Sensor
-
-if TYPE_CHECKING:  # gimbal.config imports the modules that define the groups, this one among them
-    from gimbal.config import Config
 
 
 def build_sensor(cfg: Config, learn_exposure: bool = True, seed: int | None = None) -> Sensor:
@@ -117,8 +115,6 @@ class GimbalSystem(nn.Module):
     @classmethod
     def from_params(cls, params: dict[str, Any], variant: str = "gimbal") -> GimbalSystem:
         """Build the system for ``variant`` from a stored params mapping (a model file's; see :func:`load_system`)."""
-        from gimbal.config import parse_config  # the parser imports this module (for its groups)
-
         return cls.from_config(parse_config(params), variant)
 
     def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> GimbalOutput:
@@ -154,8 +150,6 @@ def save_system(path: str | os.PathLike[str], system: GimbalSystem, params: dict
     A model file is data only: a camera preset file (``sensor.camera``) is stored as its values (``sensor.camera``
     null, every camera field in ``sensor.overrides``), so loading the model never opens the path it was trained
     with."""
-    from gimbal.config import model_file_params  # the parser imports this module (for its groups)
-
     save_checkpoint(path, {"variant": variant, "params": model_file_params(params), "system": system.state_dict(),
                            "exposures": exposure_report(system, variant)})
 
@@ -188,8 +182,6 @@ def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu"
                         f"{fix}") from exc
     if not isinstance(state, dict):
         raise DataError(f"{path}: not a gimbal model checkpoint (top level is {type(state).__name__}); {fix}")
-    from gimbal.config import check_stored_params  # the parser imports this module (for its groups)
-
     variant = state.get("variant")
     if not isinstance(variant, str):
         raise DataError(f"{path}: the stored variant is {variant!r}, not a name; {fix}")

@@ -1,8 +1,8 @@
 """DVC stage `evaluate`: PSNR/SSIM of every method on one fixed set of held-out test scenes.
 
-Methods: gimbal (learned exposures), gimbal_uniform, kpn, the Table 3 ablations gimbal_no_flow,
-gimbal_no_norm and gimbal_anneal, deblurgan, dmphn and the floors full_exposure and middle_frame
-(`--methods`: a subset of the trained ones), all on the same scenes with the same seeded exact-Poisson
+Methods: those of the table of methods (gimbal/methods.py): gimbal (learned exposures), gimbal_uniform, kpn, the
+Table 3 ablations gimbal_no_flow, gimbal_no_norm and gimbal_anneal, deblurgan, dmphn and the floors full_exposure and
+middle_frame (`--methods`: a subset of the trained ones), all on the same scenes with the same seeded exact-Poisson
 noise. Writes metrics/summary.json (`dvc metrics show`: every method's PSNR and SSIM, the headline margins, the
 learned schedule), metrics/eval.json (every interval and margin) and metrics/eval_by_source.json (the same per
 source kind, real / synthetic), plots/eval_per_clip.csv and plots/eval_by_method.csv (`dvc plots`),
@@ -16,14 +16,16 @@ from pathlib import Path
 
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
-from gimbal.evaluate import TRAINED, evaluate
+from gimbal import methods
+from gimbal.evaluate import evaluate
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 USES = ("sensor", "exposure", "augment", "model", "eval", "train")
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
-    evaluate(cfg, shards_dir=Path(args.shards), models_dir=Path(args.models), methods=args.methods.split(","))
+    chosen = args.methods.split(",") if args.methods else None
+    evaluate(cfg, shards_dir=Path(args.shards), models_dir=Path(args.models), methods=chosen)
 
 
 if __name__ == "__main__":
@@ -31,7 +33,8 @@ if __name__ == "__main__":
     parser.add_argument("--shards", default="data/shards", help="shards directory")
     parser.add_argument("--models", default="models", help="directory of the trained models (<variant>.pt, "
                         "deblurgan.pt)")
-    parser.add_argument("--methods", default=",".join(TRAINED),
-                        help="comma-separated trained methods to score, with the floors (default: all; a subset "
+    parser.add_argument("--methods", default=None,
+                        help=f"comma-separated trained methods to score, with the floors (default: all: "
+                             f"{','.join(methods.trained())}; a subset "
                              "serves runs outside the DAG that train only some, e.g. README 'Medium experiment')")
     run_stage(main, parser, USES)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
+from gimbal import methods
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.errors import ParamError
-from gimbal.evaluate import MODEL_VARIANTS, TRAINED
 from gimbal.io import write_bytes_atomic, write_json_atomic
 from gimbal.report import paper_report, table3
 
@@ -26,28 +26,31 @@ USES = ("variants",)
 
 def check_variants(variants: dict, pipeline: Path) -> None:
     """Refuse a model variant of params.yaml that no stage trains or scores (``dvc exp run -S
-    '+variants.foo=...'`` used to report "Ran experiment" with nothing trained). The scored ones are the methods
-    table's (``MODEL_VARIANTS``); ``pipeline`` (dvc.yaml) must train each with a stage ``train_<name>`` running
-    ``--variant <name>`` (tests/test_stage_faults.py checks that the table and dvc.yaml agree)."""
+    '+variants.foo=...'`` used to report "Ran experiment" with nothing trained). The scored ones are the burst
+    methods of the table of methods (gimbal/methods.py); ``pipeline`` (dvc.yaml) must train each with a stage
+    ``train_<name>`` running ``--variant <name>`` (tests/test_stage_faults.py checks that the table and dvc.yaml
+    agree)."""
     stages = (yaml.safe_load(pipeline.read_text()) or {}).get("stages", {}) if pipeline.is_file() else {}
     trained = {name[len("train_"):] for name, spec in stages.items()
                if name.startswith("train_") and "--variant" in str(spec.get("cmd", ""))}
+    scored = methods.burst()
     for v in variants:
         if pipeline.is_file() and v not in trained:
             raise ParamError(
                 f"params: 'variants.{v}' is trained by no stage ({pipeline} has no train_{v}), so no models/{v}.pt is "
                 f"made; add a stage train_{v} to {pipeline} (a copy of train_gimbal_no_flow with `--variant {v}`, "
-                f"'variants.{v}' in its params, models/{v}.pt in its outs and evaluate's deps) and '{v}' to "
-                f"MODEL_VARIANTS in gimbal/evaluate.py, or remove 'variants.{v}'")
-        if v not in MODEL_VARIANTS:
-            raise ParamError(f"params: 'variants.{v}' is trained (stage train_{v}) but not scored: add '{v}' to "
-                             f"MODEL_VARIANTS in gimbal/evaluate.py and models/{v}.pt to evaluate's deps in {pipeline}")
+                f"'variants.{v}' in its params, models/{v}.pt in its outs and evaluate's deps) and a burst method "
+                f"'{v}' to the table of methods (gimbal/methods.py), or remove 'variants.{v}'")
+        if v not in scored:
+            raise ParamError(f"params: 'variants.{v}' is trained (stage train_{v}) but not scored: add a burst method "
+                             f"'{v}' to the table of methods (gimbal/methods.py) and models/{v}.pt to evaluate's deps "
+                             f"in {pipeline}")
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
     check_variants(cfg.variants, Path(args.pipeline))
     ev = json.loads(Path(args.eval).read_text())
-    train = {m: json.loads(p.read_text()) for m in TRAINED
+    train = {m: json.loads(p.read_text()) for m in methods.trained()
              if (p := Path(args.train_metrics) / f"train_{m}.json").is_file()}
     write_json_atomic(Path(args.table3), table3(ev))
     write_bytes_atomic(Path(args.out), paper_report(ev, fig9_report=args.fig9, train=train).encode())

@@ -10,10 +10,12 @@ metrics/train_<baseline>.json, dvclive/train_<baseline>/ and the resumable check
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from gimbal.baselines.deblurgan.train import train_deblurgan
-from gimbal.baselines.dmphn.train import train_dmphn
+from gimbal import methods
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
@@ -21,13 +23,17 @@ from gimbal.data.loader import check_batch_size
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 USES = ("seed", "sensor", "exposure", "augment", "model", "train", "baselines", "eval")
 
-TRAINERS = {"deblurgan": train_deblurgan, "dmphn": train_dmphn}
+
+def trainer(name: str) -> Callable[..., Any]:
+    """The training function of single-image method ``name`` (its table entry's ``train``, "module:function")."""
+    module, _, function = methods.TABLE[name].train.partition(":")  # type: ignore[union-attr]
+    return getattr(importlib.import_module(module), function)
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
     name = args.baseline
     check_batch_size(args.shards, "train", getattr(cfg.baselines, name).batch_size, f"baselines.{name}.batch_size")
-    TRAINERS[name](
+    trainer(name)(
         cfg,
         shards_dir=Path(args.shards),
         model_path=Path(f"models/{name}.pt"),
@@ -39,6 +45,6 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
-    parser.add_argument("--baseline", required=True, choices=sorted(TRAINERS), help="the single-image baseline")
+    parser.add_argument("--baseline", required=True, choices=methods.single(), help="the single-image baseline")
     parser.add_argument("--shards", default="data/shards", help="shards directory")
     run_stage(main, parser, USES)

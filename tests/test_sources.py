@@ -69,8 +69,7 @@ def test_scores_by_source() -> None:
 def test_shard_clip_kinds_follow_the_clips_into_the_shards(tmp_path: Path) -> None:
     import json
 
-    from gimbal.data.shards import ShardConfig, build_shards
-    from gimbal.data.sources import shard_clip_kinds
+    from gimbal.data.shards import ShardConfig, build_shards, shard_clip_kinds
     from shard_fixtures import make_interp
 
     index, _ = make_interp(tmp_path / "interp", {"real1": "test", "flight": "test", "real2": "train"}, frames=5)

@@ -115,8 +115,8 @@ def test_a_variant_no_stage_trains_is_refused_by_the_report_stage(tmp_path: Path
 def test_variants_methods_table_and_train_stages_agree() -> None:
     """Each variant of params.yaml has its train_<name> stage and is scored by evaluate, and back; the report
     stage, which checks a new variant, re-runs when any variant changes."""
-    from gimbal.config import DEFAULT_VARIANTS
-    from gimbal.evaluate import MODEL_VARIANTS
+    from gimbal import methods
+    from gimbal.config import default_variants
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     trained = {name[len("train_"):] for name, s in stages.items() if "stages/train.py --variant" in s["cmd"]}
@@ -125,7 +125,7 @@ def test_variants_methods_table_and_train_stages_agree() -> None:
         assert f"variants.{name}" in stages[f"train_{name}"]["params"]
         assert f"models/{name}.pt" in stages["evaluate"]["deps"]
     params = yaml.safe_load((REPO / "params.yaml").read_text())["variants"]
-    assert trained == set(MODEL_VARIANTS) == set(DEFAULT_VARIANTS) == set(params)
+    assert trained == set(methods.burst()) == set(default_variants()) == set(params)
     assert "variants" in stages["report"]["params"]
 
 

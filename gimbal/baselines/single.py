@@ -22,12 +22,13 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from tqdm import tqdm
 
 from gimbal.checkpoint import Resumable, run_fingerprint
+from gimbal.config import Config
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
 from gimbal.display import Display
 from gimbal.errors import Interrupted, ParamError
@@ -38,9 +39,6 @@ from gimbal.params import group_dict
 from gimbal.runtime import Seeds, setup_distributed, step_noise_seed
 from gimbal.sensor.model import Sensor
 from gimbal.system import build_sensor, full_exposure_image
-
-if TYPE_CHECKING:  # gimbal.config imports gimbal.evaluate, which imports this module (for Restorer)
-    from gimbal.config import Config
 
 __all__ = ["Restorer", "restorer_fingerprint", "train_restorer", "validate_restorer"]
 

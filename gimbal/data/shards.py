@@ -376,3 +376,24 @@ def read_shard_index(shards_dir: str | os.PathLike[str], split: str) -> dict[str
         raise DataError(f"{path}: not a gimbal shard index of format {INDEX_FORMAT} (older gimbal versions wrote "
                         "format 1 without checksums, format 2 with one index for all splits); rebuild the shards with `dvc repro shards -f`")
     return index
+
+
+def shard_clip_kinds(shards_dir: str | Path, split: str = "test") -> list[str]:
+    """Source kind of every clip of ``split`` in shard order (the order the loaders yield without shuffling).
+
+    Read from each sample's json meta (``kind``, written by the shards stage from the clips
+    index); a clip without one (shards built before source kinds existed) is ``"real"``.
+    Raises :class:`DataError` naming the shard when a listed sample's meta is missing.
+    """
+    shards_dir = Path(shards_dir)
+    index = read_shard_index(shards_dir, split)
+    kinds: list[str] = []
+    for shard in index["splits"].get(split, {}).get("shards", []):
+        with tarfile.open(shards_dir / shard["tar"]) as tar:
+            metas = {m.name.rsplit(".", 1)[0]: m for m in tar.getmembers() if m.name.endswith(".json")}
+            for key in shard["keys"]:
+                if key not in metas:
+                    raise DataError(f"{shards_dir / shard['tar']}: no {key}.json; rebuild with `dvc repro shards`")
+                meta = json.loads(tar.extractfile(metas[key]).read())  # type: ignore[union-attr]
+                kinds.append(str(meta.get("kind", "real")))
+    return kinds

@@ -21,8 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
-import json
-import tarfile
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -124,26 +122,3 @@ def scores_by_source(
                 sel = [v for v, k in zip(values, kinds) if group == "all" or k == group]
                 out[group][method][metric] = round(sum(sel) / len(sel), 4)
     return out
-
-
-def shard_clip_kinds(shards_dir: str | Path, split: str = "test") -> list[str]:
-    """Source kind of every clip of ``split`` in shard order (the order the loaders yield without shuffling).
-
-    Read from each sample's json meta (``kind``, written by the shards stage from the clips
-    index); a clip without one (shards built before source kinds existed) is ``"real"``.
-    Raises :class:`DataError` naming the shard when a listed sample's meta is missing.
-    """
-    from gimbal.data.shards import read_shard_index
-
-    shards_dir = Path(shards_dir)
-    index = read_shard_index(shards_dir, split)
-    kinds: list[str] = []
-    for shard in index["splits"].get(split, {}).get("shards", []):
-        with tarfile.open(shards_dir / shard["tar"]) as tar:
-            metas = {m.name.rsplit(".", 1)[0]: m for m in tar.getmembers() if m.name.endswith(".json")}
-            for key in shard["keys"]:
-                if key not in metas:
-                    raise DataError(f"{shards_dir / shard['tar']}: no {key}.json; rebuild with `dvc repro shards`")
-                meta = json.loads(tar.extractfile(metas[key]).read())  # type: ignore[union-attr]
-                kinds.append(str(meta.get("kind", "real")))
-    return kinds
