@@ -4,14 +4,18 @@
   checkpoint in place. It is how every checkpoint and model file is written (training resume state,
   ``models/<variant>.pt``, DeblurGAN-v2), each with the sha256 of its content (:func:`tensors_sha256`) that
   :func:`verify_checksum` checks on load: flipped bytes inside a tensor still unpickle, to wrong weights.
+- :func:`read_torch_file` is the one reader of a torch file (model files, training checkpoints, baselines' model
+  files and pretrained weights): ``weights_only=True``, and every failure one of the
+  :class:`~gimbal.errors.ModelFileError` subclasses whose message names the file and the fix;
+  :func:`load_weights` puts weights into a module with the same errors.
 - :func:`load_checkpoint` reads one back; an unreadable file is reported by name and moved aside to
   ``<name>.corrupt`` (``<name>.corrupt.1``, ``.2``, ... when that is taken: none is overwritten), so training
   starts fresh instead of failing until someone deletes it.
 - :func:`run_fingerprint` hashes what determines a run (its params and the package's code): a checkpoint
   of other params or code is not resumed.
-- :class:`Resumable` is the loop state that is not a model's: the data generator, torch's global RNG and
-  any other named RNG, the dvclive history, the loader position, and the best model seen on val so far
-  (:meth:`Resumable.offer`: the checkpoint choice of every loop). A loop built on it, killed and rerun,
+- :class:`Resumable` is the checkpoint state that is not a model's: the data generator, torch's global RNG and
+  any other named RNG, the history of the logged metrics, and the best model seen on val so far
+  (:meth:`Resumable.offer`: the checkpoint choice of the loop, :func:`gimbal.fit.fit`). A run killed and rerun
   ends with the same weights, the same choice and the same logs as an uninterrupted run.
 """
 
@@ -22,17 +26,27 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gimbal.errors import DataError, DivergenceError, Interrupted
+from gimbal.errors import (
+    DivergenceError,
+    Interrupted,
+    ModelFileCorrupt,
+    ModelFileError,
+    ModelFileIncompatible,
+    ModelFileNotFound,
+    ModelFileUnreadable,
+    ModelFileWrongKind,
+)
 from gimbal.io import save_torch_atomic
 
-__all__ = ["CHECKSUM_KEY", "Resumable", "code_fingerprint", "load_checkpoint", "read_model_file", "run_fingerprint",
-           "save_checkpoint", "tensors_sha256", "verify_checksum"]
+__all__ = ["CHECKSUM_KEY", "Resumable", "checkpoint_reason", "code_fingerprint", "load_checkpoint", "load_weights",
+           "read_model_file", "read_torch_file", "run_fingerprint", "save_checkpoint", "tensors_sha256",
+           "verify_checksum"]
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +86,24 @@ def verify_checksum(state: Any, path: str | os.PathLike[str], unchecked_reason: 
     """``state`` as read by ``torch.load`` from ``path``, checked against its :data:`CHECKSUM_KEY` entry and
     returned without it.
 
-    Raises :class:`DataError` naming ``path`` on a mismatch, and on a state without the entry: a flipped byte in
-    the entry's own name would otherwise turn the check off. Only a caller that reads files gimbal did not write
-    passes ``unchecked_reason`` (why such files come without a checksum, e.g. pretrained weights from elsewhere):
-    a state without the entry is then returned as it is, unchecked, unless one of its keys is a damaged
+    Raises :class:`~gimbal.errors.ModelFileCorrupt` naming ``path`` on a mismatch, and on a state without the entry:
+    a flipped byte in the entry's own name would otherwise turn the check off. Only a caller that reads files gimbal
+    did not write passes ``unchecked_reason`` (why such files come without a checksum, e.g. pretrained weights from
+    elsewhere): a state without the entry is then returned as it is, unchecked, unless one of its keys is a damaged
     :data:`CHECKSUM_KEY` (same length, a few characters off), which is refused still.
     """
     if not isinstance(state, dict) or CHECKSUM_KEY not in state:
         damaged = [k for k in state if _near_checksum_key(k)] if isinstance(state, dict) else []
         if damaged:
-            raise DataError(f"{path}: corrupt: its checksum entry is named {damaged[0]!r} instead of "
-                            f"{CHECKSUM_KEY!r}, so its tensors cannot be checked; re-train or restore it")
+            raise ModelFileCorrupt(f"{path}: corrupt: its checksum entry is named {damaged[0]!r} instead of "
+                                   f"{CHECKSUM_KEY!r}, so its tensors cannot be checked; re-train or restore it")
         if unchecked_reason is None:
-            raise DataError(f"{path}: no {CHECKSUM_KEY!r} entry, so its tensors cannot be checked (a file damaged, "
-                            "written by other code or before checksums); re-train or restore it")
+            raise ModelFileCorrupt(f"{path}: no {CHECKSUM_KEY!r} entry, so its tensors cannot be checked (a file "
+                                   "damaged, written by other code or before checksums); re-train or restore it")
         return state
     body = {k: v for k, v in state.items() if k != CHECKSUM_KEY}
     if state[CHECKSUM_KEY] != tensors_sha256(body):
-        raise DataError(f"{path}: corrupt: tensor checksum mismatch; re-train or restore it")
+        raise ModelFileCorrupt(f"{path}: corrupt: tensor checksum mismatch; re-train or restore it")
     return body
 
 
@@ -108,42 +122,104 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     save_torch_atomic(path, {**state, CHECKSUM_KEY: tensors_sha256(state)})
 
 
+def checkpoint_reason(exc: BaseException) -> str:
+    """Why ``torch.load`` (or ``load_state_dict``) failed, in a few words: the exception type and the first line of
+    its message, without PyTorch's advice to retry with ``weights_only=False`` (that would run code from the file)."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if "weights_only" in str(exc) or "Weights only load failed" in first:
+        first = "not a PyTorch checkpoint of tensors and plain values"
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+
+
+def read_torch_file(path: str | os.PathLike[str], what: str, fix: str, *, missing_fix: str | None = None,
+                    label: str | None = None, device: torch.device | str = "cpu",
+                    kind: Callable[[Any], str | None] | None = None, checksum: bool = True,
+                    unchecked_reason: str | None = None) -> Any:
+    """The state stored in the torch file at ``path``, read with ``weights_only=True`` (nothing in the file runs),
+    its tensors mapped to ``device``. The one reader of model files, training checkpoints and pretrained weights.
+
+    Every failure is a :class:`~gimbal.errors.ModelFileError` whose one-line message starts with ``label``
+    (default: the path) and ends with the fix:
+
+    - :class:`~gimbal.errors.ModelFileNotFound`: ``<label>: <what> not found; <missing_fix or fix>``;
+    - :class:`~gimbal.errors.ModelFileUnreadable` (not a torch file, truncated, objects other than tensors and
+      plain values): ``<label>: not a <what>, or a damaged one: torch cannot read it (<reason>); <fix>``;
+    - :class:`~gimbal.errors.ModelFileWrongKind`, when ``kind(state)`` names a problem (another format, a missing
+      key): ``<label>: not a <what> (<problem>); <fix>``;
+    - :class:`~gimbal.errors.ModelFileCorrupt` from :func:`verify_checksum` (when ``checksum``): the tensors do not
+      match the file's checksum, or it has none (unless ``unchecked_reason`` says why such files come without one).
+
+    Returns the state without its checksum entry. Weights go into a module with :func:`load_weights`.
+    """
+    path = Path(path)
+    label = str(path) if label is None else label
+    if not path.is_file():
+        raise ModelFileNotFound(f"{label}: {what} not found; {missing_fix or fix}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types (UnpicklingError, RuntimeError, EOFError, ...)
+        raise ModelFileUnreadable(f"{label}: not a {what}, or a damaged one: torch cannot read it "
+                                  f"({checkpoint_reason(exc)}); {fix}") from exc
+    problem = kind(state) if kind is not None else None
+    if problem:
+        raise ModelFileWrongKind(f"{label}: not a {what} ({problem}); {fix}")
+    return verify_checksum(state, label, unchecked_reason) if checksum else state
+
+
+def load_weights(module: torch.nn.Module, state: Any, label: str | os.PathLike[str], target: str, fix: str,
+                 strict: bool = True) -> torch.nn.Module:
+    """``module.load_state_dict(state)``; weights that do not fit (missing or unexpected names, other shapes, not a
+    state dict) raise :class:`~gimbal.errors.ModelFileIncompatible`:
+    ``<label>: weights do not fit <target> (<reason>); <fix>``. Returns ``module``."""
+    try:
+        module.load_state_dict(state) if strict else module.load_state_dict(state, strict=False)
+    except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ModelFileIncompatible(f"{label}: weights do not fit {target} ({checkpoint_reason(exc)[:300]}); "
+                                    f"{fix}") from exc
+    return module
+
+
 def read_model_file(path: str | os.PathLike[str], fmt: str, what: str, stage: str) -> dict[str, Any]:
     """The model file at ``path`` written by :func:`save_checkpoint` with format tag ``fmt`` and a ``config`` dict
-    (a baseline's ``save``), checksum verified. Raises :class:`DataError` naming the file and ``what`` (e.g.
-    ``"DMPHN"``) when it is missing (the fix: ``dvc repro <stage>``), unreadable, corrupt or of another format."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} checkpoint not found; train it first with `dvc repro {stage}`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling / zip error means a bad file
-        raise DataError(f"{path}: not a readable {what} checkpoint ({exc}); delete it and re-train") from exc
-    if not (isinstance(state, dict) and state.get("format") == fmt and isinstance(state.get("config"), dict)):
-        raise DataError(f"{path}: not a {what} checkpoint (expected format {fmt!r}); delete it and re-train")
-    return verify_checksum(state, path)
+    (a baseline's ``save``), checksum verified (:func:`read_torch_file`, ``what`` e.g. ``"DMPHN"``): missing (the
+    fix: ``dvc repro <stage>``), unreadable, corrupt or of another format raise a
+    :class:`~gimbal.errors.ModelFileError` naming the file."""
+    def problem(state: Any) -> str | None:
+        if isinstance(state, dict) and state.get("format") == fmt and isinstance(state.get("config"), dict):
+            return None
+        return f"expected format {fmt!r} with its config"
+
+    return read_torch_file(path, f"{what} checkpoint", "delete it and re-train",
+                           missing_fix=f"train it first with `dvc repro {stage}`", kind=problem)
+
+
+def _training_problem(state: Any) -> str | None:
+    if not isinstance(state, dict):
+        return f"top level is {type(state).__name__}"
+    missing = [k for k in ("step", "fingerprint") if k not in state]
+    return f"no {missing[0]!r} entry" if missing else None
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> dict[str, Any] | None:
     """The checkpoint at ``path`` (a dict with ``step``), or ``None`` when there is none.
 
-    An unreadable file, one whose tensors fail their checksum, or one that is not a checkpoint of this module,
-    is reported by name, moved aside and ignored. It goes to the first free name of ``<name>.corrupt``,
+    A file that :func:`read_torch_file` refuses (unreadable, tensors that fail their checksum, not a training
+    checkpoint) is reported by name, moved aside and ignored. It goes to the first free name of ``<name>.corrupt``,
     ``<name>.corrupt.1``, ``<name>.corrupt.2``, ...: an earlier corrupt file is kept, not overwritten.
     """
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        state = verify_checksum(torch.load(path, map_location=device, weights_only=True), path)
-        if not isinstance(state, dict) or "step" not in state or "fingerprint" not in state:
-            raise ValueError("not a training checkpoint")
-        return state
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is handled the same way
+        return read_torch_file(path, "training checkpoint", "training starts from step 0", device=device,
+                               kind=_training_problem)
+    except ModelFileNotFound:  # removed since the check above
+        return None
+    except ModelFileError as exc:
         aside = _free_corrupt_name(path)
         os.replace(path, aside)
         log.warning("%s: unreadable checkpoint (%s: %s); moved to %s, training starts from step 0",
-                    path, type(exc).__name__, str(exc)[:200], aside)
+                    path, type(exc).__name__, str(exc)[:300], aside)
         return None
 
 
@@ -189,13 +265,12 @@ RngAccess = tuple[Callable[[], Any], Callable[[Any], None]]
 
 
 class Resumable:
-    """The state of a training loop besides its model, saved with every checkpoint and restored on resume.
+    """The checkpoint state of a training loop besides its model, saved with every checkpoint and restored on resume.
 
     It holds the data-augmentation generator, torch's global RNG and the named ``rngs`` (e.g. the sensor's
-    noise stream), the dvclive history (every ``(step, metrics)`` logged, rewritten on resume so the logs of
-    a resumed run equal an uninterrupted run's), and the loader position: step ``s`` trains on clip batch
-    ``s // samples_per_clip``, and a resumed run replays the loader to that batch (the shuffled order is
-    seeded, so the replayed batches are the ones the killed run drew).
+    noise stream), the history of every ``(step, metrics)`` logged (the list :class:`gimbal.live.LiveLog` appends to
+    and rewrites the dvclive folder from on resume) and the best model seen on val so far (:meth:`offer`). The loader
+    position needs no state: step ``s`` trains on clip batch ``s // samples_per_clip`` (:class:`gimbal.fit.ClipReplay`).
 
     Args:
         path: the checkpoint file (``checkpoints/<name>/last.pt``).
@@ -214,10 +289,6 @@ class Resumable:
         self.start = 0
         self.saved_step: int | None = None  # the step of the last checkpoint written or resumed from
         self.best: dict[str, Any] | None = None  # {"step", "score", "model", "info"}: see offer()
-        self._drawn = 0
-        self._clips: Any = None
-        self._live: Any = None
-        self._live_dir: Path | None = None
 
     # -- resume -------------------------------------------------------------------------------------
     def resume(self, steps: int, load_model: Callable[[dict[str, Any]], None], name: str,
@@ -285,58 +356,3 @@ class Resumable:
                 else "no checkpoint was written before it")
         return DivergenceError(f"{name}: loss became {loss} at step {step} (non-finite: {where}); learning rates "
                                f"{lrs}; {kept}; {fix}")
-
-    # -- data ---------------------------------------------------------------------------------------
-    def clips(self, step: int, batches: Iterator[Any], samples_per_clip: int) -> Any:
-        """The clip batch of ``step``: batch ``step // samples_per_clip`` of ``batches`` (drawn or replayed)."""
-        while self._drawn <= step // samples_per_clip:
-            self._clips = next(batches)
-            self._drawn += 1
-        return self._clips
-
-    # -- logs ---------------------------------------------------------------------------------------
-    def open_live(self, live_dir: str | os.PathLike[str]) -> None:
-        """Name the dvclive folder of :meth:`log`. Nothing is written yet: the folder (whose dvclive run starts by
-        emptying it) is opened at the first :meth:`log` (or at :meth:`close_live`), so a run that fails before its
-        first step (a missing shard index, a bad batch size, a diverged step 0, Ctrl-C or SIGTERM while loading)
-        leaves the previous run's logs as they were.
-
-        When opened it holds the logs of the steps before :attr:`start` (rewritten from the history). Each history
-        entry is replayed as :meth:`log` wrote it, summary included: ``metrics.json`` lists its keys in the order
-        they were first set, and ``step`` is set by every summary write, so a replay that wrote the summary only
-        once, at the end, would move ``step`` behind metrics first logged after step 0 (equal values, another file).
-        """
-        self._live_dir = Path(live_dir)
-        self._live = None
-
-    def _open_live(self) -> Any:
-        if self._live is not None or self._live_dir is None:
-            return self._live
-        from dvclive import Live  # imported here: only the logging rank needs it
-
-        live = Live(str(self._live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
-        for logged_step, logged in self.history:
-            live.step = logged_step
-            for name, value in logged.items():
-                live.log_metric(name, value)
-            live.make_summary()  # what log()'s sync() did after this entry
-        if self.history:
-            live.sync()
-        self._live = live
-        return live
-
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Log ``metrics`` at ``step`` to dvclive (:meth:`open_live`) and keep them in the history."""
-        live = self._open_live()
-        live.step = step
-        for name, value in metrics.items():
-            live.log_metric(name, value)
-        self.history.append((step, dict(metrics)))
-        live.sync()
-
-    def close_live(self) -> None:
-        """Finish the dvclive run (summary files; the folder is opened first if nothing was logged)."""
-        if self._open_live() is not None:
-            self._live.end()
-            self._live = None
-            self._live_dir = None

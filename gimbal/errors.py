@@ -37,3 +37,31 @@ class Interrupted(KeyboardInterrupt):
 
 class ShapeError(GimbalError, ValueError):
     """A tensor has the wrong shape or dtype."""
+
+
+class ModelFileError(DataError):
+    """A torch file (a model file, a training checkpoint, pretrained weights) cannot be used. Every reader of such
+    files (:func:`gimbal.checkpoint.read_torch_file`) raises one of the subclasses below, with a message that names
+    the file and the fix."""
+
+
+class ModelFileNotFound(ModelFileError):
+    """The torch file does not exist."""
+
+
+class ModelFileUnreadable(ModelFileError):
+    """The file is not a torch file, is truncated or damaged, or holds objects other than tensors and plain values
+    (it is read with ``weights_only=True``, so nothing in it runs)."""
+
+
+class ModelFileCorrupt(ModelFileError):
+    """The file's tensors do not match its checksum, or the checksum entry is missing or damaged."""
+
+
+class ModelFileWrongKind(ModelFileError):
+    """The file reads, but holds another kind of state (another format tag, a missing key, stored params that are
+    not valid)."""
+
+
+class ModelFileIncompatible(ModelFileError):
+    """The file's weights or stored params do not fit the model they are loaded into (shapes, names, architecture)."""

@@ -12,18 +12,16 @@ overrides under ``variants.<name>`` in ``params.yaml``; :meth:`gimbal.config.Con
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from gimbal.checkpoint import save_checkpoint, verify_checksum
+from gimbal.checkpoint import load_weights, read_torch_file, save_checkpoint
 from gimbal.config import Config, check_stored_params, model_file_params, parse_config
 from gimbal.display import Display
-from gimbal.errors import DataError, ParamError
+from gimbal.errors import ModelFileIncompatible, ModelFileWrongKind, ParamError
 from gimbal.losses import LossConfig, gimbal_loss
 from gimbal.models.net import GimbalNet, GimbalOutput
 from gimbal.sensor.model import Sensor
@@ -154,48 +152,47 @@ def save_system(path: str | os.PathLike[str], system: GimbalSystem, params: dict
                            "exposures": exposure_report(system, variant)})
 
 
-def checkpoint_reason(exc: BaseException) -> str:
-    """Why ``torch.load`` failed, in a few words: the exception type and the first line of its
-    message, without PyTorch's advice to retry with ``weights_only=False`` (that would run code
-    from the file)."""
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    if "weights_only" in str(exc) or "Weights only load failed" in first:
-        first = "not a PyTorch checkpoint of tensors and plain values"
-    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+SYSTEM_FILE = "gimbal model file"
+"""What errors call a model file of :func:`save_system`."""
+
+
+def _system_problem(state: Any) -> str | None:
+    """What makes ``state`` (as read from a file) not a model file of :func:`save_system`; ``None`` if nothing."""
+    if not isinstance(state, dict):
+        return f"top level is {type(state).__name__}"
+    if not isinstance(state.get("variant"), str):
+        return f"the stored variant is {state.get('variant')!r}, not a name"
+    if not isinstance(state.get("system"), dict):
+        return "no 'system' weights"
+    return None
+
+
+def read_system_file(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                     fix: str = "pass the .pt file written by training (models/<variant>.pt) or re-train it",
+                     missing_fix: str = "train it first (dvc repro) or pass the right --model path") -> dict[str, Any]:
+    """The state of a model file written by :func:`save_system` (``variant``, ``params``, ``system`` weights,
+    ``exposures``), checksum verified, through :func:`gimbal.checkpoint.read_torch_file`: every failure is a
+    :class:`~gimbal.errors.ModelFileError` naming the file and ``fix``."""
+    return read_torch_file(path, SYSTEM_FILE, fix, missing_fix=missing_fix, device=device, kind=_system_problem)
 
 
 def load_system(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> GimbalSystem:
     """Load a trained :class:`GimbalSystem` written by :func:`train` (``models/<variant>.pt``).
 
-    The file is data only: its tensors are checked against its checksum (a file without one is refused), and
-    nothing stored in it makes the loader open another file (a stored camera preset *path*, which older files
-    hold instead of the camera's values, is refused). Every failure is a :class:`DataError` naming the file.
+    The file is data only (:func:`read_system_file`): its tensors are checked against its checksum (a file without
+    one is refused), and nothing stored in it makes the loader open another file (a stored camera preset *path*,
+    which older files hold instead of the camera's values, is refused). Every failure is a
+    :class:`~gimbal.errors.ModelFileError` naming the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: model file not found; train it first (dvc repro) or pass the right --model path")
     fix = "pass the .pt file written by training (models/<variant>.pt) or re-train it"
-    try:
-        state = verify_checksum(torch.load(path, map_location=device, weights_only=True), path)
-    except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise DataError(f"{path}: not a gimbal model checkpoint or incompatible ({checkpoint_reason(exc)}); "
-                        f"{fix}") from exc
-    if not isinstance(state, dict):
-        raise DataError(f"{path}: not a gimbal model checkpoint (top level is {type(state).__name__}); {fix}")
-    variant = state.get("variant")
-    if not isinstance(variant, str):
-        raise DataError(f"{path}: the stored variant is {variant!r}, not a name; {fix}")
+    state = read_system_file(path, device, fix)
     try:
         params = check_stored_params(state.get("params"))
     except ParamError as exc:
-        raise DataError(f"{path}: {exc}: re-train the model (training stores the params as data)") from exc
+        raise ModelFileWrongKind(f"{path}: {exc}: re-train the model (training stores the params as data)") from exc
     try:
-        system = GimbalSystem.from_params(params, variant)
+        system = GimbalSystem.from_params(params, state["variant"])
     except (ParamError, TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise DataError(f"{path}: the stored params do not build a model ({exc}); {fix}") from exc
-    try:
-        system.load_state_dict(state["system"])
-    except (KeyError, TypeError, RuntimeError, AttributeError) as exc:
-        raise DataError(f"{path}: not a gimbal model checkpoint or incompatible ({checkpoint_reason(exc)}); "
-                        f"{fix}") from exc
+        raise ModelFileIncompatible(f"{path}: the stored params do not build a model ({exc}); {fix}") from exc
+    load_weights(system, state["system"], path, "the model its stored params build", fix)
     return system.to(device).eval()

@@ -177,7 +177,7 @@ def test_load_bad_files_raise_data_error(tmp_path):
         model.load(missing)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="garbage.pt.*not a readable"):
+    with pytest.raises(DataError, match="garbage.pt.*torch cannot read it.*; delete it and re-train"):
         model.load(garbage)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)

@@ -24,9 +24,9 @@ import torch
 
 from gimbal.baselines.deblurgan.model import CHECKPOINT_FORMAT, PARAM_GROUP, DeblurGANConfig, DeblurGANv2
 from gimbal.baselines.single import restorer_fingerprint, train_restorer
-from gimbal.checkpoint import verify_checksum
+from gimbal.checkpoint import load_weights, read_torch_file
 from gimbal.config import Config
-from gimbal.errors import DataError
+from gimbal.errors import ModelFileWrongKind
 from gimbal.params import group_dict
 from gimbal.runtime import resolve_device
 
@@ -43,17 +43,13 @@ def load_deblurgan_weights(
     ``path`` is either a checkpoint of :meth:`DeblurGANv2.save` (its architecture keys win over the
     config, generator and discriminator are loaded) or a bare generator state dict (optionally under
     ``generator`` / ``model`` / ``state_dict``, ``module.`` prefixes stripped) for the config's architecture.
-    Raises :class:`DataError` naming the file and the param when it is missing or does not fit.
+    Raises a :class:`~gimbal.errors.ModelFileError` naming the file and the param when it is missing, unreadable
+    or does not fit (:func:`gimbal.checkpoint.read_torch_file`, :func:`gimbal.checkpoint.load_weights`).
     """
     path = Path(path)
     where = f"{path} (params '{PARAM_GROUP}.weights')"
-    if not path.is_file():
-        raise DataError(f"{where}: weights file not found; fix the path or set it to null to train from scratch")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling/zip error means a bad file
-        raise DataError(f"{where}: not a readable torch weights file ({exc})") from exc
-    state = verify_checksum(state, where, unchecked_reason="pretrained generator weights from elsewhere have none")
+    state = read_torch_file(path, "weights file", "fix the path or set it to null to train from scratch",
+                            label=where, unchecked_reason="pretrained generator weights from elsewhere have none")
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT and isinstance(state.get("config"), dict):
         saved = state["config"]
         mine = config.arch(channels)
@@ -73,15 +69,13 @@ def load_deblurgan_weights(
                 state = state[key]
                 break
         if not isinstance(state, dict):
-            raise DataError(f"{where}: expected a state dict, got {type(state).__name__}")
+            raise ModelFileWrongKind(f"{where}: not a weights file (expected a state dict, got "
+                                     f"{type(state).__name__}); fix the path or set it to null to train from scratch")
         state = {"generator": {str(k).removeprefix("module."): v for k, v in state.items()}}
         parts = {"generator": model.generator}
-    try:
-        for key, module in parts.items():
-            module.load_state_dict(state[key])
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise DataError(f"{where}: weights do not fit the DeblurGAN-v2 {key} ({str(exc)[:300]}); check "
-                        f"'{PARAM_GROUP}.width_mult/fpn_channels/head_channels'") from exc
+    for key, module in parts.items():
+        load_weights(module, state.get(key), where, f"the DeblurGAN-v2 {key}",
+                     f"check '{PARAM_GROUP}.width_mult/fpn_channels/head_channels'")
     return model
 
 
