@@ -54,7 +54,10 @@ def table3(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
     "effect_lo", "effect_hi", "paper_psnr", "paper_effect"}}`` in dB, for each of :func:`table3_rows` present,
     plus ``gimbal`` (the full model). ``effect`` is the component's paired difference ``with - without`` over
     the test clips (from ``ev["margins"]["gimbal-<variant>"]``, negated for a variant that adds the component).
+    Empty when the full model was not scored (an evaluation of some methods only).
     """
+    if FULL_MODEL not in ev:
+        return {}
     full, full_paper = ev[FULL_MODEL], table.TABLE[FULL_MODEL].paper_psnr
     out: dict[str, dict[str, Any]] = {FULL_MODEL: {"component": "none (the full model)", "psnr": full["psnr"],
                                                    "psnr_lo": full["psnr_lo"], "psnr_hi": full["psnr_hi"],
@@ -89,9 +92,10 @@ def table3_md(ev: dict[str, Any]) -> list[str]:
         lines.append(f"| {r['component']} | {model} | {_ci(r)} | "
                      f"{r['effect']:+.2f} [{r['effect_lo']:+.2f}, {r['effect_hi']:+.2f}]{sure} | "
                      f"{_num(r['paper_psnr'], '.2f')} | {_num(paper_effect, '+.2f')} | {same} |")
-    g = rows[FULL_MODEL]
-    lines.append(f"| none | the full model (`{FULL_MODEL}`) | {_ci(g)} | | "
-                 f"{_num(g['paper_psnr'], '.2f')} | | |")
+    g = rows.get(FULL_MODEL)
+    scored = _ci(g) if g is not None else "not run"
+    lines.append(f"| none | the full model (`{FULL_MODEL}`) | {scored} | | "
+                 f"{_num(table.TABLE[FULL_MODEL].paper_psnr, '.2f')} | | |")
     return lines
 
 
