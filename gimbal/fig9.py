@@ -6,9 +6,10 @@ default by ``(light, shake)``, trains the learned-exposure model there (the one 
 Each cell is described as the paper does, at full exposure (one exposure of the whole budget T):
 
 - ``mean_electrons`` (e-bar): the mean photo-electrons a pixel collects, ``mean(irradiance) x T``, over the
-  test scenes;
+  test scenes (:func:`gimbal.working_point.mean_electrons`);
 - ``blur_diameter_px`` (d-bar): the mean, over shake draws, of the largest distance between two positions of
-  the principal point during the exposure, in the network's pixels (:func:`blur_diameter_px`).
+  the principal point during the exposure, in the network's pixels (:func:`gimbal.working_point.blur_diameter_px`,
+  the project's one definition, which the evaluation reports for every trained model too).
 
 The paper's finding: the reference (middle) exposure grows as the light falls and shrinks as the shake grows
 (:func:`trend`). :func:`plot_fig9` lays the cells out like the paper's figure; :func:`plot_heatmaps` draws PSNR
@@ -26,7 +27,6 @@ from typing import Any
 import torch
 
 from gimbal.config import Config
-from gimbal.data.augment import AugmentConfig, shake_intrinsics, shake_rotations
 from gimbal.data.irradiance import Scenes, fixed_irradiance_set
 from gimbal.display import Display
 from gimbal.errors import ParamError
@@ -34,6 +34,7 @@ from gimbal.io import write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.runtime import resolve_device
 from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system
+from gimbal.working_point import blur_diameter_px, mean_electrons
 
 __all__ = ["blur_diameter_px", "cell_config", "cell_name", "fig9_report", "plot_fig9", "plot_heatmaps", "score_cell",
            "trend"]
@@ -54,24 +55,6 @@ def cell_config(cfg: Config, light: float, shake: float) -> Config:
     return dataclasses.replace(cfg, augment=scaled)
 
 
-def blur_diameter_px(augment: AugmentConfig, frames: int, draws: int = 256, seed: int = 0) -> float:
-    """d-bar: the mean over ``draws`` shake trajectories of ``frames`` frames (the released random walk,
-    :func:`gimbal.data.augment.shake_rotations`) of the largest distance between two positions of the principal
-    point, projected with the shake's intrinsics (:func:`gimbal.data.augment.shake_intrinsics` of a crop) and
-    scaled to the network's pixels by ``out_size / center``. Roll does not move the principal point; pitch and
-    yaw move it by about ``f tan(angle)``.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    r = shake_rotations(draws, frames, augment.shake_std_deg, gen).double()  # (D, F, 3, 3)
-    k = shake_intrinsics(augment, augment.crop, augment.crop)
-    p0 = torch.tensor([k[0, 2], k[1, 2], 1.0], dtype=torch.float64)
-    rays = torch.linalg.inv(k) @ p0
-    q = (k @ r @ rays)  # (D, F, 3)
-    xy = q[..., :2] / q[..., 2:]
-    diameter = torch.cdist(xy, xy).amax(dim=(1, 2))  # (D,)
-    return float(diameter.mean()) * augment.out_size / augment.center
-
-
 @torch.no_grad()
 def score_cell(system: GimbalSystem, cfg: Config, batches: Sequence[Scenes], seed: int,
                device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -84,7 +67,6 @@ def score_cell(system: GimbalSystem, cfg: Config, batches: Sequence[Scenes], see
     system = system.to(device).eval()
     system.sensor.set_seed(seed)
     scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "psnr_full_exposure": []}
-    electrons, pixels = 0.0, 0
     images: dict[str, torch.Tensor] = {}
     for scenes in batches:
         irr = scenes.irradiance.to(device)
@@ -95,12 +77,10 @@ def score_cell(system: GimbalSystem, cfg: Config, batches: Sequence[Scenes], see
         scores["psnr"] += psnr(out, target, reduction="none").tolist()
         scores["ssim"] += ssim(out, target, reduction="none").tolist()
         scores["psnr_full_exposure"] += psnr(full, target, reduction="none").tolist()
-        electrons += float(irr.double().mean(dim=1).sum()) * sensor.camera.budget_s
-        pixels += irr[:, 0].numel()
         if not images:
             images = {"full_exposure": full[0].cpu(), "output": out[0].cpu(), "ground_truth": target[0].cpu()}
     result: dict[str, Any] = {k: sum(v) / len(v) for k, v in scores.items()}
-    result["mean_electrons"] = electrons / pixels
+    result["mean_electrons"] = mean_electrons([scenes.irradiance for scenes in batches], sensor.camera.budget_s)
     result["images"] = images
     return result
 
