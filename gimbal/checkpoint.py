@@ -174,8 +174,9 @@ def load_weights(module: torch.nn.Module, state: Any, label: str | os.PathLike[s
     try:
         module.load_state_dict(state) if strict else module.load_state_dict(state, strict=False)
     except (RuntimeError, KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ModelFileIncompatible(f"{label}: weights do not fit {target} ({checkpoint_reason(exc)[:300]}); "
-                                    f"{fix}") from exc
+        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one line: every problem
+        reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        raise ModelFileIncompatible(f"{label}: weights do not fit {target} ({reason[:400]}); {fix}") from exc
     return module
 
 

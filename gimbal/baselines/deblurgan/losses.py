@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gimbal.errors import DataError
+from gimbal.checkpoint import read_torch_file
+from gimbal.errors import ModelFileIncompatible, ModelFileWrongKind
 
 __all__ = [
     "ContentLoss",
@@ -83,16 +84,12 @@ def load_vgg19_features(path: str | os.PathLike[str]) -> VGG19Features:
         "save it on a machine with internet via torch.save(torchvision.models.vgg19(weights='IMAGENET1K_V1')"
         ".features.state_dict(), PATH) and set baselines.deblurgan.perceptual_weights to PATH (or null)"
     )
-    if not path.is_file():
-        raise DataError(f"{path}: VGG19 weights file not found; {how}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means a bad file
-        raise DataError(f"{path}: not a readable torch state dict ({exc}); {how}") from exc
+    state = read_torch_file(path, "VGG19 weights file", how, unchecked_reason="torchvision's weights have none")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise DataError(f"{path}: expected a state dict, got {type(state).__name__}; {how}")
+        raise ModelFileWrongKind(f"{path}: not a VGG19 weights file (expected a state dict, got "
+                                 f"{type(state).__name__}); {how}")
     model = VGG19Features()
     wanted = model.features.state_dict()
     picked: dict[str, torch.Tensor] = {}
@@ -104,11 +101,12 @@ def load_vgg19_features(path: str | os.PathLike[str]) -> VGG19Features:
             picked[name] = value
     missing = [k for k in wanted if k not in picked]
     if missing:
-        raise DataError(f"{path}: VGG19 weights lack {missing[:3]} (expected torchvision vgg19 'features.N.*'); {how}")
+        raise ModelFileIncompatible(f"{path}: VGG19 weights lack {missing[:3]} (expected torchvision vgg19 "
+                                    f"'features.N.*'); {how}")
     bad = [k for k in wanted if tuple(picked[k].shape) != tuple(wanted[k].shape)]
     if bad:
         k = bad[0]
-        raise DataError(
+        raise ModelFileIncompatible(
             f"{path}: VGG19 weight {k} has shape {tuple(picked[k].shape)}, expected {tuple(wanted[k].shape)} "
             f"(is this VGG19?); {how}"
         )
