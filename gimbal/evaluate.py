@@ -332,8 +332,8 @@ def evaluate(
     progress: bool = True,
     methods: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every method (the trained ones of ``methods``, default all of the table of methods, and the floors) on the fixed test scenes
-    and write all outputs atomically.
+    """Evaluate every method (the trained ones of ``methods``, default all of the table of methods, and the floors)
+    on the fixed test scenes and write all outputs atomically.
 
     Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, with 95% bootstrap intervals over the test
     clips, the paired differences of the compared pairs under ``margins``, and ``clips``;

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gimbal import methods
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
-from gimbal import methods
 from gimbal.evaluate import evaluate
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)

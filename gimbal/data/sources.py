@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from gimbal.errors import DataError, FetchError
+from gimbal.errors import FetchError
 
 PKG_SCHEME = "pkg:"
 SourceKind = Literal["real", "synthetic"]
