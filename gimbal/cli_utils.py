@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from gimbal.errors import GimbalError, ParamError
 
-if TYPE_CHECKING:
-    from gimbal.config import Config
+if TYPE_CHECKING:  # for the annotation only: the config loads torch and every group's module, which
+    from gimbal.config import Config  # run_stage imports after argparse's --help (no import circle)
 
 log = logging.getLogger("gimbal")
 

@@ -8,9 +8,9 @@
   ``models/<name>.pt`` by :func:`gimbal.system.load_system`; its params are the ``model``, ``exposure`` and
   ``loss`` groups with ``variants.<name>`` applied (:attr:`Method.overrides` is the default entry);
 - ``single``: a single-image baseline on the full-exposure image, in its own package under
-  ``gimbal/baselines/<name>/``: params group ``baselines.<name>`` (:attr:`Method.config`), the model file read by
-  :attr:`Method.load`, trained by :attr:`Method.train` (stage ``train_<name>``:
-  ``stages/train_baseline.py --baseline <name>``);
+  ``gimbal/baselines/<name>/``: its model (:attr:`Method.model`, a :class:`gimbal.baselines.base.BaselineModel`),
+  params group ``baselines.<name>`` (:attr:`Method.config`), the model file read by :attr:`Method.load`, trained
+  by :attr:`Method.train` (stage ``train_<name>``: ``stages/train_baseline.py --baseline <name>``);
 - ``floor``: an untrained reference image (the full exposure, the learned burst's middle frame).
 
 Adding a method touches its own package, ``params.yaml`` and ``dvc.yaml`` only: one entry here (or a
@@ -62,6 +62,7 @@ class Method:
         label: its name in figures and CSV files.
         overrides: ``burst``: its default ``variants.<name>`` entry (``{"model": {...}, "exposure": {...},
             "loss": {...}}``); ``params.yaml`` documents it.
+        model: ``single``: its model class (built from its params group and ``model.channels`` by its trainer).
         config: ``single``: the dataclass of its params group ``baselines.<name>``.
         load: ``single``: ``load(path, device)`` -> the trained model of a model file (its ``enhance`` is
             scored).
@@ -82,6 +83,7 @@ class Method:
     kind: Kind
     label: str
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    model: type | None = None
     config: type | None = None
     load: Callable[[str | os.PathLike[str], torch.device | str], Any] | None = None
     train: str | None = None
@@ -132,11 +134,11 @@ TABLE: dict[str, Method] = {m.name: m for m in (
     Method("gimbal_anneal", "burst", "Ours with annealed loss",
            overrides={"model": {"learn_exposure": True}, "loss": {"anneal": True, "anneal_crossover": 0.4}},
            paper_psnr=31.18, component=("annealed loss (eq. 18)", False), margins=(("gimbal", "gimbal_anneal"),)),
-    Method("deblurgan", "single", "DeblurGAN-v2", config=DeblurGANv2.CONFIG, load=_deblurgan,
+    Method("deblurgan", "single", "DeblurGAN-v2", model=DeblurGANv2, config=DeblurGANv2.CONFIG, load=_deblurgan,
            train="gimbal.baselines.deblurgan.train:train_deblurgan",
            row="DeblurGAN-v2 (full exposure)", paper_psnr=23.12, paper_ssim=0.7230,
            margins=(("deblurgan", "full_exposure"),), panel=2),
-    Method("dmphn", "single", "DMPHN", config=DMPHN.CONFIG, load=_dmphn,
+    Method("dmphn", "single", "DMPHN", model=DMPHN, config=DMPHN.CONFIG, load=_dmphn,
            train="gimbal.baselines.dmphn.train:train_dmphn",
            row="DMPHN-1-2-4 (full exposure; trained here, the paper used released GoPro weights)",
            paper_psnr=17.99, margins=(("dmphn", "full_exposure"),), panel=3,

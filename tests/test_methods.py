@@ -122,6 +122,25 @@ def test_every_trainer_of_the_table_resolves() -> None:
         assert callable(stage["trainer"](name)), name
 
 
+def test_the_table_agrees_with_the_packages_and_the_pipeline() -> None:
+    """Each single-image method: its model's params group, stage and config are its entry's; dvc.yaml trains it
+    with its group and evaluate reads its model file; each burst method is a variant trained and scored."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in methods.single():
+        m = methods.get(name)
+        assert m.model is not None and m.model.CONFIG is m.config, name
+        assert (m.model.STAGE, m.model.PARAM_GROUP) == (f"train_{name}", f"baselines.{name}")
+        assert stages[f"train_{name}"]["cmd"].endswith(f"stages/train_baseline.py --baseline {name}")
+        assert f"baselines.{name}" in stages[f"train_{name}"]["params"]
+    for name in methods.trained():
+        assert f"models/{name}.pt" in stages["evaluate"]["deps"], name
+        assert f"metrics/train_{name}.json" in stages["report"]["deps"], name
+    for a, b in methods.compared():
+        assert a in methods.TABLE and b in methods.TABLE
+    with pytest.raises(ParamError, match="unknown method 'nope'"):
+        methods.get("nope")
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path, _ = make_shards(tmp_path_factory.mktemp("toy_shards"), ShardConfig(clips_per_shard=2, codec="ffv1"),
