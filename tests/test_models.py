@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import kornia
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from gimbal.errors import ParamError, ShapeError
-from gimbal.display import inverse_power_gamma, power_gamma, srgb_encode
-from gimbal.models import KPN, FlowNet, GimbalNet, ModelConfig, apply_kernels, split_reference, warp
 from gimbal.config import parse_config
+from gimbal.display import inverse_power_gamma, power_gamma, srgb_encode
+from gimbal.errors import ParamError, ShapeError
+from gimbal.models import KPN, FlowNet, GimbalNet, ModelConfig, apply_kernels, split_reference, warp
 
 TINY = dict(flow_levels=2, kernel_size=3, kpn_base_channels=4, kpn_depth=2, flow_channels=(8, 8, 8))
 
@@ -274,3 +275,114 @@ def test_kpn_released_init_starts_near_zero() -> None:
     assert (outs["released"] - burst.mean(1)).abs().mean() > 0.5 * burst.mean()
     with pytest.raises(ParamError, match="kpn_init"):
         parse_config({"model": {"kpn_init": "zero"}})
+
+
+# ----------------------------------------------------------------------------- known answers through the real KPN
+def _kpn_net(n: int, k: int = 3) -> GimbalNet:
+    """A GimbalNet without flow whose KPN output layer ignores its input: the kernels are its bias (set by tests)."""
+    torch.manual_seed(0)
+    net = GimbalNet(n, channels=1, use_flow=False, kernel_size=k, kpn_base_channels=4, kpn_depth=1,
+                    target="sensor")
+    net.kpn.head.weight.data.zero_()
+    net.kpn.head.bias.data.zero_()
+    return net
+
+
+def _set_kernel(net: GimbalNet, frame: int, tap: int, value: float) -> None:
+    """Kernel entry ``tap`` (row-major in the k x k window) of ``frame`` at every pixel = ``value``."""
+    kk = net.kpn.kernel_size**2
+    net.kpn.head.bias.data[frame * kk + tap] = value
+
+
+def _edge_shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``out[y, x] = img[clip(y + dy), clip(x + dx)]`` (replicated border), by numpy indexing."""
+    h, w = img.shape[-2:]
+    rows = np.clip(np.arange(h) + dy, 0, h - 1)
+    cols = np.clip(np.arange(w) + dx, 0, w - 1)
+    return img[..., rows[:, None], cols[None, :]]
+
+
+@pytest.mark.parametrize("frame", [0, 1, 2])
+def test_kpn_delta_on_one_frame_returns_that_frame(frame: int) -> None:
+    """Eq. (15) is the mean over the F frames of each frame filtered by its kernel: a centred delta of weight F on
+    one frame and zero kernels on the others return exactly that frame, whichever frame it is."""
+    n, k = 3, 3
+    net = _kpn_net(n, k)
+    _set_kernel(net, frame, k * k // 2, float(n))
+    burst = torch.rand(2, n, 1, 12, 12)
+    out = net(burst)
+    torch.testing.assert_close(out.linear, burst[:, frame], atol=1e-6, rtol=0)
+    # and the other frames do not matter at all
+    other = burst.clone()
+    other[:, [i for i in range(n) if i != frame]] = torch.rand(2, n - 1, 1, 12, 12)
+    torch.testing.assert_close(net(other).linear, burst[:, frame], atol=1e-6, rtol=0)
+
+
+def test_kpn_kernels_are_not_normalized() -> None:
+    """The paper's KPN (after Mildenhall et al.) applies its kernels as predicted, with no softmax or division by
+    their sum: a delta of weight 2F returns twice the frame, and kernels summing to zero return zero; a delta one
+    tap off-centre returns the frame shifted by one pixel (replicated border), checked against numpy."""
+    n, k = 3, 3
+    burst = torch.rand(1, n, 1, 10, 12)
+    net = _kpn_net(n, k)
+    _set_kernel(net, 1, k * k // 2, 2.0 * n)
+    torch.testing.assert_close(net(burst).linear, 2 * burst[:, 1], atol=1e-6, rtol=0)
+    net = _kpn_net(n, k)
+    _set_kernel(net, 0, k * k // 2, 1.0)
+    _set_kernel(net, 0, 0, -1.0)  # sums to zero on a flat image
+    flat = torch.full((1, n, 1, 10, 12), 0.7)
+    torch.testing.assert_close(net(flat).linear, torch.zeros(1, 1, 10, 12), atol=1e-6, rtol=0)
+    net = _kpn_net(n, k)
+    _set_kernel(net, 2, k * k // 2 + 1, float(n))  # one tap right of centre: out[y, x] = in[y, x + 1]
+    expected = _edge_shift(burst[:, 2].numpy(), 0, 1)
+    np.testing.assert_allclose(net(burst).linear.detach().numpy(), expected, atol=1e-6, rtol=0)
+    net = _kpn_net(n, k)
+    _set_kernel(net, 2, k * k // 2 - k, float(n))  # one tap above centre: out[y, x] = in[y - 1, x]
+    expected = _edge_shift(burst[:, 2].numpy(), -1, 0)
+    np.testing.assert_allclose(net(burst).linear.detach().numpy(), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(2, -1), (-3, 0), (0, 2), (1, 1)])
+def test_warp_integer_shift_matches_numpy_indexing(dx: int, dy: int) -> None:
+    """A constant integer flow (dx, dy) samples frame(x + dx, y + dy), the border replicated: the whole warped image,
+    border included, equals numpy's indexing of the same frame."""
+    g = torch.Generator().manual_seed(dx * 10 + dy)
+    frames = torch.rand(2, 2, 3, 9, 11, generator=g)
+    flows = torch.zeros(2, 2, 2, 9, 11)
+    flows[:, :, 0], flows[:, :, 1] = float(dx), float(dy)
+    out = warp(frames, flows).numpy()
+    np.testing.assert_allclose(out, _edge_shift(frames.numpy(), dy, dx), atol=1e-5, rtol=0)
+
+
+def test_warp_half_pixel_is_the_mean_of_neighbours() -> None:
+    """Bilinear: a flow of +0.5 px in x samples halfway between a pixel and its right neighbour."""
+    frames = torch.rand(1, 1, 1, 6, 8)
+    flows = torch.zeros(1, 1, 2, 6, 8)
+    flows[:, :, 0] = 0.5
+    out = warp(frames, flows)[0, 0, 0].numpy()
+    img = frames[0, 0, 0].numpy()
+    np.testing.assert_allclose(out[:, :-1], (img[:, :-1] + img[:, 1:]) / 2, atol=1e-5, rtol=0)
+
+
+def test_network_output_depends_on_its_input() -> None:
+    """A trained-looking (perturbed) network: another burst gives another image, each frame of the burst moves the
+    output, and a change in one pixel moves the output near that pixel only (the KPN's kernels are local)."""
+    torch.manual_seed(0)
+    net = GimbalNet(3, channels=1, use_flow=True, **TINY)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    burst = torch.rand(1, 3, 1, 16, 16)
+    with torch.no_grad():
+        base = net(burst).linear
+        assert (net(torch.rand(1, 3, 1, 16, 16)).linear - base).abs().mean() > 1e-2
+        for i in range(3):
+            moved = burst.clone()
+            moved[:, i] = moved[:, i].flip(-1)
+            assert (net(moved).linear - base).abs().max() > 1e-3, f"frame {i} is ignored"
+    x = burst.clone().requires_grad_(True)
+    net.eval()
+    net(x).linear[0, 0, 8, 8].backward()
+    grad = x.grad[0].abs().sum(dim=(0, 1))  # (H, W) influence of each input pixel on output pixel (8, 8)
+    assert grad[8, 8] > 0
+    assert grad[0, :].sum() + grad[:, 15].sum() < grad[8, 8]  # far pixels matter less than the pixel itself
