@@ -24,6 +24,7 @@ default: the sRGB middle frame, the authors' target, with outputs through their 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from gimbal import methods as table
 from gimbal.baselines.single import Restorer
 from gimbal.config import Config
 from gimbal.data.irradiance import Scenes, fixed_irradiance_set
-from gimbal.data.shards import read_shard_index, shard_clip_kinds
+from gimbal.data.shards import read_shard_index, shard_clip_kinds, shard_clip_videos
 from gimbal.data.sources import scores_by_source
 from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
@@ -52,6 +53,7 @@ from gimbal.sensor.model import Sensor
 from gimbal.sensor.plot import plot_schedule
 from gimbal.stats import Interval, bootstrap_mean, paired_difference
 from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system, middle_frame_image
+from gimbal.working_point import blur_diameter_px, content_motion_px, mean_electrons
 
 __all__ = [
     "ABLATIONS",
@@ -111,34 +113,46 @@ class EvalResult:
         examples: ``examples[method or "ground_truth"]`` ``(k, C, H, W)`` display-space images of the first
             ``k`` clips (CPU).
         schedules: ``schedules[variant]`` exposure schedule in microseconds (``Exposure.to_us``).
+        videos: the source video of each clip (clip order), the clusters the intervals resample; empty (or a
+            single video): the clips are resampled as if independent.
     """
 
     scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     examples: dict[str, torch.Tensor] = field(default_factory=dict)
     schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    videos: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """``{method: {"psnr": mean dB, "ssim": mean}}`` in the table's order (rounded to 1e-4)."""
         return {m: {k: round(sum(v) / len(v), 4) for k, v in s.items()} for m, s in self.scores.items()}
 
     def intervals(self, seed: int = 0) -> dict[str, Any]:
-        """The means of :meth:`summary` with 95% bootstrap intervals over the test clips (``psnr_lo``, ``psnr_hi``,
-        ``ssim_lo``, ``ssim_hi``), and under ``margins`` the paired difference of every compared pair
+        """The means of :meth:`summary` with 95% bootstrap intervals (``psnr_lo``, ``psnr_hi``, ``ssim_lo``,
+        ``ssim_hi``), and under ``margins`` the paired difference of every compared pair
         (:func:`gimbal.methods.compared`)
         whose two methods were scored (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``),
-        resampling clips with ``seed``.
+        from ``seed``. The bootstrap resamples the source videos of :attr:`videos` (all the clips of a video drawn
+        together, :mod:`gimbal.stats`) when the clips come from at least 2 of them, else the clips; ``clips``,
+        ``videos`` (when known) and ``resampled`` (``"videos"`` or ``"clips"``) say which.
         With a single clip no interval exists: only the means are given."""
         n = min(len(s["psnr"]) for s in self.scores.values())
         if n < 2:
             return {**self.summary(), "clips": n}
+        if self.videos and len(self.videos) != n:
+            raise ParamError(f"evaluate: {len(self.videos)} source videos given for {n} scored clips")
+        clusters = self.videos if len(set(self.videos)) >= 2 else None
 
         metrics = ("psnr", "ssim")
-        out: dict[str, Any] = {m: _flat({k: bootstrap_mean(s[k], seed=seed) for k in metrics})
+        out: dict[str, Any] = {m: _flat({k: bootstrap_mean(s[k], seed=seed, clusters=clusters) for k in metrics})
                                for m, s in self.scores.items()}
-        out["margins"] = {f"{a}-{b}": _flat({k: paired_difference(self.scores[a][k], self.scores[b][k], seed=seed)
+        out["margins"] = {f"{a}-{b}": _flat({k: paired_difference(self.scores[a][k], self.scores[b][k], seed=seed,
+                                                                  clusters=clusters)
                                              for k in metrics})
                           for a, b in table.compared() if a in self.scores and b in self.scores}
         out["clips"] = n
+        if self.videos:
+            out["videos"] = len(set(self.videos))
+        out["resampled"] = "videos" if clusters else "clips"
         return out
 
 
@@ -303,11 +317,67 @@ def _test_clip_ids(shards_dir: Path, n: int) -> list[str]:
 def _per_clip_csv(result: EvalResult, clip_ids: list[str], kinds: list[str]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["clip", "clip_id", "kind", "method", "psnr", "ssim"])
+    writer.writerow(["clip", "clip_id", "kind", "method", "psnr", "ssim", "video"])
+    videos = result.videos or [""] * len(clip_ids)
     for method, s in result.scores.items():
         for i, (p, q) in enumerate(zip(s["psnr"], s["ssim"], strict=True)):
-            writer.writerow([i, clip_ids[i], kinds[i], method, f"{p:.4f}", f"{q:.5f}"])
+            writer.writerow([i, clip_ids[i], kinds[i], method, f"{p:.4f}", f"{q:.5f}", videos[i]])
     return buf.getvalue().encode()
+
+
+def working_point(cfg: Config, shards_dir: Path, batches: Sequence[Scenes], camera: CameraSpec, videos: Sequence[str],
+                  trained: Sequence[str], device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The working point of the evaluation and of every trained model, as the paper's Fig. 9 states it
+    (:mod:`gimbal.working_point`), rounded for ``metrics/eval.json``:
+
+    - ``test``: the scored scenes (``batches``: the test clips with the camera shake): ``e_bar`` (e- at one exposure
+      of ``camera``'s whole budget), ``d_bar_px`` (the shake's blur diameter over the ``window_frames`` frames
+      spanning T, network pixels; ``None`` for ``augment.motion`` other than ``shake``), and the content's own
+      motion over the same window, measured on the same clips made again without the shake:
+      ``content_motion_px`` (the mean over clips of the diameter of the global translation's path) and
+      ``content_flow_px`` (of the mean dense displacement from the first frame to the last), and both per source
+      video (``by_video``; ``videos``: the video of each clip, in clip order);
+    - ``models``: every method of ``trained`` at the working point it was trained at: the params' light and
+      shake (every training stage reads them; e-bar of the test scenes at that light) over the training window
+      (``augment.window_frames``, default all the clips' frames).
+    """
+    ecfg, augment = cfg.eval, cfg.augment
+    irradiance = [b.irradiance for b in batches]
+    frames = irradiance[0].shape[1]
+    train_frames = augment.window_frames or _clip_frames(shards_dir, frames)
+
+    def d_bar(f: int) -> float | None:
+        return round(blur_diameter_px(augment, f, seed=ecfg.seed), 3) if augment.motion == "shake" else None
+
+    def mean(values: Sequence[float]) -> float:
+        return round(sum(values) / len(values), 3)
+
+    still = dataclasses.replace(augment, shake_std_deg=(0.0, 0.0, 0.0), max_rotation_deg=0.0, min_rotation_deg=0.0)
+    still_batches = fixed_irradiance_set(shards_dir, "test", len(videos), ecfg.batch_size, still, camera,
+                                         cfg.model.channels, ecfg.seed, cfg.train.loader, device,
+                                         window_frames=ecfg.window_frames, full_frame=ecfg.full_frame)
+    motion = content_motion_px([b.irradiance for b in still_batches])
+    by_video: dict[str, dict[str, list[float]]] = {}
+    for video, diameter, flow in zip(videos, motion["diameter_px"], motion["flow_px"], strict=True):
+        entry = by_video.setdefault(video, {"content_motion_px": [], "content_flow_px": []})
+        entry["content_motion_px"].append(diameter)
+        entry["content_flow_px"].append(flow)
+    e_bar = round(mean_electrons(irradiance, camera.budget_s), 2)
+    model_point = {"e_bar": e_bar, "d_bar_px": d_bar(train_frames), "window_frames": train_frames}
+    return {
+        "test": {"e_bar": e_bar, "d_bar_px": d_bar(frames), "window_frames": frames,
+                 "content_motion_px": mean(motion["diameter_px"]), "content_flow_px": mean(motion["flow_px"]),
+                 "by_video": {v: {k: mean(x) for k, x in m.items()} for v, m in by_video.items()}},
+        "models": {m: dict(model_point) for m in trained},
+    }
+
+
+def _clip_frames(shards_dir: Path, default: int) -> int:
+    """Frames of every clip of the test shards (the index's ``frames``), ``default`` when the index has none."""
+    try:
+        return int(read_shard_index(shards_dir, "test")["splits"]["test"]["frames"])
+    except (DataError, KeyError, TypeError, ValueError):
+        return default
 
 
 def _by_method_csv(summary: dict[str, dict[str, float]]) -> bytes:
@@ -336,10 +406,12 @@ def evaluate(
     on the fixed test scenes and write all outputs atomically.
 
     Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, with 95% bootstrap intervals over the test
-    clips, the paired differences of the compared pairs under ``margins``, and ``clips``;
-    :meth:`EvalResult.intervals`), ``summary.json`` beside it (:func:`summary_metrics`: what
+    clips' source videos (the ``video`` of each clip's shard meta), the paired differences of the compared pairs
+    under ``margins``, ``clips``, ``videos`` and ``resampled``, :meth:`EvalResult.intervals`; and under
+    ``working_point`` the (e-bar, d-bar) of the test scenes and of every trained model with the content's own
+    motion, :func:`working_point`), ``summary.json`` beside it (:func:`summary_metrics`: what
     ``dvc metrics show`` shows), ``<metrics_path stem>_by_source.json`` (the same per source kind,
-    ``{real | synthetic: {method: ...}}``), ``per_clip_csv`` (clip, clip_id, kind, method, psnr, ssim),
+    ``{real | synthetic: {method: ...}}``), ``per_clip_csv`` (clip, clip_id, kind, method, psnr, ssim, video),
     ``by_method_csv`` (method, label, psnr, ssim), ``bar_plot`` (PSNR and SSIM per method with per-clip
     points), ``examples_dir/example_<k>.png`` (Fig. 7 style grids, ``eval.examples`` of them; the directory is
     replaced) and ``schedule_plot`` (learned vs uniform shutter schedule). Returns the metrics written to
@@ -357,11 +429,18 @@ def evaluate(
         log.warning("evaluate: the test split has only %d clips (eval.clips = %d)", n, ecfg.clips)
     clip_ids = _test_clip_ids(Path(shards_dir), n)
     kinds = (shard_clip_kinds(Path(shards_dir), "test") + ["real"] * n)[:n]  # source kind of each scored clip
+    videos = shard_clip_videos(Path(shards_dir), "test")[:n]  # the clusters of the intervals
     display = Display.for_camera(ecfg.target, sensor.camera, cfg.augment.white_level)
     result = evaluate_methods(systems, singles, sensor, batches, ecfg.seed, display, min(ecfg.examples, n), device,
                               progress)
+    result.videos = videos
     summary = result.summary()
     metrics = result.intervals(ecfg.seed)
+    if metrics.get("resampled") == "clips":
+        log.warning("evaluate: the %d test clips come from %d source video(s); the intervals resample clips as if "
+                    "independent (score clips of at least 2 videos to resample videos)", n, len(set(videos)))
+    metrics["working_point"] = working_point(cfg, Path(shards_dir), batches, sensor.camera, videos,
+                                             [m for m in table.trained() if m in systems or m in singles], device)
     by_source = {k: v for k, v in scores_by_source(result.scores, kinds).items() if k != "all"}
 
     for method in result.scores:
@@ -369,7 +448,11 @@ def evaluate(
         ci = f" [{m['psnr_lo']:.2f}, {m['psnr_hi']:.2f}]" if "psnr_lo" in m else ""
         log.info("%-16s PSNR %6.2f dB%s  SSIM %.4f", method, m["psnr"], ci, m["ssim"])
     for name, m in metrics.get("margins", {}).items():
-        log.info("%-28s %+6.2f dB [%+.2f, %+.2f] (paired, 95%%)", name, m["psnr"], m["psnr_lo"], m["psnr_hi"])
+        log.info("%-28s %+6.2f dB [%+.2f, %+.2f] (paired, 95%%, resampling %s)", name, m["psnr"], m["psnr_lo"],
+                 m["psnr_hi"], metrics["resampled"])
+    wp = metrics["working_point"]["test"]
+    log.info("working point: e-bar %.0f e-, d-bar %s px, content motion %.2f px (dense %.2f px) over %d frames",
+             wp["e_bar"], wp["d_bar_px"], wp["content_motion_px"], wp["content_flow_px"], wp["window_frames"])
     write_bytes_atomic(per_clip_csv, _per_clip_csv(result, clip_ids, kinds))
     write_bytes_atomic(by_method_csv, _by_method_csv(summary))
     plot_method_scores(result.scores, bar_plot, labels={m: table.label(m) for m in result.scores},

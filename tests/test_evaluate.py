@@ -46,7 +46,8 @@ def tiny_params() -> dict[str, Any]:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Tiny shards (2 test clips of 9 frames, 48x48) and untrained models of every method."""
     root = tmp_path_factory.mktemp("eval")
-    index, _ = make_interp(root / "interp", {"a": "train", "b": "val", "c": "test"}, clips_per_video=2, frames=9, h=48, w=48)
+    index, _ = make_interp(root / "interp", {"a": "train", "b": "val", "c": "test", "d": "test"}, clips_per_video=1,
+                           frames=9, h=48, w=48)
     build_shards(index, root / "shards", ShardConfig(clips_per_shard=2), progress=False)
     params = tiny_params()
     models = root / "models"
@@ -81,7 +82,8 @@ def first_run(setup: dict[str, Any]) -> Path:
 def test_writes_every_method_and_figure(first_run: Path) -> None:
     metrics = json.loads((first_run / "metrics/eval.json").read_text())
     by_source = json.loads((first_run / "metrics/eval_by_source.json").read_text())
-    assert set(metrics) == {*METHODS, "margins", "clips"} and metrics["clips"] == 2
+    assert set(metrics) == {*METHODS, "margins", "clips", "videos", "resampled", "working_point"}
+    assert (metrics["clips"], metrics["videos"], metrics["resampled"]) == (2, 2, "videos")  # from the shards' meta
     # the fixture's shards carry no source kind: every clip counts as real, so "real" is the overall mean
     assert set(by_source) == {"real"}
     assert by_source["real"] == {m: {k: metrics[m][k] for k in ("psnr", "ssim")} for m in METHODS}
@@ -94,7 +96,8 @@ def test_writes_every_method_and_figure(first_run: Path) -> None:
     rows = list(csv.DictReader((first_run / "plots/eval_per_clip.csv").open()))
     assert len(rows) == 2 * len(METHODS)
     assert {r["method"] for r in rows} == set(METHODS)
-    assert sorted({r["clip_id"] for r in rows}) == ["c_0", "c_1"]
+    assert sorted({r["clip_id"] for r in rows}) == ["c_0", "d_0"]
+    assert {(r["clip_id"], r["video"]) for r in rows} == {("c_0", "c"), ("d_0", "d")}
     per_clip = {m: [float(r["psnr"]) for r in rows if r["method"] == m] for m in METHODS}
     for method in METHODS:  # the mean in eval.json is the mean of the per-clip rows
         assert sum(per_clip[method]) / 2 == pytest.approx(metrics[method]["psnr"], abs=1e-3)
@@ -124,6 +127,54 @@ def test_writes_every_method_and_figure(first_run: Path) -> None:
     assert not list(first_run.rglob("*.tmp*"))  # atomic writes leave no temp files
 
 
+def test_working_point_of_the_test_scenes_and_every_model(setup: dict[str, Any], first_run: Path) -> None:
+    """e-bar is the photo-electrons of one full-budget exposure of the scored scenes, by hand; d-bar is the project's
+    shake blur over the 9 frames spanning T; the content's motion is measured without the shake (a finite,
+    non-negative number per video); every trained model states the point it was trained at."""
+    wp = json.loads((first_run / "metrics/eval.json").read_text())["working_point"]
+    cfg = parse_config(setup["params"])
+    camera = build_sensor(cfg, learn_exposure=False).camera
+    scenes = fixed_irradiance_set(setup["shards"], "test", 2, cfg.eval.batch_size, cfg.augment, camera,
+                                  cfg.model.channels, cfg.eval.seed, "torch", full_frame=cfg.eval.full_frame)
+    irr = torch.cat([s.irradiance for s in scenes]).double()
+    assert wp["test"]["e_bar"] == pytest.approx(float(irr.mean()) * camera.budget_s, abs=0.01)
+    assert wp["test"]["window_frames"] == 9 and wp["test"]["d_bar_px"] > 0
+    assert set(wp["test"]["by_video"]) == {"c", "d"}
+    assert all(0 <= v[k] < 50 for v in wp["test"]["by_video"].values() for k in ("content_motion_px", "content_flow_px"))
+    assert wp["test"]["content_motion_px"] == pytest.approx(
+        sum(v["content_motion_px"] for v in wp["test"]["by_video"].values()) / 2, abs=2e-3)  # one clip per video
+    assert set(wp["models"]) == set(METHODS) - {"full_exposure", "middle_frame"}
+    assert all(m == {"e_bar": wp["test"]["e_bar"], "d_bar_px": wp["test"]["d_bar_px"], "window_frames": 9}
+               for m in wp["models"].values())
+
+
+def test_intervals_resample_videos() -> None:
+    """Two methods on 8 clips of 4 videos, the clips of a video identical: the interval of every mean and margin is
+    the bootstrap of the 4 video values (independent computation), not of 8 clips; without videos, the clips."""
+    from gimbal.evaluate import EvalResult
+    from gimbal.stats import bootstrap_mean
+
+    video_psnr, video_gain = [22.0, 27.0, 24.5, 30.0], [1.0, 3.0, 0.5, 2.0]
+    a = [v + g for v, g in zip(video_psnr, video_gain) for _ in range(2)]
+    b = [v for v in video_psnr for _ in range(2)]
+    scores = {"gimbal": {"psnr": a, "ssim": [0.5] * 8}, "gimbal_uniform": {"psnr": b, "ssim": [0.5] * 8}}
+    videos = [v for v in ("bikes", "cell", "coffee", "grass") for _ in range(2)]
+    out = EvalResult(scores=scores, videos=videos).intervals(seed=3)
+    assert (out["clips"], out["videos"], out["resampled"]) == (8, 4, "videos")
+    ref = bootstrap_mean([v + g for v, g in zip(video_psnr, video_gain)], seed=3)
+    assert (out["gimbal"]["psnr_lo"], out["gimbal"]["psnr_hi"]) == (round(ref.lo, 4), round(ref.hi, 4))
+    ref = bootstrap_mean(video_gain, seed=3)
+    margin = out["margins"]["gimbal-gimbal_uniform"]
+    assert (margin["psnr"], margin["psnr_lo"], margin["psnr_hi"]) == (round(ref.mean, 4), round(ref.lo, 4),
+                                                                     round(ref.hi, 4))
+    naive = EvalResult(scores=scores).intervals(seed=3)
+    assert naive["resampled"] == "clips" and "videos" not in naive
+    assert naive["margins"]["gimbal-gimbal_uniform"]["psnr_hi"] - naive["margins"]["gimbal-gimbal_uniform"]["psnr_lo"] \
+        < margin["psnr_hi"] - margin["psnr_lo"]
+    with pytest.raises(ParamError, match="3 source videos given for 8 scored clips"):
+        EvalResult(scores=scores, videos=videos[:3]).intervals()
+
+
 def test_second_run_is_identical(setup: dict[str, Any], first_run: Path) -> None:
     out = setup["root"] / "run2"
     run_eval(setup, out)
@@ -144,7 +195,7 @@ def test_a_subset_scores_as_in_the_full_run(setup: dict[str, Any], first_run: Pa
                        bar_plot=tmp_path / "bar.png", examples_dir=tmp_path / "examples",
                        schedule_plot=tmp_path / "sched.png", progress=False, methods=subset)
     scored = {*subset, "full_exposure", "middle_frame"}
-    assert set(metrics) == {*scored, "margins", "clips"}
+    assert set(metrics) == {*scored, "margins", "clips", "videos", "resampled", "working_point"}
     assert set(metrics["margins"]) == {"gimbal-kpn", "gimbal-middle_frame", "kpn-full_exposure",
                                        "dmphn-full_exposure"}
     full = list(csv.DictReader((first_run / "plots/eval_per_clip.csv").open()))

@@ -125,7 +125,7 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
         assert (repo_copy / rel).is_file(), rel
     assert list((repo_copy / "dvclive/train_gimbal/plots/metrics").rglob("*.tsv"))
     evaluation = json.loads((repo_copy / "metrics/eval.json").read_text())
-    assert set(evaluation) == {*METHODS, "margins", "clips"}
+    assert set(evaluation) == {*METHODS, "margins", "clips", "videos", "resampled", "working_point"}
     # exactly the test split's clips were scored, and the table is their mean, inside its interval
     clips = json.loads((repo_copy / "data/clips/index.json").read_text())["clips"]
     test_ids = sorted(c["id"] for c in clips if c["split"] == "test")

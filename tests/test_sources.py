@@ -71,7 +71,7 @@ def test_shard_clip_kinds_follow_the_clips_into_the_shards(tmp_path: Path) -> No
 
     from shard_fixtures import make_interp
 
-    from gimbal.data.shards import ShardConfig, build_shards, shard_clip_kinds
+    from gimbal.data.shards import ShardConfig, build_shards, shard_clip_kinds, shard_clip_videos
 
     index, _ = make_interp(tmp_path / "interp", {"real1": "test", "flight": "test", "real2": "train"}, frames=5)
     doc = json.loads(index.read_text())
@@ -82,3 +82,6 @@ def test_shard_clip_kinds_follow_the_clips_into_the_shards(tmp_path: Path) -> No
     expected = [c["kind"] for c in doc["clips"] if c["split"] == "test"]
     assert shard_clip_kinds(tmp_path / "shards", "test") == expected == ["real", "real", "synthetic", "synthetic"]
     assert shard_clip_kinds(tmp_path / "shards", "train") == ["real", "real"]
+    # the source video of each clip (the clusters of the evaluation's intervals) travels the same way
+    assert shard_clip_videos(tmp_path / "shards", "test") == ["real1", "real1", "flight", "flight"]
+    assert shard_clip_videos(tmp_path / "shards", "train") == ["real2", "real2"]

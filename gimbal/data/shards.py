@@ -378,6 +378,21 @@ def read_shard_index(shards_dir: str | os.PathLike[str], split: str) -> dict[str
     return index
 
 
+def _clip_metas(shards_dir: str | Path, split: str) -> list[dict[str, Any]]:
+    """The json meta of every clip of ``split`` in shard order (:class:`DataError` naming a shard missing one)."""
+    shards_dir = Path(shards_dir)
+    index = read_shard_index(shards_dir, split)
+    metas: list[dict[str, Any]] = []
+    for shard in index["splits"].get(split, {}).get("shards", []):
+        with tarfile.open(shards_dir / shard["tar"]) as tar:
+            members = {m.name.rsplit(".", 1)[0]: m for m in tar.getmembers() if m.name.endswith(".json")}
+            for key in shard["keys"]:
+                if key not in members:
+                    raise DataError(f"{shards_dir / shard['tar']}: no {key}.json; rebuild with `dvc repro shards`")
+                metas.append(json.loads(tar.extractfile(members[key]).read()))  # type: ignore[union-attr]
+    return metas
+
+
 def shard_clip_kinds(shards_dir: str | Path, split: str = "test") -> list[str]:
     """Source kind of every clip of ``split`` in shard order (the order the loaders yield without shuffling).
 
@@ -385,15 +400,16 @@ def shard_clip_kinds(shards_dir: str | Path, split: str = "test") -> list[str]:
     index); a clip without one (shards built before source kinds existed) is ``"real"``.
     Raises :class:`DataError` naming the shard when a listed sample's meta is missing.
     """
-    shards_dir = Path(shards_dir)
-    index = read_shard_index(shards_dir, split)
-    kinds: list[str] = []
-    for shard in index["splits"].get(split, {}).get("shards", []):
-        with tarfile.open(shards_dir / shard["tar"]) as tar:
-            metas = {m.name.rsplit(".", 1)[0]: m for m in tar.getmembers() if m.name.endswith(".json")}
-            for key in shard["keys"]:
-                if key not in metas:
-                    raise DataError(f"{shards_dir / shard['tar']}: no {key}.json; rebuild with `dvc repro shards`")
-                meta = json.loads(tar.extractfile(metas[key]).read())  # type: ignore[union-attr]
-                kinds.append(str(meta.get("kind", "real")))
-    return kinds
+    return [str(meta.get("kind", "real")) for meta in _clip_metas(shards_dir, split)]
+
+
+def shard_clip_videos(shards_dir: str | Path, split: str = "test") -> list[str]:
+    """Source video id of every clip of ``split`` in shard order: each sample's json meta ``video``, copied by the
+    shards stage from the clips index (the video the clips stage cut it from). Raises :class:`DataError` naming the
+    shard when a sample's meta is missing or names no video."""
+    metas = _clip_metas(shards_dir, split)
+    missing = [m.get("key", m.get("id", "?")) for m in metas if not isinstance(m.get("video"), str)]
+    if missing:
+        raise DataError(f"{Path(shards_dir) / split}: clip {missing[0]!r} has no source video in its meta "
+                        f"({len(missing)} such clips); rebuild the shards with `dvc repro shards -f`")
+    return [str(m["video"]) for m in metas]
