@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from gimbal.config import parse_config
 from gimbal.errors import ParamError, ShapeError
-import numpy as np
-
 from gimbal.sensor import Sensor, SensorConfig, SensorOutput, get_camera, min_bins
 from gimbal.sensor.plot import plot_schedule
-from gimbal.config import parse_config
 from gimbal.system import build_sensor
 
 STEP_TAU_MIN = 10**7  # training step at which the GenGS temperature has reached its floor 0.1
@@ -250,3 +249,58 @@ def test_plot_schedule(tmp_path) -> None:
     assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temp file
     with pytest.raises(ParamError):
         plot_schedule({"durations_us": [1.0]}, tmp_path / "bad.png")
+
+
+def _plotted_bars(monkeypatch, draw) -> dict[tuple[int, str], list[tuple[float, float]]]:
+    """Run ``draw()`` (a :func:`plot_schedule` call) and read back the bars it drew: ``(row, kind) -> [(start, end)]``
+    in microseconds, kind ``open`` / ``readout`` / ``idle`` by colour, row 0 at the bottom of the figure."""
+    import matplotlib
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    matplotlib.use("Agg")
+    figures = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (figures.append(fig), real(fig, *a, **k))[1])
+    draw()
+    (ax,) = [a for a in figures[0].axes if a.collections]
+    kinds = {"#f2b134": "open", "#7a7a7a": "readout", "#d9d9d9": "idle"}
+    bars: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    for coll in ax.collections:
+        kind = kinds[to_hex(coll.get_facecolor()[0])]
+        for path in coll.get_paths():
+            xs, ys = path.vertices[:, 0], path.vertices[:, 1]
+            bars.setdefault((round(float(ys.mean())), kind), []).append((float(xs.min()), float(xs.max())))
+    return {key: sorted(v) for key, v in bars.items()}
+
+
+def test_plot_schedule_draws_the_schedule_it_is_given(tmp_path, monkeypatch) -> None:
+    """The bars of the figure are the schedules: exposures as given (the learned one) or the budget shared equally
+    (the uniform one, (T - n t_r) / n each), each followed by its readout, back to back from 0, idle time to T."""
+    budget, readout = 3000.0, 400.0  # the synthetic experiment's JetCam19M timing, microseconds
+    learned_us = [872.0, 234.0, 583.0]
+    learned = Sensor("jetcam19m", n=3, slots=4, init_exposures_us=learned_us)
+    uniform = Sensor("jetcam19m", n=3)
+    assert learned.camera.budget_s * 1e6 == pytest.approx(budget) and learned.camera.readout_s * 1e6 == readout
+
+    def expected(durations: list[float]) -> dict[str, list[tuple[float, float]]]:
+        t, opened, read = 0.0, [], []
+        for d in durations:
+            opened.append((t, t + d))
+            read.append((t + d, t + d + readout))
+            t += d + readout
+        return {"open": opened, "readout": read, "idle": [(t, budget)] if budget - t > 1e-6 else []}
+
+    path = tmp_path / "schedule.png"
+    bars = _plotted_bars(monkeypatch, lambda: plot_schedule([learned.exposure, uniform.schedule_us()], path,
+                                                            labels=["learned", "uniform"]))
+    equal = (budget - 3 * readout) / 3
+    for row, durations in ((1, learned_us), (0, [equal] * 3)):  # the first schedule is the top row
+        for kind, spans in expected(durations).items():
+            got = bars.get((row, kind), [])
+            assert len(got) == len(spans), (row, kind, got)
+            for (a, b), (c, d) in zip(got, spans, strict=True):
+                assert a == pytest.approx(c, abs=0.01) and b == pytest.approx(d, abs=0.01), (row, kind, got)
+    assert bars[(1, "idle")] == [pytest.approx((2889.0, 3000.0), abs=0.01)]  # 3000 - (872 + 234 + 583 + 3 * 400)
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
