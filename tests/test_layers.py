@@ -3,6 +3,10 @@
 Every import of a ``gimbal`` module counts: at module level, inside a function, and under ``if TYPE_CHECKING:``,
 so a circle cannot hide behind a guard or a function-level import. A module may import its own layer or a lower
 one; within a layer the imports must still form no circle. A new module must be given a layer in :data:`LAYERS`.
+
+Training, evaluation and inference sit above the config: their entry points (``train``, the baselines'
+trainers, ``evaluate``, ``fig9``, ``GimbalSystem.from_config`` / ``load_system``) still take the whole config or
+rebuild it from a model file's params. Nothing below the config may import it.
 """
 
 from __future__ import annotations
