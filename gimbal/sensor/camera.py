@@ -24,6 +24,7 @@ file has no timing: the experiment gives it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from typing import Any
 import yaml
 
 from gimbal.errors import ParamError
+
+log = logging.getLogger("gimbal.sensor")
 
 PLANCK_J_S = 6.62607015e-34
 SPEED_OF_LIGHT_M_S = 299_792_458.0
@@ -315,6 +318,21 @@ def _preset_value(key: str, value: Any, fail: Any) -> Any:
     return float(value)
 
 
+PRESETS_DIR = "cameras"
+"""Where camera preset files for ``sensor.camera`` belong (relative to the repository root): the training and
+evaluate stages of ``dvc.yaml`` depend on this folder, so DVC re-runs them when a preset's content changes."""
+
+
+def dvc_temp_workspace(path: str | os.PathLike[str]) -> Path | None:
+    """The DVC temporary experiment workspace (``<repo>/.dvc/tmp/exps/<name>``, where ``dvc exp run --temp`` and
+    ``dvc queue`` run the pipeline) that ``path`` (resolved from the working directory) lies in, or ``None``."""
+    parts = Path(path).resolve().parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[: i + 4])
+    return None
+
+
 def read_camera_file(path: str | os.PathLike[str], param: str = "sensor.camera") -> dict[str, Any]:
     """The physical :class:`CameraSpec` fields (and ``name``) of a camera preset file.
 
@@ -332,8 +350,19 @@ def read_camera_file(path: str | os.PathLike[str], param: str = "sensor.camera")
         raise ParamError(f"{param}: {p}: {msg}")
 
     if not p.is_file():
+        temp_copy = dvc_temp_workspace(p)
+        if temp_copy is not None:
+            fail(f"camera preset file not found in DVC's temporary copy of the repository ({temp_copy}): "
+                 "`dvc exp run --temp` and `dvc queue` copy only the files git tracks, and this file is not "
+                 f"tracked by git; `git add {path}` in the repository (no commit needed) and run the experiment "
+                 "again, or run it without --temp")
         fail("camera preset file not found; write one with `gimbal calibrate DESCRIPTOR --pixel-um P -o "
              f"{p.name or 'camera.yaml'}`, or set {param} to null for the experiment's camera")
+    if param == "sensor.camera" and Path("dvc.yaml").is_file() and not p.resolve().is_relative_to(
+            Path(PRESETS_DIR).resolve()):
+        log.warning("%s: %s is outside %s/, whose content the training and evaluate stages of dvc.yaml depend on: "
+                    "DVC will not re-run them when this file changes; move it to %s/", param, p, PRESETS_DIR,
+                    PRESETS_DIR)
     try:
         data = yaml.safe_load(p.read_text())
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
