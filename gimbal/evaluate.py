@@ -53,7 +53,7 @@ from gimbal.sensor.model import Sensor
 from gimbal.sensor.plot import plot_schedule
 from gimbal.stats import Interval, bootstrap_mean, paired_difference
 from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system, middle_frame_image
-from gimbal.working_point import blur_diameter_px, content_motion_px, mean_electrons
+from gimbal.working_point import AUTHORS_TRAINING, blur_diameter_px, content_motion_px, mean_electrons
 
 __all__ = [
     "ABLATIONS",
@@ -339,7 +339,9 @@ def working_point(cfg: Config, shards_dir: Path, batches: Sequence[Scenes], came
       video (``by_video``; ``videos``: the video of each clip, in clip order);
     - ``models``: every method of ``trained`` at the working point it was trained at: the params' light and
       shake (every training stage reads them; e-bar of the test scenes at that light) over the training window
-      (``augment.window_frames``, default all the clips' frames).
+      (``augment.window_frames``, default all the clips' frames);
+    - ``authors``: d-bar of the authors' released training (:data:`gimbal.working_point.AUTHORS_TRAINING`) over
+      its window and over the paper text's 241 frames, by the same definition.
     """
     ecfg, augment = cfg.eval, cfg.augment
     irradiance = [b.irradiance for b in batches]
@@ -369,6 +371,9 @@ def working_point(cfg: Config, shards_dir: Path, batches: Sequence[Scenes], came
                  "content_motion_px": mean(motion["diameter_px"]), "content_flow_px": mean(motion["flow_px"]),
                  "by_video": {v: {k: mean(x) for k, x in m.items()} for v, m in by_video.items()}},
         "models": {m: dict(model_point) for m in trained},
+        "authors": {name: {"d_bar_px": round(blur_diameter_px(AUTHORS_TRAINING[0], f, seed=ecfg.seed), 3),
+                           "window_frames": f}
+                    for name, f in (("released_training", AUTHORS_TRAINING[1]), ("paper_window", 241))},
     }
 
 

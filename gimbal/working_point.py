@@ -27,7 +27,12 @@ import torch
 from gimbal.data.augment import AugmentConfig, shake_intrinsics, shake_rotations
 from gimbal.errors import ShapeError
 
-__all__ = ["blur_diameter_px", "content_motion_px", "global_shifts", "mean_electrons", "path_diameter"]
+__all__ = ["AUTHORS_TRAINING", "blur_diameter_px", "content_motion_px", "global_shifts", "mean_electrons",
+           "path_diameter"]
+
+AUTHORS_TRAINING: tuple[AugmentConfig, int] = (AugmentConfig(crop=512, center=256, out_size=128), 121)
+"""The authors' released training crop (512 -> 256 -> 128, with their shake and intrinsics: the defaults) and its
+window (T spans the first 121 of the 241 frames), to state d-bar beside theirs (the paper's text: all 241)."""
 
 
 def blur_diameter_px(augment: AugmentConfig, frames: int, draws: int = 256, seed: int = 0) -> float:

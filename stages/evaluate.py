@@ -4,7 +4,8 @@ Methods: those of the table of methods (gimbal/methods.py): gimbal (learned expo
 Table 3 ablations gimbal_no_flow, gimbal_no_norm and gimbal_anneal, deblurgan, dmphn and the floors full_exposure and
 middle_frame (`--methods`: a subset of the trained ones), all on the same scenes with the same seeded exact-Poisson
 noise. Writes metrics/summary.json (`dvc metrics show`: every method's PSNR and SSIM, the headline margins, the
-learned schedule), metrics/eval.json (every interval and margin) and metrics/eval_by_source.json (the same per
+learned schedule), metrics/eval.json (every interval and margin, bootstrapped over the test clips' source videos,
+and the working point: e-bar, d-bar and the content's own motion) and metrics/eval_by_source.json (the same per
 source kind, real / synthetic), plots/eval_per_clip.csv and plots/eval_by_method.csv (`dvc plots`),
 plots/psnr_by_method.png, plots/examples/example_<k>.png (Fig. 7 style) and plots/exposures_eval.png.
 """

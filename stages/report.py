@@ -1,6 +1,7 @@
 """DVC stage `report`: the paper's Table 1 and Table 3 beside ours, generated from metrics/eval.json.
 
-Writes reports/paper.md (both tables with 95% intervals, the paper's numbers, what is like for like, and each
+Writes reports/paper.md (both tables with 95% intervals over the test clips' source videos, the paper's numbers,
+what is like for like, every trained model's (e-bar, d-bar) beside the test videos' own motion, and each
 trained model's liveness from metrics/train_<method>.json) and
 metrics/table3.json (per ablation: PSNR and the component's paired effect, with intervals; `dvc metrics show`).
 """

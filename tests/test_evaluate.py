@@ -140,7 +140,8 @@ def test_working_point_of_the_test_scenes_and_every_model(setup: dict[str, Any],
     assert wp["test"]["e_bar"] == pytest.approx(float(irr.mean()) * camera.budget_s, abs=0.01)
     assert wp["test"]["window_frames"] == 9 and wp["test"]["d_bar_px"] > 0
     assert set(wp["test"]["by_video"]) == {"c", "d"}
-    assert all(0 <= v[k] < 50 for v in wp["test"]["by_video"].values() for k in ("content_motion_px", "content_flow_px"))
+    assert all(0 <= v[k] < 50 for v in wp["test"]["by_video"].values()
+               for k in ("content_motion_px", "content_flow_px"))
     assert wp["test"]["content_motion_px"] == pytest.approx(
         sum(v["content_motion_px"] for v in wp["test"]["by_video"].values()) / 2, abs=2e-3)  # one clip per video
     assert set(wp["models"]) == set(METHODS) - {"full_exposure", "middle_frame"}

@@ -47,13 +47,45 @@ def test_effects_are_with_minus_without_beside_the_papers() -> None:
 
 def test_report_lists_every_row_and_flags_sign_and_uncertain_effects() -> None:
     text = paper_report(EV)
-    assert "over the 12 test clips" in text
+    assert "bootstrap over 12 test clips (resampled as if independent)" in text  # an eval.json without videos
     row = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "-0.20 [-0.60, +0.10] (interval spans 0)" in row["exposure normalization (eq. 14)"]
     assert row["exposure normalization (eq. 14)"].endswith("| **no** |")  # ours -0.20, the paper's +0.46
     assert row["flow network"].endswith("| yes |")
     assert "not reproduced" in row["analysis-synthesis pair (Kaufman & Fattal)"]
     assert "30.00 [29.00, 31.00]" in row["ours, learned exposures"] and "31.42" in row["ours, learned exposures"]
+
+
+def test_report_says_the_intervals_resample_videos_under_every_table() -> None:
+    text = paper_report({**EV, "videos": 5, "resampled": "videos"})
+    note = "95% interval, bootstrap over 5 source videos (12 test clips; all the clips of a video drawn together)"
+    assert text.count(note) == 3  # the header, under Table 1, under Table 3
+    assert "resampled as if independent" not in text
+    lines = text.splitlines()
+    for heading in ("## Table 1: methods", "## Table 3: ablations"):  # the note follows the table
+        start = lines.index(heading)
+        table_end = next(i for i in range(start + 3, len(lines)) if lines[i - 1].startswith("|")
+                         and not lines[i].startswith("|"))
+        assert note in lines[table_end + 1], heading
+
+
+def test_report_states_every_models_working_point() -> None:
+    wp = {"test": {"e_bar": 1423.81, "d_bar_px": 1.42, "window_frames": 241, "content_motion_px": 17.37,
+                   "content_flow_px": 18.6, "by_video": {"bikes": {"content_motion_px": 12.1, "content_flow_px": 22.0},
+                                                        "flight_cell": {"content_motion_px": 35.4,
+                                                                        "content_flow_px": 24.6}}},
+          "models": {"gimbal": {"e_bar": 1423.81, "d_bar_px": 1.42, "window_frames": 241},
+                     "deblurgan": {"e_bar": 1423.81, "d_bar_px": 1.42, "window_frames": 241}},
+          "authors": {"released_training": {"d_bar_px": 3.88, "window_frames": 121},
+                      "paper_window": {"d_bar_px": 5.68, "window_frames": 241}}}
+    text = paper_report({**EV, "working_point": wp})
+    row = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert row["`gimbal`"] == "| `gimbal` | 1424 | 1.42 | 241 |" and row["`deblurgan`"] == row["`gimbal`"].replace(
+        "gimbal", "deblurgan")
+    assert row["the test scenes (mean over clips)"].endswith("| 1424 | 1.42 | 241 | 17.37 | 18.60 |")
+    assert row["`flight_cell`"] == "| `flight_cell` | | | | 35.40 | 24.60 |"
+    assert "3.88 px over 121 frames (their released training); 5.68 px over 241 frames (the paper text)" in text
+    assert "## Working point" not in paper_report(EV)
 
 
 def test_report_shows_each_models_liveness_beside_its_psnr() -> None:
