@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gimbal.errors import DiskFullError
+from gimbal.errors import DataError, DiskFullError
 
 
 def _umask() -> int:
@@ -282,8 +282,6 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file, raising :class:`gimbal.errors.DataError` naming the file on failure."""
-    from gimbal.errors import DataError
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; run the stage that produces it (dvc repro)")
@@ -301,8 +299,6 @@ def read_records(
     Returns ``(document, records)``. Every error is a :class:`gimbal.errors.DataError` that names
     the file (and the record) and ends with ``fix`` (how to rebuild it, e.g. "re-run the clips stage").
     """
-    from gimbal.errors import DataError
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} not found; {fix}")
