@@ -2,8 +2,9 @@
 
     python tools/readme_results.py            # rewrites README.md in place from metrics/ and exposures/
 
-Reads metrics/eval.json (means, 95% bootstrap intervals over the test clips, paired margins, Table 3),
-metrics/eval_by_source.json, metrics/train_*.json (each model's liveness) and exposures/gimbal.json, and replaces the text between the
+Reads metrics/eval.json (means, 95% bootstrap intervals over the test clips' source videos, paired margins,
+Table 3), metrics/eval_by_source.json, metrics/train_*.json (each model's liveness) and exposures/gimbal.json,
+and replaces the text between the
 ``<!-- results:start -->`` and ``<!-- results:end -->`` markers, so every figure there is the committed
 run's (run it after `dvc repro`, commit README with dvc.lock).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from gimbal.report import liveness_md, table3_md  # noqa: E402  (the report's tables, one formatter each)
+from gimbal.report import interval_note, liveness_md, table3_md  # noqa: E402  (the report's formatters)
 ROWS = {
     "gimbal": "ours, learned exposures (`gimbal`)",
     "gimbal_uniform": "ours, uniform exposures (`gimbal_uniform`)",
@@ -58,7 +59,8 @@ def block() -> str:
             p, s = f"**{p}**", f"**{s}**"
         lines.append(f"| {label} | {p} | {s} | {src['real'][method]['psnr']:.2f} | "
                      f"{src['synthetic'][method]['psnr']:.2f} |")
-    lines += ["", f"Paired differences over the same {n} test clips (95% bootstrap interval of the mean difference):",
+    lines += ["", f"{interval_note(ev)}.", "",
+              f"Paired differences over the same {n} test clips (the same bootstrap, of the mean difference):",
               "", "| margin | PSNR dB [95% CI] | SSIM [95% CI] | asked for | holds (lower end above 0 and mean >= asked) |",
               "|---|---|---|---|---|"]
     for key, (label, need) in MARGINS.items():
