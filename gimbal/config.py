@@ -55,11 +55,21 @@ __all__ = [
     "parse_config",
 ]
 
+
 @functools.cache
 def _baselines_class(groups: tuple[tuple[str, type], ...]) -> type:
+    def reduce(self: Any) -> tuple[Any, ...]:  # pickled by its groups: the class is made at run time
+        return _baselines, (tuple((name, getattr(self, name)) for name, _ in groups),)
+
     return dataclasses.make_dataclass(
         "BaselinesConfig", [(name, cls, field(default_factory=cls)) for name, cls in groups], frozen=True,
-        namespace={"__doc__": "Params group ``baselines``: one sub-group per single-image method."})
+        namespace={"__doc__": "Params group ``baselines``: one sub-group per single-image method.",
+                   "__module__": __name__, "__reduce__": reduce})
+
+
+def _baselines(items: tuple[tuple[str, Any], ...]) -> Any:
+    """A ``baselines`` group of these sub-groups (how one is unpickled)."""
+    return _baselines_class(tuple((name, type(value)) for name, value in items))(**dict(items))
 
 
 def baselines_config() -> type:
