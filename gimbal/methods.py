@@ -13,10 +13,10 @@
   by :attr:`Method.train` (stage ``train_<name>``: ``stages/train_baseline.py --baseline <name>``);
 - ``floor``: an untrained reference image (the full exposure, the learned burst's middle frame).
 
-Adding a method touches its own package, ``params.yaml`` and ``dvc.yaml`` only: one entry here (or a
-:func:`register` call in its package) is what :mod:`gimbal.config`, :mod:`gimbal.evaluate`,
-:mod:`gimbal.report` and the stages read; each reads the table when called, so an entry added at run time
-is seen. The paper's numbers live here (:attr:`Method.paper_psnr`, :attr:`Method.paper_ssim`).
+Adding a method is one entry here, besides its own package (a baseline's), its params in ``params.yaml`` and
+its ``train_<name>`` stage in ``dvc.yaml``: :mod:`gimbal.config`, :mod:`gimbal.evaluate`, :mod:`gimbal.report`
+and the stages have no list of their own. Each reads the table when called, so an entry added at run time
+(:func:`register`) is seen. The paper's numbers live here (:attr:`Method.paper_psnr`, :attr:`Method.paper_ssim`).
 """
 
 from __future__ import annotations
