@@ -143,6 +143,15 @@ def test_the_table_agrees_with_the_packages_and_the_pipeline() -> None:
         methods.get("nope")
 
 
+def test_an_incomplete_or_duplicate_entry_is_refused() -> None:
+    with pytest.raises(ValueError, match="already in the table"):
+        methods.register(methods.get("gimbal"))
+    with pytest.raises(ValueError, match="needs config, load and train"):
+        Method("toy", "single", "Toy", config=ToyConfig)
+    with pytest.raises(ValueError, match="kind"):
+        Method("toy", "bursty", "Toy")  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path, _ = make_shards(tmp_path_factory.mktemp("toy_shards"), ShardConfig(clips_per_shard=2, codec="ffv1"),
