@@ -174,7 +174,7 @@ def test_a_method_added_to_the_table_is_trained_scored_and_reported(
     ev = evaluate(cfg, shards, Path("models"), metrics_path=out / "eval.json", per_clip_csv=out / "per_clip.csv",
                   by_method_csv=out / "by_method.csv", bar_plot=out / "bar.png", examples_dir=out / "examples",
                   schedule_plot=out / "schedule.png", progress=False, methods=["toy"])
-    assert set(ev) == {"full_exposure", "toy", "margins", "clips"}
+    assert set(ev) == {"full_exposure", "toy", "margins", "clips", "videos", "resampled", "working_point"}
     # a gain of 1 gives back the full exposure it is given: the same score, a zero margin
     assert ev["toy"]["psnr"] == ev["full_exposure"]["psnr"] and ev["margins"]["toy-full_exposure"]["psnr"] == 0
     rows = list(csv.DictReader((out / "by_method.csv").open()))
