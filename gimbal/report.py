@@ -169,8 +169,9 @@ def working_point_md(ev: dict[str, Any]) -> list[str]:
         return []
     test = wp["test"]
     lines = ["| model | e-bar (e-) | d-bar (network px) | frames spanning T |", "|---|---|---|---|"]
+    order = [m for m in table.trained() if m in wp["models"]] + sorted(set(wp["models"]) - set(table.trained()))
     lines += [f"| `{m}` | {p['e_bar']:.0f} | {_num(p['d_bar_px'], '.2f')} | {p['window_frames']} |"
-              for m, p in wp["models"].items()]
+              for m, p in ((m, wp["models"][m]) for m in order)]
     lines += ["", "| scenes | e-bar (e-) | d-bar (network px) | frames spanning T | content motion: global path "
               "diameter (network px) | content motion: dense displacement, first to last frame (network px) |",
               "|---|---|---|---|---|---|",
@@ -178,11 +179,14 @@ def working_point_md(ev: dict[str, Any]) -> list[str]:
               f"{test['window_frames']} | {test['content_motion_px']:.2f} | {test['content_flow_px']:.2f} |"]
     lines += [f"| `{v}` | | | | {m['content_motion_px']:.2f} | {m['content_flow_px']:.2f} |"
               for v, m in test.get("by_video", {}).items()]
+    if test["d_bar_px"]:
+        lines += ["", f"Over the frames spanning T the test videos' own motion (global path) is "
+                  f"{test['content_motion_px'] / test['d_bar_px']:.1f} times the shake's d-bar."]
     authors = wp.get("authors", {})
     if authors:
-        said = "; ".join(f"{a['d_bar_px']:.2f} px over {a['window_frames']} frames"
-                         f"{' (their released training)' if k == 'released_training' else ' (the paper text)'}"
-                         for k, a in authors.items())
+        said = "; ".join(f"{authors[k]['d_bar_px']:.2f} px over {authors[k]['window_frames']} frames ({what})"
+                         for k, what in (("released_training", "their released training"),
+                                         ("paper_window", "the paper text")) if k in authors)
         lines += ["", f"The authors' crop (512 -> 256 -> 128) with the same shake gives d-bar {said}."]
     return lines
 

@@ -85,6 +85,9 @@ def test_report_states_every_models_working_point() -> None:
     assert row["the test scenes (mean over clips)"].endswith("| 1424 | 1.42 | 241 | 17.37 | 18.60 |")
     assert row["`flight_cell`"] == "| `flight_cell` | | | | 35.40 | 24.60 |"
     assert "3.88 px over 121 frames (their released training); 5.68 px over 241 frames (the paper text)" in text
+    assert "own motion (global path) is 12.2 times the shake's d-bar" in text  # 17.37 / 1.42
+    table_rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert table_rows[:2] == [row["`gimbal`"], row["`deblurgan`"]]  # the table of methods' order
     assert "## Working point" not in paper_report(EV)
 
 
