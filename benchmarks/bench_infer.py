@@ -3,6 +3,8 @@
     python benchmarks/bench_infer.py                                 # table: embedded + paper, mono + RGB, CPU (+ CUDA)
     python benchmarks/bench_infer.py --scales embedded --sizes 1024  # a subset
     python benchmarks/bench_infer.py --one 4432 4432 --channels 1    # one tiled run, e.g. a JetCam19M frame
+    python benchmarks/bench_infer.py --one 1280 720 --scales embedded --channels 1 --backends torch onnx --repeat 5
+                                                                     # PyTorch vs onnxruntime at 720p, one run
 
 Each measurement runs in a fresh subprocess (so the process's peak RSS, ``ru_maxrss``, belongs to
 that run alone): it builds the network (random weights: the cost does not depend on them), a random
@@ -10,7 +12,10 @@ burst of n = 3 frames, and runs :func:`gimbal.infer.reconstruct_burst` (tiled un
 ``--max-memory-gb``) once to warm up and once timed. "peak MB/MP" is the growth of the peak RSS
 over the RSS before the merge, per megapixel (frames, output and network working memory); on CUDA
 also the peak GPU memory. ``--untiled`` runs the network on the whole frame instead (the
-calibration of ``gimbal.tiling.BYTES_PER_FLOAT_PEAK``).
+calibration of ``gimbal.tiling.BYTES_PER_FLOAT_PEAK``). ``--backends torch onnx`` times the same merge run by
+onnxruntime (the network exported once per scale and channel count by :func:`gimbal.onnx_merge.export_onnx`, in the
+parent process, before any timing; the child loads only the ONNX file). ``--repeat N`` reports the median of N
+timed runs.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ def _rss() -> int:
 
 
 def measure(scale: str, channels: int, h: int, w: int, device: str, max_memory_gb: float, untiled: bool,
-            warmup: bool) -> dict:
+            warmup: bool, backend: str = "torch", onnx: str | None = None, repeat: int = 1) -> dict:
     """One measurement in this process (call in a fresh one)."""
     import resource
     import time
@@ -52,7 +57,12 @@ def measure(scale: str, channels: int, h: int, w: int, device: str, max_memory_g
 
     params = {"seed": 0, "exposure": {"n": 3, "idle_slot": True, "init_us": [872.0, 234.0, 583.0]},
               "model": {"channels": channels, **SCALES[scale]}, "variants": {"gimbal": {}}}
-    system = GimbalSystem.from_params(params).to(device).eval()
+    if backend == "onnx":
+        from gimbal.onnx_merge import OnnxSystem
+
+        system = OnnxSystem(onnx, device)
+    else:
+        system = GimbalSystem.from_params(params).to(device).eval()
     net: GimbalNet = system.net
     frames = np.random.default_rng(0).random((3, channels, h, w), dtype=np.float32) * 0.5
     exps = [872.0, 234.0, 583.0]
@@ -72,12 +82,15 @@ def measure(scale: str, channels: int, h: int, w: int, device: str, max_memory_g
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     base = _rss()
-    t0 = time.perf_counter()
-    run()
-    seconds = time.perf_counter() - t0
+    times = []
+    for _ in range(max(repeat, 1)):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    seconds = float(np.median(times))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     mp = h * w / 1e6
-    res = {"scale": scale, "channels": channels, "size": f"{w}x{h}", "device": device, "seconds": seconds,
+    res = {"backend": backend, "scale": scale, "channels": channels, "size": f"{w}x{h}", "device": device, "seconds": seconds,
            "s_per_mp": seconds / mp, "peak_rss_gb": peak / 1e9, "peak_mb_per_mp": (peak - base) / 1e6 / mp,
            "estimate_mb_per_mp": bytes_per_pixel(net), "threads": torch.get_num_threads()}
     if device.startswith("cuda"):
@@ -95,6 +108,9 @@ def main() -> None:
     ap.add_argument("--untiled", action="store_true", help="whole frame in one forward pass")
     ap.add_argument("--one", type=int, nargs=2, metavar=("W", "H"), help="a single run of this size, no warm-up")
     ap.add_argument("--warmup", action="store_true", help="with --one: one untimed run first (GPU timings)")
+    ap.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "onnx"],
+                    help="run the merge with PyTorch and/or onnxruntime (default: torch)")
+    ap.add_argument("--repeat", type=int, default=1, help="timed runs per row; the median is shown")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -106,26 +122,59 @@ def main() -> None:
     jobs = []
     if args.one:
         w, h = args.one
-        jobs = [(s, c, h, w, d, args.warmup) for s in args.scales for c in args.channels for d in devices]
+        jobs = [(s, c, h, w, d, args.warmup, b) for s in args.scales for c in args.channels for d in devices
+                for b in args.backends]
     else:
-        jobs = [(s, c, z, z, d, True) for d in devices for s in args.scales for c in args.channels for z in args.sizes]
+        jobs = [(s, c, z, z, d, True, b) for d in devices for s in args.scales for c in args.channels
+                for z in args.sizes for b in args.backends]
+    onnx_files = _export_onnx({(s, c) for s, c, *_, b in jobs if b == "onnx"})
     cpu = platform.processor() or platform.machine()
+    if onnx_files:
+        import onnxruntime
+
+        cpu += f", onnxruntime {onnxruntime.__version__}"
     print(f"# {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, "
           f"{'untiled' if args.untiled else f'--max-memory-gb {args.max_memory_gb:g}'}")
-    print(f"{'scale':9} {'C':>1} {'size':>9} {'device':6} {'s':>7} {'s/MP':>6} {'peak RSS GB':>11} "
+    print(f"{'backend':7} {'scale':9} {'C':>1} {'size':>9} {'device':6} {'s':>7} {'s/MP':>6} {'peak RSS GB':>11} "
           f"{'peak MB/MP':>10} {'GPU MB/MP':>9}")
-    for scale, c, h, w, dev, warm in jobs:
+    for scale, c, h, w, dev, warm, backend in jobs:
         child = json.dumps({"scale": scale, "channels": c, "h": h, "w": w, "device": dev,
-                            "max_memory_gb": args.max_memory_gb, "untiled": args.untiled, "warmup": warm})
+                            "max_memory_gb": args.max_memory_gb, "untiled": args.untiled, "warmup": warm,
+                            "backend": backend, "onnx": onnx_files.get((scale, c)), "repeat": args.repeat})
         proc = subprocess.run([sys.executable, __file__, "--child", child], capture_output=True, text=True)
         if proc.returncode:
-            print(f"{scale:9} {c:>1} {w}x{h} {dev}: failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+            print(f"{backend:7} {scale:9} {c:>1} {w}x{h} {dev}: failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         gpu = f"{r['gpu_peak_mb_per_mp']:9.0f}" if "gpu_peak_mb_per_mp" in r else f"{'-':>9}"
-        print(f"{scale:9} {c:>1} {r['size']:>9} {dev:6} {r['seconds']:7.3f} {r['s_per_mp']:6.3f} "
+        print(f"{backend:7} {scale:9} {c:>1} {r['size']:>9} {dev:6} {r['seconds']:7.3f} {r['s_per_mp']:6.3f} "
               f"{r['peak_rss_gb']:11.2f} {r['peak_mb_per_mp']:10.0f} {gpu}", flush=True)
+
+
+def _export_onnx(pairs: set[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """The network of each (scale, channels) with random weights, saved and exported to ONNX in a temp folder
+    (removed at exit)."""
+    if not pairs:
+        return {}
+    import atexit
+    import shutil
+    import tempfile
+
+    from gimbal.onnx_merge import export_onnx
+    from gimbal.system import GimbalSystem, save_system
+
+    tmp = tempfile.mkdtemp(prefix="bench_infer_onnx_")
+    atexit.register(shutil.rmtree, tmp, True)
+    files = {}
+    for scale, c in sorted(pairs):
+        params = {"seed": 0, "exposure": {"n": 3, "idle_slot": True, "init_us": [872.0, 234.0, 583.0]},
+                  "model": {"channels": c, **SCALES[scale]}, "variants": {"gimbal": {}}}
+        pt, onnx = os.path.join(tmp, f"{scale}{c}.pt"), os.path.join(tmp, f"{scale}{c}.onnx")
+        save_system(pt, GimbalSystem.from_params(params), params, "gimbal")
+        export_onnx(pt, onnx)
+        files[(scale, c)] = onnx
+    return files
 
 
 if __name__ == "__main__":

@@ -78,7 +78,15 @@ def _infer(args: argparse.Namespace) -> int:
         convert_channels=args.convert_channels,
         max_memory_gb=args.max_memory_gb,
         max_flow_px=args.max_flow_px,
+        backend=args.backend,
     )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gimbal.onnx_merge import export_onnx
+
+    export_onnx(args.model, args.onnx, args.opset)
     return 0
 
 
@@ -198,9 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {DEFAULT_MAX_MEMORY_GB:g}); frames and output come on top")
     p.add_argument("--max-flow-px", type=float, default=MAX_FLOW_PX, metavar="PX",
                    help=f"largest motion (pixels) the tile overlap allows for (default: {MAX_FLOW_PX:g})")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="run the model with PyTorch (a .pt --model) or onnxruntime (a .onnx --model from "
+                        "`gimbal export --onnx`); default: torch")
     p.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
     p.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
     p.set_defaults(func=_infer)
+
+    e = sub.add_parser(
+        "export", help="write a trained merge as an ONNX graph (for onnxruntime, `gimbal infer --backend onnx`)",
+        description="Export the merge of a trained model (eq. 14 exposure normalization, flow network, KPN) to ONNX "
+                    "for onnxruntime: inputs burst (B, n, C, H, W) float32 raw DN in [0, 1] and exposures_us (n,) "
+                    "float32 (the exposures are inputs, not baked in); outputs image and linear (B, C, H, W) and "
+                    "flows (B, n-1, 2, H, W); batch, height and width dynamic. The camera, schedule and params "
+                    "travel in the file's metadata. The export is checked against PyTorch before it is written.",
+    )
+    e.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="ONNX file to write (.onnx)")
+    e.add_argument("--model", type=Path, required=True, help="trained model (models/<variant>.pt)")
+    e.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    e.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    e.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
+    e.set_defaults(func=_export)
 
     b = sub.add_parser(
         "simulate-burst", help="the raw burst a camera would capture of an image or clip (to try infer on)",

@@ -32,6 +32,7 @@ from gimbal.imageio import (
     load_burst,
     match_channels,
 )
+from gimbal.onnx_merge import OnnxSystem
 from gimbal.runtime import resolve_device
 from gimbal.sensor.camera import ALIASES, CameraSpec, camera_names, get_camera
 from gimbal.system import GimbalSystem, load_system, read_system_file
@@ -340,6 +341,7 @@ def infer_files(
     convert_channels: bool = False,
     max_memory_gb: float = DEFAULT_MAX_MEMORY_GB,
     max_flow_px: float = MAX_FLOW_PX,
+    backend: str = "torch",
 ) -> InferResult:
     """Merge a real burst with a trained model and write the result (the ``gimbal infer`` command).
 
@@ -365,6 +367,8 @@ def infer_files(
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         convert_channels: convert gray <-> RGB frames to the model's channel count.
         max_memory_gb, max_flow_px: tiling (see :func:`reconstruct_burst`).
+        backend: ``torch`` (``model`` a ``.pt`` file) or ``onnx`` (``model`` a ``.onnx`` file from ``gimbal export
+            --onnx``, run by onnxruntime: :class:`gimbal.onnx_merge.OnnxSystem`).
     """
     warnings: list[str] = []
 
@@ -376,6 +380,7 @@ def infer_files(
         raise UsageError(f"{len(frames)} frame(s) given but {len(exposures_us)} exposure time(s); "
                          "give one --exposures-us value per frame, in the same order")
     check_exposure_values(exposures_us)
+    check_backend(backend, model)
     if output is None and output_linear is None:
         raise UsageError("nothing to write: give -o/--output and/or --output-linear")
     outs = []
@@ -396,7 +401,7 @@ def infer_files(
     dev = resolve_device(device, "--device")
     with OutputFiles(outs) as files:  # the temps now: an unwritable folder fails before any work
         result = _infer(frames, exposures_us, model, camera, bits, white_level, black_level, budget_us, readout_us,
-                        dev, convert_channels, max_memory_gb, max_flow_px, warn)
+                        dev, convert_channels, max_memory_gb, max_flow_px, warn, backend)
         if output is not None:
             files.write(outs[0], result.image)
         if output_linear is not None:
@@ -407,6 +412,22 @@ def infer_files(
         log.info("wrote %s (linear)", outs[-1])
     result.warnings = warnings
     return result
+
+
+BACKENDS = ("torch", "onnx")
+
+
+def check_backend(backend: str, model: str | os.PathLike[str]) -> None:
+    """Raise :class:`UsageError` unless ``backend`` is one of :data:`BACKENDS` and ``model`` is its kind of file
+    (``.onnx`` for ``onnx``, a PyTorch model file otherwise)."""
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend}: unknown backend; use one of {', '.join(BACKENDS)}")
+    onnx_file = Path(model).suffix.lower() == ".onnx"
+    if backend == "onnx" and not onnx_file:
+        raise UsageError(f"--backend onnx runs an ONNX file, got --model {model}; export it first with `gimbal export "
+                         f"--onnx {Path(model).with_suffix('.onnx').name} --model {model}` and pass that file")
+    if backend == "torch" and onnx_file:
+        raise UsageError(f"--model {model} is an ONNX file; pass --backend onnx to run it with onnxruntime")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -422,10 +443,14 @@ def _same_file(a: Path, b: Path) -> bool:
 def _infer(frames: Sequence[str | os.PathLike[str]], exposures_us: Sequence[float], model: str | os.PathLike[str],
            camera: str | None, bits: int | None, white_level: float | None, black_level: float,
            budget_us: float | None, readout_us: float | None, dev: torch.device, convert_channels: bool,
-           max_memory_gb: float, max_flow_px: float, warn: Any) -> InferResult:
+           max_memory_gb: float, max_flow_px: float, warn: Any, backend: str = "torch") -> InferResult:
     """The work of :func:`infer_files` once its arguments are checked: the merge, not yet written."""
-    model_schedule = read_model_schedule(model)
-    system = load_system(model, dev)
+    if backend == "onnx":
+        system: Any = OnnxSystem(model, dev.type)
+        model_schedule = system.schedule
+    else:
+        model_schedule = read_model_schedule(model)
+        system = load_system(model, dev)
     n = system.sensor.n
     if len(frames) != n:
         raise UsageError(f"the model {model} merges bursts of n={n} frames, got {len(frames)}; "
