@@ -52,7 +52,7 @@ def _same(a, b) -> bool:
     if isinstance(a, dict):
         return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
 
 
@@ -154,7 +154,7 @@ def test_code_in_a_file_never_runs(tmp_path: Path) -> None:
         read_torch_file(path, "toy file", FIX)
     assert not marker.exists()
     with open(tmp_path / "plain.pkl", "wb") as fh:  # a plain pickle, not a torch zip
-        pickle.dump(_Payload(marker), fh)
+        pickle.dump(_Payload(marker), fh, protocol=2)
     with pytest.raises(ModelFileUnreadable):
         read_torch_file(tmp_path / "plain.pkl", "toy file", FIX)
     assert not marker.exists()
@@ -250,7 +250,7 @@ def test_load_weights_loads_the_same_tensors_and_refuses_what_does_not_fit(tmp_p
 def test_load_checkpoint_moves_each_bad_file_aside_under_its_own_name(tmp_path: Path, caplog) -> None:
     path = tmp_path / "last.pt"
     contents = [b"junk one", b"junk two"]
-    for i, junk in enumerate(contents):
+    for junk in contents:
         path.write_bytes(junk)
         with caplog.at_level("WARNING"):
             assert load_checkpoint(path) is None

@@ -212,11 +212,11 @@ def test_from_config():
     net = GimbalNet.from_config(ModelConfig(use_flow=False), 3)
     assert net.n == 3 and net.flow is None and net.kpn.frames == 3
     with pytest.raises(ParamError, match="kernel_size"):
-        parse_config({"model": {"kernel_size": 4}}).model
+        _ = parse_config({"model": {"kernel_size": 4}}).model
     with pytest.raises(ParamError, match="use_flow"):
-        parse_config({"model": {"use_flow": "yes"}}).model
+        _ = parse_config({"model": {"use_flow": "yes"}}).model
     with pytest.raises(ParamError, match="did you mean 'learn_exposure'"):
-        parse_config({"model": {"learn_exposur": False}}).model
+        _ = parse_config({"model": {"learn_exposur": False}}).model
 
 
 def test_eq17_uses_reference_and_aligned_frames_only():

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-import gimbal.runtime as runtime
+from gimbal import runtime
 from gimbal.errors import ParamError
 from gimbal.runtime import (
     Dist,
