@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from gimbal import methods as table
 from gimbal.baselines.single import Restorer
-from gimbal.config import Config
+from gimbal.data.augment import AugmentConfig
 from gimbal.data.irradiance import Scenes, fixed_irradiance_set
 from gimbal.data.shards import read_shard_index, shard_clip_kinds, shard_clip_videos
 from gimbal.data.sources import scores_by_source
@@ -47,12 +47,13 @@ from gimbal.eval_config import EvalConfig
 from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.plots import plot_example_grid, plot_method_scores
-from gimbal.runtime import resolve_device
+from gimbal.runtime import TrainConfig, resolve_device
 from gimbal.sensor.camera import CameraSpec
-from gimbal.sensor.model import Sensor
+from gimbal.sensor.exposure import ExposureConfig
+from gimbal.sensor.model import Sensor, SensorConfig
 from gimbal.sensor.plot import plot_schedule
 from gimbal.stats import Interval, bootstrap_mean, paired_difference
-from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system, middle_frame_image
+from gimbal.system import GimbalSystem, full_exposure_image, load_system, middle_frame_image
 from gimbal.working_point import AUTHORS_TRAINING, blur_diameter_px, content_motion_px, mean_electrons
 
 __all__ = [
@@ -325,8 +326,9 @@ def _per_clip_csv(result: EvalResult, clip_ids: list[str], kinds: list[str]) -> 
     return buf.getvalue().encode()
 
 
-def working_point(cfg: Config, shards_dir: Path, batches: Sequence[Scenes], camera: CameraSpec, videos: Sequence[str],
-                  trained: Sequence[str], device: torch.device | str = "cpu") -> dict[str, Any]:
+def working_point(ecfg: EvalConfig, augment: AugmentConfig, channels: int, loader: str, shards_dir: Path,
+                  batches: Sequence[Scenes], camera: CameraSpec, videos: Sequence[str], trained: Sequence[str],
+                  device: torch.device | str = "cpu") -> dict[str, Any]:
     """The working point of the evaluation and of every trained model, as the paper's Fig. 9 states it
     (:mod:`gimbal.working_point`), rounded for ``metrics/eval.json``:
 
@@ -343,7 +345,6 @@ def working_point(cfg: Config, shards_dir: Path, batches: Sequence[Scenes], came
     - ``authors``: d-bar of the authors' released training (:data:`gimbal.working_point.AUTHORS_TRAINING`) over
       its window and over the paper text's 241 frames, by the same definition.
     """
-    ecfg, augment = cfg.eval, cfg.augment
     irradiance = [b.irradiance for b in batches]
     frames = irradiance[0].shape[1]
     train_frames = augment.window_frames or _clip_frames(shards_dir, frames)
@@ -356,7 +357,7 @@ def working_point(cfg: Config, shards_dir: Path, batches: Sequence[Scenes], came
 
     still = dataclasses.replace(augment, shake_std_deg=(0.0, 0.0, 0.0), max_rotation_deg=0.0, min_rotation_deg=0.0)
     still_batches = fixed_irradiance_set(shards_dir, "test", len(videos), ecfg.batch_size, still, camera,
-                                         cfg.model.channels, ecfg.seed, cfg.train.loader, device,
+                                         channels, ecfg.seed, loader, device,
                                          window_frames=ecfg.window_frames, full_frame=ecfg.full_frame)
     motion = content_motion_px([b.irradiance for b in still_batches])
     by_video: dict[str, dict[str, list[float]]] = {}
@@ -395,7 +396,12 @@ def _by_method_csv(summary: dict[str, dict[str, float]]) -> bytes:
 
 
 def evaluate(
-    cfg: Config,
+    ecfg: EvalConfig,
+    sensor_cfg: SensorConfig,
+    exposure: ExposureConfig,
+    augment: AugmentConfig,
+    channels: int,
+    tcfg: TrainConfig,
     shards_dir: Path,
     models_dir: Path = Path("models"),
     metrics_path: Path = Path("metrics/eval.json"),
@@ -410,6 +416,9 @@ def evaluate(
     """Evaluate every method (the trained ones of ``methods``, default all of the table of methods, and the floors)
     on the fixed test scenes and write all outputs atomically.
 
+    Reads the params groups ``eval``, ``sensor`` and ``exposure`` (the camera of the full exposure), ``augment``,
+    ``model.channels`` (``channels``) and ``train`` (``loader``, ``device``).
+
     Writes ``metrics_path`` (``{method: {"psnr", "ssim"}}``, means, with 95% bootstrap intervals over the test
     clips' source videos (the ``video`` of each clip's shard meta), the paired differences of the compared pairs
     under ``margins``, ``clips``, ``videos`` and ``resampled``, :meth:`EvalResult.intervals`; and under
@@ -422,12 +431,11 @@ def evaluate(
     replaced) and ``schedule_plot`` (learned vs uniform shutter schedule). Returns the metrics written to
     ``metrics_path``.
     """
-    ecfg, tcfg = cfg.eval, cfg.train
     device = resolve_device(tcfg.device, "params 'train.device'")
-    sensor = build_sensor(cfg, learn_exposure=False, seed=ecfg.seed)
+    sensor = Sensor.from_config(sensor_cfg, exposure, False, ecfg.seed)  # fixed schedule, noise seeded by eval.seed
     systems, singles = load_models(Path(models_dir), sensor.camera, device, methods)  # fail fast, before any data
-    batches = fixed_irradiance_set(Path(shards_dir), "test", ecfg.clips, ecfg.batch_size, cfg.augment, sensor.camera,
-                                   cfg.model.channels, ecfg.seed, tcfg.loader, device,
+    batches = fixed_irradiance_set(Path(shards_dir), "test", ecfg.clips, ecfg.batch_size, augment, sensor.camera,
+                                   channels, ecfg.seed, tcfg.loader, device,
                                    window_frames=ecfg.window_frames, full_frame=ecfg.full_frame)
     n = sum(b.irradiance.shape[0] for b in batches)
     if n < ecfg.clips:
@@ -435,7 +443,7 @@ def evaluate(
     clip_ids = _test_clip_ids(Path(shards_dir), n)
     kinds = (shard_clip_kinds(Path(shards_dir), "test") + ["real"] * n)[:n]  # source kind of each scored clip
     videos = shard_clip_videos(Path(shards_dir), "test")[:n]  # the clusters of the intervals
-    display = Display.for_camera(ecfg.target, sensor.camera, cfg.augment.white_level)
+    display = Display.for_camera(ecfg.target, sensor.camera, augment.white_level)
     result = evaluate_methods(systems, singles, sensor, batches, ecfg.seed, display, min(ecfg.examples, n), device,
                               progress)
     result.videos = videos
@@ -444,7 +452,8 @@ def evaluate(
     if metrics.get("resampled") == "clips":
         log.warning("evaluate: the %d test clips come from %d source video(s); the intervals resample clips as if "
                     "independent (score clips of at least 2 videos to resample videos)", n, len(set(videos)))
-    metrics["working_point"] = working_point(cfg, Path(shards_dir), batches, sensor.camera, videos,
+    metrics["working_point"] = working_point(ecfg, augment, channels, tcfg.loader, Path(shards_dir), batches,
+                                             sensor.camera, videos,
                                              [m for m in table.trained() if m in systems or m in singles], device)
     by_source = {k: v for k, v in scores_by_source(result.scores, kinds).items() if k != "all"}
 

@@ -26,7 +26,8 @@ USES = ("sensor", "exposure", "augment", "model", "eval", "train")
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
     chosen = args.methods.split(",") if args.methods else None
-    evaluate(cfg, shards_dir=Path(args.shards), models_dir=Path(args.models), methods=chosen)
+    evaluate(cfg.eval, cfg.sensor, cfg.exposure, cfg.augment, cfg.model.channels, cfg.train,
+             shards_dir=Path(args.shards), models_dir=Path(args.models), methods=chosen)
 
 
 if __name__ == "__main__":

@@ -63,9 +63,15 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "shards": root / "shards", "models": models, "params": params}
 
 
+def eval_groups(params: dict[str, Any]) -> tuple[Any, ...]:
+    """The groups :func:`evaluate` reads, from ``params``, as the stage passes them."""
+    cfg = parse_config(params)
+    return cfg.eval, cfg.sensor, cfg.exposure, cfg.augment, cfg.model.channels, cfg.train
+
+
 def run_eval(setup: dict[str, Any], out: Path, params: dict[str, Any] | None = None) -> dict[str, Any]:
     return evaluate(
-        parse_config(params or setup["params"]), setup["shards"], setup["models"], metrics_path=out / "metrics/eval.json",
+        *eval_groups(params or setup["params"]), setup["shards"], setup["models"], metrics_path=out / "metrics/eval.json",
         per_clip_csv=out / "plots/eval_per_clip.csv", by_method_csv=out / "plots/eval_by_method.csv",
         bar_plot=out / "plots/psnr_by_method.png", examples_dir=out / "plots/examples",
         schedule_plot=out / "plots/exposures_eval.png", progress=False,
@@ -191,7 +197,7 @@ def test_a_subset_scores_as_in_the_full_run(setup: dict[str, Any], first_run: Pa
     models.mkdir()
     for name in subset:  # the other model files are absent: a subset must not need them
         shutil.copy(setup["models"] / f"{name}.pt", models)
-    metrics = evaluate(parse_config(setup["params"]), setup["shards"], models, metrics_path=tmp_path / "eval.json",
+    metrics = evaluate(*eval_groups(setup["params"]), setup["shards"], models, metrics_path=tmp_path / "eval.json",
                        per_clip_csv=tmp_path / "per_clip.csv", by_method_csv=tmp_path / "by_method.csv",
                        bar_plot=tmp_path / "bar.png", examples_dir=tmp_path / "examples",
                        schedule_plot=tmp_path / "sched.png", progress=False, methods=subset)
@@ -242,7 +248,8 @@ def test_missing_model_names_file_and_stage(setup: dict[str, Any], tmp_path: Pat
     shutil.copytree(setup["models"], models)
     (models / f"{missing}.pt").unlink()
     with pytest.raises(DataError, match=rf"{missing}\.pt: model file not found.*dvc repro {stage}"):
-        evaluate(parse_config(setup["params"]), setup["shards"], models, metrics_path=tmp_path / "eval.json", progress=False)
+        evaluate(*eval_groups(setup["params"]), setup["shards"], models, metrics_path=tmp_path / "eval.json",
+                 progress=False)
     assert not (tmp_path / "eval.json").exists()
 
 

@@ -70,6 +70,11 @@ def toy(monkeypatch: pytest.MonkeyPatch) -> Method:
     return TOY
 
 
+def groups(cfg: Any) -> tuple[Any, ...]:
+    """The groups :func:`evaluate` reads, as its stage passes them."""
+    return cfg.eval, cfg.sensor, cfg.exposure, cfg.augment, cfg.model.channels, cfg.train
+
+
 def tiny_params() -> dict[str, Any]:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["augment"].update(crop=16, center=16, out_size=16)
@@ -171,9 +176,9 @@ def test_a_method_added_to_the_table_is_trained_scored_and_reported(
     assert json.loads(Path("models/toy.pt").read_text()) == {"gain": 1.0}
 
     out = tmp_path / "out"
-    ev = evaluate(cfg, shards, Path("models"), metrics_path=out / "eval.json", per_clip_csv=out / "per_clip.csv",
-                  by_method_csv=out / "by_method.csv", bar_plot=out / "bar.png", examples_dir=out / "examples",
-                  schedule_plot=out / "schedule.png", progress=False, methods=["toy"])
+    ev = evaluate(*groups(cfg), shards, Path("models"), metrics_path=out / "eval.json",
+                  per_clip_csv=out / "per_clip.csv", by_method_csv=out / "by_method.csv", bar_plot=out / "bar.png",
+                  examples_dir=out / "examples", schedule_plot=out / "schedule.png", progress=False, methods=["toy"])
     assert set(ev) == {"full_exposure", "toy", "margins", "clips", "videos", "resampled", "working_point"}
     # a gain of 1 gives back the full exposure it is given: the same score, a zero margin
     assert ev["toy"]["psnr"] == ev["full_exposure"]["psnr"] and ev["margins"]["toy-full_exposure"]["psnr"] == 0
@@ -189,7 +194,7 @@ def test_a_method_added_to_the_table_is_trained_scored_and_reported(
     params["baselines"]["toy"] = {"gain": 0.5}  # the trained value is what is scored
     cfg = parse_config(params)
     stage["main"](cfg, argparse.Namespace(baseline="toy", shards=str(shards)))
-    ev = evaluate(cfg, shards, Path("models"), metrics_path=out / "eval.json", per_clip_csv=out / "per_clip.csv",
-                  by_method_csv=out / "by_method.csv", bar_plot=out / "bar.png", examples_dir=out / "examples",
-                  schedule_plot=out / "schedule.png", progress=False, methods=["toy"])
+    ev = evaluate(*groups(cfg), shards, Path("models"), metrics_path=out / "eval.json",
+                  per_clip_csv=out / "per_clip.csv", by_method_csv=out / "by_method.csv", bar_plot=out / "bar.png",
+                  examples_dir=out / "examples", schedule_plot=out / "schedule.png", progress=False, methods=["toy"])
     assert ev["margins"]["toy-full_exposure"]["psnr"] < 0
