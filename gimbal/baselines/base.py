@@ -16,7 +16,7 @@ from dataclasses import asdict, fields
 from typing import Any, ClassVar
 
 from gimbal.checkpoint import read_model_file, save_checkpoint
-from gimbal.errors import DataError, ParamError
+from gimbal.errors import ModelFileIncompatible, ModelFileWrongKind, ParamError
 
 __all__ = ["BaselineConfig", "BaselineModel"]
 
@@ -67,20 +67,22 @@ class BaselineModel:
         save_checkpoint(path, self.state_dict())
 
     def load(self, path: str | os.PathLike[str]) -> Any:
-        """Load a checkpoint written by :meth:`save` into this model; returns self. :class:`DataError` naming the
+        """Load a checkpoint written by :meth:`save` into this model; returns self. A
+        :class:`~gimbal.errors.ModelFileError` (a :class:`~gimbal.errors.DataError`) naming the
         file if it is missing, unreadable, fails its tensor checksum, is not this baseline's checkpoint, or was
         built with a different architecture (the message lists the differing keys)."""
         return self.load_state(self.read_checkpoint(path), path)
 
     def check_arch(self, ckpt: Any, where: str | os.PathLike[str]) -> None:
-        """:class:`DataError` naming ``where`` unless checkpoint ``ckpt`` has this model's architecture."""
+        """:class:`~gimbal.errors.ModelFileWrongKind` or :class:`~gimbal.errors.ModelFileIncompatible` naming ``where``
+        unless checkpoint ``ckpt`` has this model's architecture."""
         saved = ckpt.get("config") if isinstance(ckpt, dict) else None
         if not isinstance(saved, dict):
-            raise DataError(f"{where}: not a {self.NAME} checkpoint (no config); delete it and re-train")
+            raise ModelFileWrongKind(f"{where}: not a {self.NAME} checkpoint (no config); delete it and re-train")
         diff = {k: (saved.get(k), v) for k, v in self.arch().items() if saved.get(k) != v}
         if diff:
             detail = ", ".join(f"{k}: file {a!r} vs model {b!r}" for k, (a, b) in diff.items())
-            raise DataError(
+            raise ModelFileIncompatible(
                 f"{where}: {self.NAME} checkpoint has a different architecture ({detail}); set "
                 f"{self.PARAM_GROUP}.<key> to the file's values or build the model with "
                 f"{type(self).__name__}.from_checkpoint"
@@ -100,4 +102,5 @@ class BaselineModel:
             config = cls.CONFIG(**{k: v for k, v in saved.items() if k in known})
             return config, int(saved["channels"]), int(saved.get("seed", 0))
         except (TypeError, ValueError, KeyError, ParamError) as exc:
-            raise DataError(f"{path}: invalid {cls.NAME} config in checkpoint ({exc}); re-train it") from exc
+            raise ModelFileIncompatible(f"{path}: invalid {cls.NAME} config in checkpoint ({exc}); "
+                                        "re-train it") from exc

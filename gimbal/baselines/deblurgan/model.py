@@ -29,7 +29,7 @@ from gimbal.baselines.deblurgan.discriminator import (
 )
 from gimbal.baselines.deblurgan.generator import PARAM_GROUP, FPNMobileNetGenerator, _check_images
 from gimbal.baselines.deblurgan.losses import ContentLoss
-from gimbal.errors import DataError, ParamError, ShapeError
+from gimbal.errors import ModelFileIncompatible, ParamError, ShapeError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -265,7 +265,8 @@ class DeblurGANv2(BaselineModel):
                 for pool, state in zip(mine, pools.get(key) or [{"size": POOL_SIZE, "scores": []}] * 2, strict=True):
                     pool.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise DataError(f"{path}: DeblurGAN-v2 checkpoint does not match the model ({exc}); re-train it") from exc
+            raise ModelFileIncompatible(f"{path}: DeblurGAN-v2 checkpoint does not match the model ({exc}); "
+                                        "re-train it") from exc
         self.step = int(ckpt.get("step", 0))
         return self
 

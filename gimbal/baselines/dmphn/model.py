@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gimbal.baselines.base import BaselineConfig, BaselineModel
-from gimbal.errors import DataError, ParamError, ShapeError
+from gimbal.errors import ModelFileIncompatible, ParamError, ShapeError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -343,7 +343,8 @@ class DMPHN(BaselineModel):
             self.network.load_state_dict(ckpt["network"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise DataError(f"{where}: DMPHN checkpoint does not match the model ({exc}); re-train it") from exc
+            raise ModelFileIncompatible(f"{where}: DMPHN checkpoint does not match the model ({exc}); "
+                                        "re-train it") from exc
         self.step = int(ckpt.get("step", 0))
         return self
 
