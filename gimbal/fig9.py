@@ -94,8 +94,8 @@ def trend(cells: Sequence[dict[str, Any]]) -> dict[str, Any]:
     shakes = sorted({k[1] for k in by})
     darker = [by[(lo, s)] > by[(hi, s)] for s in shakes for lo, hi in zip(lights, lights[1:])
               if (lo, s) in by and (hi, s) in by]
-    shakier = [by[(l, hi)] < by[(l, lo)] for l in lights for lo, hi in zip(shakes, shakes[1:])
-               if (l, lo) in by and (l, hi) in by]
+    shakier = [by[(li, hi)] < by[(li, lo)] for li in lights for lo, hi in zip(shakes, shakes[1:])
+               if (li, lo) in by and (li, hi) in by]
     return {"darker_longer": [sum(darker), len(darker)], "shakier_shorter": [sum(shakier), len(shakier)]}
 
 
@@ -168,7 +168,7 @@ def plot_heatmaps(cells: Sequence[dict[str, Any]], path: str | os.PathLike[str])
             "middle exposure (us)": lambda c: c["exposures_us"][len(c["exposures_us"]) // 2]}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for ax, (title, value) in zip(axes, maps.items(), strict=True):
-        grid = np.array([[value(by[(l, s)]) if (l, s) in by else np.nan for s in shakes] for l in lights])
+        grid = np.array([[value(by[(li, s)]) if (li, s) in by else np.nan for s in shakes] for li in lights])
         im = ax.imshow(grid, cmap="viridis")
         for i in range(len(lights)):
             for j in range(len(shakes)):
@@ -176,7 +176,7 @@ def plot_heatmaps(cells: Sequence[dict[str, Any]], path: str | os.PathLike[str])
                     ax.text(j, i, f"{grid[i, j]:.1f}" if "PSNR" in title else f"{grid[i, j]:.0f}", ha="center",
                             va="center", color="w" if grid[i, j] < np.nanmean(grid) else "k", fontsize=9)
         ax.set_xticks(range(len(shakes)), [f"x{s:g}" for s in shakes])
-        ax.set_yticks(range(len(lights)), [f"x{l:g}" for l in lights])
+        ax.set_yticks(range(len(lights)), [f"x{li:g}" for li in lights])
         ax.set_xlabel("camera shake (std scale)")
         ax.set_ylabel("light (white level scale)")
         ax.set_title(title)
@@ -199,7 +199,8 @@ def _report_md(cells: Sequence[dict[str, Any]], verdict: dict[str, Any], figure:
         "e-bar: mean photo-electrons per pixel at full exposure; d-bar: mean blur diameter at full exposure (the",
         "principal point's path, network pixels). One training seed per cell.",
         "",
-        "| light | shake | e-bar (e-) | d-bar (px) | PSNR ours (dB) | PSNR full exposure (dB) | exposures (us, capture order) |",
+        "| light | shake | e-bar (e-) | d-bar (px) | PSNR ours (dB) | PSNR full exposure (dB) | "
+        "exposures (us, capture order) |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in sorted(cells, key=lambda c: (-c["white_level_scale"], c["shake_scale"])):

@@ -196,7 +196,6 @@ def paper_report(ev: dict[str, Any], fig9_report: str | None = None,
     """The Markdown report: Table 1 and Table 3 of ``metrics/eval.json`` beside the paper's, with intervals,
     and what is like for like. ``fig9_report``: the relative path of the Fig. 9 report, linked when given.
     ``train``: method -> training metrics, for the liveness table (:func:`liveness_md`)."""
-    n = ev.get("clips")
     lines = [
         "# Digital Gimbal: the paper's tables, reproduced at the embedded scale",
         "",

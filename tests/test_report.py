@@ -34,7 +34,8 @@ EV = {
 def test_effects_are_with_minus_without_beside_the_papers() -> None:
     t = table3(EV)
     # removing a component: effect = full - ablated; paper Table 3: 31.42 - 28.72 = 2.70, 31.42 - 30.62 = 0.80
-    assert t["gimbal_uniform"]["effect"] == 3.0 and (t["gimbal_uniform"]["effect_lo"], t["gimbal_uniform"]["effect_hi"]) == (2.0, 4.0)
+    uniform = t["gimbal_uniform"]
+    assert uniform["effect"] == 3.0 and (uniform["effect_lo"], uniform["effect_hi"]) == (2.0, 4.0)
     assert t["gimbal_uniform"]["paper_effect"] == pytest.approx(2.70)
     assert t["gimbal_no_flow"]["paper_effect"] == pytest.approx(0.80)
     assert t["gimbal_no_norm"]["paper_effect"] == pytest.approx(0.46)

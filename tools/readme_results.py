@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from gimbal.report import interval_note, liveness_md, table3_md  # noqa: E402  (the report's formatters)
+
 ROWS = {
     "gimbal": "ours, learned exposures (`gimbal`)",
     "gimbal_uniform": "ours, uniform exposures (`gimbal_uniform`)",
@@ -61,7 +62,8 @@ def block() -> str:
                      f"{src['synthetic'][method]['psnr']:.2f} |")
     lines += ["", f"{interval_note(ev)}.", "",
               f"Paired differences over the same {n} test clips (the same bootstrap, of the mean difference):",
-              "", "| margin | PSNR dB [95% CI] | SSIM [95% CI] | asked for | holds (lower end above 0 and mean >= asked) |",
+              "", "| margin | PSNR dB [95% CI] | SSIM [95% CI] | asked for | "
+              "holds (lower end above 0 and mean >= asked) |",
               "|---|---|---|---|---|"]
     for key, (label, need) in MARGINS.items():
         m = ev["margins"][key]
@@ -77,10 +79,12 @@ def block() -> str:
               "the single-image baselines' too; 0 = one fixed filter for every pixel of every burst):", "",
               *liveness_md(ev, burst)]
     d = [round(x) for x in sched["durations_us"]]
+    ref_start = sched["starts_us"][len(d) // 2]
+    ref_end = ref_start + sched["durations_us"][len(d) // 2]
     lines += ["", f"The learned schedule (`exposures/gimbal.json`) is {' / '.join(map(str, d))} us with "
               f"{round(sched['idle_us'])} us idle in the {sched['budget_us']:.0f} us budget "
               f"({sched['readout_us']:.0f} us readouts); the reference exposure is "
-              f"[{sched['starts_us'][len(d) // 2]:.0f}, {sched['starts_us'][len(d) // 2] + sched['durations_us'][len(d) // 2]:.0f}] us."]
+              f"[{ref_start:.0f}, {ref_end:.0f}] us."]
     return "\n".join(lines)
 
 
