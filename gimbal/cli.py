@@ -1,11 +1,14 @@
-"""The ``gimbal`` command: inference on real bursts, the learned shutter schedule, camera calibration.
+"""The ``gimbal`` command: inference on real bursts, the learned shutter schedule, camera calibration, simulated
+raw bursts, the merge as ONNX.
 
 Subcommands::
 
     gimbal infer --frames f1.png f2.png f3.png --exposures-us 872 234 583 \\
                  --model models/gimbal.pt -o out.png [--output-linear out.tiff]
     gimbal schedule --model models/gimbal.pt [--json] [--plot schedule.png|.svg|.pdf]
-    gimbal calibrate EMVA1288descriptor.txt --pixel-um 3.45 [--wavelength-nm 525] -o camera.yaml
+    gimbal calibrate EMVA1288descriptor.txt --pixel-um 3.45 [--wavelength-nm 525] -o cameras/camera.yaml
+    gimbal simulate-burst scene.png --model models/gimbal.pt -o my_burst   # or --camera C --exposures-us ...
+    gimbal export --onnx gimbal.onnx --model models/gimbal.pt            # then infer --backend onnx
 
 Also ``python -m gimbal.cli ...``. Errors print one line ``error: ...`` on stderr; the exit
 status is 2 for usage errors (inconsistent arguments, exposures outside the camera's limits)
