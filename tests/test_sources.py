@@ -85,3 +85,29 @@ def test_shard_clip_kinds_follow_the_clips_into_the_shards(tmp_path: Path) -> No
     # the source video of each clip (the clusters of the evaluation's intervals) travels the same way
     assert shard_clip_videos(tmp_path / "shards", "test") == ["real1", "real1", "flight", "flight"]
     assert shard_clip_videos(tmp_path / "shards", "train") == ["real2", "real2"]
+
+
+def test_shard_clip_videos_refuses_a_clip_without_its_video(tmp_path: Path) -> None:
+    import io
+    import json
+    import tarfile
+
+    from gimbal.data.shards import ShardConfig, build_shards, read_shard_index, shard_clip_videos
+    from gimbal.errors import DataError
+    from shard_fixtures import make_interp
+
+    index, _ = make_interp(tmp_path / "interp", {"v1": "test", "v2": "train"}, frames=5)
+    build_shards(index, tmp_path / "shards", ShardConfig(codec="ffv1", clips_per_shard=2), progress=False)
+    tar_path = tmp_path / "shards" / read_shard_index(tmp_path / "shards", "test")["splits"]["test"]["shards"][0]["tar"]
+    with tarfile.open(tar_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(tar_path, "w") as tar:  # the same shard, its second clip's meta without "video"
+        for member, data in members:
+            if member.name == "v1_1.json":
+                meta = json.loads(data)
+                del meta["video"]
+                data = json.dumps(meta).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    with pytest.raises(DataError, match=r"clip 'v1_1' has no source video.*dvc repro shards"):
+        shard_clip_videos(tmp_path / "shards", "test")
