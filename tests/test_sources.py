@@ -92,9 +92,10 @@ def test_shard_clip_videos_refuses_a_clip_without_its_video(tmp_path: Path) -> N
     import json
     import tarfile
 
+    from shard_fixtures import make_interp
+
     from gimbal.data.shards import ShardConfig, build_shards, read_shard_index, shard_clip_videos
     from gimbal.errors import DataError
-    from shard_fixtures import make_interp
 
     index, _ = make_interp(tmp_path / "interp", {"v1": "test", "v2": "train"}, frames=5)
     build_shards(index, tmp_path / "shards", ShardConfig(codec="ffv1", clips_per_shard=2), progress=False)
