@@ -386,3 +386,14 @@ def test_network_output_depends_on_its_input() -> None:
     grad = x.grad[0].abs().sum(dim=(0, 1))  # (H, W) influence of each input pixel on output pixel (8, 8)
     assert grad[8, 8] > 0
     assert grad[0, :].sum() + grad[:, 15].sum() < grad[8, 8]  # far pixels matter less than the pixel itself
+
+
+def test_gradcheck_apply_kernels_and_warp() -> None:
+    """Analytic gradients of the merge (eq. 15) and of the warp equal finite differences, float64, tiny inputs
+    (the flow away from integer positions, where bilinear sampling is not differentiable)."""
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(1, 2, 1, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    kernels = torch.rand(1, 2, 1, 9, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(apply_kernels, (frames, kernels), eps=1e-6, atol=1e-6)
+    flows = (0.3 + 0.4 * torch.rand(1, 2, 2, 4, 5, generator=g, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(warp, (frames, flows), eps=1e-6, atol=1e-6)
