@@ -153,6 +153,8 @@ def read_torch_file(path: str | os.PathLike[str], what: str, fix: str, *, missin
     """
     path = Path(path)
     label = str(path) if label is None else label
+    if path.is_dir():
+        raise ModelFileUnreadable(f"{label}: a folder, not a {what}; {fix}")
     if not path.is_file():
         raise ModelFileNotFound(f"{label}: {what} not found; {missing_fix or fix}")
     try:

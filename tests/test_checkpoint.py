@@ -132,7 +132,7 @@ def test_a_file_torch_cannot_read(tmp_path: Path, damage: str) -> None:
     line = str(err.value)
     assert "\n" not in line and line.startswith(f"{path}: ") and line.endswith(f"; {FIX}"), line
     assert "weights_only" not in line  # never the advice to unpickle with code execution
-    assert isinstance(err.value, ModelFileNotFound if damage == "a folder" else ModelFileUnreadable)
+    assert isinstance(err.value, ModelFileUnreadable)
     assert isinstance(err.value, DataError)  # what every stage and CLI prints as one line
 
 
