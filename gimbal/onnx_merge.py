@@ -62,13 +62,18 @@ class MergeGraph(nn.Module):
         return (out.image, out.linear) if out.flows is None else (out.image, out.linear, out.flows)
 
 
-def _import_onnx() -> Any:
+def _import_onnx(export: bool = False) -> Any:
+    """The ``onnx`` module, once ``onnxruntime`` (and for ``export`` torch's exporter, ``onnxscript``) import;
+    else a :class:`UsageError` naming the missing package and the extra to install."""
     try:
         import onnx
         import onnxruntime  # noqa: F401
+
+        if export:
+            import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise UsageError(f"ONNX support needs the packages onnx and onnxruntime ({exc.name} is missing); "
-                         f"{INSTALL_HINT}") from exc
+        raise UsageError(f"ONNX support needs the packages onnx and onnxruntime (and onnxscript to export; "
+                         f"{exc.name} is missing); {INSTALL_HINT}") from exc
     return onnx
 
 
@@ -80,7 +85,7 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], opse
         ``{"path", "inputs", "outputs", "max_abs_diff"}`` (the largest difference of ``image`` and ``linear`` over
         the check).
     """
-    onnx = _import_onnx()
+    onnx = _import_onnx(export=True)
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UsageError(f"--onnx {out}: give a file name ending in .onnx")

@@ -8,6 +8,7 @@ width are dynamic), tiled, and from the raw ONNX session as a camera computer wo
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,11 @@ def test_backend_and_file_kind_must_agree(exported, tmp_path, capsys):
     assert main(["export", "--onnx", str(tmp_path / "x.bin"), "--model", str(pt)]) == 2
     assert ".onnx" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.bin").exists()
+
+
+def test_missing_onnx_packages_name_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    assert main(["export", "--onnx", str(tmp_path / "m.onnx"), "--model", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "onnxruntime is missing" in err and "gimbal[onnx]" in err, err
+    assert not (tmp_path / "m.onnx").exists()
