@@ -13,9 +13,9 @@
   starts fresh instead of failing until someone deletes it.
 - :func:`run_fingerprint` hashes what determines a run (its params and the package's code): a checkpoint
   of other params or code is not resumed.
-- :class:`Resumable` is the loop state that is not a model's: the data generator, torch's global RNG and
-  any other named RNG, the dvclive history, the loader position, and the best model seen on val so far
-  (:meth:`Resumable.offer`: the checkpoint choice of every loop). A loop built on it, killed and rerun,
+- :class:`Resumable` is the checkpoint state that is not a model's: the data generator, torch's global RNG and
+  any other named RNG, the history of the logged metrics, and the best model seen on val so far
+  (:meth:`Resumable.offer`: the checkpoint choice of the loop, :func:`gimbal.fit.fit`). A run killed and rerun
   ends with the same weights, the same choice and the same logs as an uninterrupted run.
 """
 
@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -268,13 +268,12 @@ RngAccess = tuple[Callable[[], Any], Callable[[Any], None]]
 
 
 class Resumable:
-    """The state of a training loop besides its model, saved with every checkpoint and restored on resume.
+    """The checkpoint state of a training loop besides its model, saved with every checkpoint and restored on resume.
 
     It holds the data-augmentation generator, torch's global RNG and the named ``rngs`` (e.g. the sensor's
-    noise stream), the dvclive history (every ``(step, metrics)`` logged, rewritten on resume so the logs of
-    a resumed run equal an uninterrupted run's), and the loader position: step ``s`` trains on clip batch
-    ``s // samples_per_clip``, and a resumed run replays the loader to that batch (the shuffled order is
-    seeded, so the replayed batches are the ones the killed run drew).
+    noise stream), the history of every ``(step, metrics)`` logged (the list :class:`gimbal.live.LiveLog` appends to
+    and rewrites the dvclive folder from on resume) and the best model seen on val so far (:meth:`offer`). The loader
+    position needs no state: step ``s`` trains on clip batch ``s // samples_per_clip`` (:class:`gimbal.fit.ClipReplay`).
 
     Args:
         path: the checkpoint file (``checkpoints/<name>/last.pt``).
@@ -293,10 +292,6 @@ class Resumable:
         self.start = 0
         self.saved_step: int | None = None  # the step of the last checkpoint written or resumed from
         self.best: dict[str, Any] | None = None  # {"step", "score", "model", "info"}: see offer()
-        self._drawn = 0
-        self._clips: Any = None
-        self._live: Any = None
-        self._live_dir: Path | None = None
 
     # -- resume -------------------------------------------------------------------------------------
     def resume(self, steps: int, load_model: Callable[[dict[str, Any]], None], name: str,
@@ -364,58 +359,3 @@ class Resumable:
                 else "no checkpoint was written before it")
         return DivergenceError(f"{name}: loss became {loss} at step {step} (non-finite: {where}); learning rates "
                                f"{lrs}; {kept}; {fix}")
-
-    # -- data ---------------------------------------------------------------------------------------
-    def clips(self, step: int, batches: Iterator[Any], samples_per_clip: int) -> Any:
-        """The clip batch of ``step``: batch ``step // samples_per_clip`` of ``batches`` (drawn or replayed)."""
-        while self._drawn <= step // samples_per_clip:
-            self._clips = next(batches)
-            self._drawn += 1
-        return self._clips
-
-    # -- logs ---------------------------------------------------------------------------------------
-    def open_live(self, live_dir: str | os.PathLike[str]) -> None:
-        """Name the dvclive folder of :meth:`log`. Nothing is written yet: the folder (whose dvclive run starts by
-        emptying it) is opened at the first :meth:`log` (or at :meth:`close_live`), so a run that fails before its
-        first step (a missing shard index, a bad batch size, a diverged step 0, Ctrl-C or SIGTERM while loading)
-        leaves the previous run's logs as they were.
-
-        When opened it holds the logs of the steps before :attr:`start` (rewritten from the history). Each history
-        entry is replayed as :meth:`log` wrote it, summary included: ``metrics.json`` lists its keys in the order
-        they were first set, and ``step`` is set by every summary write, so a replay that wrote the summary only
-        once, at the end, would move ``step`` behind metrics first logged after step 0 (equal values, another file).
-        """
-        self._live_dir = Path(live_dir)
-        self._live = None
-
-    def _open_live(self) -> Any:
-        if self._live is not None or self._live_dir is None:
-            return self._live
-        from dvclive import Live  # imported here: only the logging rank needs it
-
-        live = Live(str(self._live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)
-        for logged_step, logged in self.history:
-            live.step = logged_step
-            for name, value in logged.items():
-                live.log_metric(name, value)
-            live.make_summary()  # what log()'s sync() did after this entry
-        if self.history:
-            live.sync()
-        self._live = live
-        return live
-
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Log ``metrics`` at ``step`` to dvclive (:meth:`open_live`) and keep them in the history."""
-        live = self._open_live()
-        live.step = step
-        for name, value in metrics.items():
-            live.log_metric(name, value)
-        self.history.append((step, dict(metrics)))
-        live.sync()
-
-    def close_live(self) -> None:
-        """Finish the dvclive run (summary files; the folder is opened first if nothing was logged)."""
-        if self._open_live() is not None:
-            self._live.end()
-            self._live = None
-            self._live_dir = None

@@ -23,6 +23,7 @@ from gimbal.errors import ParamError
 __all__ = [
     "DATA_SEED_OFFSET",
     "NOISE_SEED_OFFSET",
+    "PRECISIONS",
     "VALIDATION_SEED_OFFSET",
     "DeviceError",
     "Dist",
@@ -35,6 +36,9 @@ __all__ = [
     "setup_distributed",
     "step_noise_seed",
 ]
+
+PRECISIONS = ("fp32", "bf16")
+"""The values of ``train.precision``."""
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 """The one device vocabulary, as error messages name it."""
@@ -108,6 +112,9 @@ class TrainConfig:
             change between two different val bursts by at least this much (relative norm,
             :func:`gimbal.models.liveness.kernel_variation`): a KPN that applies one fixed filter to every burst is
             not the paper's method, whatever its val PSNR. 0: every validation is eligible.
+        precision: ``fp32``, or ``bf16``: the networks (flow, KPN, DeblurGAN-v2, DMPHN) run under bfloat16
+            autocast on the CPU or CUDA while the sensor, the exposures, the losses and the optimizer state stay
+            float32 (:func:`gimbal.fit.networks_in`); the weights are float32 either way.
     """
 
     steps: int = 400
@@ -125,8 +132,11 @@ class TrainConfig:
     clock: Literal["iterations", "examples"] = "iterations"
     select: Literal["best_val", "last"] = "best_val"
     min_kernel_change: float = 0.01
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ParamError(f"params: 'train.precision' must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.select not in ("best_val", "last"):
             raise ParamError(f"params: 'train.select' must be 'best_val' or 'last', got {self.select!r}")
         if self.clock not in ("iterations", "examples"):

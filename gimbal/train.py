@@ -1,6 +1,7 @@
 """Training loop of the end-to-end model (and of the KPN baseline, a model variant).
 
-Seeded (:class:`gimbal.runtime.Seeds`), resumable from the last checkpoint (:class:`gimbal.checkpoint.Resumable`),
+The loop is the one every model trains through, :func:`gimbal.fit.fit`; this module holds the model's task
+(:class:`GimbalTask`). Seeded (:class:`gimbal.runtime.Seeds`), resumable from the last checkpoint,
 logged with dvclive (loss, PSNR, the current exposure times in microseconds), one GPU / CPU or several GPUs
 through ``torchrun`` (DistributedDataParallel; each rank reads its own subset of the shards). Scenes come from
 the one data-to-irradiance path, :mod:`gimbal.data.irradiance`.
@@ -9,29 +10,26 @@ the one data-to-irradiance path, :mod:`gimbal.data.irradiance`.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
-from gimbal.checkpoint import Resumable, run_fingerprint
+from gimbal.checkpoint import run_fingerprint
 from gimbal.config import Config
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.params import group_dict
-from gimbal.runtime import Seeds, TrainConfig, setup_distributed
+from gimbal.fit import Divergence, FitResult, fit, networks_in
+from gimbal.runtime import Dist, Seeds, TrainConfig, setup_distributed
 from gimbal.sensor.plot import plot_schedule
-from gimbal.errors import Interrupted
 from gimbal.losses import gradient_l1_loss
 from gimbal.models.liveness import gimbal_liveness
 from gimbal.system import GimbalSystem, StepOutput, exposure_report, middle_frame_image, save_system
 
-__all__ = ["LIVENESS_KEYS", "make_optimizer", "set_learning_rates", "train", "validate"]
+__all__ = ["LIVENESS_KEYS", "GimbalTask", "make_optimizer", "set_learning_rates", "train", "validate"]
 
 LIVENESS_KEYS = ("kpn_dead", "kpn_last_dead", "kernel_spatial", "kernel_input", "flow_dead", "flow_last_dead",
                  "flow_shift_gain")
@@ -126,6 +124,133 @@ def _fingerprint(cfg: Config, variant: str, shards_dir: Path) -> str:
     })
 
 
+class GimbalTask:
+    """The :class:`gimbal.fit.Task` of a model variant (ours, an ablation, the KPN): a :class:`GimbalSystem` with its
+    Adam (:func:`make_optimizer`), the sensor's noise stream, the data generator and the fixed val batches.
+
+    A step augments a clip batch (no autograd), captures the burst, reconstructs (the networks in
+    ``train.precision``) and takes the eq. 18 loss; :meth:`optimize` applies the warm-up and steps Adam. The
+    metrics' ``train_loss`` / ``train_psnr`` are those of the last step (not a mean: the single-image baselines
+    report the mean of the last 10 steps instead; each keeps its own).
+    """
+
+    score_key = "psnr"
+
+    def __init__(self, cfg: Config, variant: str, shards_dir: Path, ctx: Dist, device: torch.device,
+                 model_path: Path, metrics_path: Path, exposures_path: Path, schedule_plot: Path) -> None:
+        tcfg = self.tcfg = cfg.train
+        self.cfg, self.variant, self.name, self.steps = cfg, variant, variant, tcfg.steps
+        self.ctx, self.device, self.shards_dir = ctx, device, shards_dir
+        self.paths = (model_path, metrics_path, exposures_path, schedule_plot)
+        self.seeds = seeds = Seeds.for_rank(cfg.seed, ctx.rank)
+        torch.manual_seed(seeds.torch)
+        system = self.system = GimbalSystem.from_config(cfg, variant).to(device)
+        system.sensor.set_seed(seeds.noise)
+        self.exposure_params = [p for p in system.sensor.parameters() if p.requires_grad]
+        self.opt = make_optimizer(system.net, tcfg, self.exposure_params)
+        self.generator = torch.Generator().manual_seed(seeds.data)
+        self.rngs = {"sensor": (system.sensor.rng_state, system.sensor.set_rng_state)}
+        self.model: torch.nn.Module = system
+        self.val_batches: list[Scenes] = []
+        self.unlive_warning = (f"no validation had kernels that change with the burst by >= "
+                               f"train.min_kernel_change = {tcfg.min_kernel_change:g} (the KPN applies one fixed "
+                               "filter)")
+
+    # -- state --------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"system": self.system.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.system.load_state_dict(state["system"])
+        self.opt.load_state_dict(state["optimizer"])
+
+    def weights(self) -> dict[str, Any]:
+        return self.system.state_dict()
+
+    def load_weights(self, weights: dict[str, Any]) -> None:
+        self.system.load_state_dict(weights)
+
+    def start(self, ctx: Dist) -> None:
+        """Wrap the system for several ranks (after resume) and build the fixed val batches (main rank)."""
+        if ctx.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.system, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if ctx.main:
+            tcfg, sensor = self.tcfg, self.system.sensor
+            self.val_batches = fixed_irradiance_set(
+                self.shards_dir, "val", tcfg.val_clips, tcfg.batch_size, self.cfg.augment, sensor.camera,
+                self.system.net.channels, self.seeds.validation, tcfg.loader, self.device)
+        self.system.train()
+
+    # -- a step -------------------------------------------------------------------------------------
+    def train_step(self, step: int, clips: torch.Tensor) -> StepOutput:
+        system, tcfg = self.system, self.tcfg
+        with torch.inference_mode():  # data preparation: no autograd
+            scenes = make_irradiance(clips, self.cfg.augment, system.sensor.camera, system.net.channels,
+                                     self.generator, exposure=system.sensor.exposure)
+        with networks_in(tcfg.precision, self.device, [system.net]):
+            return self.model(scenes.irradiance.clone(), step=tcfg.clock_time(step, self.ctx.world),
+                              srgb=scenes.srgb.clone())
+
+    def loss(self, out: StepOutput) -> float:
+        return float(out.loss.detach())
+
+    def divergence(self, out: StepOutput) -> Divergence:
+        tcfg = self.tcfg
+        return Divergence(_nonfinite_terms(out, self.system),
+                          {"train.lr": tcfg.lr,
+                           "train.exposure_lr": (tcfg.exposure_lr or tcfg.lr) if self.exposure_params else None},
+                          "lower train.lr or train.exposure_lr (changed params start over), or check loss.mu")
+
+    def optimize(self, step: int, out: StepOutput) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        set_learning_rates(self.opt, self.tcfg, step)
+        self.opt.step()
+
+    def logged(self, out: StepOutput) -> tuple[dict[str, float], dict[str, str]]:
+        loss_value = float(out.loss.detach())
+        train_psnr = float(psnr(out.image.detach(), out.target).mean())
+        sched = self.system.sensor.schedule_us()
+        logged = {"train/loss": loss_value, "train/psnr": train_psnr}
+        for i, dt_us in enumerate(sched["durations_us"]):
+            logged[f"exposure_us/dt{i}"] = float(dt_us)
+        return logged, {"dt_us": "/".join(f"{d:.0f}" for d in sched["durations_us"]), "loss": f"{loss_value:.4f}",
+                        "psnr": f"{train_psnr:.2f}"}
+
+    def validate(self) -> dict[str, float]:
+        return validate(self.system, self.val_batches, self.seeds.validation, self.device)
+
+    def eligible(self, val: dict[str, float]) -> bool:
+        return self.tcfg.eligible(val)
+
+    # -- the outputs --------------------------------------------------------------------------------
+    def finish(self, result: FitResult) -> dict[str, Any]:
+        model_path, metrics_path, exposures_path, schedule_plot = self.paths
+        system, variant, last_val = self.system, self.variant, result.val
+        last = result.history[-1][1] if result.history else {}  # the last step's, a resumed one too
+        sched = exposure_report(system, variant)
+        metrics = {
+            "variant": variant,
+            "steps": self.steps,
+            "selected_step": result.selected,
+            "train_loss": last.get("train/loss"),
+            "train_psnr": last.get("train/psnr"),
+            "val_loss": last_val["loss"],
+            "val_psnr": last_val["psnr"],
+            "val_ssim": last_val["ssim"],
+            "val_middle_frame_psnr": last_val["middle_frame_psnr"],
+            "exposures_us": sched["durations_us"],
+            "liveness": {k: last_val[k] for k in LIVENESS_KEYS if k in last_val},
+            "world_size": self.ctx.world,
+        }
+        save_system(model_path, system, self.cfg.raw, variant)
+        write_json_atomic(exposures_path, sched)
+        plot_schedule(system.sensor.exposure, schedule_plot, title=f"{variant}: shutter schedule")
+        write_json_atomic(metrics_path, metrics)
+        return metrics
+
+
 def train(
     cfg: Config,
     variant: str,
@@ -140,135 +265,16 @@ def train(
     """Train ``variant`` and write the model, metrics, exposure schedule (JSON + plot) and dvclive logs.
 
     Reads the groups ``seed``, ``sensor``, ``exposure``, ``model``, ``loss``, ``augment``, ``train``,
-    ``variants`` and ``eval.target`` of ``cfg``. Resumes from ``checkpoint_path`` when it holds an unfinished run of the same params
-    and code; the resumed run equals an uninterrupted one (weights, schedule and dvclive logs).
-    Returns the final metrics dict.
+    ``variants`` and ``eval.target`` of ``cfg``. Resumes from ``checkpoint_path`` when it holds an unfinished run of
+    the same params and code; the resumed run equals an uninterrupted one (weights, schedule and dvclive logs).
+    The loop is :func:`gimbal.fit.fit`; the model is a :class:`GimbalTask`. Returns the final metrics dict.
     """
     tcfg = cfg.train
     ctx, device = setup_distributed(tcfg.device)
-    seeds = Seeds.for_rank(cfg.seed, ctx.rank)
-    torch.manual_seed(seeds.torch)
-    system = GimbalSystem.from_config(cfg, variant).to(device)
-    system.sensor.set_seed(seeds.noise)
-    augment, camera, channels = cfg.augment, system.sensor.camera, system.net.channels
-    exposure_params = [p for p in system.sensor.parameters() if p.requires_grad]
-    opt = make_optimizer(system.net, tcfg, exposure_params)
-    gen = torch.Generator().manual_seed(seeds.data)
-    run = Resumable(checkpoint_path, _fingerprint(cfg, variant, shards_dir), gen,
-                    rngs={"sensor": (system.sensor.rng_state, system.sensor.set_rng_state)})
-
-    def load_model(state: dict[str, Any]) -> None:
-        system.load_state_dict(state["system"])
-        opt.load_state_dict(state["optimizer"])
-
-    def model_state() -> dict[str, Any]:
-        return {"system": system.state_dict(), "optimizer": opt.state_dict()}
-
-    start = run.resume(tcfg.steps, load_model, variant, device)
-    model: torch.nn.Module = system
-    if ctx.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            system, device_ids=[device.index] if device.type == "cuda" else None)
-
-    val_batches = (
-        fixed_irradiance_set(shards_dir, "val", tcfg.val_clips, tcfg.batch_size, augment, camera, channels,
-                             seeds.validation, tcfg.loader, device)
-        if ctx.main else []
-    )
-    batches = clip_batches(shards_dir, "train", tcfg.batch_size, tcfg.loader, seeds.loader, ctx, device)
-    if ctx.main:
-        run.open_live(live_dir)
-    step_times: list[float] = []
-    system.train()
-    bar = tqdm(range(start, tcfg.steps), desc=f"train {variant}", initial=start, total=tcfg.steps,
-               disable=not ctx.main, dynamic_ncols=True)
-    last_val: dict[str, float] = {}
-    last_train: dict[str, float] = {}
-    step = start
-    try:
-        for step in bar:
-            t0 = time.perf_counter()
-            clips = run.clips(step, batches, tcfg.samples_per_clip)
-            with torch.inference_mode():  # data preparation: no autograd
-                scenes = make_irradiance(clips, augment, camera, channels, gen, exposure=system.sensor.exposure)
-            out = model(scenes.irradiance.clone(), step=tcfg.clock_time(step, ctx.world), srgb=scenes.srgb.clone())
-            loss_value = float(out.loss.detach())
-            if not math.isfinite(loss_value):  # before backward: a NaN graph can crash it (GenGS indexing)
-                raise run.diverged(f"train {variant}", step, loss_value, _nonfinite_terms(out, system),
-                                   {"train.lr": tcfg.lr, "train.exposure_lr": (tcfg.exposure_lr or tcfg.lr)
-                                    if exposure_params else None},
-                                   "lower train.lr or train.exposure_lr (changed params start over), or check loss.mu")
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            set_learning_rates(opt, tcfg, step)
-            opt.step()
-            step_times.append(time.perf_counter() - t0)
-            done = step + 1
-            if ctx.main:
-                train_psnr = float(psnr(out.image.detach(), out.target).mean())
-                sched = system.sensor.schedule_us()
-                logged = {"train/loss": loss_value, "train/psnr": train_psnr}
-                for i, dt_us in enumerate(sched["durations_us"]):
-                    logged[f"exposure_us/dt{i}"] = float(dt_us)
-                bar.set_postfix(loss=f"{loss_value:.4f}", psnr=f"{train_psnr:.2f}",
-                                dt_us="/".join(f"{d:.0f}" for d in sched["durations_us"]))
-                last_train = {"train_psnr": train_psnr, "train_loss": loss_value}
-                if done % tcfg.val_every == 0 or done == tcfg.steps:
-                    last_val = validate(system, val_batches, seeds.validation, device)
-                    logged.update({f"val/{k}": v for k, v in last_val.items()})
-                    if tcfg.eligible(last_val):
-                        run.offer(done, last_val["psnr"], system.state_dict(), last_val)
-                run.log(step, logged)
-                if done % tcfg.checkpoint_every == 0 and done < tcfg.steps:
-                    run.save(done, model_state())
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Interrupted):
-            raise
-        raise run.interrupted(f"train {variant}", step) from None
-    bar.close()
-
-    metrics: dict[str, Any] = {}
-    if ctx.main:
-        if not last_val:
-            last_val = validate(system, val_batches, seeds.validation, device)
-            if tcfg.eligible(last_val):
-                run.offer(tcfg.steps, last_val["psnr"], system.state_dict(), last_val)
-        run.save(tcfg.steps, model_state())  # the last state (a longer run resumes from it), with the best on val
-        selected = tcfg.steps
-        if tcfg.select == "best_val" and run.best is None:
-            log.warning("train %s: no validation had kernels that change with the burst by >= train.min_kernel_change "
-                        "= %g (the KPN applies one fixed filter); keeping the last step's weights", variant,
-                        tcfg.min_kernel_change)
-        if tcfg.select == "best_val" and run.best is not None:
-            selected, last_val = run.best["step"], run.best["info"]
-            system.load_state_dict(run.best["model"])
-            log.info("train %s: keeping step %d, the best val PSNR (%.2f dB)", variant, selected, last_val["psnr"])
-        if not last_train and run.history:
-            last = run.history[-1][1]
-            last_train = {"train_psnr": last["train/psnr"], "train_loss": last["train/loss"]}
-        sched = exposure_report(system, variant)
-        metrics = {
-            "variant": variant,
-            "steps": tcfg.steps,
-            "selected_step": selected,
-            "train_loss": last_train.get("train_loss"),
-            "train_psnr": last_train.get("train_psnr"),
-            "val_loss": last_val["loss"],
-            "val_psnr": last_val["psnr"],
-            "val_ssim": last_val["ssim"],
-            "val_middle_frame_psnr": last_val["middle_frame_psnr"],
-            "exposures_us": sched["durations_us"],
-            "liveness": {k: last_val[k] for k in LIVENESS_KEYS if k in last_val},
-            "world_size": ctx.world,
-        }
-        save_system(model_path, system, cfg.raw, variant)
-        write_json_atomic(exposures_path, sched)
-        plot_schedule(system.sensor.exposure, schedule_plot, title=f"{variant}: shutter schedule")
-        write_json_atomic(metrics_path, metrics)
-        run.close_live()
-        if step_times:
-            log.info("train %s: %.3f s per step on %s (world size %d)", variant,
-                     sum(step_times) / len(step_times), device, ctx.world)
+    task = GimbalTask(cfg, variant, shards_dir, ctx, device, model_path, metrics_path, exposures_path, schedule_plot)
+    batches = clip_batches(shards_dir, "train", tcfg.batch_size, tcfg.loader, task.seeds.loader, ctx, device)
+    metrics = fit(task, tcfg, ctx, device, batches, _fingerprint(cfg, variant, shards_dir), checkpoint_path, live_dir,
+                  resume_device=device, unlive_warning=task.unlive_warning)
     if ctx.world > 1:
         dist.barrier()
         dist.destroy_process_group()

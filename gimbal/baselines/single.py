@@ -1,4 +1,4 @@
-"""The one training loop of the single-image baselines (DeblurGAN-v2, DMPHN) on the full-exposure image.
+"""The training task of the single-image baselines (DeblurGAN-v2, DMPHN) on the full-exposure image.
 
 Input: each training clip captured by the *same* simulated sensor as one exposure of the whole budget ``T``
 (:func:`gimbal.system.full_exposure_image`, exact Poisson noise re-seeded per step by
@@ -10,37 +10,37 @@ image and its input on the val split twice: on ``train.val_clips`` training-size
 ``val/input_psnr``) and on the same clips' whole frames as :mod:`gimbal.evaluate` scores the test split
 (``val/frame_psnr``, ``val/frame_input_psnr``). With ``train.select: best_val`` the weights written are those of
 the validation with the best *whole-frame* val PSNR: the measure the table reports (crops see only the frame
-centre and no warp border). Resumable (:class:`gimbal.checkpoint.Resumable`), logged with dvclive, tqdm bar.
+centre and no warp border). The loop (resume, dvclive, checkpoints, the choice on val) is the one every model trains
+through, :func:`gimbal.fit.fit`.
 
 A baseline supplies a model with the :class:`Restorer` methods and its own fingerprint and metrics; it never
-copies this loop.
+copies the loop.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from tqdm import tqdm
 
-from gimbal.checkpoint import Resumable, run_fingerprint
+from gimbal.checkpoint import run_fingerprint
 from gimbal.config import Config
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
 from gimbal.display import Display
-from gimbal.errors import Interrupted, ParamError
+from gimbal.errors import ParamError
+from gimbal.fit import Divergence, FitResult, fit, networks_in
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.models.liveness import restorer_liveness
 from gimbal.params import group_dict
-from gimbal.runtime import Seeds, setup_distributed, step_noise_seed
+from gimbal.runtime import Dist, Seeds, setup_distributed, step_noise_seed
 from gimbal.sensor.model import Sensor
 from gimbal.system import build_sensor, full_exposure_image
 
-__all__ = ["Restorer", "restorer_fingerprint", "train_restorer", "validate_restorer"]
+__all__ = ["Restorer", "RestorerTask", "restorer_fingerprint", "train_restorer", "validate_restorer"]
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,116 @@ def validate_restorer(model: Restorer, sensor: Sensor, batches: list[Scenes], se
 def restorer_fingerprint(cfg: Config, group: dict[str, Any]) -> str:
     """What determines a single-image baseline run: its params ``group`` (without ``steps``, which may grow on
     resume), the camera, the scenes' augmentation, the channels, the seed, the validation settings, and the code."""
-    val = {k: getattr(cfg.train, k) for k in ("val_every", "val_clips", "samples_per_clip", "select")}
+    val = {k: getattr(cfg.train, k) for k in ("val_every", "val_clips", "samples_per_clip", "select", "precision")}
     return run_fingerprint({"seed": cfg.seed, "target": cfg.eval.target, "sensor": group_dict(cfg.sensor),
                             "exposure": group_dict(cfg.exposure), "augment": group_dict(cfg.augment),
                             "channels": cfg.model.channels, "group": {k: v for k, v in group.items() if k != "steps"},
                             "train": val, "full_frame": cfg.eval.full_frame})
+
+
+class RestorerTask:
+    """The :class:`gimbal.fit.Task` of a single-image baseline: a :class:`Restorer` trained on full-exposure /
+    target pairs, the fixed sensor (exact Poisson noise re-seeded per step), and the val crops and whole val frames.
+
+    The metrics' ``train_loss`` is the mean ``loss_key`` of the last <= 10 steps logged (resumed ones too), not the
+    last step's as for the burst models (:class:`gimbal.train.GimbalTask`); each keeps its own.
+    """
+
+    score_key = "frame_psnr"  # the checkpoint choice: whole val frames, the measure the table reports
+
+    def __init__(self, cfg: Config, name: str, model: Restorer, steps: int, batch_size: int, shards_dir: Path,
+                 device: torch.device, model_path: Path, metrics_path: Path, checkpoint_path: Path,
+                 rates: dict[str, float], loss_key: str, summary_keys: tuple[str, ...],
+                 extra_metrics: dict[str, Any] | None) -> None:
+        self.tcfg = cfg.train
+        self.cfg, self.name, self.model, self.steps, self.device = cfg, name, model, steps, device
+        self.paths, self.where = (model_path, metrics_path), checkpoint_path
+        self.shards_dir, self.batch_size = shards_dir, batch_size
+        self.rngs: dict[str, Any] = {}
+        self.rates, self.loss_key, self.summary_keys, self.extra_metrics = rates, loss_key, summary_keys, extra_metrics
+        self.seeds = seeds = Seeds.for_rank(cfg.seed)
+        torch.manual_seed(seeds.torch)
+        self.sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()  # exact Poisson: no gradient needed
+        self.display = Display.for_camera(cfg.eval.target, self.sensor.camera, cfg.augment.white_level)
+        self.generator = torch.Generator().manual_seed(seeds.data)
+        self.val_sets: dict[str, list[Scenes]] = {}
+        # the networks train.precision applies to: the restoring network and a GAN's discriminator
+        discriminator = getattr(model, "discriminator", None)
+        self.networks = [model.network, *([discriminator] if isinstance(discriminator, torch.nn.Module) else [])]
+
+    # -- state --------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return self.model.state_dict()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state(state, self.where)
+
+    weights = state
+
+    def load_weights(self, weights: dict[str, Any]) -> None:
+        self.model.load_state(weights, self.where)
+
+    def start(self, ctx: Dist) -> None:
+        """Build the val crops and whole val frames (after resume, as the run's other streams)."""
+        cfg, tcfg = self.cfg, self.tcfg
+        sets = {"": dict(full_frame=False), "frame_": dict(full_frame=True, window_frames=cfg.eval.window_frames)}
+        self.val_sets = {prefix: fixed_irradiance_set(self.shards_dir, "val", tcfg.val_clips, self.batch_size,
+                                                      cfg.augment, self.sensor.camera, cfg.model.channels,
+                                                      self.seeds.validation, tcfg.loader, self.device, **kw)
+                         for prefix, kw in sets.items()}
+
+    # -- a step -------------------------------------------------------------------------------------
+    def train_step(self, step: int, clips: torch.Tensor) -> dict[str, float]:
+        """Capture the full exposure of ``clips`` and take the model's whole optimisation step (its losses)."""
+        cfg, sensor, display = self.cfg, self.sensor, self.display
+        with torch.no_grad():
+            scenes = make_irradiance(clips, cfg.augment, sensor.camera, cfg.model.channels, self.generator)
+            sensor.set_seed(step_noise_seed(cfg.seed, step))
+            blurred = full_exposure_image(sensor, scenes.irradiance, display)
+            sharp = display.ground_truth(scenes.irradiance, scenes.srgb, sensor.camera).to(blurred.dtype)
+        with networks_in(self.tcfg.precision, self.device, self.networks):
+            return self.model.training_step(blurred, sharp)
+
+    def loss(self, out: dict[str, float]) -> float:
+        return out[self.loss_key]
+
+    def divergence(self, out: dict[str, float]) -> Divergence:
+        return Divergence([k for k, v in out.items() if not math.isfinite(v)], self.rates,
+                          f"lower {' or '.join(self.rates)} (changed params start over)")
+
+    def optimize(self, step: int, out: dict[str, float]) -> None:
+        pass  # the model's training_step took the step
+
+    def logged(self, out: dict[str, float]) -> tuple[dict[str, float], dict[str, str]]:
+        return {f"train/{k}": v for k, v in out.items()}, {k: f"{out[k]:.4f}" for k in (self.loss_key,
+                                                                                         *self.summary_keys)}
+
+    def validate(self) -> dict[str, float]:
+        cfg, sensor, device, display, model = self.cfg, self.sensor, self.device, self.display, self.model
+        scores = {f"{prefix}{k}": v for prefix, batches in self.val_sets.items()
+                  for k, v in validate_restorer(model, sensor, batches, cfg.seed, device, display).items()}
+        sensor.set_seed(cfg.seed)  # the first val crops as validate_restorer saw them
+        first = full_exposure_image(sensor, self.val_sets[""][0].irradiance.to(device), display)
+        return {**scores, **restorer_liveness(model.network, model.enhance, first)}
+
+    def eligible(self, val: dict[str, float]) -> bool:
+        return True
+
+    # -- the outputs --------------------------------------------------------------------------------
+    def finish(self, result: FitResult) -> dict[str, Any]:
+        model_path, metrics_path = self.paths
+        recent = [m for _, m in result.history if f"train/{self.loss_key}" in m][-10:]  # the last <= 10 steps
+
+        def mean(key: str) -> float | None:
+            return sum(r[f"train/{key}"] for r in recent) / len(recent) if recent else None
+
+        metrics: dict[str, Any] = {"steps": self.steps, "selected_step": result.selected, "start_step": result.start,
+                                   "train_loss": mean(self.loss_key),
+                                   **{f"train_{k}": mean(k) for k in self.summary_keys},
+                                   **{f"val_{k}": v for k, v in result.val.items()}, **(self.extra_metrics or {})}
+        self.model.save(model_path)
+        write_json_atomic(metrics_path, metrics)
+        return metrics
 
 
 def train_restorer(
@@ -119,103 +224,24 @@ def train_restorer(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` (a :class:`Restorer`) for ``steps`` steps of ``batch_size`` clips on full-exposure /
-    target pairs and write the model file, metrics and dvclive logs.
+    target pairs through the one loop (:func:`gimbal.fit.fit`, task :class:`RestorerTask`) and write the model
+    file, metrics and dvclive logs.
 
     Reads the groups ``seed``, ``sensor``, ``exposure``, ``augment``, ``model.channels``, ``eval.target``,
     ``eval.full_frame`` and ``train`` (``val_every``, ``val_clips``, ``samples_per_clip``, ``checkpoint_every``,
-    ``loader``, ``device``, ``select``). Resumes from ``checkpoint_path`` when it holds a run of ``fingerprint``
-    (:func:`restorer_fingerprint`). ``name`` labels the bar, logs and errors; ``rates`` maps the learning-rate
-    params to their values (for a divergence message). Returns the metrics written to ``metrics_path``: ``steps``,
-    ``selected_step``, ``start_step``, ``train_loss`` (mean ``loss_key`` of the last <= 10 steps) and
-    ``train_<key>`` for ``summary_keys``, the chosen validation's ``val_*`` (crops) and ``val_frame_*`` (whole
-    frames), each with the input's, and ``extra_metrics``.
+    ``loader``, ``device``, ``select``, ``precision``). Resumes from ``checkpoint_path`` when it holds a run of
+    ``fingerprint`` (:func:`restorer_fingerprint`). ``name`` labels the bar, logs and errors; ``rates`` maps the
+    learning-rate params to their values (for a divergence message). Returns the metrics written to
+    ``metrics_path``: ``steps``, ``selected_step``, ``start_step``, ``train_loss`` (mean ``loss_key`` of the last
+    <= 10 steps) and ``train_<key>`` for ``summary_keys``, the chosen validation's ``val_*`` (crops) and
+    ``val_frame_*`` (whole frames), each with the input's, and ``extra_metrics``.
     """
     tcfg = cfg.train
     ctx, device = setup_distributed(tcfg.device)
     if ctx.world > 1:
         raise ParamError(f"train_{name} runs in one process; launch it with python, not torchrun")
-    seeds = Seeds.for_rank(cfg.seed)
-    torch.manual_seed(seeds.torch)
-    sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()  # exact Poisson: no gradient needed
-    camera, channels, augment = sensor.camera, cfg.model.channels, cfg.augment
-    display = Display.for_camera(cfg.eval.target, camera, augment.white_level)
-    gen = torch.Generator().manual_seed(seeds.data)
-    run = Resumable(checkpoint_path, fingerprint, gen)
-    start = run.resume(steps, lambda state: model.load_state(state, checkpoint_path), name, "cpu") if steps > 0 else 0
-
-    sets = {"": dict(full_frame=False), "frame_": dict(full_frame=True, window_frames=cfg.eval.window_frames)}
-    val_sets = {prefix: fixed_irradiance_set(shards_dir, "val", tcfg.val_clips, batch_size, augment, camera, channels,
-                                             seeds.validation, tcfg.loader, device, **kw) for prefix, kw in sets.items()}
-
-    def validate() -> dict[str, float]:
-        scores = {f"{prefix}{k}": v for prefix, batches in val_sets.items()
-                  for k, v in validate_restorer(model, sensor, batches, cfg.seed, device, display).items()}
-        sensor.set_seed(cfg.seed)  # the first val crops as validate_restorer saw them
-        first = full_exposure_image(sensor, val_sets[""][0].irradiance.to(device), display)
-        return {**scores, **restorer_liveness(model.network, model.enhance, first)}
-
-    run.open_live(live_dir)
-    step_times: list[float] = []
-    last_val: dict[str, float] = {}
-    if start < steps:
-        batches = clip_batches(shards_dir, "train", batch_size, tcfg.loader, seeds.loader, ctx, device)
-        bar = tqdm(range(start, steps), desc=f"train {name}", initial=start, total=steps, disable=not progress,
-                   dynamic_ncols=True)
-        step = start
-        try:
-            for step in bar:
-                t0 = time.perf_counter()
-                clips = run.clips(step, batches, tcfg.samples_per_clip)
-                with torch.no_grad():
-                    scenes = make_irradiance(clips, augment, camera, channels, gen)
-                    sensor.set_seed(step_noise_seed(cfg.seed, step))
-                    blurred = full_exposure_image(sensor, scenes.irradiance, display)
-                    sharp = display.ground_truth(scenes.irradiance, scenes.srgb, camera).to(blurred.dtype)
-                losses = model.training_step(blurred, sharp)
-                if not math.isfinite(losses[loss_key]):
-                    raise run.diverged(f"train {name}", step, losses[loss_key],
-                                       [k for k, v in losses.items() if not math.isfinite(v)], rates,
-                                       f"lower {' or '.join(rates)} (changed params start over)")
-                step_times.append(time.perf_counter() - t0)
-                done = step + 1
-                logged = {f"train/{k}": v for k, v in losses.items()}
-                bar.set_postfix({k: f"{losses[k]:.4f}" for k in (loss_key, *summary_keys)})
-                if done % tcfg.val_every == 0 or done == steps:
-                    last_val = validate()
-                    logged.update({f"val/{k}": v for k, v in last_val.items()})
-                    run.offer(done, last_val["frame_psnr"], model.state_dict(), last_val)
-                run.log(step, logged)
-                if done % tcfg.checkpoint_every == 0 and done < steps:
-                    run.save(done, model.state_dict())
-        except KeyboardInterrupt as exc:
-            if isinstance(exc, Interrupted):
-                raise
-            raise run.interrupted(f"train {name}", step) from None
-        bar.close()
-    if not last_val:
-        last_val = validate()
-        if start == 0:  # nothing was logged (steps 0): log the evaluation so the dvclive plots exist
-            run.log(0, {f"val/{k}": v for k, v in last_val.items()})
-    if steps > 0:
-        run.save(steps, model.state_dict())  # the last state (a longer run resumes from it), with the best on val
-    selected = steps
-    if tcfg.select == "best_val" and run.best is not None:
-        selected, last_val = run.best["step"], run.best["info"]
-        model.load_state(run.best["model"], checkpoint_path)
-        log.info("train %s: keeping step %d, the best whole-frame val PSNR (%.2f dB)", name, selected,
-                 last_val["frame_psnr"])
-
-    recent = [m for _, m in run.history if f"train/{loss_key}" in m][-10:]  # the last <= 10 steps, resumed ones too
-
-    def mean(key: str) -> float | None:
-        return sum(r[f"train/{key}"] for r in recent) / len(recent) if recent else None
-
-    metrics: dict[str, Any] = {"steps": steps, "selected_step": selected, "start_step": start,
-                               "train_loss": mean(loss_key), **{f"train_{k}": mean(k) for k in summary_keys},
-                               **{f"val_{k}": v for k, v in last_val.items()}, **(extra_metrics or {})}
-    if step_times:
-        log.info("train %s: %.3f s per step on %s", name, sum(step_times) / len(step_times), device)
-    model.save(model_path)
-    write_json_atomic(metrics_path, metrics)
-    run.close_live()
-    return metrics
+    task = RestorerTask(cfg, name, model, steps, batch_size, shards_dir, device, model_path, metrics_path,
+                        checkpoint_path, rates, loss_key, summary_keys, extra_metrics)
+    batches = clip_batches(shards_dir, "train", batch_size, tcfg.loader, task.seeds.loader, ctx, device)
+    return fit(task, tcfg, ctx, device, batches, fingerprint, checkpoint_path, live_dir, progress=progress,
+               score_label="whole-frame val PSNR")

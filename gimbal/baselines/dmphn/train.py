@@ -1,7 +1,7 @@
 """Training recipe of the DMPHN baseline on the single full-exposure image (paper Table 1 row "DMPHN").
 
 The paper applied DMPHN's released GoPro weights; none can be downloaded here, so it is trained from scratch on
-the same full-exposure / target pairs as DeblurGAN-v2, through the single-image baselines' one loop
+the same full-exposure / target pairs as DeblurGAN-v2, through the one loop as the single-image baselines' task
 (:func:`gimbal.baselines.single.train_restorer`: validation on val crops and whole val frames, checkpoint choice on
 val, resume, dvclive). Loss: the paper's MSE.
 """
