@@ -32,7 +32,7 @@ from gimbal.cli_utils import run_guarded
 from gimbal.errors import ParamError
 from gimbal.infer import DEFAULT_MAX_MEMORY_GB
 from gimbal.sensor.camera import camera_names
-from gimbal.simulate import DEFAULT_LIGHT_W_M2, DEFAULT_SAMPLES, FRAME_FORMATS
+from gimbal.simulate import DEFAULT_CLIP_FRAMES, DEFAULT_LIGHT_W_M2, DEFAULT_SAMPLES, FRAME_FORMATS
 from gimbal.tiling import MAX_FLOW_PX
 
 EXIT_DATA = 1
@@ -102,7 +102,8 @@ def _simulate(args: argparse.Namespace) -> int:
                    experiment=args.experiment, budget_us=args.budget_us, readout_us=args.readout_us,
                    channels=args.channels, light_w_m2=args.light, shake_std_deg=args.shake_std_deg,
                    samples=args.samples, seed=args.seed, fmt=args.format,
-                   command=shlex.join(["gimbal", *args.argv]))
+                   command=shlex.join(["gimbal", *args.argv]), clip_start=args.clip_start,
+                   clip_frames=args.clip_frames)
     return 0
 
 
@@ -241,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "into the output folder. The same arguments and --seed give the same files.",
     )
     b.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
-                   help="one sRGB image (8/16-bit PNG, TIFF, JPEG...), or the frames of a clip in time order")
+                   help="one sRGB image (8/16-bit PNG, TIFF, JPEG...), the frames of a clip in time order, or one "
+                        "video file (.mp4, .mkv, .avi, .mov, .webm)")
     b.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder to write the burst into")
     b.add_argument("--model", type=Path, default=None,
                    help="take the schedule (learned exposures), camera and channels of this trained model")
@@ -264,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "none for a clip; 0 0 0 keeps the camera still)")
     b.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help=f"instants spanning the budget for one image (default {DEFAULT_SAMPLES})")
+    b.add_argument("--clip-start", type=int, default=0, help="a video's first frame of the clip (default 0)")
+    b.add_argument("--clip-frames", type=int, default=DEFAULT_CLIP_FRAMES,
+                   help=f"a video's frames spanning the budget (default {DEFAULT_CLIP_FRAMES})")
     b.add_argument("--seed", type=int, default=0, help="seed of the shake and the sensor noise (default 0)")
     b.add_argument("--format", choices=FRAME_FORMATS, default="png", help="frame files: png or tiff (16-bit)")
     b.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")

@@ -5,7 +5,8 @@ exact Poisson, read noise, response, gain, PRNU, the m-bit ADC; eqs. 5-10) on a 
 makes one from full frames (:func:`gimbal.data.augment.augment_full_frames`):
 
 1. the scene: one sRGB image held still for the whole budget ``T`` (moved by the released camera shake,
-   ``--shake-std-deg``, over ``--samples`` instants), or a clip of frames that span ``[0, T]`` uniformly;
+   ``--shake-std-deg``, over ``--samples`` instants), or a clip (frame files, or ``--clip-frames`` frames of a
+   video file) whose frames span ``[0, T]`` uniformly;
 2. inverse sRGB gamma, times the light level (``--light``, W/m^2 of an sRGB white) -> photo-electrons per second
    (eq. 4, :func:`gimbal.data.augment.to_irradiance`);
 3. the exposures ``dt_i`` starting back to back at ``t_1 = 0`` (Fig. 3), integrated (eq. 5), then the sensor's
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from gimbal.data.augment import AugmentConfig, augment_full_frames, to_irradiance
+from gimbal.data.video import read_frames
 from gimbal.errors import DataError, ParamError
 from gimbal.imageio import UsageError, _png16_bytes, output_error, read_frame
 from gimbal.infer import US, check_exposures, read_model_schedule, schedule_us, with_timing
@@ -90,9 +92,22 @@ def resolve_camera(name: str | None, model_camera: CameraSpec | None, experiment
     return with_timing(base, budget_us, readout_us)
 
 
-def read_scene(paths: Sequence[str | os.PathLike[str]]) -> torch.Tensor:
+VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".webm")
+DEFAULT_CLIP_FRAMES = 31  # the pipeline's clips (data: clips.frames)
+
+
+def read_scene(paths: Sequence[str | os.PathLike[str]], clip_start: int = 0,
+               clip_frames: int = DEFAULT_CLIP_FRAMES) -> torch.Tensor:
     """The sRGB frames of ``paths`` as ``(1, T, C, H, W)`` float32 in [0, 1] (integers over their type's maximum,
-    floats as they are). Every frame must have the same size and channels."""
+    floats as they are). Every frame must have the same size and channels. One video file (:data:`VIDEO_EXTS`)
+    gives its frames ``[clip_start, clip_start + clip_frames)``."""
+    if len(paths) == 1 and Path(paths[0]).suffix.lower() in VIDEO_EXTS:
+        if clip_start < 0 or clip_frames < 2:
+            raise UsageError(f"--clip-start must be >= 0 and --clip-frames >= 2, got {clip_start} and {clip_frames}")
+        if not Path(paths[0]).is_file():
+            raise DataError(f"{paths[0]}: video file not found")
+        rgb = read_frames(paths[0], clip_start, clip_frames)  # (T, H, W, 3) uint8
+        return torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(0, 3, 1, 2)[None].contiguous()
     frames = []
     for p in paths:
         raw = read_frame(p)
@@ -121,13 +136,16 @@ def simulate_burst(
     shake_std_deg: Sequence[float] | None = None,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
+    clip_start: int = 0,
+    clip_frames: int = DEFAULT_CLIP_FRAMES,
 ) -> SimulatedBurst:
     """The raw burst ``camera`` captures of the scene in ``images`` with exposures ``exposures_us`` (see the module
     docstring).
 
     Args:
-        images: one sRGB image (a still scene, shaken over ``samples`` instants) or the ``T >= 2`` frames of a clip
-            spanning the budget ``T``.
+        images: one sRGB image (a still scene, shaken over ``samples`` instants), the ``T >= 2`` frames of a clip
+            spanning the budget ``T``, or one video file (its frames ``[clip_start, clip_start + clip_frames)`` are
+            the clip).
         camera: the capturing camera (timing included).
         exposures_us: the ``n`` exposure durations in microseconds, back to back from ``t = 0``; they must fit the
             camera (:func:`gimbal.infer.check_exposures`).
@@ -147,7 +165,7 @@ def simulate_burst(
     if not (isinstance(light_w_m2, (int, float)) and math.isfinite(light_w_m2) and light_w_m2 > 0):
         raise UsageError(f"--light must be a positive irradiance in W/m^2 (training: 0.018-0.02), got {light_w_m2}")
     check_exposures(exposures_us, camera)
-    still = len(images) == 1
+    still = len(images) == 1 and Path(images[0]).suffix.lower() not in VIDEO_EXTS
     if still and samples < 2:
         raise UsageError(f"--samples must be at least 2 (instants spanning the budget), got {samples}")
     if shake_std_deg is None:
@@ -155,7 +173,7 @@ def simulate_burst(
     shake = tuple(float(s) for s in shake_std_deg)
     if len(shake) != 3 or not all(math.isfinite(s) and s >= 0 for s in shake):
         raise UsageError(f"--shake-std-deg must be three non-negative degrees (roll pitch yaw), got {list(shake)}")
-    scene = read_scene(images)
+    scene = read_scene(images, clip_start, clip_frames)
     if scene.shape[2] == 1 and channels == 3:
         raise UsageError(f"{images[0]}: a grayscale image cannot give an RGB burst; pass --channels 1 or a colour "
                          "image")
@@ -252,7 +270,8 @@ def simulate_files(images: Sequence[str | os.PathLike[str]], out_dir: str | os.P
                    readout_us: float | None = None, channels: int | None = None,
                    light_w_m2: float = DEFAULT_LIGHT_W_M2, shake_std_deg: Sequence[float] | None = None,
                    samples: int = DEFAULT_SAMPLES, seed: int = 0, fmt: str = "png",
-                   command: str | None = None) -> list[Path]:
+                   command: str | None = None, clip_start: int = 0,
+                   clip_frames: int = DEFAULT_CLIP_FRAMES) -> list[Path]:
     """The ``gimbal simulate-burst`` command: the schedule from ``model`` (its learned exposures, camera and channel
     count) or ``exposures_us``, the camera from ``camera`` (default: the model's), then :func:`simulate_burst` and
     :func:`write_burst`. Returns the frame paths."""
@@ -271,7 +290,7 @@ def simulate_files(images: Sequence[str | os.PathLike[str]], out_dir: str | os.P
         channels = system.net.channels if channels is None else channels
     cam = resolve_camera(camera, model_camera, experiment, budget_us, readout_us)
     sim = simulate_burst(images, cam, exposures_us, 1 if channels is None else channels, light_w_m2,
-                         shake_std_deg, samples, seed)
+                         shake_std_deg, samples, seed, clip_start, clip_frames)
     paths = write_burst(out_dir, sim, fmt, command)
     log.info("wrote %s (%s)", ", ".join(str(p) for p in paths), "exposures " + " ".join(
         f"{d:g}" for d in sim.schedule["durations_us"]) + " us")

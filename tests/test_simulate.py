@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from gimbal.cli import main
+from gimbal.data.video import write_video
 from gimbal.imageio import read_frame
 from gimbal.system import GimbalSystem, save_system
 
@@ -113,6 +114,24 @@ def test_clip_frames_span_the_budget(tmp_path):
     assert centre[0] < centre[1] < centre[2], centre
     # the columns the bar never reaches: the same signal per us in every frame (no shake moved the scene)
     assert frames[0][:, 30:].mean() / 872 == pytest.approx(frames[2][:, 30:].mean() / 583, rel=0.1)
+
+
+def test_video_clip_equals_its_frames(tmp_path):
+    """A (lossless) video file gives the same burst as its frames given as files: --clip-start/--clip-frames pick
+    the frames that span the budget."""
+    frames = np.full((9, H, W, 3), 90, np.uint8)
+    for i in range(9):
+        frames[i, :, 2 + 3 * i : 6 + 3 * i] = 250
+    write_video(tmp_path / "clip.mkv", frames, 30.0)  # ffv1: bit-exact
+    paths = []
+    for i in range(2, 7):
+        paths.append(str(tmp_path / f"f{i}.png"))
+        Image.fromarray(frames[i]).save(paths[-1])
+    common = ["--camera", "jetcam19m", "--exposures-us", *EXPOSURES, "-q"]
+    assert main(["simulate-burst", str(tmp_path / "clip.mkv"), "--clip-start", "2", "--clip-frames", "5",
+                 "-o", str(tmp_path / "v"), *common]) == 0
+    assert main(["simulate-burst", *paths, "-o", str(tmp_path / "p"), *common]) == 0
+    np.testing.assert_array_equal(frames_of(tmp_path / "v"), frames_of(tmp_path / "p"))
 
 
 @pytest.mark.parametrize("args,status,words", [
