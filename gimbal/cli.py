@@ -167,11 +167,13 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gimbal`` argument parser with its ``infer``, ``schedule`` and ``calibrate`` subcommands."""
+    """The ``gimbal`` argument parser with its ``infer``, ``export``, ``simulate-burst``, ``schedule`` and
+    ``calibrate`` subcommands."""
     parser = argparse.ArgumentParser(
         prog="gimbal",
         description="Digital Gimbal: merge a real burst with a trained model, show its learned shutter schedule, "
-                    "or calibrate a camera from EMVA 1288 data.",
+                    "calibrate a camera from EMVA 1288 data, simulate the raw burst a camera captures of an image, "
+                    "or export the merge to ONNX.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
