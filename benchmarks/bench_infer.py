@@ -142,7 +142,7 @@ def main() -> None:
         child = json.dumps({"scale": scale, "channels": c, "h": h, "w": w, "device": dev,
                             "max_memory_gb": args.max_memory_gb, "untiled": args.untiled, "warmup": warm,
                             "backend": backend, "onnx": onnx_files.get((scale, c)), "repeat": args.repeat})
-        proc = subprocess.run([sys.executable, __file__, "--child", child], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--child", child], capture_output=True, text=True, check=False)
         if proc.returncode:
             print(f"{backend:7} {scale:9} {c:>1} {w}x{h} {dev}: failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
             continue
