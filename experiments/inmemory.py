@@ -11,8 +11,11 @@ code (:class:`~gimbal.system.GimbalSystem`, :func:`~gimbal.train.make_irradiance
     python experiments/inmemory.py time-step clips.npz out gimbal -S ... # seconds per training step of these params
 
 ``-S group.key=value`` overrides ``params.yaml`` exactly as ``dvc exp run -S`` does (values parsed as YAML).
-Differences from the stages: clips are drawn uniformly at random per step (no shard order, no
-``train.samples_per_clip`` reuse), no dvclive logs or checkpoints; the learning curve is printed as JSON lines.
+Training goes through the stages' one loop (:func:`gimbal.fit.fit` with their tasks: validation, the choice on val,
+dvclive logs under ``out/dvclive_<method>``, a resumable checkpoint under ``out/checkpoints``). Differences from the
+stages: clips are drawn uniformly at random per step (no shard order, no ``train.samples_per_clip`` reuse), the
+val clips are the ``.npz``'s, and each validation is also printed as a JSON line; ``--max-seconds`` stops a run and
+writes the weights of its last step.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,16 +37,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gimbal.baselines.deblurgan import DeblurGANv2  # noqa: E402
 from gimbal.baselines.dmphn import DMPHN  # noqa: E402
+from gimbal.baselines.single import RestorerTask  # noqa: E402
+from gimbal.checkpoint import run_fingerprint  # noqa: E402
 from gimbal.config import parse_config  # noqa: E402
-from gimbal.data.augment import AugmentConfig  # noqa: E402
-from gimbal.data.irradiance import make_irradiance  # noqa: E402
-from gimbal.evaluate import MODEL_VARIANTS, SINGLE_IMAGE, evaluate_methods  # noqa: E402
-from gimbal.metrics import psnr  # noqa: E402
-from gimbal.runtime import Seeds, step_noise_seed  # noqa: E402
-from gimbal.data.irradiance import Scenes  # noqa: E402
+from gimbal.data.irradiance import Scenes, make_irradiance  # noqa: E402
 from gimbal.display import Display  # noqa: E402
-from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system, save_system  # noqa: E402
-from gimbal.train import validate  # noqa: E402
+from gimbal.evaluate import MODEL_VARIANTS, SINGLE_IMAGE, evaluate_methods  # noqa: E402
+from gimbal.fit import FitResult, fit  # noqa: E402
+from gimbal.metrics import psnr  # noqa: E402
+from gimbal.runtime import Dist, Seeds  # noqa: E402
+from gimbal.system import build_sensor, full_exposure_image, load_system  # noqa: E402
+from gimbal.train import GimbalTask  # noqa: E402
 
 
 def load_params(overrides: list[str]) -> dict[str, Any]:
@@ -94,78 +99,81 @@ def fixed_set(clips: torch.Tensor, params: dict[str, Any], camera: Any, seed: in
             for i in range(0, n, bs)]
 
 
-def _out_of_time(method: str, step: int, t0: float, max_seconds: float | None) -> bool:
-    """Whether ``max_seconds`` have passed since ``t0`` (and say so, with the step reached)."""
-    if max_seconds is None or time.time() - t0 <= max_seconds:
-        return False
-    print(json.dumps({"method": method, "stopped_at_step": step, "max_seconds": max_seconds}), flush=True)
-    return True
+class _OutOfTime(Exception):
+    """``--max-seconds`` passed before training step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"out of time at step {step}")
+        self.step = step
 
 
-def _train_step(system: GimbalSystem, opt: torch.optim.Optimizer, clips: torch.Tensor, aug: AugmentConfig,
-                gen: torch.Generator, step: int) -> None:
-    """One step as the train stage takes it: augment (no autograd), capture, reconstruct, eq. 18 loss, Adam."""
-    with torch.inference_mode():
-        scenes = make_irradiance(clips, aug, system.sensor.camera, 1, gen, exposure=system.sensor.exposure)
-    result = system(scenes.irradiance.clone(), step, srgb=scenes.srgb.clone())
-    opt.zero_grad(set_to_none=True)
-    result.loss.backward()
-    opt.step()
+def _random_batches(clips: torch.Tensor, batch_size: int, seed: int, t0: float, max_seconds: float | None
+                    ) -> Iterator[torch.Tensor]:
+    """Endless batches of ``batch_size`` clips drawn uniformly at random (generator seeded by ``seed + 3``), one per
+    training step; raises :class:`_OutOfTime` once ``max_seconds`` have passed since ``t0``."""
+    pick = torch.Generator().manual_seed(seed + 3)
+    step = 0
+    while True:
+        if max_seconds is not None and time.time() - t0 > max_seconds:
+            raise _OutOfTime(step)
+        yield clips[torch.randint(0, len(clips), (batch_size,), generator=pick)]
+        step += 1
 
 
 def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str,
           max_seconds: float | None = None) -> None:
+    """Train ``method`` through the one training loop (:func:`gimbal.fit.fit`, the stages' tasks) on the ``.npz``'s
+    train clips, validated on its val clips; writes ``out/<method>.pt``, ``out/train_<method>.json``, its dvclive
+    logs and a resumable checkpoint, and prints each validation as a JSON line."""
     data = np.load(npz)
     train_clips = torch.from_numpy(data["train"]).to(device)
     val_clips = torch.from_numpy(data["val"]).to(device)
+    params = {**params, "train": {**params["train"], "samples_per_clip": 1, "device": device}}  # a fresh draw per step
     cfg = parse_config(params)
-    tcfg, seed, aug = cfg.train, cfg.seed, cfg.augment
-    torch.manual_seed(seed)
-    pick, gen = torch.Generator().manual_seed(seed + 3), torch.Generator().manual_seed(Seeds.for_rank(seed).data)
+    tcfg, seed = cfg.train, cfg.seed
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
+    t0, dev = time.time(), torch.device(device)
+    paths = {"model_path": out / f"{method}.pt", "metrics_path": out / f"train_{method}.json"}
     if method in SINGLE_IMAGE:
         dcfg = getattr(cfg.baselines, method)
-        sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()
-        display = Display.for_camera(cfg.eval.target, sensor.camera, aug.white_level)
         model = (DeblurGANv2 if method == "deblurgan" else DMPHN)(dcfg, cfg.model.channels, seed, device=device)
-        for step in range(dcfg.steps):
-            if _out_of_time(method, step, t0, max_seconds):
-                break
-            idx = torch.randint(0, len(train_clips), (dcfg.batch_size,), generator=pick)
-            with torch.no_grad():
-                scenes = make_irradiance(train_clips[idx], aug, sensor.camera, 1, gen)
-                sensor.set_seed(step_noise_seed(seed, step))  # as the train_deblurgan stage
-                blurred = full_exposure_image(sensor, scenes.irradiance, display)
-                sharp = display.ground_truth(scenes.irradiance, scenes.srgb, sensor.camera).to(blurred.dtype)
-            losses = model.training_step(blurred, sharp)
-            if (step + 1) % tcfg.val_every == 0:
-                print(json.dumps({"method": method, "step": step + 1, "secs": round(time.time() - t0),
-                                  "mse": round(losses["mse"], 6)}), flush=True)
-        model.save(out / f"{method}.pt")
-        return
-    system = GimbalSystem.from_config(parse_config(params), method).to(device)
-    system.sensor.set_seed(seed + 1)
-    groups = [{"params": list(system.net.parameters()), "lr": tcfg.lr}]
-    exposure = [p for p in system.sensor.parameters() if p.requires_grad]
-    if exposure:
-        groups.append({"params": exposure, "lr": tcfg.exposure_lr or tcfg.lr})
-    opt = torch.optim.Adam(groups)
-    val = fixed_set(val_clips, params, system.sensor.camera, seed + 10_000, min(tcfg.val_clips, len(val_clips)),
-                    full_frame=False)
-    for step in range(tcfg.steps):
-        if _out_of_time(method, step, t0, max_seconds):
-            break
-        idx = torch.randint(0, len(train_clips), (tcfg.batch_size,), generator=pick)
-        _train_step(system, opt, train_clips[idx], aug, gen, step)
-        if (step + 1) % tcfg.val_every == 0 or step + 1 == tcfg.steps or step == 0:
-            scores = validate(system, val, seed + 10_000, torch.device(device))
-            print(json.dumps({"method": method, "step": step + 1, "secs": round(time.time() - t0),
-                              "val_psnr": round(scores["psnr"], 3),
-                              "val_middle_frame": round(scores["middle_frame_psnr"], 3),
-                              "exposures_us": [round(x) for x in system.sensor.schedule_us()["durations_us"]]}),
-                  flush=True)
-    save_system(out / f"{method}.pt", system, params, method)
+        task: Any = RestorerTask(cfg, method, model, dcfg.steps, dcfg.batch_size, None, dev, paths["model_path"],
+                                 paths["metrics_path"], out / "checkpoints" / method / "last.pt",
+                                 {f"baselines.{method}.lr": dcfg.lr}, "loss_g" if method == "deblurgan" else "loss",
+                                 (), None)
+        n = min(tcfg.val_clips, len(val_clips))
+        task.val_sets = {"": fixed_set(val_clips, params, task.sensor.camera, seeds_val(seed), n, False),
+                         "frame_": fixed_set(val_clips, params, task.sensor.camera, seeds_val(seed), n, True,
+                                             cfg.eval.window_frames)}
+        batch_size, extra = dcfg.batch_size, {}
+    else:
+        task = GimbalTask(cfg, method, None, Dist(), dev, paths["model_path"], paths["metrics_path"],
+                          out / f"exposures_{method}.json", out / f"exposures_{method}.png")
+        task.val_batches = fixed_set(val_clips, params, task.system.sensor.camera, seeds_val(seed),
+                                     min(tcfg.val_clips, len(val_clips)), full_frame=False)
+        batch_size, extra = tcfg.batch_size, {"unlive_warning": task.unlive_warning}
+    validate_task = task.validate
+
+    def validate_and_print() -> dict[str, float]:
+        scores = validate_task()
+        print(json.dumps({"method": method, "secs": round(time.time() - t0),
+                          **{k: round(v, 4) for k, v in scores.items()}}), flush=True)
+        return scores
+
+    task.validate = validate_and_print
+    batches = _random_batches(train_clips, batch_size, seed, t0, max_seconds)
+    fingerprint = run_fingerprint({"inmemory": method, "npz": str(npz), "params": params})
+    try:
+        fit(task, tcfg, Dist(), dev, batches, fingerprint, out / "checkpoints" / method / "last.pt",
+            out / f"dvclive_{method}", progress=False, resume_device=dev, **extra)
+    except _OutOfTime as stop:  # keep what was trained: the weights of the last step, scored on val
+        print(json.dumps({"method": method, "stopped_at_step": stop.step, "max_seconds": max_seconds}), flush=True)
+        task.finish(FitResult(0, stop.step, task.validate(), [], []))
+
+
+def seeds_val(seed: int) -> int:
+    """The validation stream's seed (the stages' :attr:`gimbal.runtime.Seeds.validation`)."""
+    return Seeds.for_rank(seed).validation
 
 
 def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[str, Any]:
@@ -189,21 +197,22 @@ def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[
 
 
 def time_steps(npz: Path, method: str, params: dict[str, Any], device: str, steps: int = 4) -> list[float]:
-    """Seconds of each of ``steps`` training steps of ``method`` (augmentation + sensor + forward + backward +
-    Adam, batch ``train.batch_size``; the first includes warm-up): what a CPU run of these params costs."""
+    """Seconds of each of ``steps`` training steps of ``method`` as the one loop takes them
+    (:class:`gimbal.train.GimbalTask`: augmentation + sensor + forward + backward + Adam, batch ``train.batch_size``,
+    ``train.precision``; the first includes warm-up): what a run of these params costs."""
     clips = torch.from_numpy(np.load(npz)["train"]).to(device)
-    tcfg = parse_config(params).train
-    system = GimbalSystem.from_config(parse_config(params), method).to(device)
-    opt = torch.optim.Adam(system.parameters(), tcfg.lr)
-    aug, gen, times = parse_config(params).augment, torch.Generator().manual_seed(0), []
+    params = {**params, "train": {**params["train"], "device": device}}
+    task = GimbalTask(parse_config(params), method, None, Dist(), torch.device(device), None, None, None, None)
+    task.system.train()
+    batch, times = clips[: task.tcfg.batch_size], []
     for step in range(steps):
         t0 = time.perf_counter()
-        _train_step(system, opt, clips[: tcfg.batch_size], aug, gen, step)
+        task.optimize(step, task.train_step(step, batch))
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     print(json.dumps({"method": method, "device": device, "threads": torch.get_num_threads(),
-                      "seconds_per_step": [round(t, 3) for t in times]}), flush=True)
+                      "precision": task.tcfg.precision, "seconds_per_step": [round(t, 3) for t in times]}), flush=True)
     return times
 
 
@@ -237,7 +246,7 @@ def main() -> None:
     parser.add_argument("action", choices=["dump", "train", "evaluate", "score-deblurgan", "time-step"])
     parser.add_argument("npz", type=Path)
     parser.add_argument("out", type=Path, nargs="?", default=Path("inmemory_out"))
-    parser.add_argument("method", nargs="?", choices=[*MODEL_VARIANTS, "deblurgan"])
+    parser.add_argument("method", nargs="?", choices=[*MODEL_VARIANTS, *SINGLE_IMAGE])
     parser.add_argument("-S", "--set", action="append", default=[], help="group.key=value param override")
     parser.add_argument("--shards", type=Path, default=Path("data/shards"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -171,11 +171,12 @@ class GimbalTask:
         self.system.load_state_dict(weights)
 
     def start(self, ctx: Dist) -> None:
-        """Wrap the system for several ranks (after resume) and build the fixed val batches (main rank)."""
+        """Wrap the system for several ranks (after resume) and build the fixed val batches (main rank) unless
+        :attr:`val_batches` was set."""
         if ctx.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.system, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if ctx.main:
+        if ctx.main and not self.val_batches:  # unless given (in-memory clips)
             tcfg, sensor = self.tcfg, self.system.sensor
             self.val_batches = fixed_irradiance_set(
                 self.shards_dir, "val", tcfg.val_clips, tcfg.batch_size, self.cfg.augment, sensor.camera,

@@ -143,7 +143,10 @@ class RestorerTask:
         self.model.load_state(weights, self.where)
 
     def start(self, ctx: Dist) -> None:
-        """Build the val crops and whole val frames (after resume, as the run's other streams)."""
+        """Build the val crops and whole val frames (after resume, as the run's other streams) unless
+        :attr:`val_sets` was set."""
+        if self.val_sets:
+            return
         cfg, tcfg = self.cfg, self.tcfg
         sets = {"": dict(full_frame=False), "frame_": dict(full_frame=True, window_frames=cfg.eval.window_frames)}
         self.val_sets = {prefix: fixed_irradiance_set(self.shards_dir, "val", tcfg.val_clips, self.batch_size,
