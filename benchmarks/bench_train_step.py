@@ -15,6 +15,16 @@ second is measured in one run on one machine: compare only ratios.
 
 Usage: ``python benchmarks/bench_train_step.py [--baseline 16ec87f] [--shards data/shards] [--repeats 5]
 [--threads 2] [--json out.json]``
+
+``--precisions``: instead, ``train.precision`` fp32 and bf16 side by side in one run. For ``gimbal`` and ``kpn`` at
+the embedded size (``params.yaml``: 32 px crops, the default widths) and the medium size (64 px crops, the paper's
+widths: :data:`MEDIUM`), the samples/s of the training step :func:`gimbal.fit.fit` takes
+(:class:`gimbal.train.GimbalTask`: augmentation + sensor + forward + backward + Adam; no decoding, no
+validation), each configuration in a fresh process, the fastest of ``--repeats`` steps after ``--warmup``; then the
+bf16 / fp32 ratio and the machine (CPU model, cores). Each step is timed by the wall clock and by the CPU time of
+its process: on a machine that other jobs load, the CPU time (at ``--threads 1``) still compares the two precisions'
+work, the wall clock does not. ``--channels-last`` also times the networks in the
+channels_last memory format.
 """
 
 from __future__ import annotations
@@ -83,6 +93,91 @@ print(json.dumps({"batch_size": b, "samples_per_clip": tcfg.get("samples_per_cli
 '''
 
 
+MEDIUM = {"augment": {"crop": 144, "center": 128, "out_size": 64},
+          "model": {"flow_levels": 4, "kpn_base_channels": 64, "kpn_depth": 4}}
+"""The medium size's overrides of ``params.yaml`` (docs/results.md, "Medium experiment")."""
+
+_STEP = r'''
+import json, sys, time
+import torch, yaml
+threads, variant, size, precision, layout, repeats, warmup = sys.argv[1:8]
+torch.set_num_threads(int(threads))
+from gimbal.config import parse_config
+from gimbal.runtime import Dist
+from gimbal.train import GimbalTask
+params = yaml.safe_load(open("params.yaml"))
+for group, values in json.loads(sys.argv[8]).items():
+    params[group].update(values)
+params["train"].update(precision=precision, device="cpu")
+cfg = parse_config(params)
+task = GimbalTask(cfg, variant, None, Dist(), torch.device("cpu"), None, None, None, None)
+if layout == "channels_last":
+    task.system.net.to(memory_format=torch.channels_last)
+task.system.train()
+b = cfg.train.batch_size
+clips = torch.randint(0, 256, (b, 241, 3, 144, 192), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+times, cpu = [], []
+for step in range(int(warmup) + int(repeats)):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = task.train_step(step, clips)
+    task.optimize(step, out)
+    times.append(time.perf_counter() - t0)
+    cpu.append(time.process_time() - c0)
+    assert torch.isfinite(out.loss), "non-finite loss"
+best, best_cpu = min(times[int(warmup):]), min(cpu[int(warmup):])
+print(json.dumps({"batch_size": b, "step_s": best, "samples_s": b / best, "cpu_s": best_cpu,
+                  "samples_cpu_s": b / best_cpu, "crop": cfg.augment.out_size}))
+'''
+
+
+def machine() -> str:
+    """The CPU model and the number of cores (and torch's version)."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in text)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores{', ' + flags if flags else ''}; torch {torch.__version__}"
+
+
+def precisions(threads: int, repeats: int, warmup: int, channels_last: bool) -> list[dict]:
+    """Time the training step of every (size, variant, precision[, layout]), each in a fresh process."""
+    layouts = ["contiguous", "channels_last"] if channels_last else ["contiguous"]
+    rows = []
+    for size, overrides in (("embedded", {}), ("medium", MEDIUM)):
+        for variant in ("gimbal", "kpn"):
+            for layout in layouts:
+                row = {"size": size, "variant": variant, "layout": layout}
+                for precision in ("fp32", "bf16"):
+                    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads)}
+                    proc = subprocess.run([sys.executable, "-c", _STEP, str(threads), variant, size, precision, layout,
+                                           str(repeats), str(warmup), json.dumps(overrides)], env=env, cwd=REPO,
+                                          capture_output=True, text=True, check=False)
+                    if proc.returncode != 0:
+                        raise SystemExit(f"{size} {variant} {precision} failed:\n{proc.stderr[-3000:]}")
+                    row[precision] = json.loads(proc.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                f32, b16 = row["fp32"], row["bf16"]
+                print(f"{size:9s} {variant:7s} {layout:13s} {f32['crop']:3d} px  wall: fp32 {f32['samples_s']:6.2f}  "
+                      f"bf16 {b16['samples_s']:6.2f} samples/s, bf16/fp32 {b16['samples_s'] / f32['samples_s']:.2f}x  |  "
+                      f"CPU time: fp32 {f32['samples_cpu_s']:6.2f}  bf16 {b16['samples_cpu_s']:6.2f} samples/CPU-s, "
+                      f"bf16/fp32 {b16['samples_cpu_s'] / f32['samples_cpu_s']:.2f}x", flush=True)
+    return rows
+
+
 def measure(root: Path, threads: int, repeats: int) -> dict:
     """Time one version's step parts in a fresh process with ``root`` first on the import path."""
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": str(threads)}
@@ -124,7 +219,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--precisions", action="store_true", help="fp32 and bf16 side by side (gimbal, kpn; two sizes)")
+    ap.add_argument("--warmup", type=int, default=2, help="--precisions: untimed steps first")
+    ap.add_argument("--channels-last", action="store_true", help="--precisions: also the channels_last layout")
     args = ap.parse_args()
+
+    if args.precisions:
+        print(f"machine: {machine()}; threads {args.threads}; the fastest of {args.repeats} steps after "
+              f"{args.warmup} warm-up steps; samples/s of a full training step (augmentation + sensor + forward + "
+              "backward + Adam)", flush=True)
+        rows = precisions(args.threads, args.repeats, args.warmup, args.channels_last)
+        if args.json:
+            args.json.write_text(json.dumps({"machine": machine(), "threads": args.threads, "rows": rows},
+                                            indent=2) + "\n")
+        return
 
     rows = {"working tree": measure(REPO, args.threads, args.repeats)}
     if args.baseline:
