@@ -21,7 +21,14 @@ import torch
 from skimage import data as skdata
 
 import gimbal.data.loader.index as loader_module
-from gimbal.data.loader import DaliClipLoader, TorchClipLoader, dali_codec_error, dali_device, dali_import_error, open_split
+from gimbal.data.loader import (
+    DaliClipLoader,
+    TorchClipLoader,
+    dali_codec_error,
+    dali_device,
+    dali_import_error,
+    open_split,
+)
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.data.video import frames_sha256, write_video
 from gimbal.io import write_json_atomic

@@ -19,11 +19,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gimbal.config import parse_config  # noqa: E402
+from gimbal.data.irradiance import fixed_irradiance_set  # noqa: E402
+from gimbal.display import power_gamma as gamma  # noqa: E402
+from gimbal.display import sensor_ground_truth as ground_truth
 from gimbal.metrics import psnr  # noqa: E402
 from gimbal.sensor.integrate import integrate_exposures  # noqa: E402
-from gimbal.display import power_gamma as gamma, sensor_ground_truth as ground_truth  # noqa: E402
 from gimbal.system import GimbalSystem  # noqa: E402
-from gimbal.data.irradiance import fixed_irradiance_set  # noqa: E402
 
 
 def main() -> None:

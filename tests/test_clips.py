@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
+from gimbal.config import parse_config
 from gimbal.data.clips import clip_starts, cut_clips, split_videos, val_from_shots
 from gimbal.data.video import read_frames, write_video
 from gimbal.errors import DataError, ParamError
-from gimbal.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 

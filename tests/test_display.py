@@ -12,14 +12,14 @@ import math
 import kornia
 import pytest
 import torch
+from test_train import tiny_params
 
 from gimbal.config import parse_config
 from gimbal.display import Display, power_gamma, sensor_ground_truth, srgb_encode
 from gimbal.errors import ParamError, ShapeError
 from gimbal.metrics import psnr
 from gimbal.sensor.camera import get_camera
-from gimbal.system import GimbalSystem, full_exposure_image, build_sensor
-from test_train import tiny_params
+from gimbal.system import GimbalSystem, build_sensor, full_exposure_image
 
 
 def test_srgb_curve_known_values() -> None:

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from gimbal.baselines.dmphn import DMPHN, DMPHNConfig, DMPHNNet
 from gimbal.errors import DataError, ParamError, ShapeError
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 import csv
 import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from gimbal.baselines.dmphn import DMPHN
 from gimbal.config import parse_config
 from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import ShardConfig, build_shards
-from gimbal.errors import DataError, ParamError
 from gimbal.display import Display
+from gimbal.errors import DataError, ParamError
 from gimbal.evaluate import MARGINS, METHODS, MODEL_VARIANTS, evaluate, evaluate_methods, load_models
 from gimbal.metrics import psnr
 from gimbal.system import GimbalSystem, build_sensor, save_system

@@ -56,7 +56,7 @@ def _cell(light: float, shake: float, middle: float) -> dict[str, Any]:
 
 def test_trend_counts_neighbouring_pairs_that_move_the_papers_way() -> None:
     # middle exposure = 1000 / light / shake: longer when darker, shorter when shakier, everywhere
-    cells = [_cell(l, s, 1000 / l / s) for l in (0.25, 1, 4) for s in (0.5, 1, 2)]
+    cells = [_cell(lt, s, 1000 / lt / s) for lt in (0.25, 1, 4) for s in (0.5, 1, 2)]
     assert trend(cells) == {"darker_longer": [6, 6], "shakier_shorter": [6, 6]}
     # light 1, shake 1 far too long: now longer than its darker neighbour's (4000 us) and than its less shaky
     # neighbour's (2000 us): one pair broken each way; the pairs with its brighter and shakier neighbours still hold

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import gimbal.data.interpolate as interp_mod
+from gimbal.config import parse_config
 from gimbal.data.clips import cut_clips
 from gimbal.data.interpolate import (
     Interpolator,
@@ -22,7 +23,6 @@ from gimbal.data.interpolate import (
 )
 from gimbal.data.video import read_frames, write_video
 from gimbal.errors import DataError, ParamError, ShapeError
-from gimbal.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 

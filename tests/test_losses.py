@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from gimbal.config import parse_config
 from gimbal.errors import ParamError, ShapeError
 from gimbal.losses import LossConfig, anneal_weight, gimbal_loss, gradient_l1_loss
 from gimbal.metrics import psnr, ssim
-from gimbal.config import parse_config
 
 
 def _sobel_by_hand(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shard_fixtures import make_interp, make_shards
 
 from gimbal.data.shards import ShardConfig
-from shard_fixtures import make_interp, make_shards
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -178,10 +178,11 @@ def test_a_training_that_fails_before_its_first_step_leaves_dvclive_as_it_was(sh
     `dvclive/train_gimbal/` (10 files -> 0)."""
     import shutil
 
+    from test_train import tiny_params
+
     from gimbal.config import parse_config
     from gimbal.errors import DataError
     from gimbal.train import train
-    from test_train import tiny_params
 
     broken = tmp_path / "shards"
     shutil.copytree(shards, broken)

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from gimbal.system import GimbalSystem
-from gimbal.tiling import (bytes_per_pixel, plan_tiles, receptive_radius, reconstruct_tiled, tile_margin,
-                           tile_starts)
+from gimbal.tiling import bytes_per_pixel, plan_tiles, receptive_radius, reconstruct_tiled, tile_margin, tile_starts
 
 DURATIONS_S = torch.tensor([872.0, 234.0, 583.0], dtype=torch.float64) * 1e-6
 MAX_FLOW = 4.0

@@ -31,11 +31,11 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gimbal.errors import DataError, FetchError, ParamError
-from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
 from gimbal.data.samples import SamplesConfig, flight_file
 from gimbal.data.sources import PKG_SCHEME, packaged_file
 from gimbal.data.video import LENGTH_SLACK_FRAMES, VideoInfo, declared_length, probe, sha256_file
+from gimbal.errors import DataError, FetchError, ParamError
+from gimbal.io import atomic_path, make_temp_dir, read_json, remove_stale_temps, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,16 @@ import math
 import os
 import platform
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import numpy as np
 
 from gimbal.errors import DataError
 from gimbal.io import atomic_path
-
 
 #: libavcodec encoder threads: a constant, not the machine's core count, so that outputs do not depend on the machine
 ENCODE_THREADS = 4

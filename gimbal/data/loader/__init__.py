@@ -34,8 +34,8 @@ import torch
 
 from gimbal.data.loader.dali_reader import (
     DaliClipLoader,
-    dali_device,
     dali_codec_error,
+    dali_device,
     dali_import_error,
     dali_probe,
 )
