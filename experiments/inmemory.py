@@ -25,8 +25,8 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -19,14 +19,14 @@ import torch.distributed as dist
 from gimbal.checkpoint import run_fingerprint
 from gimbal.config import Config
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
-from gimbal.io import write_json_atomic
-from gimbal.metrics import psnr, ssim
-from gimbal.params import group_dict
 from gimbal.fit import Divergence, FitResult, fit, networks_in
+from gimbal.io import write_json_atomic
+from gimbal.losses import gradient_l1_loss
+from gimbal.metrics import psnr, ssim
+from gimbal.models.liveness import gimbal_liveness
+from gimbal.params import group_dict
 from gimbal.runtime import Dist, Seeds, TrainConfig, setup_distributed
 from gimbal.sensor.plot import plot_schedule
-from gimbal.losses import gradient_l1_loss
-from gimbal.models.liveness import gimbal_liveness
 from gimbal.system import GimbalSystem, StepOutput, exposure_report, middle_frame_image, save_system
 
 __all__ = ["LIVENESS_KEYS", "GimbalTask", "make_optimizer", "set_learning_rates", "train", "validate"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from shard_fixtures import make_shards
 
 from gimbal.baselines.deblurgan import DeblurGANv2
 from gimbal.baselines.deblurgan.train import train_deblurgan
@@ -21,7 +22,6 @@ from gimbal.errors import ParamError
 from gimbal.runtime import cuda_available
 from gimbal.system import GimbalSystem, load_system
 from gimbal.train import train
-from shard_fixtures import make_shards
 
 REPO = Path(__file__).resolve().parents[1]
 
