@@ -2,7 +2,7 @@
 #   make repro   - create .venv, install everything (torch 2.13.0 CPU, the offline `dvc plots show` template),
 #                  run `dvc repro` on the embedded default, its trainings in GIMBAL_JOBS (default 2)
 #                  lanes side by side (tools/repro_lanes.py; plain `dvc repro` runs them one at a time)
-#   make test    - create .venv if needed, install, run the test suite
+#   make test    - create .venv if needed, install, lint (ruff), run the test suite
 #   make lock    - refresh requirements.lock from pyproject.toml (docs/environment.md; needs uv)
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -58,7 +58,9 @@ VENV_PATH := PATH="$(abspath $(BIN)):$$PATH"
 repro: $(STAMP) $(PLOTS_TEMPLATE)
 	$(VENV_PATH) python tools/repro_lanes.py dvc.yaml
 
+# lint first (ruff: pyflakes, import order, pycodestyle errors; rules in pyproject.toml), then the suite
 test: $(STAMP) $(PLOTS_TEMPLATE)
+	$(VENV_PATH) ruff check .
 	$(VENV_PATH) python -m pytest -q
 
 clean-venv:
