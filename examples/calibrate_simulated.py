@@ -5,7 +5,7 @@ The camera is a made-up small-pixel CMOS sensor (3.45 um pixels, 12 bits), unlik
 an exposure-time series (1-40 ms, 40 bright and 40 dark pairs, 16-image stacks, 64 x 64 pixels, 16-bit PNG) of
 :func:`gimbal.calibration.simulate.simulate_dataset`; the preset and its two figures go to ``--out``.
 
-Usage: ``python benchmarks/calibration_example.py [--data tmp/emva_example] [--out docs/calibration] [--seed 0]``
+Usage: ``python examples/calibrate_simulated.py [--data tmp/emva_example] [--out docs/calibration] [--seed 0]``
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     GIMBAL_JOBS=2 dvc exp run --queue -n seed1 -S seed=1   # and seed2; then
     GIMBAL_JOBS=2 dvc queue start -j 2
-    python tools/seed_spread.py > experiments/results/seed_spread.json
+    python experiments/seed_spread.py > experiments/results/seed_spread.json
 
 Reads ``dvc exp show --json`` (the workspace's run and every experiment whose params differ from it only in
 ``seed``; the

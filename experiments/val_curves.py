@@ -1,6 +1,6 @@
 """Validation curves (val split) of DVC experiments, for choosing defaults on val.
 
-    python tools/val_curves.py --variants gimbal,kpn lr1e-3 lr1e-2 workspace > experiments/results/lr_val_curves.json
+    python experiments/val_curves.py --variants gimbal,kpn lr1e-3 lr1e-2 workspace > experiments/results/lr_val_curves.json
 
 For each experiment name (``workspace``: the checked-out run) and each of ``--variants`` (the ones the
 experiments trained; default all), prints the

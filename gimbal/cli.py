@@ -144,7 +144,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     its two figures are written all or none, so a refused or failed run (bad data, an unwritable folder, a full
     disk) writes nothing."""
     from gimbal.calibration import calibrate_files, format_table
-    from gimbal.imageio import output_error
+    from gimbal.frame_files import output_error
 
     out = Path(args.output)
     for path in (out, out.with_name(f"{out.stem}_ptc.png"), out.with_name(f"{out.stem}_snr.png")):

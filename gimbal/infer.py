@@ -5,7 +5,7 @@ training: a raw, dark-subtracted burst ``(B, n, C, H, W)`` in [0, 1] DN (``DN / 
 with exposure durations ``dt_i`` in seconds; it applies eq. (14) (``Y_i * T / dt_i``, with the
 *model's* budget ``T``, the brightness scale it was trained on) and the flow + KPN network.
 
-Reading frames and writing images: :mod:`gimbal.imageio`.
+Reading frames and writing images: :mod:`gimbal.frame_files`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from gimbal.errors import DataError, ModelFileWrongKind, ParamError, ShapeError
-from gimbal.imageio import (
+from gimbal.frame_files import (
     LINEAR_OUTPUT_EXTS,
     Burst,
     OutputFiles,
@@ -353,7 +353,7 @@ def infer_files(
     schedule differs from the model's training setup, and when more than
     :data:`SATURATION_WARN_FRACTION` of the normalized burst saturates. Refuses a merge with
     non-finite or implausible values (:func:`check_merge`), naming the model file. The outputs appear together
-    (:class:`~gimbal.imageio.OutputFiles`), only when everything succeeded: a refused or failed run writes nothing.
+    (:class:`~gimbal.frame_files.OutputFiles`), only when everything succeeded: a refused or failed run writes nothing.
 
     Args:
         frames: n frame files in capture order.

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from gimbal.errors import DataError
-from gimbal.imageio import UsageError
+from gimbal.frame_files import UsageError
 from gimbal.io import atomic_path
 from gimbal.models.net import GimbalNet, GimbalOutput
 from gimbal.system import GimbalSystem, exposure_report, load_system, read_system_file

@@ -38,7 +38,7 @@ import torch
 from gimbal.data.augment import AugmentConfig, augment_full_frames, to_irradiance
 from gimbal.data.video import read_frames
 from gimbal.errors import DataError, ParamError
-from gimbal.imageio import UsageError, _png16_bytes, output_error, read_frame
+from gimbal.frame_files import UsageError, _png16_bytes, output_error, read_frame
 from gimbal.infer import US, check_exposures, read_model_schedule, schedule_us, with_timing
 from gimbal.io import atomic_path, disk_full_named
 from gimbal.sensor.camera import CameraSpec, camera_from_file, camera_names, get_camera

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("components and their params groups: models, sensor, data, baselines' networks, losses, scores", (
         "gimbal.models", "gimbal.models.*", "gimbal.sensor", "gimbal.sensor.*", "gimbal.data", "gimbal.data.*",
         "gimbal.baselines", "gimbal.baselines.base", "gimbal.baselines.*", "gimbal.losses", "gimbal.display",
-        "gimbal.metrics", "gimbal.stats", "gimbal.plots", "gimbal.eval_config", "gimbal.imageio",
+        "gimbal.metrics", "gimbal.stats", "gimbal.plots", "gimbal.eval_config", "gimbal.frame_files",
         "gimbal.imageheader", "gimbal.working_point")),
     ("run machinery", ("gimbal.runtime", "gimbal.checkpoint", "gimbal.live")),
     ("io, params, errors", ("gimbal", "gimbal.io", "gimbal.params", "gimbal.errors")),

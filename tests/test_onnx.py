@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 
 from gimbal.cli import main
-from gimbal.imageio import read_frame
+from gimbal.frame_files import read_frame
 from gimbal.onnx_merge import OnnxSystem
 from gimbal.system import GimbalSystem, load_system, save_system
 from gimbal.tiling import reconstruct_tiled, tile_margin

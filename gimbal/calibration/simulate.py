@@ -1,6 +1,6 @@
 """Simulated EMVA 1288 data sets: the standard's linear camera with known constants, as image files.
 
-Used by the tests of ``gimbal calibrate`` and by ``benchmarks/calibration_example.py`` (docs/calibration.md).
+Used by the tests of ``gimbal calibrate`` and by ``examples/calibrate_simulated.py`` (docs/calibration.md).
 The simulation is plain numpy and shares no code with the estimator (:mod:`gimbal.calibration.emva`).
 
 Camera model, per pixel (m, n) and exposure time t, with mu_p photons per pixel (units: e-, DN)::
