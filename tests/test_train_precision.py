@@ -18,7 +18,7 @@ from gimbal.baselines.dmphn import DMPHN
 from gimbal.baselines.dmphn.train import train_dmphn
 from gimbal.config import parse_config
 from gimbal.data.shards import ShardConfig
-from gimbal.errors import ParamError
+from gimbal.errors import Interrupted, ParamError
 from gimbal.runtime import cuda_available
 from gimbal.system import GimbalSystem, load_system
 from gimbal.train import train
@@ -155,6 +155,31 @@ def test_fp32_changes_nothing_and_a_bad_precision_is_refused(shards: Path, tmp_p
     assert all(torch.equal(v, b[k]) for k, v in a.items())
     with pytest.raises(ParamError, match=r"train\.precision"):
         parse_config(tiny_params("fp16"))
+
+
+def test_bf16_killed_and_resumed_equals_an_uninterrupted_run(shards: Path, tmp_path: Path, monkeypatch) -> None:
+    """Under bf16 too, a run killed at step 3 (after the checkpoint of step 2) and rerun writes the same model file
+    and learning curves as an uninterrupted one."""
+    import gimbal.train as train_module
+
+    p = tiny_params("bf16", steps=4)
+    _train(p, "gimbal", shards, tmp_path / "a")
+    real, calls = train_module.make_irradiance, {"n": 0}
+
+    def killed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "make_irradiance", killed)
+        with pytest.raises(Interrupted, match="resumes from step 2"):
+            _train(p, "gimbal", shards, tmp_path / "b")
+    _train(p, "gimbal", shards, tmp_path / "b")
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
+    assert (tmp_path / "a/live/plots/metrics/train/loss.tsv").read_text() == \
+        (tmp_path / "b/live/plots/metrics/train/loss.tsv").read_text()
 
 
 @pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device")
