@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from shard_fixtures import make_shards
 
+from gimbal.config import parse_config
+from gimbal.data.irradiance import Scenes, fixed_irradiance_set
 from gimbal.data.shards import ShardConfig
-from gimbal.errors import DataError, ParamError
-from gimbal.data.irradiance import fixed_irradiance_set
-from gimbal.data.irradiance import Scenes
 from gimbal.display import sensor_ground_truth
+from gimbal.errors import DataError, ParamError
 from gimbal.system import GimbalSystem, load_system, save_system
 from gimbal.train import train, validate
-from gimbal.config import parse_config
-from shard_fixtures import make_shards
 
 REPO = Path(__file__).resolve().parents[1]
 

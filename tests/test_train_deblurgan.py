@@ -19,8 +19,8 @@ from gimbal.baselines.deblurgan import DeblurGANConfig, DeblurGANv2
 from gimbal.baselines.deblurgan.train import load_deblurgan_weights, train_deblurgan
 from gimbal.config import parse_config
 from gimbal.data.shards import ShardConfig, build_shards
-from gimbal.errors import DataError, ParamError
 from gimbal.display import Display, power_gamma, sensor_ground_truth
+from gimbal.errors import DataError, ParamError
 from gimbal.system import build_sensor, full_exposure_image
 
 REPO = Path(__file__).resolve().parents[1]
