@@ -3,9 +3,11 @@
     GIMBAL_JOBS=2 dvc exp run --queue -n seed1 -S seed=1   # and seed2; then
     GIMBAL_JOBS=2 dvc queue start -j 2
     python experiments/seed_spread.py > experiments/results/seed_spread.json
+    # the same in bf16: queue with -S train.precision=bf16 (seed 0 too), then
+    python experiments/seed_spread.py --precision bf16 > experiments/results/seed_spread_bf16.json
 
 Reads ``dvc exp show --json`` (the workspace's run and every experiment whose params differ from it only in
-``seed``; the
+``seed`` and, with ``--precision``, ``train.precision``; the
 data and the splits have seeds of their own, so only training moves), and prints per seed the test PSNR of
 every method, the paired margins with their intervals and the learned schedule, plus the mean and the range
 over seeds, as JSON (the "Seed spread" table of docs/results.md is this file).
@@ -13,6 +15,8 @@ over seeds, as JSON (the "Seed spread" table of docs/results.md is this file).
 
 from __future__ import annotations
 
+import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -53,6 +57,10 @@ def _schedule(rev: str | None) -> list[float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="train.precision of the runs (default: the "
+                        "workspace's)")
+    args = parser.parse_args()
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True,
                                       check=True).stdout)
     runs: list[dict[str, Any]] = []
@@ -60,13 +68,24 @@ def main() -> None:
     def params(run: dict[str, Any]) -> dict[str, Any]:
         return run["data"].get("params", {}).get("params.yaml", {}).get("data", {})
 
+    def configuration(run: dict[str, Any]) -> dict[str, Any]:
+        """The run's params but the seed and the precision."""
+        p = copy.deepcopy(params(run))
+        p.pop("seed", None)
+        p.get("train", {}).pop("precision", None)
+        return p
+
+    def precision(run: dict[str, Any]) -> str:
+        return params(run).get("train", {}).get("precision", "fp32")
+
     workspace = next(r for r in runs if r["data"].get("rev") == "workspace")
-    same = {k: v for k, v in params(workspace).items() if k != "seed"}
+    same = configuration(workspace)
+    wanted = args.precision or precision(workspace)
     by_seed: dict[int, dict[str, Any]] = {}
     for run in runs:
         data = run["data"]
-        if {k: v for k, v in params(run).items() if k != "seed"} != same:
-            continue  # another configuration (e.g. an lr sweep): not a seed of the embedded default
+        if configuration(run) != same or precision(run) != wanted:
+            continue  # another configuration (e.g. an lr sweep) or precision: not a seed of this one
         seed = params(run).get("seed")
         if seed is None or seed in by_seed:
             continue
@@ -74,7 +93,7 @@ def main() -> None:
         gimbal = _read_json("metrics/train_gimbal.json", data.get("rev")) or {}
         if not ev:
             continue
-        by_seed[seed] = {"experiment": run.get("name") or data.get("rev"),
+        by_seed[seed] = {"experiment": run.get("name") or data.get("rev"), "precision": wanted,
                          "psnr": {m: ev[m]["psnr"] for m in METHODS},
                          "margins": {k: {"psnr": v["psnr"], "psnr_lo": v["psnr_lo"], "psnr_hi": v["psnr_hi"]}
                                      for k, v in ev["margins"].items()},

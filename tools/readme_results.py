@@ -85,6 +85,20 @@ def block() -> str:
               f"{round(sched['idle_us'])} us idle in the {sched['budget_us']:.0f} us budget "
               f"({sched['readout_us']:.0f} us readouts); the reference exposure is "
               f"[{ref_start:.0f}, {ref_end:.0f}] us."]
+    wp = ev.get("working_point")
+    if wp:  # (e-bar, d-bar): the paper's description of a working point, the same for every model of this run
+        pts = {(round(m["e_bar"]), m["d_bar_px"]) for m in wp["models"].values()}
+        if len(pts) == 1:
+            (e_bar, d_bar), = pts
+            where = f"e-bar = {e_bar} e-, d-bar = {d_bar:.2f} px for every model"
+        else:
+            where = "; ".join(f"`{k}` e-bar = {round(m['e_bar'])} e-, d-bar = {m['d_bar_px']:.2f} px"
+                              for k, m in wp["models"].items())
+        authors = wp["authors"]["released_training"]
+        lines += ["", f"Working point (embedded tier, network pixels, {wp['models'][next(iter(wp['models']))]['window_frames']}"
+                  f"-frame window): {where}; the authors' training crop gives d-bar = {authors['d_bar_px']:.2f} px "
+                  f"({authors['window_frames']} frames); the test scenes' own motion over the window is "
+                  f"{wp['test']['content_motion_px']:.1f} px."]
     return "\n".join(lines)
 
 
