@@ -226,6 +226,17 @@ def _applies(marker: Marker | None, extra: str = "") -> bool:
     return marker is None or marker.evaluate({"extra": extra})
 
 
+def _cuda_runtime(name: str) -> bool:
+    """A package that only torch's CUDA builds declare (the lock pins torch's CPU wheel, which declares none)."""
+    name = canonicalize_name(name)
+    return name.startswith(("nvidia-", "cuda-")) or name == "triton"
+
+
+def test_torchs_cuda_runtime_is_told_apart_from_what_the_lock_must_hold():
+    assert all(_cuda_runtime(n) for n in ("nvidia-cudnn-cu13", "cuda-bindings", "cuda-toolkit", "triton"))
+    assert not any(_cuda_runtime(n) for n in ("numpy", "sympy", "networkx", "filelock", "typing-extensions"))
+
+
 def test_this_environment_is_the_lock_and_the_lock_is_whole():
     """Every locked package that applies here is installed at its locked version, and every dependency an
     installed package declares (torch's included) is locked too: a --no-deps install leaves nothing out."""
@@ -244,6 +255,8 @@ def test_this_environment_is_the_lock_and_the_lock_is_whole():
     for name in [INSTALLED_FIRST, *(n for n, (_, m, _) in entries.items() if _applies(m) and n not in NO_DEPS)]:
         for spec in metadata.requires(name) or []:
             dep = Requirement(spec)
+            if name == INSTALLED_FIRST and _cuda_runtime(dep.name):
+                continue  # a CUDA build of torch (a GPU machine, or a Python with no CPU wheel at hand) brings its own
             if _applies(dep.marker) and canonicalize_name(dep.name) not in entries | {INSTALLED_FIRST: None}:
                 missing.add(f"{dep.name} (for {name})")
     assert not missing, f"{LOCK.name} misses dependencies: {sorted(missing)}; run `make lock`"
