@@ -54,6 +54,11 @@ class _StderrHandler(logging.Handler):
 _HANDLER = _StderrHandler()
 
 
+def _add_output_flags(parser: argparse.ArgumentParser, quiet_help: str = "print warnings and errors only") -> None:
+    """``-q/--quiet`` and ``--debug``, the same on every subcommand."""
+    parser.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    parser.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
+
 def _setup_logging(quiet: bool) -> None:
     logger = logging.getLogger("gimbal")
     if _HANDLER not in logger.handlers:
@@ -215,8 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="run the model with PyTorch (a .pt --model) or onnxruntime (a .onnx --model from "
                         "`gimbal export --onnx`); default: torch")
-    p.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
-    p.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
+    _add_output_flags(p)
     p.set_defaults(func=_infer)
 
     e = sub.add_parser(
@@ -230,8 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="ONNX file to write (.onnx)")
     e.add_argument("--model", type=Path, required=True, help="trained model (models/<variant>.pt)")
     e.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
-    e.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
-    e.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
+    _add_output_flags(e)
     e.set_defaults(func=_export)
 
     b = sub.add_parser(
@@ -273,8 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a video's frames spanning the budget (default {DEFAULT_CLIP_FRAMES})")
     b.add_argument("--seed", type=int, default=0, help="seed of the shake and the sensor noise (default 0)")
     b.add_argument("--format", choices=FRAME_FORMATS, default="png", help="frame files: png or tiff (16-bit)")
-    b.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
-    b.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
+    _add_output_flags(b)
     b.set_defaults(func=_simulate)
 
     s = sub.add_parser("schedule", help="print a model's learned shutter schedule in microseconds",
@@ -284,8 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the schedule as JSON (for camera drivers)")
     s.add_argument("--plot", type=Path, default=None, metavar="FILE",
                    help="also draw the timeline (Fig. 3 style) to FILE: .png, .svg or .pdf")
-    s.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
-    s.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
+    _add_output_flags(s)
     s.set_defaults(func=_schedule)
 
     c = sub.add_parser(
@@ -307,8 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--allow-outside", action="store_true",
                    help="read images that the descriptor names outside its own folder (absolute paths or '..'); "
                         "without it such a descriptor is refused")
-    c.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only (no table)")
-    c.add_argument("--debug", action="store_true", help="on an unexpected error, print the traceback")
+    _add_output_flags(c, quiet_help="print warnings and errors only (no table)")
     c.set_defaults(func=_calibrate)
     return parser
 
