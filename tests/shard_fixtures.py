@@ -73,3 +73,9 @@ def make_shards(
     index, data = make_interp(tmp / "interp", splits, clips_per_video, frames, h, w)
     build_shards(index, tmp / "shards", cfg, progress=False)
     return tmp / "shards", data
+
+
+def training_shards(tmp: Path) -> Path:
+    """The small shards the training tests share: 2 train, 2 val, 2 test clips of 17 frames, 28x32, lossless H.264."""
+    path, _ = make_shards(tmp, ShardConfig(clips_per_shard=2, codec="libx264", crf=0), frames=17, h=28, w=32)
+    return path

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from shard_fixtures import make_interp, make_shards
+from shard_fixtures import make_interp, make_shards, training_shards
 
 from gimbal.data.shards import ShardConfig
 
@@ -44,8 +44,7 @@ def _run(monkeypatch, capsys, script: str, *argv: str) -> tuple[int, str]:
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 train, 2 val, 2 test clips."""
     root = tmp_path_factory.mktemp("fault_shards")
-    path, _ = make_shards(root, ShardConfig(clips_per_shard=2, codec="libx264", crf=0), frames=17, h=28, w=32)
-    return path
+    return training_shards(root)
 
 
 # -- a batch larger than the split --------------------------------------------------------------------------------

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from shard_fixtures import make_shards
+from shard_fixtures import training_shards
 
 from gimbal.config import parse_config
 from gimbal.data.irradiance import Scenes, fixed_irradiance_set
-from gimbal.data.shards import ShardConfig
 from gimbal.display import sensor_ground_truth
 from gimbal.errors import DataError, ParamError
 from gimbal.system import GimbalSystem, load_system, save_system
@@ -36,8 +35,7 @@ def tiny_params(n: int = 3) -> dict:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("train_shards")
-    path, _ = make_shards(root, ShardConfig(clips_per_shard=2, codec="libx264", crf=0), frames=17, h=28, w=32)
-    return path
+    return training_shards(root)
 
 
 def _irradiance(b: int = 2, frames: int = 17, size: int = 16, seed: int = 0) -> torch.Tensor:

@@ -14,12 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from shard_fixtures import make_shards
+from shard_fixtures import training_shards
 
 from gimbal.baselines.deblurgan.model import DeblurGANConfig, DeblurGANv2
 from gimbal.config import parse_config
 from gimbal.data.irradiance import fixed_irradiance_set
-from gimbal.data.shards import ShardConfig
 from gimbal.system import GimbalSystem, load_system
 from gimbal.train import train
 
@@ -37,8 +36,7 @@ def _psnr(image: torch.Tensor, target: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("outcome_shards")
-    path, _ = make_shards(root, ShardConfig(clips_per_shard=2, codec="libx264", crf=0), frames=17, h=28, w=32)
-    return path
+    return training_shards(root)
 
 
 def _params(steps: int) -> dict:

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from shard_fixtures import make_shards
+from shard_fixtures import training_shards
 
 from gimbal.baselines.deblurgan import DeblurGANv2
 from gimbal.baselines.deblurgan.train import train_deblurgan
 from gimbal.baselines.dmphn import DMPHN
 from gimbal.baselines.dmphn.train import train_dmphn
 from gimbal.config import parse_config
-from gimbal.data.shards import ShardConfig
 from gimbal.errors import Interrupted, ParamError
 from gimbal.runtime import cuda_available
 from gimbal.system import GimbalSystem, load_system
@@ -42,8 +41,7 @@ def tiny_params(precision: str, steps: int = 3) -> dict:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("precision_shards")
-    path, _ = make_shards(root, ShardConfig(clips_per_shard=2, codec="libx264", crf=0), frames=17, h=28, w=32)
-    return path
+    return training_shards(root)
 
 
 def _train(p: dict, method: str, shards: Path, out: Path) -> dict:
