@@ -30,7 +30,8 @@ from gimbal.errors import ShapeError
 __all__ = ["AUTHORS_TRAINING", "blur_diameter_px", "content_motion_px", "global_shifts", "mean_electrons",
            "path_diameter"]
 
-AUTHORS_TRAINING: tuple[AugmentConfig, int] = (AugmentConfig(crop=512, center=256, out_size=128), 121)
+AUTHORS_TRAINING: tuple[AugmentConfig, int] = (AugmentConfig(crop=512, center=256, out_size=128,
+                                                             shake_focal_net_px=None), 121)
 """The authors' released training crop (512 -> 256 -> 128, with their shake and intrinsics: the defaults) and its
 window (T spans the first 121 of the 241 frames), to state d-bar beside theirs (the paper's text: all 241)."""
 

@@ -183,7 +183,8 @@ def test_region_warp_equals_warping_the_whole_crop(motion: str, scale: str) -> N
     g = torch.Generator().manual_seed(0)
     clips = torch.randint(0, 256, (3, 7, 3, 90, 120), generator=g, dtype=torch.uint8)
     cfg = AugmentConfig(crop=64, center=32, out_size=32, motion=motion, shake_std_deg=(0.5, 2.0, 2.0),
-                        max_rotation_deg=6.0, min_rotation_deg=6.0, intrinsics_scale=scale, flips=False)
+                        max_rotation_deg=6.0, min_rotation_deg=6.0, intrinsics_scale=scale, flips=False,
+                        shake_focal_net_px=None)
     out = augment_clips(clips, cfg, torch.Generator().manual_seed(1), channels=1)
     assert out.linear.shape == (3, 7, 1, 32, 32)
     fx, fy, cx, cy = cfg.intrinsics
@@ -255,7 +256,7 @@ def test_shake_intrinsics_crop_is_the_released_scaling() -> None:
     """``intrinsics_scale: crop`` (the released ``RandomRotate._adapt_intrinsics``): f scaled per axis by the
     512 x 512 editing crop whatever the frame, fx = 5480.68 x 512 / 1920, fy = 5494.67 x 512 / 1080 px;
     ``frame``: by the frame, as before. The principal point is scaled by the image in both."""
-    cfg = AugmentConfig(crop=512, center=256, out_size=128)
+    cfg = AugmentConfig(crop=512, center=256, out_size=128, shake_focal_net_px=None)
     assert cfg.intrinsics_scale == "crop" and cfg.intrinsics == (5480.68, 5494.67, 1020.30, 516.23)
     for w, h in ((1280, 720), (1920, 1080), (512, 512)):
         k = shake_intrinsics(cfg, w, h)
@@ -264,7 +265,7 @@ def test_shake_intrinsics_crop_is_the_released_scaling() -> None:
     assert (k[0, 2].item(), k[1, 2].item()) == pytest.approx((680.20, 344.15), abs=0.01)  # the frame's
     k = shake_intrinsics(cfg, 512, 512)  # the training crop, in its own coordinates
     assert (k[0, 2].item(), k[1, 2].item()) == pytest.approx((272.08, 244.73), abs=0.01)
-    frame = AugmentConfig(crop=512, center=256, out_size=128, intrinsics_scale="frame")
+    frame = AugmentConfig(crop=512, center=256, out_size=128, intrinsics_scale="frame", shake_focal_net_px=None)
     for k in (shake_intrinsics(frame, 1280, 720), frame_intrinsics(cfg, 1280, 720)):
         assert k[0, 0].item() == pytest.approx(5480.68 * 1280 / 1920)
         assert k[0, 0].item() == pytest.approx(3653.79, abs=0.01)
@@ -294,7 +295,8 @@ def test_crop_intrinsics_move_a_dot_by_the_released_focal_lengths() -> None:
     pp + (fx d_x / d_z, fy d_y / d_z), d = R e_z (a yaw a: fx tan a), with the crop's focal lengths
     fx = 1461.5, fy = 2604.9 px, both in training crops and on whole frames (the same pixel motion)."""
     fx, fy = 1461.5, 2604.9  # 5480.68 x 512 / 1920, 5494.67 x 512 / 1080
-    cfg = AugmentConfig(crop=512, center=512, out_size=512, shake_std_deg=(0.0, 1.0, 1.0), flips=False)
+    cfg = AugmentConfig(crop=512, center=512, out_size=512, shake_std_deg=(0.0, 1.0, 1.0), flips=False,
+                        shake_focal_net_px=None)
     t, seed = 5, 3
     # training crops: the crop's principal point (1020.30 x 512 / 1920, 516.23 x 512 / 1080) = (272.08, 244.73)
     # in crop coordinates; the draws do not depend on the content, so a blank run gives the crop origin first
@@ -313,6 +315,35 @@ def test_crop_intrinsics_move_a_dot_by_the_released_focal_lengths() -> None:
     moved_full = _centroids(full.linear[0]) - torch.tensor([680.0, 344.0], dtype=torch.float64)
     torch.testing.assert_close(moved_crop, expected, atol=0.1, rtol=0)
     torch.testing.assert_close(moved_full, expected, atol=0.1, rtol=0)
+
+
+def test_focal_in_network_pixels_moves_a_dot_by_that_focal_length() -> None:
+    """``shake_focal_net_px`` F: in the *network's* pixels (a 128 crop resized to 64), a rotation R moves the pixel
+    at the principal point by (F d_x / d_z, F (fy / fx) d_y / d_z), d = R e_z, fy / fx the released crop rule's
+    (5494.67 / 1080) / (5480.68 / 1920), whatever the crop size; on whole frames too. The default F is the
+    authors' training crop's, 5480.68 x 512 / 1920 x 128 / 256 = 730.76 px."""
+    assert AugmentConfig().shake_focal_net_px == pytest.approx(5480.68 * 512 / 1920 * 128 / 256, abs=0.01)
+    f_net = 150.0
+    ratio = (5494.67 / 1080) / (5480.68 / 1920)
+    cfg = AugmentConfig(crop=128, center=128, out_size=64, shake_std_deg=(0.0, 0.5, 0.5), flips=False,
+                        shake_focal_net_px=f_net)
+    t, seed = 5, 2
+    origin = augment_clips(torch.zeros(1, t, 1, 360, 640), cfg, torch.Generator().manual_seed(seed), 1).origins[0]
+    x0, y0 = (int(v) for v in origin)
+    px, py = 1020.30 * 128 / 1920, 516.23 * 128 / 1080  # the crop's principal point, crop pixels
+    crop = augment_clips(_dot_clips(t, 360, 640, x0 + round(px), y0 + round(py)), cfg,
+                         torch.Generator().manual_seed(seed), 1)
+    d = crop.rotations[0, :, :, 2].double()
+    expected = torch.stack([f_net * d[:, 0] / d[:, 2], f_net * ratio * d[:, 1] / d[:, 2]], dim=1)
+    assert expected[[0, 1, 3, 4]].abs().max() > 1.0  # it moves by network pixels
+    start = torch.tensor([round(px), round(py)], dtype=torch.float64) * 64 / 128 + (64 / 128 - 1) / 2
+    torch.testing.assert_close(_centroids(crop.linear[0]) - start, expected, atol=0.1, rtol=0)
+    full = augment_full_frames(_dot_clips(t, 360, 640, 340, 172), cfg, torch.Generator().manual_seed(seed), 1)
+    pp_full = torch.tensor([1020.30 * 640 / 1920, 516.23 * 360 / 1080], dtype=torch.float64)
+    # the dot sits at (340, 172), 0.1 px from the frame's principal point: the motion there is the same to 1e-3 px
+    start = torch.tensor([340.0, 172.0], dtype=torch.float64) * 64 / 128 + (64 / 128 - 1) / 2
+    assert (pp_full - torch.tensor([340.0, 172.0])).abs().max() < 0.2
+    torch.testing.assert_close(_centroids(full.linear[0]) - start, expected, atol=0.1, rtol=0)
 
 
 def test_flips_are_drawn_per_clip_about_half_the_time() -> None:

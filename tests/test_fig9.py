@@ -29,12 +29,15 @@ def test_blur_diameter_matches_the_expected_range_of_a_random_walk() -> None:
     """Yaw only: the principal point moves by fx tan(yaw) along x, and yaw is a Gaussian random walk of F - 1 steps
     of std s. The expected range of such a walk is s (sqrt(8 n / pi) + 2 zeta(1/2) / sqrt(2 pi)) for large n
     (Siegmund's correction of the Brownian sqrt(8 t / pi); zeta(1/2) = -1.4603545)."""
-    aug = AugmentConfig(crop=128, center=64, out_size=32, shake_std_deg=(0.0, 0.0, 0.01))
+    aug = AugmentConfig(crop=128, center=64, out_size=32, shake_std_deg=(0.0, 0.0, 0.01), shake_focal_net_px=None)
     frames, s = 241, math.radians(0.01)
     rng = s * (math.sqrt(8 * (frames - 1) / math.pi) + 2 * -1.4603545 / math.sqrt(2 * math.pi))
     fx = 5480.68 * 128 / 1920  # the crop-scaled focal length (released intrinsics)
     expected = fx * math.tan(rng) * 32 / 64
     assert blur_diameter_px(aug, frames, draws=4000, seed=3) == pytest.approx(expected, rel=0.03)
+    # the focal length set in network pixels (the default: the authors' training crop's, 730.76 px)
+    net = dataclasses.replace(aug, shake_focal_net_px=730.76)
+    assert blur_diameter_px(net, frames, draws=4000, seed=3) == pytest.approx(730.76 * math.tan(rng), rel=0.03)
     # twice the shake, twice the blur; no shake, no blur
     doubled = dataclasses.replace(aug, shake_std_deg=(0.0, 0.0, 0.02))
     assert blur_diameter_px(doubled, frames, draws=4000, seed=3) == pytest.approx(2 * expected, rel=0.03)

@@ -91,3 +91,17 @@ def test_path_diameter() -> None:
     square = torch.tensor([[0.0, 0.0], [3.0, 0.0], [3.0, 4.0], [0.0, 4.0]], dtype=torch.float64)
     assert float(path_diameter(square)) == pytest.approx(5.0)
     assert path_diameter(torch.stack([square, 2 * square])).tolist() == pytest.approx([5.0, 10.0])
+
+
+def test_default_blur_is_the_authors_training_blur_at_the_same_window() -> None:
+    """The default shake has the authors' d-bar in network pixels: their released training crop (512 -> 256 -> 128,
+    the intrinsics scaled by the editing crop) at the same window and draws, although the embedded crop is 128;
+    the released rule applied to the 128 crop would give a quarter of it."""
+    from gimbal.data.augment import AugmentConfig
+    from gimbal.working_point import AUTHORS_TRAINING, blur_diameter_px
+
+    for frames in (121, 241):
+        authors = blur_diameter_px(AUTHORS_TRAINING[0], frames)
+        assert blur_diameter_px(AugmentConfig(), frames) == pytest.approx(authors, rel=2e-3)
+        small = AugmentConfig(shake_focal_net_px=None)
+        assert blur_diameter_px(small, frames) == pytest.approx(authors / 4, rel=2e-3)

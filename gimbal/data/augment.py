@@ -74,6 +74,14 @@ class AugmentConfig:
         intrinsics_size: ``(width, height)`` the intrinsics were calibrated at.
         intrinsics_scale: what the intrinsics are scaled by (``shake``; :func:`shake_intrinsics`): ``crop``, the
             ``crop x crop`` editing crop (the released code), or ``frame``, the frame.
+        shake_focal_net_px: the shake's horizontal focal length in the *network's* pixels (after the resize by
+            ``out_size / center``; ``shake``), which sets the blur d-bar in network pixels for a given angular
+            shake (d-bar is proportional to it). ``None``: from ``intrinsics`` as ``intrinsics_scale`` scales them
+            (the released code's rule applied to this crop: 182.7 px for a 128 crop at out_size / center = 1/2).
+            Default 730.76 px, the authors' training crop (512 -> 256 -> 128): 5480.68 x 512 / 1920 x 128 / 256.
+            A small crop under the released rule has a focal length, and so a blur in network pixels, smaller by
+            crop / 512 (d-bar about 1.4 px instead of 5.5 over 241 frames for a 128 crop). ``fy`` keeps its ratio
+            to ``fx``.
         max_rotation_deg, min_rotation_deg: range of the per-clip largest rotation (``smooth``).
         focal_px: focal length in pixels of the crop (``smooth``; None: ``crop``).
         smoothness: angular-acceleration noise relative to the initial velocity (``smooth``).
@@ -90,6 +98,7 @@ class AugmentConfig:
     intrinsics: tuple[float, float, float, float] = (5480.68, 5494.67, 1020.30, 516.23)
     intrinsics_size: tuple[int, int] = (1920, 1080)
     intrinsics_scale: Literal["crop", "frame"] = "crop"
+    shake_focal_net_px: float | None = 730.76
     max_rotation_deg: float = 3.0
     min_rotation_deg: float = 0.0
     focal_px: float | None = None
@@ -123,6 +132,9 @@ class AugmentConfig:
             raise ParamError(f"params: 'augment.smoothness' must be >= 0, got {self.smoothness}")
         if self.window_frames is not None and self.window_frames < 2:
             raise ParamError(f"params: 'augment.window_frames' must be >= 2 or null, got {self.window_frames}")
+        if self.shake_focal_net_px is not None and not 0 < self.shake_focal_net_px < math.inf:
+            raise ParamError(f"params: 'augment.shake_focal_net_px' must be a focal length > 0 in network pixels "
+                             f"or null, got {self.shake_focal_net_px}")
         if self.focal_px is not None and self.focal_px <= 0:
             raise ParamError(f"params: 'augment.focal_px' must be > 0, got {self.focal_px}")
 
@@ -395,18 +407,28 @@ def shake_intrinsics(config: AugmentConfig, width: int, height: int) -> torch.Te
       the size of the tensor it rotates, which is the editing crop: call this with ``width = height = crop``
       for a training crop, and with the frame size for a whole frame (the training focal lengths, so the same
       angles move the pixels as much as in training, and the principal point scaled to the frame).
+
+    With ``shake_focal_net_px`` set, the focal lengths are those of the training crop (as ``crop``, for any image
+    size) with ``fx = shake_focal_net_px x center / out_size`` in the crop's pixels and ``fy`` scaled by the same
+    factor; the principal point is scaled as above.
     """
     fx, fy, cx, cy = config.intrinsics
     w0, h0 = config.intrinsics_size
-    fw, fh = (config.crop, config.crop) if config.intrinsics_scale == "crop" else (width, height)
-    return torch.tensor([[fx * fw / w0, 0.0, cx * width / w0], [0.0, fy * fh / h0, cy * height / h0],
+    crop_like = config.intrinsics_scale == "crop" or config.shake_focal_net_px is not None
+    fw, fh = (config.crop, config.crop) if crop_like else (width, height)
+    fx, fy = fx * fw / w0, fy * fh / h0
+    if config.shake_focal_net_px is not None:
+        gain = config.shake_focal_net_px * config.center / config.out_size / fx
+        fx, fy = fx * gain, fy * gain
+    return torch.tensor([[fx, 0.0, cx * width / w0], [0.0, fy, cy * height / h0],
                          [0.0, 0.0, 1.0]], dtype=torch.float64)
 
 
 def frame_intrinsics(config: AugmentConfig, width: int, height: int) -> torch.Tensor:
     """``(3, 3)`` float64 ``K`` of a ``width x height`` frame, f and c scaled by the frame
-    (:func:`shake_intrinsics` with ``intrinsics_scale: frame``)."""
-    return shake_intrinsics(dataclasses.replace(config, intrinsics_scale="frame"), width, height)
+    (:func:`shake_intrinsics` with ``intrinsics_scale: frame`` and no ``shake_focal_net_px``)."""
+    return shake_intrinsics(dataclasses.replace(config, intrinsics_scale="frame", shake_focal_net_px=None), width,
+                            height)
 
 
 def full_frame_size(config: AugmentConfig, height: int, width: int) -> tuple[int, int]:
