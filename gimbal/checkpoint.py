@@ -33,8 +33,6 @@ from typing import Any
 import torch
 
 from gimbal.errors import (
-    DivergenceError,
-    Interrupted,
     ModelFileCorrupt,
     ModelFileError,
     ModelFileIncompatible,
@@ -343,19 +341,3 @@ class Resumable:
         copy = _cpu_copy(model_state)
         self.best = {"step": int(step), "score": float(score), "model": copy, "info": dict(info or {})}
         return True
-
-    def interrupted(self, name: str, step: int) -> Interrupted:
-        """The :class:`Interrupted` of a Ctrl-C at ``step``: where a rerun resumes."""
-        resume = f"step {self.saved_step}" if self.saved_step is not None else "step 0 (no checkpoint yet)"
-        return Interrupted(f"{name}: interrupted at step {step}; `dvc repro` resumes from {resume} ({self.path})")
-
-    def diverged(self, name: str, step: int, loss: float, terms: list[str], rates: dict[str, float | None],
-                 fix: str) -> DivergenceError:
-        """The one-line :class:`DivergenceError` of a non-finite ``loss`` at ``step``: the non-finite ``terms``, the
-        learning ``rates`` in force (param name -> value), the last good checkpoint kept, and ``fix``."""
-        where = ", ".join(terms) if terms else "no single term (their sum overflowed)"
-        lrs = ", ".join(f"{k} = {v:g}" for k, v in rates.items() if v is not None)
-        kept = (f"the last good checkpoint {self.path} (step {self.saved_step}) is kept" if self.saved_step is not None
-                else "no checkpoint was written before it")
-        return DivergenceError(f"{name}: loss became {loss} at step {step} (non-finite: {where}); learning rates "
-                               f"{lrs}; {kept}; {fix}")

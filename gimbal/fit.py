@@ -26,11 +26,11 @@ from torch import nn
 from tqdm import tqdm
 
 from gimbal.checkpoint import Resumable
-from gimbal.errors import Interrupted, ParamError
+from gimbal.errors import DivergenceError, Interrupted, ParamError
 from gimbal.live import LiveLog
 from gimbal.runtime import PRECISIONS, Dist, TrainConfig
 
-__all__ = ["ClipReplay", "Divergence", "FitResult", "Task", "fit", "networks_in"]
+__all__ = ["ClipReplay", "Divergence", "FitResult", "Task", "diverged", "fit", "interrupted", "networks_in"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,24 @@ class Divergence:
     terms: list[str]
     rates: dict[str, float | None]
     fix: str
+
+
+def diverged(name: str, step: int, loss: float, why: Divergence, run: Resumable) -> DivergenceError:
+    """The one-line :class:`~gimbal.errors.DivergenceError` of a non-finite ``loss`` at ``step`` of run ``name``: the
+    non-finite terms, the learning rates in force, the last good checkpoint of ``run`` kept, and the fix."""
+    where = ", ".join(why.terms) if why.terms else "no single term (their sum overflowed)"
+    lrs = ", ".join(f"{k} = {v:g}" for k, v in why.rates.items() if v is not None)
+    kept = (f"the last good checkpoint {run.path} (step {run.saved_step}) is kept" if run.saved_step is not None
+            else "no checkpoint was written before it")
+    return DivergenceError(f"{name}: loss became {loss} at step {step} (non-finite: {where}); learning rates "
+                           f"{lrs}; {kept}; {why.fix}")
+
+
+def interrupted(name: str, step: int, run: Resumable) -> Interrupted:
+    """The :class:`~gimbal.errors.Interrupted` of a Ctrl-C at ``step`` of run ``name``: where a rerun resumes (the
+    last checkpoint ``run`` wrote or resumed from)."""
+    resume = f"step {run.saved_step}" if run.saved_step is not None else "step 0 (no checkpoint yet)"
+    return Interrupted(f"{name}: interrupted at step {step}; `dvc repro` resumes from {resume} ({run.path})")
 
 
 class Task(Protocol):
@@ -222,7 +240,7 @@ def fit(task: Task, tcfg: TrainConfig, ctx: Dist, device: torch.device, batches:
                 loss = task.loss(out)
                 if not math.isfinite(loss):  # before backward: a NaN graph can crash it (GenGS indexing)
                     why = task.divergence(out)
-                    raise run.diverged(f"train {task.name}", step, loss, why.terms, why.rates, why.fix)
+                    raise diverged(f"train {task.name}", step, loss, why, run)
                 task.optimize(step, out)
                 step_times.append(time.perf_counter() - t0)
                 done = step + 1
@@ -240,7 +258,7 @@ def fit(task: Task, tcfg: TrainConfig, ctx: Dist, device: torch.device, batches:
         except KeyboardInterrupt as exc:
             if isinstance(exc, Interrupted):
                 raise
-            raise run.interrupted(f"train {task.name}", step) from None
+            raise interrupted(f"train {task.name}", step, run) from None
         bar.close()
     if not ctx.main:
         return {}

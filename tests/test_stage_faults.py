@@ -134,6 +134,7 @@ import sys, time
 from pathlib import Path
 from gimbal.checkpoint import Resumable
 from gimbal.cli_utils import run_stage, stage_parser
+from gimbal.fit import interrupted
 
 def main(cfg, args):
     run = Resumable(Path(args.ready).with_name("last.pt"), "fp", None)
@@ -142,7 +143,7 @@ def main(cfg, args):
     try:
         time.sleep(60)
     except KeyboardInterrupt:
-        raise run.interrupted("train toy", 3) from None
+        raise interrupted("train toy", 3, run) from None
 
 if __name__ == "__main__":
     parser = stage_parser("toy stage")
@@ -422,10 +423,11 @@ def test_the_recovery_table_says_what_the_code_prints(tmp_path: Path, monkeypatc
     printed["no space left on device writing data/shards"] = [
         message(lambda: shards_module.build_shards(Path("data/interp/index.json"), "data/shards", cfg, progress=False))]
     from gimbal.checkpoint import Resumable
+    from gimbal.fit import interrupted
 
     run = Resumable(Path("checkpoints/gimbal/last.pt"), "fp", None)
     run.saved_step = 2
-    printed["stopped by SIGTERM"] = ["stopped by SIGTERM; " + str(run.interrupted("train gimbal", 3))]
+    printed["stopped by SIGTERM"] = ["stopped by SIGTERM; " + str(interrupted("train gimbal", 3, run))]
 
     rows = _recovery_rows()
     for key, messages in printed.items():
