@@ -38,7 +38,7 @@ from gimbal.models.net import ModelConfig
 from gimbal.params import check_seed, group_dict, load_params, parse_fields, parse_group, unknown_key_error
 from gimbal.runtime import TrainConfig
 from gimbal.sensor.camera import TIMING_FIELDS, CameraSpec
-from gimbal.sensor.exposure import ExposureConfig
+from gimbal.sensor.exposure import ExposureConfig, centred_schedule_us
 from gimbal.sensor.model import SensorConfig
 
 __all__ = [
@@ -217,6 +217,12 @@ def _check_across_groups(config: Config) -> None:
                 raise ParamError(f"params: 'model.{key}' = {getattr(model, key)}{where} needs crops of at least "
                                  f"{need} px (the {what}'s coarsest level), but 'augment.out_size' is {size}; "
                                  f"lower model.{key} or raise augment.out_size")
+        if exposure.centre_reference:
+            if model.learn_exposure:
+                raise ParamError(f"params: 'exposure.centre_reference: true'{where} is a fixed schedule; set "
+                                 "'model.learn_exposure: false' beside it")
+            spec = config.sensor.spec()
+            centred_schedule_us(exposure.n, spec.budget_s, spec.min_exposure_s, spec.readout_s)  # it must fit
         if exposure.init_us is not None:
             dt_min_us = config.sensor.spec().min_exposure_s * 1e6
             short = [d for d in exposure.init_us if d < dt_min_us]

@@ -45,6 +45,7 @@ __all__ = [
     "register",
     "scored",
     "single",
+    "table3",
     "trained",
 ]
 
@@ -73,8 +74,12 @@ class Method:
         paper_psnr: the paper's PSNR in dB (Table 1, or Table 3 for an ablation); ``None`` if none.
         paper_ssim: the paper's SSIM (Table 1); ``None`` if none.
         component: ``(the component, whether the method lacks it)`` for a row of paper Table 3, which compares
-            it with the full model ``gimbal``; ``None`` otherwise.
+            it with :attr:`base`; ``None`` otherwise.
+        base: the model a Table 3 row differs from by its component alone (default the full model ``gimbal``;
+            e.g. the flow ablation under the annealed loss compares with ``gimbal_anneal``).
         margins: the paired differences ``(a, b)`` reported for it (``a - b`` over the test clips).
+        floor_of: ``floor``: the burst method whose exposure-normalized middle frame it is (``None``: not a
+            middle frame, e.g. the full exposure); scored when that method is.
         panel: its column in the example grids (ascending, the ground truth last); ``None``: not shown.
         not_run: what the report says when it was not scored (default: "not run").
     """
@@ -91,7 +96,9 @@ class Method:
     paper_psnr: float | None = None
     paper_ssim: float | None = None
     component: tuple[str, bool] | None = None
+    base: str = "gimbal"
     margins: tuple[tuple[str, str], ...] = ()
+    floor_of: str | None = None
     panel: int | None = None
     not_run: str | None = None
 
@@ -112,6 +119,17 @@ def _dmphn(path: str | os.PathLike[str], device: torch.device | str) -> DMPHN:
 
 
 _UNIFORM = {"idle_slot": False, "init_us": None}
+_CENTRED = {"idle_slot": True, "init_us": None, "centre_reference": True}
+_ANNEAL = {"anneal": True, "anneal_crossover": 0.4}
+
+TIMING_SPLIT: dict[str, tuple[str, str]] = {
+    "total": ("gimbal", "gimbal_uniform"),
+    "timing": ("gimbal_uniform_centred", "gimbal_uniform"),
+    "exposure_lengths": ("gimbal", "gimbal_uniform_centred"),
+}
+"""The split of ours - uniform: ``timing`` (the uniform burst's reference exposure moved onto the ground-truth
+instant T/2, the exposures otherwise equal) plus ``exposure_lengths`` (learned lengths against the centred equal
+ones) add up to ``total``; each part is a paired difference ``(a, b)`` of :attr:`Method.margins`."""
 
 TABLE: dict[str, Method] = {m.name: m for m in (
     Method("gimbal", "burst", "Ours (learned exp.)", overrides={},
@@ -120,20 +138,30 @@ TABLE: dict[str, Method] = {m.name: m for m in (
            overrides={"model": {"learn_exposure": False}, "exposure": _UNIFORM},
            row="ours, uniform exposures", paper_psnr=28.72, component=("exposure learning", True),
            margins=(("gimbal", "gimbal_uniform"),), panel=5),
+    Method("gimbal_uniform_centred", "burst", "Ours (uniform exp., reference centred)",
+           overrides={"model": {"learn_exposure": False}, "exposure": _CENTRED},
+           row="ours, equal exposures, reference centred on T/2 (timing control, not in the paper)",
+           margins=(TIMING_SPLIT["timing"], TIMING_SPLIT["exposure_lengths"],
+                    ("gimbal_uniform_centred", "middle_frame_centred"))),
     Method("kpn", "burst", "KPN (uniform burst)",
            overrides={"model": {"learn_exposure": False, "use_flow": False}, "exposure": _UNIFORM},
            row="KPN (uniform burst)", paper_psnr=28.46, paper_ssim=0.8296,
            margins=(("gimbal", "kpn"), ("kpn", "full_exposure")), panel=4),
     Method("gimbal_no_flow", "burst", "Ours without flow",
            overrides={"model": {"learn_exposure": True, "use_flow": False}},
-           paper_psnr=30.62, component=("flow network", True), margins=(("gimbal", "gimbal_no_flow"),)),
+           paper_psnr=30.62, component=("flow network, without the annealed loss", True),
+           margins=(("gimbal", "gimbal_no_flow"),)),
     Method("gimbal_no_norm", "burst", "Ours without exp. normalization",
            overrides={"model": {"learn_exposure": True, "normalize_exposure": False}},
            paper_psnr=30.96, component=("exposure normalization (eq. 14)", True),
            margins=(("gimbal", "gimbal_no_norm"),)),
     Method("gimbal_anneal", "burst", "Ours with annealed loss",
-           overrides={"model": {"learn_exposure": True}, "loss": {"anneal": True, "anneal_crossover": 0.4}},
+           overrides={"model": {"learn_exposure": True}, "loss": _ANNEAL},
            paper_psnr=31.18, component=("annealed loss (eq. 18)", False), margins=(("gimbal", "gimbal_anneal"),)),
+    Method("gimbal_anneal_no_flow", "burst", "Ours with annealed loss, without flow",
+           overrides={"model": {"learn_exposure": True, "use_flow": False}, "loss": _ANNEAL},
+           paper_psnr=30.62, component=("flow network, under the annealed loss (the paper's condition)", True),
+           base="gimbal_anneal", margins=(("gimbal_anneal", "gimbal_anneal_no_flow"),)),
     Method("deblurgan", "single", "DeblurGAN-v2", model=DeblurGANv2, config=DeblurGANv2.CONFIG, load=_deblurgan,
            train="gimbal.baselines.deblurgan.train:train_deblurgan",
            row="DeblurGAN-v2 (full exposure)", paper_psnr=23.12, paper_ssim=0.7230,
@@ -147,11 +175,16 @@ TABLE: dict[str, Method] = {m.name: m for m in (
     Method("full_exposure", "floor", "Full exposure", row="full exposure (floor, not in the paper)", panel=0),
     Method("middle_frame", "floor", "Middle frame",
            row="middle frame of the learned burst (floor, not in the paper)",
-           margins=(("gimbal", "middle_frame"),), panel=1),
+           margins=(("gimbal", "middle_frame"),), floor_of="gimbal", panel=1),
+    Method("middle_frame_centred", "floor", "Middle frame (centred burst)",
+           row="middle frame of the centred equal burst (floor of the timing control, not in the paper)",
+           floor_of="gimbal_uniform_centred"),
 )}
 """Method name -> :class:`Method`, in the order of every table (the paper's method, its Table 3 ablations and the
 KPN baseline, the single-image baselines, the floors). ``gimbal_anneal`` has the annealed loss (eq. 18) that our
-default lacks (the paper's default has it, at a crossover of 40% of the run); the other ablations pin
+default lacks (the paper's default has it, at a crossover of 40% of the run), and ``gimbal_anneal_no_flow`` is the
+flow ablation under it (the paper's condition); ``gimbal_uniform_centred`` is the timing control of ours - uniform
+(:data:`TIMING_SPLIT`), with its own middle-frame floor ``middle_frame_centred``; the other ablations pin
 ``learn_exposure: true``, so ``-S model.learn_exposure=false`` (the uniform-exposure experiment) re-trains only
 ``gimbal``."""
 
@@ -204,6 +237,12 @@ def scored() -> tuple[str, ...]:
 def label(name: str) -> str:
     """The label of method ``name`` in figures and CSV files (``ground_truth``: "Ground truth")."""
     return "Ground truth" if name == "ground_truth" else TABLE[name].label
+
+
+def table3() -> dict[str, tuple[str, str, bool]]:
+    """Method -> ``(its base, the component, whether the method lacks it)`` for every row of paper Table 3, in table
+    order (:attr:`Method.component`, :attr:`Method.base`)."""
+    return {n: (m.base, *m.component) for n, m in TABLE.items() if m.component is not None}
 
 
 def compared() -> tuple[tuple[str, str], ...]:

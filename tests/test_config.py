@@ -71,3 +71,29 @@ def test_a_stage_with_a_typo_exits_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: params: unknown key 'learn_exposur' in 'model'")
     assert "did you mean 'learn_exposure'" in proc.stderr
+
+
+def test_timing_control_variant_is_uniform_with_the_reference_centred() -> None:
+    """params.yaml's `gimbal_uniform_centred`: the budget, n and readouts of `gimbal_uniform`, its reference exposure
+    centred on T/2 (the uniform one's is centred early), its exposures shorter, the idle time first."""
+    from gimbal.sensor.model import Sensor
+
+    cfg = parse_config(yaml.safe_load((REPO / "params.yaml").read_text()))
+    scheds = {}
+    for v in ("gimbal_uniform", "gimbal_uniform_centred"):
+        model, exposure, _ = cfg.variant(v)
+        scheds[v] = Sensor.from_config(cfg.sensor, exposure, model.learn_exposure).exposure.to_us()
+    uni, cen = scheds["gimbal_uniform"], scheds["gimbal_uniform_centred"]
+    assert (uni["n"], uni["budget_us"], uni["readout_us"]) == (cen["n"], cen["budget_us"], cen["readout_us"])
+    ref = uni["n"] // 2
+    assert uni["starts_us"][ref] + uni["durations_us"][ref] / 2 < uni["budget_us"] / 2 - 1
+    assert cen["starts_us"][ref] + cen["durations_us"][ref] / 2 == pytest.approx(cen["budget_us"] / 2, abs=1e-6)
+    assert max(cen["durations_us"]) < min(uni["durations_us"]) and cen["starts_us"][0] > 0
+    assert len(set(cen["durations_us"])) == 1 and not cen["learned"]
+
+
+def test_centre_reference_with_learned_exposures_is_refused() -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["variants"]["gimbal_uniform_centred"]["model"] = {"learn_exposure": True}
+    with pytest.raises(ParamError, match="centre_reference.*gimbal_uniform_centred.*learn_exposure"):
+        parse_config(params)

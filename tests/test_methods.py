@@ -116,10 +116,12 @@ def test_a_burst_method_added_to_the_table_is_a_variant(monkeypatch: pytest.Monk
 
 def test_the_table_keeps_the_order_of_every_table() -> None:
     """The order of metrics, CSV rows and the report's tables (outputs must not move)."""
-    assert methods.scored() == ("gimbal", "gimbal_uniform", "kpn", "gimbal_no_flow", "gimbal_no_norm",
-                                "gimbal_anneal", "deblurgan", "dmphn", "full_exposure", "middle_frame")
+    assert methods.scored() == ("gimbal", "gimbal_uniform", "gimbal_uniform_centred", "kpn", "gimbal_no_flow",
+                                "gimbal_no_norm", "gimbal_anneal", "gimbal_anneal_no_flow", "deblurgan", "dmphn",
+                                "full_exposure", "middle_frame", "middle_frame_centred")
     assert [r[0] for r in table1_rows()] == ["dmphn", "analysis_synthesis", "deblurgan", "kpn", "gimbal_uniform",
-                                             "gimbal", "full_exposure", "middle_frame"]
+                                             "gimbal", "gimbal_uniform_centred", "full_exposure", "middle_frame",
+                                             "middle_frame_centred"]
     assert set(yaml.safe_load((REPO / "params.yaml").read_text())["baselines"]) == set(methods.single())
 
 

@@ -158,3 +158,66 @@ def test_irradiance_to_electrons() -> None:
     assert cam.electron_rate(1.0) == pytest.approx(cam.quantum_efficiency * photons_per_s, rel=1e-12)
     assert math.isclose(photons_per_s, 2.6178e8, rel_tol=1e-4)  # 1e-10 m^2 / 3.8200e-19 J
     assert cam.photons_to_electrons(1000.0) == pytest.approx(1000.0 * cam.quantum_efficiency)
+
+
+# -- the timing control: equal exposures with the reference centred on T/2 ------------------------------------------
+def test_centred_schedule_hand_computed_layout() -> None:
+    """T 3000 us, 400 us readouts, n 3: the uniform schedule's reference is [1000, 1600] us (centred 200 us early);
+    the centred one is 400 us idle, then 466.67 us exposures, its reference [1266.67, 1733.33] us around 1500 us."""
+    from gimbal.sensor.exposure import centred_schedule_us
+
+    t, ro = 3000e-6, 400e-6
+    uniform = Exposure(3, t, 0.0, ro, learn=False).to_us()
+    assert uniform["starts_us"][1] == pytest.approx(1000.0) and uniform["durations_us"][1] == pytest.approx(600.0)
+    durations, idle = centred_schedule_us(3, t, 0.0, ro)
+    assert durations == pytest.approx([1400 / 3] * 3) and idle == pytest.approx(400.0)
+    e = Exposure(3, t, 0.0, ro, slots=4, learn=False, init_us=durations, idle_first=True)
+    sched = e.to_us()
+    assert sched["starts_us"] == pytest.approx([400.0, 400 + 1400 / 3 + 400, 400 + 2 * (1400 / 3 + 400)], abs=1e-6)
+    assert sched["durations_us"] == pytest.approx([1400 / 3] * 3, abs=1e-6)
+    assert sched["idle_us"] == pytest.approx(400.0, abs=1e-6) and sched["idle_first"] is True
+    ref = sched["starts_us"][1], sched["starts_us"][1] + sched["durations_us"][1]
+    assert ref == pytest.approx((3800 / 3, 5200 / 3), abs=1e-6)  # [1266.67, 1733.33]: centred on T/2 = 1500 us
+    assert sched["readout_starts_us"][-1] + 400.0 == pytest.approx(3000.0, abs=1e-6)  # the last readout ends at T
+
+
+def test_centred_schedule_other_timings_and_errors() -> None:
+    from gimbal.sensor.exposure import centred_schedule_us
+
+    # n 5, T 5000 us, readout 250 us: (5000 - 6 x 250) / 5 = 700 us each after 250 us idle; frame 2 at [2150, 2850]
+    durations, idle = centred_schedule_us(5, 5000e-6, 4e-6, 250e-6)
+    assert durations == pytest.approx([700.0] * 5) and idle == pytest.approx(250.0)
+    e = Exposure(5, 5000e-6, 4e-6, 250e-6, slots=6, learn=False, init_us=durations, idle_first=True)
+    assert float(e.starts(torch.float64)[2]) * 1e6 == pytest.approx(2150.0, abs=1e-6)
+    with pytest.raises(ParamError, match="odd exposure.n"):  # even n: the reference would need idle time after
+        centred_schedule_us(2, 3000e-6, 0.0, 400e-6)
+    with pytest.raises(ParamError, match="idle slot"):
+        Exposure(3, 3000e-6, 0.0, 400e-6, learn=False, idle_first=True)
+
+
+def test_idle_first_shifts_the_starts_by_the_idle_time() -> None:
+    """The same logits with the idle time first: every start moves later by the idle time, the durations stay."""
+    late = _exposure(3, slots=4, logits=[0.3, -0.2, 0.1, 0.5])
+    first = Exposure(3, T, DT_MIN, DT_RO, slots=4, idle_first=True)
+    with torch.no_grad():
+        first.logits.copy_(late.logits)
+    assert torch.equal(first.durations(torch.float64), late.durations(torch.float64))
+    shift = first.starts(torch.float64) - late.starts(torch.float64)
+    assert shift.tolist() == pytest.approx([late.idle_s()] * 3, abs=1e-15)
+    assert late.idle_s() > 0 and "idle_first" not in late.to_us()
+
+
+def test_centre_reference_param_builds_the_centred_sensor() -> None:
+    from gimbal.sensor.exposure import ExposureConfig
+    from gimbal.sensor.model import Sensor, SensorConfig
+
+    cfg = ExposureConfig(n=3, idle_slot=True, centre_reference=True)
+    sensor = Sensor.from_config(SensorConfig(), cfg, learn_exposure=False)
+    sched = sensor.exposure.to_us()
+    centre = sched["starts_us"][1] + sched["durations_us"][1] / 2
+    assert centre == pytest.approx(sched["budget_us"] / 2, abs=1e-6)
+    assert sched["idle_us"] == pytest.approx(sched["readout_us"], abs=1e-6) and sched["starts_us"][0] > 0
+    with pytest.raises(ParamError, match="learn_exposure"):
+        Sensor.from_config(SensorConfig(), cfg, learn_exposure=True)
+    with pytest.raises(ParamError, match="centre_reference"):
+        ExposureConfig(n=3, init_us=(500.0, 500.0, 500.0), centre_reference=True)

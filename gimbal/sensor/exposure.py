@@ -12,7 +12,9 @@ The durations come from unconstrained logits Delta::
 
 With ``slots = n`` the budget is always used in full; with ``slots = n + 1`` the last
 softmax entry is an *idle* slot that absorbs the unused time, placed at the end of the
-budget (after the last readout).
+budget (after the last readout), or with ``idle_first`` before the first exposure
+(``t_1 = idle``). :func:`centred_schedule_us` lays out equal fixed exposures whose reference
+(middle) exposure is centred on the ground-truth instant ``T / 2``, the idle time first.
 """
 
 from __future__ import annotations
@@ -42,11 +44,15 @@ class ExposureConfig:
             ``False``: n slots, the budget used in full; ``None``: learned exposures take the experiment's
             (supplement Table 1: on for ``synthetic``), fixed exposures have none (:meth:`slots`).
         init_us: ``None``: equal exposures (with an idle slot: all n+1 slots equal); or n durations in us.
+        centre_reference: ``True``: equal fixed exposures whose reference (middle, ``n // 2``) exposure is centred
+            on the ground-truth instant ``T / 2``, the idle time before the first exposure
+            (:func:`centred_schedule_us`; needs an idle slot, no ``init_us`` and fixed exposures).
     """
 
     n: int = 3
     idle_slot: bool | None = None
     init_us: tuple[float, ...] | None = None
+    centre_reference: bool = False
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -57,6 +63,9 @@ class ExposureConfig:
         if self.init_us is not None and min(self.init_us) <= 0:
             raise ParamError(f"params: 'exposure.init_us' must all be > 0 us (a zero exposure collects no light and "
                              f"its softmax slot never recovers), got {list(self.init_us)}")
+        if self.centre_reference and (self.init_us is not None or self.idle_slot is False):
+            raise ParamError("params: 'exposure.centre_reference: true' derives the durations and puts the idle time "
+                             "first; set 'exposure.init_us: null' and 'exposure.idle_slot' to true or null")
 
     def slots(self, learn: bool, experiment_idle_slot: bool) -> int:
         """Softmax slots of the schedule: ``n + 1`` with an idle slot, else ``n``.
@@ -66,6 +75,8 @@ class ExposureConfig:
         model.learn_exposure=false``) has none, so its equal exposures fill the whole budget,
         ``dt_i = (T - n dt_ro) / n``, the schedule of ``gimbal_uniform``.
         """
+        if self.centre_reference:
+            return self.n + 1
         idle = self.idle_slot if self.idle_slot is not None else (experiment_idle_slot and learn)
         return self.n + 1 if idle else self.n
 
@@ -94,6 +105,31 @@ def uniform_schedule_us(n: int, budget_s: float, dt_min_s: float, dt_readout_s: 
     """Equal exposures filling the budget: dt_i = (T - n dt_ro) / n, in microseconds."""
     _check_timing(n, budget_s, dt_min_s, dt_readout_s, n)
     return [(budget_s - n * dt_readout_s) / n / US] * n
+
+
+def centred_schedule_us(n: int, budget_s: float, dt_min_s: float, dt_readout_s: float) -> tuple[list[float], float]:
+    """Equal exposures whose reference exposure (``n // 2``) is centred on ``T / 2``, the idle time first.
+
+    Frame i opens at ``t_i = idle + i (dt + dt_ro)``; the burst ends with the last readout at ``T``, so
+    ``idle = T - n (dt + dt_ro)``, and the reference's centre ``idle + m (dt + dt_ro) + dt / 2 = T / 2``
+    (``m = n // 2``) gives ``dt = (T / 2 - (n - m) dt_ro) / (n - m - 1/2)``. For odd n the idle time is one
+    readout: the layout is symmetric about ``T / 2``. E.g. T = 3000 us, 400 us readouts, n = 3: 466.67 us each
+    after 400 us idle, the reference [1266.67, 1733.33] us (uniform: 600 us each, the reference [1000, 1600] us).
+
+    Returns ``(durations_us, idle_us)``. Raises :class:`ParamError` when no such layout fits (even ``n``: the
+    reference would need idle time after the burst; or an exposure below ``dt_min``).
+    """
+    _check_timing(n, budget_s, dt_min_s, dt_readout_s, n + 1)
+    m = n // 2
+    dt = (budget_s / 2 - (n - m) * dt_readout_s) / (n - m - 0.5)
+    idle = budget_s - n * (dt + dt_readout_s)
+    if dt < dt_min_s or idle < -1e-12:
+        raise ParamError(
+            f"exposure.centre_reference: no equal exposures of n={n} frames ({dt_readout_s / US:.1f} us readouts) "
+            f"centre the reference frame {m} on T/2 = {budget_s / 2 / US:.1f} us with the idle time first "
+            f"(exposure {dt / US:.1f} us, idle {idle / US:.1f} us); use an odd exposure.n or turn it off"
+        )
+    return [dt / US] * n, max(idle, 0.0) / US
 
 
 def logits_from_schedule(
@@ -151,6 +187,8 @@ class Exposure(nn.Module):
         dt_min_s: minimum exposure dt_min in seconds.
         dt_readout_s: readout time dt_ro in seconds.
         slots: ``n`` (budget fully used) or ``n + 1`` (idle slot at the end); default ``n``.
+        idle_first: with an idle slot, put the idle time before the first exposure instead of after the last
+            readout (``t_1 = idle``).
         learn: if True the logits are an ``nn.Parameter``; otherwise a buffer (frozen). The
             state-dict key ``logits`` is the same either way. They are float64 so that a
             schedule given in microseconds round-trips exactly (``module.float()`` is harmless).
@@ -171,9 +209,14 @@ class Exposure(nn.Module):
         slots: int | None = None,
         learn: bool = True,
         init_us: Sequence[float] | None = None,
+        idle_first: bool = False,
     ) -> None:
         super().__init__()
         slots = n if slots is None else slots
+        if idle_first and slots != n + 1:
+            raise ParamError(f"exposure: the idle time can only come first with an idle slot (slots = n + 1 = {n + 1}), "
+                             f"got slots = {slots}")
+        self.idle_first = bool(idle_first)
         self.free_s = _check_timing(n, budget_s, dt_min_s, dt_readout_s, slots)
         self.n = n
         self.slots = slots
@@ -232,14 +275,17 @@ class Exposure(nn.Module):
         return alpha
 
     def starts(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Shutter opening times t_i in seconds, shape ``(n,)``: t_1 = 0, t_{i+1} = t_i + dt_i + dt_ro."""
+        """Shutter opening times t_i in seconds, shape ``(n,)``: t_1 = 0 (``idle_first``: the idle time),
+        t_{i+1} = t_i + dt_i + dt_ro."""
         dt = self.durations(torch.float64)
         step = dt[:-1] + self.dt_readout_s
-        t = torch.cat([dt.new_zeros(1), torch.cumsum(step, dim=0)])
+        first = self.shares()[-1:] * self.free_s if self.idle_first else dt.new_zeros(1)
+        t = torch.cat([first, first + torch.cumsum(step, dim=0)])
         return t.to(dtype)
 
     def idle_s(self) -> float:
-        """Unused time at the end of the budget in seconds (0 without an idle slot)."""
+        """Unused time in seconds, at the end of the budget (``idle_first``: at its start); 0 without an idle
+        slot."""
         if not self.idle_slot:
             return 0.0
         return float(self.shares().detach()[-1]) * self.free_s
@@ -249,7 +295,7 @@ class Exposure(nn.Module):
 
         Keys: ``n``, ``budget_us`` (T), ``readout_us`` (dt_ro), ``min_exposure_us`` (dt_min),
         ``starts_us`` (t_i), ``durations_us`` (dt_i), ``readout_starts_us`` (t_i + dt_i),
-        ``idle_us``, ``idle_slot``, ``learned``.
+        ``idle_us``, ``idle_slot``, ``learned`` (and ``idle_first`` when the idle time comes first).
         """
         with torch.no_grad():
             dt = self.durations(torch.float64).cpu().tolist()
@@ -268,6 +314,7 @@ class Exposure(nn.Module):
             "idle_us": us(self.idle_s()),
             "idle_slot": self.idle_slot,
             "learned": self.learn,
+            **({"idle_first": True} if self.idle_first else {}),
         }
 
     def extra_repr(self) -> str:

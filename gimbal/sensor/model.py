@@ -27,7 +27,7 @@ from torch import nn
 
 from gimbal.errors import ParamError, ShapeError
 from gimbal.sensor.camera import CameraSpec, camera_from_file, get_camera, get_experiment
-from gimbal.sensor.exposure import Exposure, ExposureConfig, check_schedule
+from gimbal.sensor.exposure import Exposure, ExposureConfig, centred_schedule_us, check_schedule
 from gimbal.sensor.integrate import check_irradiance, integrate_exposures
 from gimbal.sensor.noise import check_gengs_params, gengs_temperature, read_noise, shot_noise
 from gimbal.sensor.response import normalize_exposure, prnu_pattern, quantize, soft_saturation
@@ -90,6 +90,7 @@ class Sensor(nn.Module):
         slots: ``n`` (budget fully used) or ``n + 1`` (idle slot); default ``n``.
         learn_exposure: learn the exposure logits (else frozen at the initial schedule).
         init_exposures_us: initial durations (n values, microseconds); default uniform.
+        idle_first: with an idle slot, the idle time comes before the first exposure (:class:`Exposure`).
         gengs_max_electrons: mean electron count below which training uses GenGS (paper 1000).
         n_bins: GenGS support size (paper 1200); must cover ``gengs_max_electrons`` (see ``min_bins``).
         seed: seed of the module's random generator(s).
@@ -106,6 +107,7 @@ class Sensor(nn.Module):
         slots: int | None = None,
         learn_exposure: bool = True,
         init_exposures_us: Sequence[float] | None = None,
+        idle_first: bool = False,
         gengs_max_electrons: float = 1000.0,
         n_bins: int = 1200,
         seed: int = 0,
@@ -126,7 +128,7 @@ class Sensor(nn.Module):
         cam = self.camera
         self.exposure = Exposure(
             n, cam.budget_s, cam.min_exposure_s, cam.readout_s, slots=slots, learn=learn_exposure,
-            init_us=init_exposures_us,
+            init_us=init_exposures_us, idle_first=idle_first,
         )
         self.n = n
         self.gengs_max_electrons = float(gengs_max_electrons)
@@ -146,14 +148,23 @@ class Sensor(nn.Module):
         """Build from the ``sensor`` and ``exposure`` param groups.
 
         ``exposure.idle_slot: null`` takes the experiment's idle slot (supplement Table 1) for learned exposures;
-        fixed ones fill the whole budget (:meth:`ExposureConfig.slots`).
+        fixed ones fill the whole budget (:meth:`ExposureConfig.slots`). ``exposure.centre_reference``: equal fixed
+        exposures with the reference centred on ``T / 2``, the idle time first (:func:`centred_schedule_us`).
         """
+        spec = sensor.spec()
+        init_us = exposure.init_us
+        if exposure.centre_reference:
+            if learn_exposure:
+                raise ParamError("params: 'exposure.centre_reference: true' is a fixed schedule; set "
+                                 "'model.learn_exposure: false' for that variant")
+            init_us = tuple(centred_schedule_us(exposure.n, spec.budget_s, spec.min_exposure_s, spec.readout_s)[0])
         return cls(
-            sensor.spec(),
+            spec,
             n=exposure.n,
             slots=exposure.slots(learn_exposure, get_experiment(sensor.experiment).idle_slot),
             learn_exposure=learn_exposure,
-            init_exposures_us=exposure.init_us,
+            init_exposures_us=init_us,
+            idle_first=exposure.centre_reference,
             gengs_max_electrons=sensor.gengs_max_electrons,
             n_bins=sensor.n_bins,
             seed=seed,
