@@ -35,6 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gimbal import methods  # noqa: E402
 from gimbal.baselines.deblurgan import DeblurGANv2  # noqa: E402
 from gimbal.baselines.dmphn import DMPHN  # noqa: E402
 from gimbal.baselines.single import RestorerTask  # noqa: E402
@@ -42,7 +43,7 @@ from gimbal.checkpoint import run_fingerprint  # noqa: E402
 from gimbal.config import parse_config  # noqa: E402
 from gimbal.data.irradiance import Scenes, make_irradiance  # noqa: E402
 from gimbal.display import Display  # noqa: E402
-from gimbal.evaluate import MODEL_VARIANTS, SINGLE_IMAGE, evaluate_methods  # noqa: E402
+from gimbal.evaluate import evaluate_methods  # noqa: E402
 from gimbal.fit import FitResult, fit  # noqa: E402
 from gimbal.metrics import psnr  # noqa: E402
 from gimbal.runtime import Dist, Seeds  # noqa: E402
@@ -134,7 +135,7 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
     out.mkdir(parents=True, exist_ok=True)
     t0, dev = time.time(), torch.device(device)
     paths = {"model_path": out / f"{method}.pt", "metrics_path": out / f"train_{method}.json"}
-    if method in SINGLE_IMAGE:
+    if method in methods.single():
         dcfg = getattr(cfg.baselines, method)
         model = (DeblurGANv2 if method == "deblurgan" else DMPHN)(dcfg, cfg.model.channels, seed, device=device)
         task: Any = RestorerTask(cfg, method, model, dcfg.steps, dcfg.batch_size, None, dev, paths["model_path"],
@@ -179,7 +180,7 @@ def seeds_val(seed: int) -> int:
 def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[str, Any]:
     test = torch.from_numpy(np.load(npz)["test"]).to(device)
     cfg = parse_config(params).eval
-    systems = {v: load_system(out / f"{v}.pt", device) for v in MODEL_VARIANTS}
+    systems = {v: load_system(out / f"{v}.pt", device) for v in methods.burst()}
     singles = {"deblurgan": DeblurGANv2.from_checkpoint(out / "deblurgan.pt", feature_extractor=torch.nn.Identity(),
                                                         device=device),
                "dmphn": DMPHN.from_checkpoint(out / "dmphn.pt", device=device)}
@@ -246,7 +247,7 @@ def main() -> None:
     parser.add_argument("action", choices=["dump", "train", "evaluate", "score-deblurgan", "time-step"])
     parser.add_argument("npz", type=Path)
     parser.add_argument("out", type=Path, nargs="?", default=Path("inmemory_out"))
-    parser.add_argument("method", nargs="?", choices=[*MODEL_VARIANTS, *SINGLE_IMAGE])
+    parser.add_argument("method", nargs="?", choices=[*methods.burst(), *methods.single()])
     parser.add_argument("-S", "--set", action="append", default=[], help="group.key=value param override")
     parser.add_argument("--shards", type=Path, default=Path("data/shards"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -57,13 +57,6 @@ from gimbal.system import GimbalSystem, full_exposure_image, load_system, middle
 from gimbal.working_point import AUTHORS_TRAINING, blur_diameter_px, content_motion_px, mean_electrons
 
 __all__ = [
-    "ABLATIONS",
-    "EXAMPLE_COLUMNS",
-    "LABELS",
-    "MARGINS",
-    "METHODS",
-    "MODEL_VARIANTS",
-    "SINGLE_IMAGE",
     "EvalConfig",
     "EvalResult",
     "evaluate",
@@ -79,30 +72,12 @@ log = logging.getLogger(__name__)
 LEARNED = "gimbal"
 """The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
 
-# The lists of methods as the table of methods (gimbal.methods) holds them when this module is imported, for
-# scripts; the functions below read the table when called.
-MODEL_VARIANTS: tuple[str, ...] = table.burst()
-"""Trained model variants (``models/<variant>.pt``, stage ``train_<variant>``)."""
-ABLATIONS: tuple[str, ...] = tuple(n for n, m in table.TABLE.items() if m.component is not None)
-"""The variants of paper Table 3, each the full model less one component."""
-SINGLE_IMAGE: tuple[str, ...] = table.single()
-"""Single-image baselines on the full exposure (``models/<name>.pt``, stage ``train_<name>``)."""
-TRAINED: tuple[str, ...] = table.trained()
-"""Every method with a model file; :func:`evaluate` scores a subset of them with ``methods``."""
-METHODS: tuple[str, ...] = table.scored()
-MARGINS: tuple[tuple[str, str], ...] = table.compared()
-"""The paper's comparisons ``(a, b)``: each is reported as the paired difference ``a - b`` over the test clips."""
-LABELS: dict[str, str] = {name: table.label(name) for name in (*METHODS, "ground_truth")}
-
-
 def example_columns() -> tuple[str, ...]:
     """Panels of an example grid, left to right (paper Fig. 7 order: inputs, baselines, ours, ground truth): the
     methods with a :attr:`~gimbal.methods.Method.panel`, in its order."""
     shown = sorted((m.panel, n) for n, m in table.TABLE.items() if m.panel is not None)
     return (*(n for _, n in shown), "ground_truth")
 
-
-EXAMPLE_COLUMNS: tuple[str, ...] = example_columns()
 
 
 @dataclass

@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 from shard_fixtures import make_interp
 
+from gimbal import methods
 from gimbal.baselines.deblurgan import DeblurGANv2
 from gimbal.baselines.dmphn import DMPHN
 from gimbal.config import parse_config
@@ -25,7 +26,7 @@ from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
-from gimbal.evaluate import MARGINS, METHODS, MODEL_VARIANTS, evaluate, evaluate_methods, load_models
+from gimbal.evaluate import evaluate, evaluate_methods, load_models
 from gimbal.metrics import psnr
 from gimbal.system import GimbalSystem, build_sensor, save_system
 
@@ -51,7 +52,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     build_shards(index, root / "shards", ShardConfig(clips_per_shard=2), progress=False)
     params = tiny_params()
     models = root / "models"
-    for variant in MODEL_VARIANTS:
+    for variant in methods.burst():
         system = GimbalSystem.from_params(params, variant)
         if variant == "gimbal":
             with torch.no_grad():
@@ -88,34 +89,34 @@ def first_run(setup: dict[str, Any]) -> Path:
 def test_writes_every_method_and_figure(first_run: Path) -> None:
     metrics = json.loads((first_run / "metrics/eval.json").read_text())
     by_source = json.loads((first_run / "metrics/eval_by_source.json").read_text())
-    assert set(metrics) == {*METHODS, "margins", "clips", "videos", "resampled", "working_point"}
+    assert set(metrics) == {*methods.scored(), "margins", "clips", "videos", "resampled", "working_point"}
     assert (metrics["clips"], metrics["videos"], metrics["resampled"]) == (2, 2, "videos")  # from the shards' meta
     # the fixture's shards carry no source kind: every clip counts as real, so "real" is the overall mean
     assert set(by_source) == {"real"}
-    assert by_source["real"] == {m: {k: metrics[m][k] for k in ("psnr", "ssim")} for m in METHODS}
-    for method in METHODS:
+    assert by_source["real"] == {m: {k: metrics[m][k] for k in ("psnr", "ssim")} for m in methods.scored()}
+    for method in methods.scored():
         scores = metrics[method]
         assert set(scores) == {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}, method
         assert scores["psnr_lo"] <= scores["psnr"] <= scores["psnr_hi"]
         assert scores["ssim_lo"] <= scores["ssim"] <= scores["ssim_hi"]
-    assert set(metrics["margins"]) == {f"{a}-{b}" for a, b in MARGINS}
+    assert set(metrics["margins"]) == {f"{a}-{b}" for a, b in methods.compared()}
     rows = list(csv.DictReader((first_run / "plots/eval_per_clip.csv").open()))
-    assert len(rows) == 2 * len(METHODS)
-    assert {r["method"] for r in rows} == set(METHODS)
+    assert len(rows) == 2 * len(methods.scored())
+    assert {r["method"] for r in rows} == set(methods.scored())
     assert sorted({r["clip_id"] for r in rows}) == ["c_0", "d_0"]
     assert {(r["clip_id"], r["video"]) for r in rows} == {("c_0", "c"), ("d_0", "d")}
-    per_clip = {m: [float(r["psnr"]) for r in rows if r["method"] == m] for m in METHODS}
-    for method in METHODS:  # the mean in eval.json is the mean of the per-clip rows
+    per_clip = {m: [float(r["psnr"]) for r in rows if r["method"] == m] for m in methods.scored()}
+    for method in methods.scored():  # the mean in eval.json is the mean of the per-clip rows
         assert sum(per_clip[method]) / 2 == pytest.approx(metrics[method]["psnr"], abs=1e-3)
-    for a, b in MARGINS:  # each margin is the mean of the per-clip paired differences, inside its interval
+    for a, b in methods.compared():  # each margin is the mean of the per-clip paired differences, inside its interval
         m = metrics["margins"][f"{a}-{b}"]
         diffs = [x - y for x, y in zip(per_clip[a], per_clip[b], strict=True)]
         assert m["psnr"] == pytest.approx(sum(diffs) / 2, abs=1e-3)
         assert min(diffs) - 1e-3 <= m["psnr_lo"] <= m["psnr"] <= m["psnr_hi"] <= max(diffs) + 1e-3
     by_method = list(csv.DictReader((first_run / "plots/eval_by_method.csv").open()))
-    assert [r["method"] for r in by_method] == list(METHODS)
+    assert [r["method"] for r in by_method] == list(methods.scored())
     summary = json.loads((first_run / "metrics/summary.json").read_text())  # what `dvc metrics show` shows
-    assert all(summary[f"psnr_{m}"] == metrics[m]["psnr"] for m in METHODS)
+    assert all(summary[f"psnr_{m}"] == metrics[m]["psnr"] for m in methods.scored())
     assert summary["margin_gimbal-gimbal_uniform_lo"] == metrics["margins"]["gimbal-gimbal_uniform"]["psnr_lo"]
     learned = GimbalSystem.from_params(tiny_params(), "gimbal")  # the learned schedule, in us
     with torch.no_grad():
@@ -150,7 +151,7 @@ def test_working_point_of_the_test_scenes_and_every_model(setup: dict[str, Any],
                for k in ("content_motion_px", "content_flow_px"))
     assert wp["test"]["content_motion_px"] == pytest.approx(
         sum(v["content_motion_px"] for v in wp["test"]["by_video"].values()) / 2, abs=2e-3)  # one clip per video
-    assert set(wp["models"]) == set(METHODS) - {"full_exposure", "middle_frame"}
+    assert set(wp["models"]) == set(methods.scored()) - {"full_exposure", "middle_frame"}
     assert all(m == {"e_bar": wp["test"]["e_bar"], "d_bar_px": wp["test"]["d_bar_px"], "window_frames": 9}
                for m in wp["models"].values())
 
