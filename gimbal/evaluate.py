@@ -15,7 +15,8 @@ The methods are those of the table of methods (:data:`gimbal.methods.TABLE`), re
 - ``single`` methods: the single-image baselines (DeblurGAN-v2, DMPHN-1-2-4) on the full-exposure image, each
   from ``models/<name>.pt`` through its table entry's loader;
 - the floors: ``full_exposure``, the full-exposure image itself (one exposure of the whole budget ``T``), and
-  ``middle_frame``, the exposure-normalized middle frame of the learned burst.
+  ``middle_frame``, the exposure-normalized middle frame of the learned burst (``middle_frame_centred``: of the timing
+  control's burst).
 
 All scores are PSNR / SSIM in display space against the target of ``eval.target`` (:mod:`gimbal.display`;
 default: the sRGB middle frame, the authors' target, with outputs through their sRGB-like curve).
@@ -65,12 +66,13 @@ __all__ = [
     "load_models",
     "middle_frame_image",
     "summary_metrics",
+    "timing_split",
 ]
 
 log = logging.getLogger(__name__)
 
 LEARNED = "gimbal"
-"""The variant whose burst gives the ``middle_frame`` floor and whose schedule is plotted."""
+"""The variant whose schedule ``metrics/summary.json`` carries (its burst gives the ``middle_frame`` floor)."""
 
 def example_columns() -> tuple[str, ...]:
     """Panels of an example grid, left to right (paper Fig. 7 order: inputs, baselines, ours, ground truth): the
@@ -109,7 +111,8 @@ class EvalResult:
         whose two methods were scored (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``),
         from ``seed``. The bootstrap resamples the source videos of :attr:`videos` (all the clips of a video drawn
         together, :mod:`gimbal.stats`) when the clips come from at least 2 of them, else the clips; ``clips``,
-        ``videos`` (when known) and ``resampled`` (``"videos"`` or ``"clips"``) say which.
+        ``videos`` (when known) and ``resampled`` (``"videos"`` or ``"clips"``) say which. ``timing_split``: ours -
+        uniform split into timing and exposure lengths (:func:`timing_split`), when all three were scored.
         With a single clip no interval exists: only the means are given."""
         n = min(len(s["psnr"]) for s in self.scores.values())
         if n < 2:
@@ -125,11 +128,24 @@ class EvalResult:
                                                                   clusters=clusters)
                                              for k in metrics})
                           for a, b in table.compared() if a in self.scores and b in self.scores}
+        split = timing_split(out["margins"])
+        if split:
+            out["timing_split"] = split
         out["clips"] = n
         if self.videos:
             out["videos"] = len(set(self.videos))
         out["resampled"] = "videos" if clusters else "clips"
         return out
+
+
+def timing_split(margins: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The split of ours - uniform (:data:`gimbal.methods.TIMING_SPLIT`) from the paired ``margins``: ``total``,
+    ``timing`` (centred - uniform) and ``exposure_lengths`` (ours - centred), each its margin (mean and 95% interval)
+    with ``"pair": "a-b"``; empty unless all three were scored."""
+    keys = {part: f"{a}-{b}" for part, (a, b) in table.TIMING_SPLIT.items()}
+    if not all(k in margins for k in keys.values()):
+        return {}
+    return {part: {"pair": k, **margins[k]} for part, k in keys.items()}
 
 
 HEADLINE: tuple[tuple[str, str], ...] = (("gimbal", "gimbal_uniform"), ("gimbal", "kpn"), ("gimbal", "middle_frame"))
@@ -221,8 +237,8 @@ def evaluate_methods(
 
     ``systems`` maps burst methods to trained :class:`GimbalSystem` s (trained for ``display``'s target);
     ``singles`` maps single-image methods to trained models (``enhance``). The methods
-    scored are these, the ``full_exposure`` floor, and the ``middle_frame`` floor when :data:`LEARNED` is among
-    ``systems``. ``sensor`` captures the full exposure of the single-image methods (and defines the ground
+    scored are these, the ``full_exposure`` floor, and each middle-frame floor (``middle_frame``,
+    ``middle_frame_centred``: :attr:`~gimbal.methods.Method.floor_of`) whose burst method is among ``systems``. ``sensor`` captures the full exposure of the single-image methods (and defines the ground
     truth's camera). Each method's captures start from ``set_seed(seed)`` with exact Poisson noise (eval mode),
     so equal schedules give equal bursts.
     ``examples``: keep the first ``examples`` clips' images of every method and the ground truth.
@@ -236,7 +252,8 @@ def evaluate_methods(
     if wrong:
         raise ParamError(f"evaluate: models {wrong} were trained for another target than eval.target "
                          f"'{display.target}'; re-train them (dvc repro)")
-    floors = ["full_exposure"] + (["middle_frame"] if LEARNED in systems else [])
+    middle = {f: table.TABLE[f].floor_of for f in table.floors() if table.TABLE[f].floor_of in systems}
+    floors = ["full_exposure", *middle]
     methods = [m for m in table.scored() if m in systems or m in singles or m in floors]
     result = EvalResult(scores={m: {"psnr": [], "ssim": []} for m in methods})
     kept: dict[str, list[torch.Tensor]] = {m: [] for m in (*methods, "ground_truth")}
@@ -260,9 +277,8 @@ def evaluate_methods(
         for k, scenes in enumerate(batches):
             captured = system.sensor(scenes.irradiance.to(device))
             record(variant, k, system.reconstruct(captured.burst, captured.durations_s).image)
-            if variant == LEARNED:
-                record("middle_frame", k, middle_frame_image(system.sensor, captured.burst, captured.durations_s,
-                                                             display))
+            for floor in (f for f, of in middle.items() if of == variant):  # its burst's middle frame
+                record(floor, k, middle_frame_image(system.sensor, captured.burst, captured.durations_s, display))
             bar.update()
     sensor.set_seed(seed)  # single-image methods: one full exposure, shared
     for k, scenes in enumerate(batches):
@@ -457,7 +473,7 @@ def evaluate(
                                 f"SSIM {result.scores[method]['ssim'][k]:.3f}")
                 panels.append((caption, result.examples[method][k]))
             plot_example_grid(panels, tmp / f"example_{k}.png", title=f"test clip {clip_ids[k]}")
-    shown = [v for v in (LEARNED, "gimbal_uniform") if v in result.schedules]
+    shown = [v for v in (LEARNED, "gimbal_uniform", "gimbal_uniform_centred") if v in result.schedules]
     if shown:
         plot_schedule([result.schedules[v] for v in shown], schedule_plot, labels=[table.label(v) for v in shown],
                       title="Shutter schedules evaluated")

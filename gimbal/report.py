@@ -15,8 +15,8 @@ from typing import Any
 
 from gimbal import methods as table
 
-__all__ = ["PAPER_ONLY", "interval_note", "liveness_md", "paper_report", "table1_rows", "table3", "table3_md",
-           "table3_rows", "working_point_md"]
+__all__ = ["PAPER_ONLY", "interval_note", "liveness_md", "paper_report", "same_sign", "table1_rows", "table3",
+           "table3_md", "table3_rows", "timing_split_md", "timing_split_sentence", "working_point_md"]
 
 FULL_MODEL = "gimbal"
 """The full model, which every Table 3 row is compared with."""
@@ -38,11 +38,12 @@ def table1_rows() -> list[tuple[str, str, float | None, float | None, str]]:
     return sorted(rows, key=lambda r: (r[2] is None, r[2] or 0.0))  # stable: the table's order among the others
 
 
-def table3_rows() -> dict[str, tuple[str, bool]]:
-    """Method -> (the component, whether the method lacks it) for every row of paper Table 3, in table order.
-    ``gimbal_anneal`` has the annealed loss that our default lacks (the paper's default has it), so its effect is
-    ``variant - gimbal``; the others' ``gimbal - variant``."""
-    return {n: m.component for n, m in table.TABLE.items() if m.component is not None}
+def table3_rows() -> dict[str, tuple[str, str, bool]]:
+    """Method -> (its base, the component, whether the method lacks it) for every row of paper Table 3, in table
+    order (:func:`gimbal.methods.table3`). ``gimbal_anneal`` has the annealed loss that our default lacks (the
+    paper's default has it), so its effect is ``variant - gimbal``; the others' ``base - variant`` (the flow ablation
+    under the annealed loss: ``gimbal_anneal - gimbal_anneal_no_flow``)."""
+    return table.table3()
 
 
 def interval_note(ev: dict[str, Any]) -> str:
@@ -65,7 +66,8 @@ def table3(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Paper Table 3 from ``metrics/eval.json``: ``{variant: {"component", "psnr", "psnr_lo", "psnr_hi", "effect",
     "effect_lo", "effect_hi", "paper_psnr", "paper_effect"}}`` in dB, for each of :func:`table3_rows` present,
     plus ``gimbal`` (the full model). ``effect`` is the component's paired difference ``with - without`` over
-    the test clips (from ``ev["margins"]["gimbal-<variant>"]``, negated for a variant that adds the component).
+    the test clips (from ``ev["margins"]["<base>-<variant>"]``, negated for a variant that adds the component);
+    ``base`` is the model the row differs from by the component alone.
     Empty when the full model was not scored (an evaluation of some methods only).
     """
     if FULL_MODEL not in ev:
@@ -74,19 +76,85 @@ def table3(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {FULL_MODEL: {"component": "none (the full model)", "psnr": full["psnr"],
                                                    "psnr_lo": full["psnr_lo"], "psnr_hi": full["psnr_hi"],
                                                    "paper_psnr": full_paper}}
-    for variant, (component, lacks) in table3_rows().items():
-        margin = ev.get("margins", {}).get(f"{FULL_MODEL}-{variant}")
+    for variant, (base, component, lacks) in table3_rows().items():
+        margin = ev.get("margins", {}).get(f"{base}-{variant}")
         if variant not in ev or margin is None:
             continue
         sign = 1.0 if lacks else -1.0
         lo, hi = sorted((sign * margin["psnr_lo"], sign * margin["psnr_hi"]))
         paper = table.TABLE[variant].paper_psnr
         paper_effect = None if paper is None or full_paper is None else round(full_paper - paper, 2)
-        out[variant] = {"component": component, "lacks": lacks, "psnr": ev[variant]["psnr"],
+        out[variant] = {"component": component, "base": base, "lacks": lacks, "psnr": ev[variant]["psnr"],
                         "psnr_lo": ev[variant]["psnr_lo"], "psnr_hi": ev[variant]["psnr_hi"],
                         "effect": round(sign * margin["psnr"], 4), "effect_lo": lo, "effect_hi": hi,
                         "paper_psnr": paper, "paper_effect": paper_effect}
     return out
+
+
+def same_sign(lo: float, hi: float, paper_effect: float | None) -> str:
+    """The "same sign as the paper" cell of an effect with 95% interval ``[lo, hi]``, decided by the interval:
+    ``yes`` / ``**no**`` only when it excludes 0, else ``undecided (interval spans 0)``; ``-`` without a paper
+    effect."""
+    if paper_effect is None or paper_effect == 0:
+        return "-"
+    if lo <= 0 <= hi:
+        return "undecided (interval spans 0)"
+    return "yes" if (lo > 0) == (paper_effect > 0) else "**no**"
+
+
+def _verdict(m: dict[str, float]) -> str:
+    return "above 0" if m["psnr_lo"] > 0 else "below 0" if m["psnr_hi"] < 0 else "not distinguishable from 0"
+
+
+def _sign(m: dict[str, float]) -> int:
+    return 1 if m["psnr_lo"] > 0 else -1 if m["psnr_hi"] < 0 else 0
+
+
+def timing_split_sentence(split: dict[str, dict[str, float]]) -> str:
+    """What the split of ours - uniform (``ev["timing_split"]``, :func:`gimbal.evaluate.timing_split`) shows, in
+    plain words, decided by the intervals (an interval that holds 0 shows no effect): the two parts, then which of
+    them the gain (or loss) comes from."""
+    total, timing, lengths = split["total"], split["timing"], split["exposure_lengths"]
+
+    def said(m: dict[str, float]) -> str:
+        return f"{m['psnr']:+.2f} dB [{m['psnr_lo']:+.2f}, {m['psnr_hi']:+.2f}], {_verdict(m)}"
+
+    head = (f"Ours - uniform is {said(total)}. Of it, timing (the uniform burst with its reference exposure centred on "
+            f"the ground-truth instant T/2, minus the uniform burst) is {said(timing)}, and the exposure lengths (ours "
+            f"minus the centred equal burst) are {said(lengths)}.")
+    t, e = _sign(timing), _sign(lengths)
+    if t == 0 and e == 0:
+        tail = ("Neither part is distinguishable from 0 with these test clips, so the split does not say where the "
+                "difference from the uniform schedule comes from.")
+    elif t > 0 and e <= 0:
+        tail = ("So the measurable gain over the uniform schedule is the timing of the reference exposure: moving it onto "
+                "T/2 does it, and the learned exposure lengths add nothing measurable" +
+                (" (they do worse than the centred equal ones)." if e < 0 else "."))
+    elif e > 0 and t <= 0:
+        tail = ("So the measurable gain over the uniform schedule comes from the learned exposure lengths, not from the "
+                "timing of the reference exposure" + (" (centring it alone loses)." if t < 0 else "."))
+    elif t > 0 and e > 0:
+        share = timing["psnr"] / total["psnr"] if total["psnr"] else float("nan")
+        tail = (f"So both parts contribute: timing {100 * share:.0f} % of the total, the learned exposure lengths the "
+                "rest.")
+    else:  # one part below 0 and the other not above it
+        worse = " and ".join(name for name, s in (("timing", t), ("the exposure lengths", e)) if s < 0)
+        tail = f"So {worse} lose against the uniform schedule here."
+    return f"{head} {tail}"
+
+
+def timing_split_md(ev: dict[str, Any]) -> list[str]:
+    """Markdown lines: the split of ours - uniform (``ev["timing_split"]``) with intervals and what it shows; empty
+    when the file has none (the timing control was not scored)."""
+    split = ev.get("timing_split")
+    if not split:
+        return []
+    what = {"total": "ours - uniform", "timing": "timing: centred - uniform",
+            "exposure_lengths": "exposure lengths: ours - centred"}
+    lines = ["| part | pair | PSNR dB [95% CI] | SSIM [95% CI] |", "|---|---|---|---|"]
+    lines += [f"| {what[k]} | `{m['pair']}` | {m['psnr']:+.2f} [{m['psnr_lo']:+.2f}, {m['psnr_hi']:+.2f}] | "
+              f"{m['ssim']:+.3f} [{m['ssim_lo']:+.3f}, {m['ssim_hi']:+.3f}] |" for k, m in split.items() if k in what]
+    return [*lines, "", timing_split_sentence(split)]
 
 
 def table3_md(ev: dict[str, Any]) -> list[str]:
@@ -97,9 +165,11 @@ def table3_md(ev: dict[str, Any]) -> list[str]:
     for variant, r in rows.items():
         if variant == FULL_MODEL:
             continue
-        model = f"without it (`{variant}`)" if r["lacks"] else f"with it (`{variant}`; off by default here)"
+        against = "" if r.get("base", FULL_MODEL) == FULL_MODEL else f" against `{r['base']}`"
+        model = (f"without it (`{variant}`{against})" if r["lacks"]
+                 else f"with it (`{variant}`; off by default here)")
         paper_effect = r["paper_effect"]
-        same = "-" if paper_effect is None else "yes" if (r["effect"] > 0) == (paper_effect > 0) else "**no**"
+        same = same_sign(r["effect_lo"], r["effect_hi"], paper_effect)
         sure = "" if r["effect_lo"] > 0 or r["effect_hi"] < 0 else " (interval spans 0)"
         lines.append(f"| {r['component']} | {model} | {_ci(r)} | "
                      f"{r['effect']:+.2f} [{r['effect_lo']:+.2f}, {r['effect_hi']:+.2f}]{sure} | "
@@ -215,11 +285,20 @@ def paper_report(ev: dict[str, Any], fig9_report: str | None = None,
         "",
         f"{interval_note(ev)}.",
         "",
+        *(["### Timing or exposure lengths? The split of ours - uniform", "",
+           "The uniform schedule's reference (middle) exposure is not centred on the ground-truth instant T/2, the",
+           "learned one's can be. The timing control keeps the uniform schedule's equal exposures, budget and readouts",
+           "but puts the idle time first so that its reference exposure is centred on T/2 (so its exposures are",
+           "shorter); it splits ours - uniform into timing and exposure lengths, each paired over the same clips.", "",
+           *timing_split_md(ev), ""] if ev.get("timing_split") else []),
         "## Table 3: ablations",
         "",
         "Each row removes one component of the full model and retrains it with everything else equal. The",
         "annealed loss is off in our default (a short run cannot afford its crossover, README) and on in the",
-        "paper's, so its row trains the model *with* it; the effect column is always with - without.",
+        "paper's, so its row trains the model *with* it; the flow network is ablated both without the annealed",
+        "loss (against our default) and with it (against the annealed model: the paper's condition). The effect",
+        "column is always with - without; the sign column compares with the paper's only where the interval",
+        "excludes 0.",
         "",
         *table3_md(ev),
         "",

@@ -28,7 +28,7 @@ from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
 from gimbal.evaluate import evaluate, evaluate_methods, load_models
 from gimbal.metrics import psnr
-from gimbal.system import GimbalSystem, build_sensor, save_system
+from gimbal.system import GimbalSystem, build_sensor, middle_frame_image, save_system
 
 REPO = Path(__file__).resolve().parents[1]
 LEARNED_LOGITS = (1.0, -1.0, 0.3, 0.0)  # a non-uniform schedule (3 exposures + the idle slot)
@@ -89,7 +89,15 @@ def first_run(setup: dict[str, Any]) -> Path:
 def test_writes_every_method_and_figure(first_run: Path) -> None:
     metrics = json.loads((first_run / "metrics/eval.json").read_text())
     by_source = json.loads((first_run / "metrics/eval_by_source.json").read_text())
-    assert set(metrics) == {*methods.scored(), "margins", "clips", "videos", "resampled", "working_point"}
+    assert set(metrics) == {*methods.scored(), "margins", "timing_split", "clips", "videos", "resampled",
+                            "working_point"}
+    split = metrics["timing_split"]  # ours - uniform = timing (centred - uniform) + exposure lengths (ours - centred)
+    assert {k: v["pair"] for k, v in split.items()} == {
+        "total": "gimbal-gimbal_uniform", "timing": "gimbal_uniform_centred-gimbal_uniform",
+        "exposure_lengths": "gimbal-gimbal_uniform_centred"}
+    assert all({k: v for k, v in s.items() if k != "pair"} == metrics["margins"][s["pair"]] for s in split.values())
+    assert split["total"]["psnr"] == pytest.approx(split["timing"]["psnr"] + split["exposure_lengths"]["psnr"],
+                                                   abs=2e-4)
     assert (metrics["clips"], metrics["videos"], metrics["resampled"]) == (2, 2, "videos")  # from the shards' meta
     # the fixture's shards carry no source kind: every clip counts as real, so "real" is the overall mean
     assert set(by_source) == {"real"}
@@ -151,7 +159,7 @@ def test_working_point_of_the_test_scenes_and_every_model(setup: dict[str, Any],
                for k in ("content_motion_px", "content_flow_px"))
     assert wp["test"]["content_motion_px"] == pytest.approx(
         sum(v["content_motion_px"] for v in wp["test"]["by_video"].values()) / 2, abs=2e-3)  # one clip per video
-    assert set(wp["models"]) == set(methods.scored()) - {"full_exposure", "middle_frame"}
+    assert set(wp["models"]) == set(methods.scored()) - set(methods.floors())
     assert all(m == {"e_bar": wp["test"]["e_bar"], "d_bar_px": wp["test"]["d_bar_px"], "window_frames": 9}
                for m in wp["models"].values())
 
@@ -211,6 +219,29 @@ def test_a_subset_scores_as_in_the_full_run(setup: dict[str, Any], first_run: Pa
     assert part == [r for r in full if r["method"] in scored]
     with pytest.raises(ParamError, match=r"\['gimbal_nope'\] are not trained methods; choose from"):
         load_models(setup["models"], methods=["gimbal", "gimbal_nope"])
+
+
+def test_each_middle_frame_floor_is_its_own_bursts(setup: dict[str, Any], first_run: Path) -> None:
+    """`middle_frame` is the learned burst's normalized middle frame, `middle_frame_centred` the timing control's:
+    different schedules, so different floors; each is scored only with its burst method."""
+    metrics = json.loads((first_run / "metrics/eval.json").read_text())
+    assert metrics["middle_frame"]["psnr"] != metrics["middle_frame_centred"]["psnr"]
+    params = setup["params"]
+    cfg = parse_config(params)
+    systems, _ = load_models(setup["models"], methods=["gimbal_uniform_centred"])
+    sensor = build_sensor(cfg, learn_exposure=False)
+    batches = fixed_irradiance_set(setup["shards"], "test", 2, 1, cfg.augment, sensor.camera, 1, seed=1,
+                                   backend="torch")
+    display = Display.for_camera("srgb", sensor.camera, tuple(params["augment"]["white_level"]))
+    result = evaluate_methods(systems, {}, sensor, batches, seed=1, display=display)
+    assert set(result.scores) == {"gimbal_uniform_centred", "full_exposure", "middle_frame_centred"}
+    centred = systems["gimbal_uniform_centred"]
+    centred.sensor.set_seed(1)
+    for k, scenes in enumerate(batches):  # the centred burst, captured again from the re-seeded sensor
+        captured = centred.sensor(scenes.irradiance)
+        floor = middle_frame_image(centred.sensor, captured.burst, captured.durations_s, display)
+        assert result.scores["middle_frame_centred"]["psnr"][k] == pytest.approx(float(psnr(floor, scenes.srgb)),
+                                                                                 abs=1e-4)
 
 
 def test_methods_sharing_a_schedule_see_the_same_burst(setup: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gimbal.report import paper_report, table3
+from gimbal.evaluate import timing_split
+from gimbal.report import paper_report, same_sign, table3, timing_split_sentence
 
 
 def _m(psnr: float, lo: float, hi: float) -> dict[str, float]:
@@ -18,6 +19,7 @@ EV = {
     "gimbal_no_flow": _m(29.5, 28.5, 30.5),
     "gimbal_no_norm": _m(30.2, 29.2, 31.2),
     "gimbal_anneal": _m(30.5, 29.5, 31.5),
+    "gimbal_anneal_no_flow": _m(30.2, 29.2, 31.2),
     "kpn": _m(26.0, 25.0, 27.0),
     "deblurgan": _m(20.0, 19.0, 21.0),
     "full_exposure": _m(20.1, 19.1, 21.1),
@@ -27,6 +29,7 @@ EV = {
         "gimbal-gimbal_no_flow": _m(0.5, 0.1, 0.9),
         "gimbal-gimbal_no_norm": _m(-0.2, -0.6, 0.1),
         "gimbal-gimbal_anneal": _m(-0.5, -1.0, -0.2),
+        "gimbal_anneal-gimbal_anneal_no_flow": _m(0.3, -0.1, 0.7),
     },
 }
 
@@ -44,6 +47,10 @@ def test_effects_are_with_minus_without_beside_the_papers() -> None:
     assert (t["gimbal_anneal"]["effect_lo"], t["gimbal_anneal"]["effect_hi"]) == (0.2, 1.0)
     assert t["gimbal_anneal"]["paper_effect"] == pytest.approx(0.24)  # 31.42 - 31.18
     assert t["gimbal"]["psnr"] == 30.0 and t["gimbal"]["paper_psnr"] == 31.42
+    # the flow ablation under the annealed loss is paired with the annealed model, not with our default
+    flow = t["gimbal_anneal_no_flow"]
+    assert (flow["base"], flow["effect"], flow["effect_lo"], flow["effect_hi"]) == ("gimbal_anneal", 0.3, -0.1, 0.7)
+    assert flow["paper_effect"] == pytest.approx(0.80)
 
 
 def test_report_lists_every_row_and_flags_sign_and_uncertain_effects() -> None:
@@ -51,8 +58,13 @@ def test_report_lists_every_row_and_flags_sign_and_uncertain_effects() -> None:
     assert "bootstrap over 12 test clips (resampled as if independent)" in text  # an eval.json without videos
     row = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert "-0.20 [-0.60, +0.10] (interval spans 0)" in row["exposure normalization (eq. 14)"]
-    assert row["exposure normalization (eq. 14)"].endswith("| **no** |")  # ours -0.20, the paper's +0.46
-    assert row["flow network"].endswith("| yes |")
+    # the sign column is decided by the interval: -0.20 [-0.60, +0.10] against the paper's +0.46 is undecided, not
+    # "no"; +0.30 [-0.10, +0.70] against +0.80 is undecided, not "yes"
+    assert row["exposure normalization (eq. 14)"].endswith("| undecided (interval spans 0) |")
+    anneal_flow = row["flow network, under the annealed loss (the paper's condition)"]
+    assert "against `gimbal_anneal`" in anneal_flow and anneal_flow.endswith("| undecided (interval spans 0) |")
+    assert row["flow network, without the annealed loss"].endswith("| yes |")  # +0.50 [+0.10, +0.90]
+    assert row["annealed loss (eq. 18)"].endswith("| yes |")  # +0.50 [+0.20, +1.00] against +0.24
     assert "not reproduced" in row["analysis-synthesis pair (Kaufman & Fattal)"]
     assert "30.00 [29.00, 31.00]" in row["ours, learned exposures"] and "31.42" in row["ours, learned exposures"]
 
@@ -106,3 +118,52 @@ def test_report_shows_each_models_liveness_beside_its_psnr() -> None:
     single = next(line for line in report.splitlines() if line.startswith("| `deblurgan` |"))
     assert "| 50 | 12 % | 0.031 | 0.50 |" in single
     assert "Liveness" not in paper_report(ev)
+
+
+def test_same_sign_needs_an_interval_that_excludes_zero() -> None:
+    assert same_sign(0.1, 0.9, 0.8) == "yes"
+    assert same_sign(-0.9, -0.1, 0.8) == "**no**"
+    assert same_sign(-0.1, 0.9, 0.8) == same_sign(-0.9, 0.1, 0.8) == "undecided (interval spans 0)"
+    assert same_sign(-0.9, -0.1, -0.3) == "yes" and same_sign(0.1, 0.9, None) == "-"
+
+
+def _split(total: tuple[float, float, float], timing: tuple[float, float, float],
+           lengths: tuple[float, float, float]) -> dict[str, dict[str, float]]:
+    margins = {"gimbal-gimbal_uniform": _m(*total), "gimbal_uniform_centred-gimbal_uniform": _m(*timing),
+               "gimbal-gimbal_uniform_centred": _m(*lengths)}
+    return timing_split(margins)
+
+
+def test_timing_split_pairs_and_is_absent_without_the_control() -> None:
+    split = _split((1.0, 0.5, 1.5), (0.2, -0.1, 0.5), (0.8, 0.4, 1.2))
+    assert [(k, v["pair"]) for k, v in split.items()] == [
+        ("total", "gimbal-gimbal_uniform"), ("timing", "gimbal_uniform_centred-gimbal_uniform"),
+        ("exposure_lengths", "gimbal-gimbal_uniform_centred")]
+    assert split["timing"]["psnr_lo"] == -0.1
+    assert timing_split({"gimbal-gimbal_uniform": _m(1.0, 0.5, 1.5)}) == {}
+
+
+def test_timing_split_sentence_says_what_the_numbers_show() -> None:
+    lengths = timing_split_sentence(_split((1.0, 0.5, 1.5), (0.2, -0.1, 0.5), (0.8, 0.4, 1.2)))
+    assert "+0.20 dB [-0.10, +0.50], not distinguishable from 0" in lengths
+    assert "comes from the learned exposure lengths, not from the timing" in lengths
+    timing = timing_split_sentence(_split((1.0, 0.5, 1.5), (0.9, 0.6, 1.2), (0.1, -0.2, 0.4)))
+    assert "is the timing of the reference exposure" in timing and "add nothing measurable." in timing
+    both = timing_split_sentence(_split((1.0, 0.5, 1.5), (0.4, 0.1, 0.7), (0.6, 0.3, 0.9)))
+    assert "both parts contribute: timing 40 % of the total" in both
+    neither = timing_split_sentence(_split((0.1, -0.3, 0.5), (0.05, -0.2, 0.3), (0.05, -0.2, 0.3)))
+    assert "Neither part is distinguishable from 0" in neither
+    loses = timing_split_sentence(_split((-0.5, -0.9, -0.1), (0.1, -0.2, 0.4), (-0.6, -1.0, -0.2)))
+    assert "the exposure lengths lose against the uniform schedule" in loses
+
+
+def test_report_shows_the_split_only_with_the_timing_control() -> None:
+    margins = {**EV["margins"], "gimbal_uniform_centred-gimbal_uniform": _m(1.0, 0.6, 1.4),
+               "gimbal-gimbal_uniform_centred": _m(2.0, 1.5, 2.5)}
+    ev = {**EV, "gimbal_uniform_centred": _m(28.0, 27.0, 29.0), "margins": margins,
+          "timing_split": timing_split(margins)}
+    text = paper_report(ev)
+    assert "| timing: centred - uniform | `gimbal_uniform_centred-gimbal_uniform` | +1.00 [+0.60, +1.40] |" in text
+    assert "both parts contribute: timing 33 % of the total" in text  # 1.0 of 3.0
+    assert "28.00 [27.00, 29.00]" in text  # its Table 1 row
+    assert "Timing or exposure lengths" not in paper_report(EV)
