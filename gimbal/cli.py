@@ -9,6 +9,7 @@ Subcommands::
     gimbal calibrate EMVA1288descriptor.txt --pixel-um 3.45 [--wavelength-nm 525] -o cameras/camera.yaml
     gimbal simulate-burst scene.png --model models/gimbal.pt -o my_burst   # or --camera C --exposures-us ...
     gimbal export --onnx gimbal.onnx --model models/gimbal.pt            # then infer --backend onnx
+    gimbal plan --camera jetcam19m --lux 2 --gyro-dps 40 --focal-px 730 [--json]   # from a trained grid
 
 Also ``python -m gimbal.cli ...``. Errors print one line ``error: ...`` on stderr; the exit
 status is 2 for usage errors (inconsistent arguments, exposures outside the camera's limits)
@@ -144,6 +145,30 @@ def _schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from gimbal.plan import dbar_from_vibration, ebar_from_light, load_grid, plan, resolve_camera, summary
+
+    camera = resolve_camera(args.camera, args.experiment)
+    grid = load_grid(args.grid, args.cells)
+    focal = args.focal_px
+    if args.focal_mm is not None:
+        if focal is not None:
+            raise ParamError("give the focal length as one of --focal-mm or --focal-px, not both")
+        focal = args.focal_mm * 1e-3 / camera.pixel_area_m2 ** 0.5
+    ebar = ebar_from_light(camera, grid.budget_us * 1e-6, ebar=args.ebar, lux=args.lux,
+                           luminance_cd_m2=args.luminance, f_number=args.f_number, transmission=args.transmission)
+    dbar = dbar_from_vibration(dbar=args.dbar, gyro_dps=args.gyro_dps, angle_std_deg=args.angle_std_deg,
+                               focal_px=focal, budget_s=grid.budget_us * 1e-6, frames=grid.window_frames)
+    inputs = {k: v for k, v in (("ebar", args.ebar), ("lux", args.lux), ("luminance_cd_m2", args.luminance),
+                                ("f_number", args.f_number), ("dbar_px", args.dbar), ("gyro_dps", args.gyro_dps),
+                                ("angle_std_deg", args.angle_std_deg), ("focal_px", focal)) if v is not None}
+    result = plan(grid, ebar, dbar, camera, clamp=args.clamp, inputs=inputs)
+    if result["distance"]["extrapolated"]:
+        logging.getLogger("gimbal").warning("extrapolated: %s", result["distance"]["why"])
+    print(json.dumps(result, indent=2, sort_keys=True) if args.json else summary(result))
+    return 0
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     """Check the outputs before the work (none is a directory, the folder exists), then calibrate; the preset and
     its two figures are written all or none, so a refused or failed run (bad data, an unwritable folder, a full
@@ -172,8 +197,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gimbal`` argument parser with its ``infer``, ``export``, ``simulate-burst``, ``schedule`` and
-    ``calibrate`` subcommands."""
+    """The ``gimbal`` argument parser with its ``infer``, ``export``, ``simulate-burst``, ``schedule``, ``plan``
+    and ``calibrate`` subcommands."""
     parser = argparse.ArgumentParser(
         prog="gimbal",
         description="Digital Gimbal: merge a real burst with a trained model, show its learned shutter schedule, "
@@ -288,6 +313,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also draw the timeline (Fig. 3 style) to FILE: .png, .svg or .pdf")
     _add_output_flags(s)
     s.set_defaults(func=_schedule)
+
+    p = sub.add_parser(
+        "plan", help="the exposure schedule for a camera, a light level and a vibration level (from a trained grid)",
+        description="Read a trained grid (the Fig. 9 sweep's cells.json: the learned schedule at light x shake cells "
+                    "for one camera) and answer for one working point: the schedule (us), the merge model to use "
+                    "(the nearest cell's network), the PSNR expected there and how far the point is from the cells. "
+                    "Light: --ebar (photo-electrons per pixel at full exposure), --lux (illuminance at the sensor) or "
+                    "--luminance with --f-number; vibration: --dbar (blur in pixels at full exposure), --gyro-dps "
+                    "(rms angular rate about pitch and yaw, averaged over the budget) or --angle-std-deg (std of the "
+                    "angle turned over the budget), with --focal-mm or --focal-px. docs/plan.md states the "
+                    "conversions.")
+    p.add_argument("--camera", required=True, help=f"a built-in camera ({', '.join(camera_names())}) or a preset file "
+                                                   "from gimbal calibrate")
+    p.add_argument("--experiment", default="synthetic", help="the timing a preset file takes (default: synthetic)")
+    p.add_argument("--grid", type=Path, default=Path("sweeps/fig9/cells.json"), help="the trained grid's cells.json")
+    p.add_argument("--cells", type=Path, default=None, help="the grid's cell folders (default: cells/ beside --grid)")
+    light = p.add_argument_group("light (one of)")
+    light.add_argument("--ebar", type=float, help="mean photo-electrons per pixel at full exposure (e-)")
+    light.add_argument("--lux", type=float, help="illuminance at the sensor (lux)")
+    light.add_argument("--luminance", type=float, metavar="CD_M2", help="scene luminance (cd/m^2), with --f-number")
+    light.add_argument("--f-number", type=float, help="the lens's f-number N (for --luminance)")
+    light.add_argument("--transmission", type=float, default=1.0, help="the lens's transmission (default 1)")
+    vib = p.add_argument_group("vibration (one of)")
+    vib.add_argument("--dbar", type=float, help="blur diameter at full exposure (pixels)")
+    vib.add_argument("--gyro-dps", type=float, help="rms angular rate about pitch and yaw over the budget (deg/s)")
+    vib.add_argument("--angle-std-deg", type=float, help="std of the angle turned over the budget (deg)")
+    vib.add_argument("--focal-mm", type=float, help="the lens's focal length (mm; with the camera's pixel pitch)")
+    vib.add_argument("--focal-px", type=float, help="the lens's focal length in the camera's pixels")
+    p.add_argument("--clamp", action="store_true", help="outside the grid, plan at its edge (marked extrapolated) "
+                                                        "instead of refusing")
+    p.add_argument("--json", action="store_true", help="print JSON (for camera drivers)")
+    _add_output_flags(p)
+    p.set_defaults(func=_plan)
 
     c = sub.add_parser(
         "calibrate", help="a camera preset (sensor.camera) from the camera's EMVA 1288 data",

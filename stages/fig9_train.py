@@ -1,8 +1,10 @@
-"""DVC stage `train` of sweeps/fig9/dvc.yaml (paper Fig. 9): the learned model at one light x shake cell.
+"""DVC stages `train` and `train_heldout` of sweeps/fig9/dvc.yaml (paper Fig. 9): the learned model at one cell.
 
-Scales `augment.white_level` by --light and `augment.shake_std_deg` by --shake (gimbal.fig9.cell_config) and runs
-the one training loop (gimbal.train.train, validation and checkpoint choice on val). Writes
-sweeps/fig9/cells/<cell>/ (model.pt, train.json, exposures.json, exposures.png, dvclive/).
+A cell is a light scale (of `augment.white_level`), a camera-shake blur d-bar in network pixels (set through
+`augment.shake_focal_net_px`, gimbal.fig9.cell_config) and a training `seed`, for the camera --camera (a preset file
+from `gimbal calibrate`; empty: the root params' `sensor.camera`). Runs the one training loop (gimbal.pipeline.train,
+validation and checkpoint choice on val). Writes <cells>/<cell>/ (model.pt, train.json, exposures.json,
+exposures.png, dvclive/).
 """
 
 from __future__ import annotations
@@ -14,28 +16,31 @@ from pathlib import Path
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
-from gimbal.fig9 import cell_config, cell_name
-from gimbal.train import train
+from gimbal.fig9 import cell_config, cell_name, train_frames, with_camera
+from gimbal.pipeline import train
 
 # the params groups this stage reads: its `params:` in sweeps/fig9/dvc.yaml
 USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "variants", "eval")
 
 
 def main(cfg: Config, args: argparse.Namespace) -> None:
-    name = cell_name(args.light, args.shake)
+    name = cell_name(args.light, args.dbar, args.seed)
     out = Path(args.cells) / name
     world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's
     check_batch_size(args.shards, "train", cfg.train.batch_size, "train.batch_size", world)
-    train(cell_config(cfg, args.light, args.shake), "gimbal", shards_dir=Path(args.shards),
-          model_path=out / "model.pt", metrics_path=out / "train.json", exposures_path=out / "exposures.json",
-          schedule_plot=out / "exposures.png", live_dir=out / "dvclive",
-          checkpoint_path=Path("checkpoints/fig9") / name / "last.pt")
+    cfg = with_camera(cfg, args.camera)
+    cell = cell_config(cfg, args.light, args.dbar, args.seed, train_frames(cfg.augment, args.shards))
+    train(cell, "gimbal", shards_dir=Path(args.shards), model_path=out / "model.pt", metrics_path=out / "train.json",
+          exposures_path=out / "exposures.json", schedule_plot=out / "exposures.png", live_dir=out / "dvclive",
+          checkpoint_path=Path("checkpoints/fig9") / Path(args.cells).name / name / "last.pt")
 
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--light", type=float, required=True, help="scale of augment.white_level")
-    parser.add_argument("--shake", type=float, required=True, help="scale of augment.shake_std_deg")
+    parser.add_argument("--dbar", type=float, required=True, help="the shake's blur at full exposure (network px)")
+    parser.add_argument("--seed", type=int, required=True, help="the training seed (params `seed`)")
+    parser.add_argument("--camera", default="", help="camera preset file (empty: the params' sensor.camera)")
     parser.add_argument("--shards", default="data/shards", help="shards directory (train and val are read)")
     parser.add_argument("--cells", default="sweeps/fig9/cells", help="directory of the cells' outputs")
     run_stage(main, parser, USES)

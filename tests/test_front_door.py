@@ -162,8 +162,10 @@ def test_the_fig9_sweep_is_its_own_dvc_project() -> None:
         stages = {s.name for s in sweep.index.stages}
         metrics = [o.def_path for o in sweep.index.outs if o.metric]
         plots = [o.def_path for o in sweep.index.outs if o.plot]
-    assert stages == {f"train@{light}-{shake}" for light in ("0.25", "1", "4") for shake in ("0.5", "1", "2")} | {
-        "report"}
+    grid = yaml.safe_load((REPO / SWEEP / "params.yaml").read_text())
+    assert stages == {f"train@{light:g}-{dbar:g}-{seed}" for light in grid["lights"] for dbar in grid["dbars"]
+                      for seed in grid["seeds"]} | {f"train_heldout@{k}" for k in grid["heldout"]} | {"report",
+                                                                                                   "validate"}
     assert metrics == ["cells.json"] and plots == ["fig9.png", "heatmaps.png"]
 
 
@@ -183,7 +185,8 @@ def test_only_the_summary_is_declared_as_metrics() -> None:
             plain |= {next(iter(e)): e[next(iter(e))] for e in stage.get("outs", []) if isinstance(e, dict)}
     assert metrics == {"dvc.yaml": ["metrics/summary.json"], f"{SWEEP}/dvc.yaml": ["cells.json"]}
     for rel in ("metrics/eval.json", "metrics/eval_by_source.json", "metrics/table3.json", "metrics/train_gimbal.json",
-                "metrics/train_dmphn.json", "metrics.json", "cells/light${item.light}_shake${item.shake}/train.json"):
+                "metrics/train_dmphn.json", "metrics.json", "cells/light${item.light}_dbar${item.dbar}_seed${item.seed}/train.json",
+                "validation.json"):
         assert plain.get(rel) == {"cache": False}, rel
     assert not list((REPO / "dvclive").rglob("dvc.yaml"))  # dvclive declares nothing of its own
 

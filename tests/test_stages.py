@@ -29,6 +29,9 @@ def _all_stages() -> dict[str, dict]:
     stages = dict(_stages())
     for path in sorted((REPO / "sweeps").rglob("dvc.yaml")):
         for name, spec in yaml.safe_load(path.read_text())["stages"].items():
+            spec = spec.get("do", spec)  # a foreach stage's template
+            # only the root params' groups: bare names are the sweep's own params file (its grid)
+            spec = {**spec, "params": [e for e in spec.get("params", []) if not isinstance(e, str)]}
             stages[f"{path.relative_to(REPO).as_posix()}:{name}"] = spec
     return stages
 
