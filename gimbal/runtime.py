@@ -112,6 +112,10 @@ class TrainConfig:
             change between two different val bursts by at least this much (relative norm,
             :func:`gimbal.models.liveness.kernel_variation`): a KPN that applies one fixed filter to every burst is
             not the paper's method, whatever its val PSNR. 0: every validation is eligible.
+        select_after_anneal: with ``select: best_val`` and the annealed loss on (eq. 18), a validation is eligible
+            only at or after the anneal's crossover (``beta alpha^t <= 1``: the alignment term no longer outweighs
+            the reconstruction term), so the weights kept are not those of a model still pinned by the decaying
+            term. ``False``: every validation is eligible.
         precision: ``fp32``, or ``bf16``: the networks (flow, KPN, DeblurGAN-v2, DMPHN) run under bfloat16
             autocast on the CPU or CUDA while the sensor, the exposures, the losses and the optimizer state stay
             float32 (:func:`gimbal.fit.networks_in`); the weights are float32 either way.
@@ -132,6 +136,7 @@ class TrainConfig:
     clock: Literal["iterations", "examples"] = "iterations"
     select: Literal["best_val", "last"] = "best_val"
     min_kernel_change: float = 0.01
+    select_after_anneal: bool = True
     precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from gimbal.config import Config
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
 from gimbal.fit import Divergence, FitResult, fit, networks_in
 from gimbal.io import write_json_atomic
-from gimbal.losses import gradient_l1_loss
+from gimbal.losses import anneal_weight, gradient_l1_loss
 from gimbal.metrics import psnr, ssim
 from gimbal.models.liveness import gimbal_liveness
 from gimbal.params import group_dict
@@ -152,6 +152,7 @@ class GimbalTask:
         self.rngs = {"sensor": (system.sensor.rng_state, system.sensor.set_rng_state)}
         self.model: torch.nn.Module = system
         self.val_batches: list[Scenes] = []
+        self.done = tcfg.steps  # optimisation steps taken before the next validation (set by each step)
         self.unlive_warning = (f"no validation had kernels that change with the burst by >= "
                                f"train.min_kernel_change = {tcfg.min_kernel_change:g} (the KPN applies one fixed "
                                "filter)")
@@ -186,6 +187,7 @@ class GimbalTask:
     # -- a step -------------------------------------------------------------------------------------
     def train_step(self, step: int, clips: torch.Tensor) -> StepOutput:
         system, tcfg = self.system, self.tcfg
+        self.done = step + 1
         with torch.inference_mode():  # data preparation: no autograd
             scenes = make_irradiance(clips, self.cfg.augment, system.sensor.camera, system.net.channels,
                                      self.generator, exposure=system.sensor.exposure)
@@ -223,7 +225,16 @@ class GimbalTask:
         return validate(self.system, self.val_batches, self.seeds.validation, self.device)
 
     def eligible(self, val: dict[str, float]) -> bool:
-        return self.tcfg.eligible(val)
+        return self.tcfg.eligible(val) and self.annealed()
+
+    def annealed(self) -> bool:
+        """Whether the annealed term (eq. 18) has decayed to the reconstruction term's weight after :attr:`done`
+        steps (``beta alpha^t <= 1``), or ``train.select_after_anneal`` is off, or the loss has no annealed term."""
+        loss = self.system.loss_config
+        if not (loss.anneal and self.tcfg.select_after_anneal):
+            return True
+        t = self.tcfg.clock_time(self.done, self.ctx.world)
+        return anneal_weight(t, loss.anneal_alpha, loss.anneal_beta) <= 1.0 + 1e-9
 
     # -- the outputs --------------------------------------------------------------------------------
     def finish(self, result: FitResult) -> dict[str, Any]:
