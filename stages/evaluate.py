@@ -1,11 +1,13 @@
 """DVC stage `evaluate`: PSNR/SSIM of every method on one fixed set of held-out test scenes.
 
-Methods: those of the table of methods (gimbal/methods.py): gimbal (learned exposures), gimbal_uniform, kpn, the
-Table 3 ablations gimbal_no_flow, gimbal_no_norm and gimbal_anneal, deblurgan, dmphn and the floors full_exposure and
-middle_frame (`--methods`: a subset of the trained ones), all on the same scenes with the same seeded exact-Poisson
+Methods: those of the table of methods (gimbal/methods.py): gimbal (learned exposures), gimbal_uniform, the timing
+control gimbal_uniform_centred, kpn, the Table 3 ablations gimbal_no_flow, gimbal_no_norm, gimbal_anneal and
+gimbal_anneal_no_flow, deblurgan, dmphn and the floors full_exposure, middle_frame and middle_frame_centred
+(`--methods`: a subset of the trained ones), all on the same scenes with the same seeded exact-Poisson
 noise. Writes metrics/summary.json (`dvc metrics show`: every method's PSNR and SSIM, the headline margins, the
 learned schedule), metrics/eval.json (every interval and margin, bootstrapped over the test clips' source videos,
-and the working point: e-bar, d-bar and the content's own motion) and metrics/eval_by_source.json (the same per
+the split of ours - uniform into timing and exposure lengths, and the working point: e-bar, d-bar and the content's
+own motion) and metrics/eval_by_source.json (the same per
 source kind, real / synthetic), plots/eval_per_clip.csv and plots/eval_by_method.csv (`dvc plots`),
 plots/psnr_by_method.png, plots/examples/example_<k>.png (Fig. 7 style) and plots/exposures_eval.png.
 """

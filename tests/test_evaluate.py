@@ -126,6 +126,7 @@ def test_writes_every_method_and_figure(first_run: Path) -> None:
     summary = json.loads((first_run / "metrics/summary.json").read_text())  # what `dvc metrics show` shows
     assert all(summary[f"psnr_{m}"] == metrics[m]["psnr"] for m in methods.scored())
     assert summary["margin_gimbal-gimbal_uniform_lo"] == metrics["margins"]["gimbal-gimbal_uniform"]["psnr_lo"]
+    assert summary["margin_gimbal_uniform_centred-gimbal_uniform"] == split["timing"]["psnr"]
     learned = GimbalSystem.from_params(tiny_params(), "gimbal")  # the learned schedule, in us
     with torch.no_grad():
         learned.sensor.exposure.logits.copy_(torch.tensor(LEARNED_LOGITS, dtype=torch.float64))
