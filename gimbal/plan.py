@@ -30,7 +30,9 @@ The engineer's units (:func:`ebar_from_light`, :func:`dbar_from_vibration`):
   training window, 241 frames), so its per-frame std is ``sigma = theta / sqrt(F - 1)`` about pitch and yaw (roll a
   tenth of it, the released ratio; roll does not move the principal point). d-bar is then that walk's blur diameter
   (:func:`gimbal.working_point.blur_diameter_px`) with the lens's focal length in the camera's pixels
-  ``f = focal length / pixel pitch`` (pitch ``sqrt(A)``), as the merge runs on the camera's own pixels.
+  ``f = focal length / pixel pitch`` (pitch ``sqrt(A)``; square pixels, ``fx = fy = f``), as the merge runs on the
+  camera's own pixels. (The sweep's cells keep the released intrinsics' aspect, ``fy = 1.78 fx``, and are placed
+  by the same d-bar.)
 """
 
 from __future__ import annotations
@@ -136,8 +138,10 @@ def dbar_from_vibration(*, dbar: float | None = None, gyro_dps: float | None = N
                         "--focal-px")
     theta = angle_std_deg if angle_std_deg is not None else gyro_dps * budget_s  # type: ignore[operator]
     sigma = theta / math.sqrt(frames - 1)
-    aug = AugmentConfig(shake_std_deg=(sigma / 10, sigma, sigma), shake_focal_net_px=float(focal_px))
-    return blur_diameter_px(aug, frames, draws=1024)
+    # square pixels: fx = fy = focal_px (the released intrinsics' fy is 1.78 fx; d-bar describes either)
+    aug = AugmentConfig(shake_std_deg=(sigma / 10, sigma, sigma), intrinsics=(1000.0, 1000.0, 500.0, 500.0),
+                        intrinsics_size=(1000, 1000), shake_focal_net_px=float(focal_px))
+    return blur_diameter_px(aug, frames, draws=512)
 
 
 def resolve_camera(camera: str, experiment: str = "synthetic") -> CameraSpec:
