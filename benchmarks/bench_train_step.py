@@ -104,13 +104,14 @@ threads, variant, size, precision, layout, repeats, warmup = sys.argv[1:8]
 torch.set_num_threads(int(threads))
 from gimbal.config import parse_config
 from gimbal.runtime import Dist
+from gimbal.pipeline import gimbal_run
 from gimbal.train import GimbalTask
 params = yaml.safe_load(open("params.yaml"))
 for group, values in json.loads(sys.argv[8]).items():
     params[group].update(values)
 params["train"].update(precision=precision, device="cpu")
 cfg = parse_config(params)
-task = GimbalTask(cfg, variant, None, Dist(), torch.device("cpu"), None, None, None, None)
+task = GimbalTask(gimbal_run(cfg, variant), None, Dist(), torch.device("cpu"), None, None, None, None)
 if layout == "channels_last":
     task.system.net.to(memory_format=torch.channels_last)
 task.system.train()

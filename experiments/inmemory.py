@@ -46,6 +46,7 @@ from gimbal.display import Display  # noqa: E402
 from gimbal.evaluate import evaluate_methods  # noqa: E402
 from gimbal.fit import FitResult, fit  # noqa: E402
 from gimbal.metrics import psnr  # noqa: E402
+from gimbal.pipeline import gimbal_run, restorer_run  # noqa: E402
 from gimbal.runtime import Dist, Seeds  # noqa: E402
 from gimbal.system import build_sensor, full_exposure_image, load_system  # noqa: E402
 from gimbal.train import GimbalTask  # noqa: E402
@@ -138,7 +139,7 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
     if method in methods.single():
         dcfg = getattr(cfg.baselines, method)
         model = (DeblurGANv2 if method == "deblurgan" else DMPHN)(dcfg, cfg.model.channels, seed, device=device)
-        task: Any = RestorerTask(cfg, method, model, dcfg.steps, dcfg.batch_size, None, dev, paths["model_path"],
+        task: Any = RestorerTask(restorer_run(cfg), method, model, dcfg.steps, dcfg.batch_size, None, dev, paths["model_path"],
                                  paths["metrics_path"], out / "checkpoints" / method / "last.pt",
                                  {f"baselines.{method}.lr": dcfg.lr}, "loss_g" if method == "deblurgan" else "loss",
                                  (), None)
@@ -148,7 +149,7 @@ def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str
                                              cfg.eval.window_frames)}
         batch_size, extra = dcfg.batch_size, {}
     else:
-        task = GimbalTask(cfg, method, None, Dist(), dev, paths["model_path"], paths["metrics_path"],
+        task = GimbalTask(gimbal_run(cfg, method), None, Dist(), dev, paths["model_path"], paths["metrics_path"],
                           out / f"exposures_{method}.json", out / f"exposures_{method}.png")
         task.val_batches = fixed_set(val_clips, params, task.system.sensor.camera, seeds_val(seed),
                                      min(tcfg.val_clips, len(val_clips)), full_frame=False)
@@ -203,7 +204,8 @@ def time_steps(npz: Path, method: str, params: dict[str, Any], device: str, step
     ``train.precision``; the first includes warm-up): what a run of these params costs."""
     clips = torch.from_numpy(np.load(npz)["train"]).to(device)
     params = {**params, "train": {**params["train"], "device": device}}
-    task = GimbalTask(parse_config(params), method, None, Dist(), torch.device(device), None, None, None, None)
+    task = GimbalTask(gimbal_run(parse_config(params), method), None, Dist(), torch.device(device), None, None, None,
+                      None)
     task.system.train()
     batch, times = clips[: task.tcfg.batch_size], []
     for step in range(steps):

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from experiments.inmemory import load_params  # noqa: E402  (params.yaml with -S overrides, validated)
 from gimbal.config import parse_config  # noqa: E402
-from gimbal.train import train  # noqa: E402
+from gimbal.pipeline import train  # noqa: E402
 
 
 def main() -> None:

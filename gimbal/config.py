@@ -11,18 +11,17 @@ re-runs a stage exactly when a param it reads changes.
 
 The dataclass fields hold the only defaults; ``params.yaml`` is the documented copy of them (a test checks
 that they agree). :meth:`Config.raw` is the file as read: trained models store it, and
-:func:`parse_config` rebuilds their config when they are loaded.
+:func:`gimbal.model_params.system_groups` parses the groups a loaded model reads from them.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from gimbal import methods
 from gimbal.data.augment import AugmentConfig
@@ -34,10 +33,10 @@ from gimbal.data.shards import ShardConfig
 from gimbal.errors import ParamError
 from gimbal.eval_config import EvalConfig
 from gimbal.losses import LossConfig
+from gimbal.model_params import Variant, apply_variant, check_variants, default_variants, parse_sensor
 from gimbal.models.net import ModelConfig
-from gimbal.params import check_seed, group_dict, load_params, parse_fields, parse_group, unknown_key_error
+from gimbal.params import check_seed, group_dict, load_params, parse_group, unknown_key_error
 from gimbal.runtime import TrainConfig
-from gimbal.sensor.camera import TIMING_FIELDS, CameraSpec
 from gimbal.sensor.exposure import ExposureConfig, centred_schedule_us
 from gimbal.sensor.model import SensorConfig
 
@@ -76,24 +75,6 @@ def baselines_config() -> type:
     """The dataclass of params group ``baselines``: one field ``<name>`` per single-image method of the table of
     methods, its :attr:`~gimbal.methods.Method.config` (the same class while the table's baselines are the same)."""
     return _baselines_class(tuple((n, methods.TABLE[n].config) for n in methods.single()))  # type: ignore[misc]
-
-
-def default_variants() -> dict[str, dict[str, dict[str, Any]]]:
-    """The default ``variants``: every burst method of the table of methods and its
-    :attr:`~gimbal.methods.Method.overrides` (``params.yaml`` documents them)."""
-    return {n: copy.deepcopy({g: dict(k) for g, k in methods.TABLE[n].overrides.items()}) for n in methods.burst()}
-
-
-VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure", "loss")
-"""The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
-
-
-class Variant(NamedTuple):
-    """The groups of one model variant: the configured ones with ``variants.<name>`` applied."""
-
-    model: ModelConfig
-    exposure: ExposureConfig
-    loss: LossConfig
 
 
 class UndeclaredGroupError(AttributeError):
@@ -149,17 +130,7 @@ class Config:
 
         ``gimbal: {}`` is the model exactly as configured. Unknown variants raise :class:`ParamError`.
         """
-        if name not in self.variants:
-            raise ParamError(f"params: unknown model variant '{name}' (variants: {', '.join(sorted(self.variants))}); "
-                             "add it under 'variants'")
-        overrides = self.variants[name]
-        merged = []
-        for group in VARIANT_GROUPS:
-            base = getattr(self, group)
-            keys = overrides.get(group) or {}
-            parsed = parse_group(type(base), keys, f"variants.{name}.{group}")  # names a bad override key
-            merged.append(dataclasses.replace(base, **{k: getattr(parsed, k) for k in keys}))
-        return Variant(*merged)
+        return apply_variant(self.variants, name, self.model, self.exposure, self.loss)
 
 
 _NOT_GROUPS = ("seed", "variants", "baselines", "raw")
@@ -168,40 +139,6 @@ GROUPS: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(C
 
 TOP_LEVEL: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config) if f.name != "raw")
 """Every top-level key of the params file (the names a stage may declare it uses)."""
-
-
-def _check_variants(variants: Any) -> dict[str, dict[str, dict[str, Any]]]:
-    if not isinstance(variants, dict) or not variants:
-        raise ParamError(f"params: 'variants' must map model names to overrides, got {variants!r}")
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, overrides in variants.items():
-        overrides = overrides or {}
-        if not isinstance(overrides, dict):
-            raise ParamError(f"params: 'variants.{name}' must map groups {list(VARIANT_GROUPS)} to overrides, "
-                             f"got {overrides!r}")
-        for group, keys in overrides.items():
-            if group not in VARIANT_GROUPS:
-                raise unknown_key_error(str(group), VARIANT_GROUPS, f"'variants.{name}'")
-            if keys is not None and not isinstance(keys, dict):
-                raise ParamError(f"params: 'variants.{name}.{group}' must be a mapping of keys, got {keys!r}")
-        out[str(name)] = {g: dict(k or {}) for g, k in overrides.items()}
-    return out
-
-
-def _parse_sensor(sensor: Any) -> SensorConfig:
-    """The ``sensor`` group, with ``sensor.overrides`` checked field by field against :class:`CameraSpec`'s types
-    before the group builds its camera from them, and a camera value an override made invalid named as
-    ``sensor.overrides.<key>`` (each was an internal ``TypeError``, or a message naming only the camera)."""
-    if not isinstance(sensor, Mapping) or sensor.get("overrides") is None:
-        return parse_group(SensorConfig, sensor, "sensor")
-    overrides = parse_fields(CameraSpec, sensor["overrides"], "sensor.overrides")
-    try:
-        return parse_group(SensorConfig, {**sensor, "overrides": overrides}, "sensor")
-    except ParamError as exc:
-        bad = [key for key in overrides if f": {key} must" in str(exc)]
-        if not bad:
-            raise
-        raise ParamError(f"params: 'sensor.overrides.{bad[0]}' = {overrides[bad[0]]!r}: {exc}") from None
 
 
 def _check_across_groups(config: Config) -> None:
@@ -244,10 +181,10 @@ def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -
             raise unknown_key_error(str(key), TOP_LEVEL, "the params file's top level")
     kwargs: dict[str, Any] = {"seed": check_seed(params.get("seed", 0), "seed")}
     for group, cls in GROUPS.items():
-        kwargs[group] = _parse_sensor(params.get(group)) if group == "sensor" else parse_group(cls, params.get(group),
+        kwargs[group] = parse_sensor(params.get(group)) if group == "sensor" else parse_group(cls, params.get(group),
                                                                                                 group)
     kwargs["baselines"] = parse_group(baselines_config(), params.get("baselines"), "baselines")
-    kwargs["variants"] = _check_variants(params.get("variants", default_variants()))
+    kwargs["variants"] = check_variants(params.get("variants", default_variants()))
     config = Config(**kwargs, raw=dict(params))
     _check_across_groups(config)
     if uses is None:
@@ -263,34 +200,6 @@ def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -
 def load_config(path: str | os.PathLike[str] = "params.yaml", uses: Iterable[str] | None = None) -> Config:
     """Read and parse the params file at ``path`` (see :func:`parse_config`); errors name the file or key."""
     return parse_config(load_params(path), uses)
-
-
-def model_file_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` as a model file stores them: a camera preset file (``sensor.camera``) replaced by its values in
-    ``sensor.overrides`` (the experiment's timing kept, the run's own overrides applied last), so the stored
-    params build the same camera without naming a path (:func:`check_stored_params`). Params without a preset
-    file are returned as they are."""
-    sensor = params.get("sensor")
-    if not isinstance(sensor, Mapping) or sensor.get("camera") is None:
-        return dict(params)
-    spec = SensorConfig(experiment=sensor.get("experiment", SensorConfig.experiment), camera=sensor["camera"]).spec()
-    values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(CameraSpec) if f.name not in TIMING_FIELDS}
-    overrides = {**values, **(sensor.get("overrides") or {})}
-    return {**params, "sensor": {**sensor, "camera": None, "overrides": overrides}}
-
-
-def check_stored_params(params: Any) -> dict[str, Any]:
-    """A model file's stored params, checked as data before :func:`parse_config` reads them: a mapping of param
-    groups that names no camera preset file. A model file is data only, and parsing a preset *path* would open
-    it (:func:`model_file_params` stores the preset's values instead). Raises :class:`ParamError` saying which."""
-    if not isinstance(params, Mapping):
-        raise ParamError(f"the stored params are {type(params).__name__}, not a mapping of param groups")
-    sensor = params.get("sensor")
-    if isinstance(sensor, Mapping) and sensor.get("camera") is not None:
-        raise ParamError(f"the stored params name a camera preset file (sensor.camera: "
-                         f"{str(sensor['camera'])[:200]!r}); a model file is loaded as data only and never opens a "
-                         "path stored in it")
-    return dict(params)
 
 
 def check_params(params: Mapping[str, Any]) -> None:

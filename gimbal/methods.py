@@ -67,9 +67,10 @@ class Method:
         config: ``single``: the dataclass of its params group ``baselines.<name>``.
         load: ``single``: ``load(path, device)`` -> the trained model of a model file (its ``enhance`` is
             scored).
-        train: ``single``: its training function as ``"module:function"`` (called with the whole config, the
-            shards folder and the output paths by ``stages/train_baseline.py``; named rather than imported here
-            because the trainers read the config this table helps parse).
+        train: ``single``: its training function as ``"module:function"``, called by
+            :func:`gimbal.pipeline.train_baseline` with the groups of its run (:class:`~gimbal.baselines.single.RestorerRun`),
+            its params group, the shards folder and the output paths (named rather than imported here because the
+            trainers sit in a layer above this table).
         row: its row in the report's Table 1 (``None``: not in Table 1, e.g. a Table 3 ablation).
         paper_psnr: the paper's PSNR in dB (Table 1, or Table 3 for an ablation); ``None`` if none.
         paper_ssim: the paper's SSIM (Table 1); ``None`` if none.

@@ -6,31 +6,44 @@ ground truth (:class:`gimbal.display.Display`: by default the clip's sRGB middle
 authors' target; ``eval.target: sensor`` the noise-free full-budget exposure of the middle instant).
 
 Model variants (the paper's ablations and the KPN baseline) are ``model`` and ``exposure`` param
-overrides under ``variants.<name>`` in ``params.yaml``; :meth:`gimbal.config.Config.variant` applies them.
+overrides under ``variants.<name>`` in ``params.yaml``; :func:`gimbal.model_params.apply_variant` applies them.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from gimbal.checkpoint import load_weights, read_torch_file, save_checkpoint
-from gimbal.config import Config, check_stored_params, model_file_params, parse_config
 from gimbal.display import Display
 from gimbal.errors import ModelFileIncompatible, ModelFileWrongKind, ParamError
 from gimbal.losses import LossConfig, gimbal_loss
+from gimbal.model_params import SystemGroups, check_stored_params, model_file_params, system_groups
 from gimbal.models.net import GimbalNet, GimbalOutput
-from gimbal.sensor.model import Sensor
+from gimbal.sensor.exposure import ExposureConfig
+from gimbal.sensor.model import Sensor, SensorConfig
 
 
-def build_sensor(cfg: Config, learn_exposure: bool = True, seed: int | None = None) -> Sensor:
+class SensorGroups(Protocol):
+    """The groups :func:`build_sensor` reads: ``sensor``, ``exposure`` and ``seed`` (a parsed config has them, and so
+    does a single-image baseline's :class:`gimbal.baselines.single.RestorerRun`)."""
+
+    @property
+    def seed(self) -> int: ...
+    @property
+    def sensor(self) -> SensorConfig: ...
+    @property
+    def exposure(self) -> ExposureConfig: ...
+
+
+def build_sensor(groups: SensorGroups, learn_exposure: bool = True, seed: int | None = None) -> Sensor:
     """The run's camera from the groups ``sensor``, ``exposure`` and ``seed`` (``seed`` overrides the noise seed);
     ``learn_exposure=False`` for a fixed schedule (evaluation, the single-image baselines' full exposure)."""
-    return Sensor.from_config(cfg.sensor, cfg.exposure, learn_exposure, cfg.seed if seed is None else seed)
+    return Sensor.from_config(groups.sensor, groups.exposure, learn_exposure, groups.seed if seed is None else seed)
 
 
 def full_exposure_image(sensor: Sensor, irradiance: torch.Tensor, display: Display, step: int = 0,
@@ -98,27 +111,39 @@ class GimbalSystem(nn.Module):
             raise ParamError(f"GimbalSystem: display target {self.display.target!r} != network target {net.target!r}")
 
     @classmethod
-    def from_config(cls, cfg: Config, variant: str = "gimbal") -> GimbalSystem:
-        """Build the system for ``variant`` from the groups ``sensor``, ``exposure``, ``model``, ``loss`` (the
-        variant's: :meth:`gimbal.config.Config.variant`), ``seed``,
-        ``variants``, ``eval.target``, ``augment.white_level`` (the floors' gain) and ``train.steps`` (which the
-        anneal follows when ``loss.anneal_crossover`` is set)."""
-        model, exposure, loss = cfg.variant(variant)
-        sensor = Sensor.from_config(cfg.sensor, exposure, model.learn_exposure, cfg.seed)
-        display = Display.for_camera(cfg.eval.target, sensor.camera, cfg.augment.white_level)
+    def from_groups(cls, groups: SystemGroups) -> GimbalSystem:
+        """Build the system from its groups (:class:`gimbal.model_params.SystemGroups`): ``sensor``, the variant's
+        ``model``, ``exposure`` and ``loss``, ``seed``, ``eval.target``, ``augment.white_level`` (the floors' gain)
+        and ``train.steps`` (which the anneal follows when ``loss.anneal_crossover`` is set)."""
+        model, exposure, loss = groups.model, groups.exposure, groups.loss
+        sensor = Sensor.from_config(groups.sensor, exposure, model.learn_exposure, groups.seed)
+        display = Display.for_camera(groups.target, sensor.camera, groups.white_level)
         net = GimbalNet.from_config(model, exposure.n, display.target)
-        loss = loss.for_steps(cfg.train.steps) if loss.anneal_crossover is not None else loss
+        loss = loss.for_steps(groups.steps) if loss.anneal_crossover is not None else loss
         return cls(sensor, net, loss, normalize=model.normalize_exposure, display=display)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], variant: str = "gimbal") -> GimbalSystem:
-        """Build the system for ``variant`` from a stored params mapping (a model file's; see :func:`load_system`)."""
-        return cls.from_config(parse_config(params), variant)
+        """Build the system for ``variant`` from a params mapping (a model file's stored params; see
+        :func:`load_system`): :func:`gimbal.model_params.system_groups` parses the groups it reads."""
+        return cls.from_groups(system_groups(params, variant))
 
-    def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> GimbalOutput:
-        """Network on a raw burst ``(B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s."""
+    def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None,
+                    trunk_scale: torch.Tensor | None = None) -> GimbalOutput:
+        """Network on a raw burst ``(B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s;
+        ``trunk_scale`` ``(B,)``: the divisor of the network's trunks (:meth:`trunk_scale`; ``None``: this burst's)."""
         x = self.sensor.normalize(burst, durations_s) if self.normalize else burst
-        return self.net(x)
+        return self.net(x, trunk_scale)
+
+    def trunk_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B,)``: the divisor of the trunks' input (:meth:`GimbalNet.trunk_scale`) for a whole raw burst, so the
+        tiles of a tiled reconstruction all use the whole image's."""
+        r = burst.shape[1] // 2
+        ref = burst[:, r]
+        if self.normalize:  # eq. (14) on the reference frame
+            d = self.sensor.exposure.durations(torch.float64) if durations_s is None else durations_s
+            ref = ref * float(self.sensor.camera.budget_s / d[r])
+        return self.net.reference_scale(ref).view(-1)
 
     def forward(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None,
                 srgb: torch.Tensor | None = None) -> StepOutput:

@@ -10,6 +10,7 @@ the one data-to-irradiance path, :mod:`gimbal.data.irradiance`.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +18,48 @@ import torch
 import torch.distributed as dist
 
 from gimbal.checkpoint import run_fingerprint
-from gimbal.config import Config
+from gimbal.data.augment import AugmentConfig
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
 from gimbal.fit import Divergence, FitResult, fit, networks_in
 from gimbal.io import write_json_atomic
 from gimbal.losses import anneal_weight, gradient_l1_loss
 from gimbal.metrics import psnr, ssim
+from gimbal.model_params import SystemGroups
 from gimbal.models.liveness import gimbal_liveness
 from gimbal.params import group_dict
 from gimbal.runtime import Dist, Seeds, TrainConfig, setup_distributed
 from gimbal.sensor.plot import plot_schedule
 from gimbal.system import GimbalSystem, StepOutput, exposure_report, middle_frame_image, save_system
 
-__all__ = ["LIVENESS_KEYS", "GimbalTask", "make_optimizer", "set_learning_rates", "train", "validate"]
+__all__ = ["LIVENESS_KEYS", "GimbalRun", "GimbalTask", "make_optimizer", "set_learning_rates", "train", "validate"]
 
 LIVENESS_KEYS = ("kpn_dead", "kpn_last_dead", "kernel_spatial", "kernel_input", "flow_dead", "flow_last_dead",
                  "flow_shift_gain")
 """The liveness measures :func:`validate` adds (:func:`gimbal.models.liveness.gimbal_liveness`)."""
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GimbalRun:
+    """The groups the training of one model variant reads (:func:`gimbal.pipeline.gimbal_run` takes them from a
+    parsed params file).
+
+    Attributes:
+        variant: the model variant's name (``variants.<name>``).
+        system: the groups of its system (:class:`gimbal.model_params.SystemGroups`: ``seed``, ``sensor``, the
+            variant's ``model``, ``exposure`` and ``loss``, ``eval.target``, ``augment.white_level``,
+            ``train.steps``).
+        augment: the ``augment`` group (the scenes).
+        train: the ``train`` group (the loop).
+        params: the params as read; the model file stores them (:func:`gimbal.system.save_system`).
+    """
+
+    variant: str
+    system: SystemGroups
+    augment: AugmentConfig
+    train: TrainConfig
+    params: dict[str, Any]
 
 
 @torch.no_grad()
@@ -108,18 +132,20 @@ def set_learning_rates(opt: torch.optim.Optimizer, tcfg: TrainConfig, step: int)
         group["lr"] = group["base_lr"] * (scale if group["warmup"] else 1.0)
 
 
-def _fingerprint(cfg: Config, variant: str, shards_dir: Path) -> str:
+def _fingerprint(run: GimbalRun, shards_dir: Path) -> str:
     """What determines a model-variant run: its groups, the variant's merged model, exposure and loss groups, the
     shard index, and the code. ``train.steps`` may grow on resume (unless the anneal follows the run length),
     and ``checkpoint_every``, ``loader`` and ``device`` do not change what is trained."""
-    model, exposure, loss = cfg.variant(variant)
+    groups = run.system
+    model, exposure, loss = groups.model, groups.exposure, groups.loss
     steps_matter = loss.anneal_crossover is not None  # alpha follows train.steps
-    train = {k: v for k, v in group_dict(cfg.train).items()
+    train = {k: v for k, v in group_dict(run.train).items()
              if k not in ("checkpoint_every", "loader", "device") and (k != "steps" or steps_matter)}
     indexes = [shards_dir / split / "index.json" for split in ("train", "val")]
     return run_fingerprint({
-        "variant": variant, "seed": cfg.seed, "target": cfg.eval.target, "sensor": group_dict(cfg.sensor), "exposure": group_dict(exposure),
-        "model": group_dict(model), "loss": group_dict(loss), "augment": group_dict(cfg.augment), "train": train,
+        "variant": run.variant, "seed": groups.seed, "target": groups.target, "sensor": group_dict(groups.sensor),
+        "exposure": group_dict(exposure), "model": group_dict(model), "loss": group_dict(loss),
+        "augment": group_dict(run.augment), "train": train,
         "shards": [index.read_bytes().hex() if index.is_file() else None for index in indexes],
     })
 
@@ -136,15 +162,15 @@ class GimbalTask:
 
     score_key = "psnr"
 
-    def __init__(self, cfg: Config, variant: str, shards_dir: Path, ctx: Dist, device: torch.device,
+    def __init__(self, run: GimbalRun, shards_dir: Path, ctx: Dist, device: torch.device,
                  model_path: Path, metrics_path: Path, exposures_path: Path, schedule_plot: Path) -> None:
-        tcfg = self.tcfg = cfg.train
-        self.cfg, self.variant, self.name, self.steps = cfg, variant, variant, tcfg.steps
+        tcfg = self.tcfg = run.train
+        self.run, self.variant, self.name, self.steps = run, run.variant, run.variant, tcfg.steps
         self.ctx, self.device, self.shards_dir = ctx, device, shards_dir
         self.paths = (model_path, metrics_path, exposures_path, schedule_plot)
-        self.seeds = seeds = Seeds.for_rank(cfg.seed, ctx.rank)
+        self.seeds = seeds = Seeds.for_rank(run.system.seed, ctx.rank)
         torch.manual_seed(seeds.torch)
-        system = self.system = GimbalSystem.from_config(cfg, variant).to(device)
+        system = self.system = GimbalSystem.from_groups(run.system).to(device)
         system.sensor.set_seed(seeds.noise)
         self.exposure_params = [p for p in system.sensor.parameters() if p.requires_grad]
         self.opt = make_optimizer(system.net, tcfg, self.exposure_params)
@@ -180,7 +206,7 @@ class GimbalTask:
         if ctx.main and not self.val_batches:  # unless given (in-memory clips)
             tcfg, sensor = self.tcfg, self.system.sensor
             self.val_batches = fixed_irradiance_set(
-                self.shards_dir, "val", tcfg.val_clips, tcfg.batch_size, self.cfg.augment, sensor.camera,
+                self.shards_dir, "val", tcfg.val_clips, tcfg.batch_size, self.run.augment, sensor.camera,
                 self.system.net.channels, self.seeds.validation, tcfg.loader, self.device)
         self.system.train()
 
@@ -189,7 +215,7 @@ class GimbalTask:
         system, tcfg = self.system, self.tcfg
         self.done = step + 1
         with torch.inference_mode():  # data preparation: no autograd
-            scenes = make_irradiance(clips, self.cfg.augment, system.sensor.camera, system.net.channels,
+            scenes = make_irradiance(clips, self.run.augment, system.sensor.camera, system.net.channels,
                                      self.generator, exposure=system.sensor.exposure)
         with networks_in(tcfg.precision, self.device, [system.net]):
             return self.model(scenes.irradiance.clone(), step=tcfg.clock_time(step, self.ctx.world),
@@ -256,7 +282,7 @@ class GimbalTask:
             "liveness": {k: last_val[k] for k in LIVENESS_KEYS if k in last_val},
             "world_size": self.ctx.world,
         }
-        save_system(model_path, system, self.cfg.raw, variant)
+        save_system(model_path, system, self.run.params, variant)
         write_json_atomic(exposures_path, sched)
         plot_schedule(system.sensor.exposure, schedule_plot, title=f"{variant}: shutter schedule")
         write_json_atomic(metrics_path, metrics)
@@ -264,8 +290,7 @@ class GimbalTask:
 
 
 def train(
-    cfg: Config,
-    variant: str,
+    run: GimbalRun,
     shards_dir: Path,
     model_path: Path,
     metrics_path: Path,
@@ -274,18 +299,19 @@ def train(
     live_dir: Path,
     checkpoint_path: Path,
 ) -> dict[str, Any]:
-    """Train ``variant`` and write the model, metrics, exposure schedule (JSON + plot) and dvclive logs.
+    """Train the model variant of ``run`` and write the model, metrics, exposure schedule (JSON + plot) and dvclive
+    logs.
 
-    Reads the groups ``seed``, ``sensor``, ``exposure``, ``model``, ``loss``, ``augment``, ``train``,
-    ``variants`` and ``eval.target`` of ``cfg``. Resumes from ``checkpoint_path`` when it holds an unfinished run of
+    Reads the groups of ``run`` (:class:`GimbalRun`: ``seed``, ``sensor``, the variant's ``model``, ``exposure`` and
+    ``loss``, ``augment``, ``train`` and ``eval.target``). Resumes from ``checkpoint_path`` when it holds an unfinished run of
     the same params and code; the resumed run equals an uninterrupted one (weights, schedule and dvclive logs).
     The loop is :func:`gimbal.fit.fit`; the model is a :class:`GimbalTask`. Returns the final metrics dict.
     """
-    tcfg = cfg.train
+    tcfg = run.train
     ctx, device = setup_distributed(tcfg.device)
-    task = GimbalTask(cfg, variant, shards_dir, ctx, device, model_path, metrics_path, exposures_path, schedule_plot)
+    task = GimbalTask(run, shards_dir, ctx, device, model_path, metrics_path, exposures_path, schedule_plot)
     batches = clip_batches(shards_dir, "train", tcfg.batch_size, tcfg.loader, task.seeds.loader, ctx, device)
-    metrics = fit(task, tcfg, ctx, device, batches, _fingerprint(cfg, variant, shards_dir), checkpoint_path, live_dir,
+    metrics = fit(task, tcfg, ctx, device, batches, _fingerprint(run, shards_dir), checkpoint_path, live_dir,
                   resume_device=device, unlive_warning=task.unlive_warning)
     if ctx.world > 1:
         dist.barrier()

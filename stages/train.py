@@ -14,7 +14,7 @@ from pathlib import Path
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
-from gimbal.train import train
+from gimbal.pipeline import train
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "variants", "eval")

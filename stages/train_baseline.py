@@ -10,31 +10,24 @@ metrics/train_<baseline>.json, dvclive/train_<baseline>/ and the resumable check
 from __future__ import annotations
 
 import argparse
-import importlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from gimbal import methods
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
+from gimbal.pipeline import train_baseline
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 USES = ("seed", "sensor", "exposure", "augment", "model", "train", "baselines", "eval")
 
 
-def trainer(name: str) -> Callable[..., Any]:
-    """The training function of single-image method ``name`` (its table entry's ``train``, "module:function")."""
-    module, _, function = methods.TABLE[name].train.partition(":")  # type: ignore[union-attr]
-    return getattr(importlib.import_module(module), function)
-
-
 def main(cfg: Config, args: argparse.Namespace) -> None:
     name = args.baseline
     check_batch_size(args.shards, "train", getattr(cfg.baselines, name).batch_size, f"baselines.{name}.batch_size")
-    trainer(name)(
+    train_baseline(
         cfg,
+        name,
         shards_dir=Path(args.shards),
         model_path=Path(f"models/{name}.pt"),
         metrics_path=Path(f"metrics/train_{name}.json"),

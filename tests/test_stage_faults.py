@@ -182,7 +182,7 @@ def test_a_training_that_fails_before_its_first_step_leaves_dvclive_as_it_was(sh
 
     from gimbal.config import parse_config
     from gimbal.errors import DataError
-    from gimbal.train import train
+    from gimbal.pipeline import train
 
     broken = tmp_path / "shards"
     shutil.copytree(shards, broken)

@@ -171,3 +171,44 @@ def test_each_damaged_model_file_is_one_error_naming_the_file(model: Path, tmp_p
         assert line.startswith(f"{path}: ") and "\n" not in line, (name, line)
         assert "re-train" in line or "train it first" in line, (name, line)
     assert load_system(model).sensor.n == 3  # the undamaged file still loads
+
+
+# -- the groups a system is built from: from a parsed params file (training) and from a model file's params --------
+@pytest.mark.parametrize("variant", ["gimbal", "gimbal_uniform", "kpn", "gimbal_no_norm"])
+def test_a_model_file_builds_the_system_its_training_built(variant: str) -> None:
+    """The groups parsed from stored params (``system_groups``, what ``load_system`` reads) equal those the training
+    took from the whole parsed config (``pipeline.system_groups``), so both build the same system: same weights
+    from the same seed, same schedule, loss and display."""
+    from gimbal.config import parse_config
+    from gimbal.model_params import system_groups
+    from gimbal.pipeline import build_system
+    from gimbal.pipeline import system_groups as groups_of_config
+
+    params = tiny_params()
+    params["train"]["steps"] = 40
+    params["loss"].update(anneal=True, anneal_crossover=0.5)  # the anneal follows train.steps
+    assert system_groups(params, variant) == groups_of_config(parse_config(params), variant)
+    torch.manual_seed(3)
+    stored = GimbalSystem.from_params(params, variant)
+    torch.manual_seed(3)
+    trained = build_system(parse_config(params), variant)
+    assert stored.state_dict().keys() == trained.state_dict().keys()
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in stored.state_dict().items())
+    assert stored.sensor.schedule_us() == trained.sensor.schedule_us()
+    assert stored.loss_config == trained.loss_config and stored.loss_config.anneal_alpha != parse_config(
+        params).loss.anneal_alpha  # alpha follows the run's 40 steps in both
+    assert stored.normalize == trained.normalize and stored.display.target == trained.display.target
+
+
+def test_the_groups_of_stored_params_are_checked_by_key() -> None:
+    from gimbal.model_params import system_groups
+
+    params = tiny_params()
+    with pytest.raises(ParamError, match="unknown model variant 'nope'"):
+        system_groups(params, "nope")
+    with pytest.raises(ParamError, match="did you mean 'use_flow'"):
+        system_groups({**params, "model": {**params["model"], "use_flw": False}}, "gimbal")
+    with pytest.raises(ParamError, match="variants.kpn.model"):
+        system_groups({**params, "variants": {"kpn": {"model": {"use_flw": False}}}}, "kpn")
+    with pytest.raises(ParamError, match="sensor.overrides.read_noise_e"):
+        system_groups({**params, "sensor": {"overrides": {"read_noise_e": "loud"}}}, "gimbal")

@@ -15,8 +15,9 @@ from gimbal.config import parse_config
 from gimbal.data.irradiance import Scenes, fixed_irradiance_set
 from gimbal.display import sensor_ground_truth
 from gimbal.errors import DataError, ParamError
+from gimbal.pipeline import build_system, train
 from gimbal.system import GimbalSystem, load_system, save_system
-from gimbal.train import train, validate
+from gimbal.train import validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -501,7 +502,7 @@ def test_optimizer_groups_and_warm_up() -> None:
     from gimbal.runtime import TrainConfig
     from gimbal.train import make_optimizer, set_learning_rates
 
-    system = GimbalSystem.from_config(parse_config(tiny_params()), "gimbal")
+    system = build_system(parse_config(tiny_params()), "gimbal")
     tcfg = TrainConfig(lr=1e-3, kernel_bias_lr=1e-2, exposure_lr=5e-2, warmup_steps=4)
     exposure = [p for p in system.sensor.parameters() if p.requires_grad]
     opt = make_optimizer(system.net, tcfg, exposure)

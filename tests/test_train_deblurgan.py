@@ -21,6 +21,7 @@ from gimbal.config import parse_config
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.display import Display, power_gamma, sensor_ground_truth
 from gimbal.errors import DataError, ParamError
+from gimbal.pipeline import restorer_run
 from gimbal.system import build_sensor, full_exposure_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,8 +45,10 @@ def last_params(steps: int) -> dict[str, Any]:
 
 
 def run(params: dict[str, Any], shards: Path, out: Path) -> dict[str, Any]:
-    return train_deblurgan(parse_config(params), shards, out / "models/deblurgan.pt", out / "metrics/train_deblurgan.json",
-                           out / "dvclive", out / "checkpoints/last.pt", progress=False)
+    cfg = parse_config(params)
+    return train_deblurgan(restorer_run(cfg), cfg.baselines.deblurgan, shards, out / "models/deblurgan.pt",
+                           out / "metrics/train_deblurgan.json", out / "dvclive", out / "checkpoints/last.pt",
+                           progress=False)
 
 
 @pytest.fixture(scope="module")

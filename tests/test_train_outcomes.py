@@ -19,8 +19,8 @@ from shard_fixtures import training_shards
 from gimbal.baselines.deblurgan.model import DeblurGANConfig, DeblurGANv2
 from gimbal.config import parse_config
 from gimbal.data.irradiance import fixed_irradiance_set
+from gimbal.pipeline import train
 from gimbal.system import GimbalSystem, load_system
-from gimbal.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,14 +13,12 @@ import yaml
 from shard_fixtures import training_shards
 
 from gimbal.baselines.deblurgan import DeblurGANv2
-from gimbal.baselines.deblurgan.train import train_deblurgan
 from gimbal.baselines.dmphn import DMPHN
-from gimbal.baselines.dmphn.train import train_dmphn
 from gimbal.config import parse_config
 from gimbal.errors import Interrupted, ParamError
+from gimbal.pipeline import train, train_baseline
 from gimbal.runtime import cuda_available
 from gimbal.system import GimbalSystem, load_system
-from gimbal.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,10 +46,8 @@ def _train(p: dict, method: str, shards: Path, out: Path) -> dict:
     cfg = parse_config(p)
     common = dict(shards_dir=shards, model_path=out / "model.pt", metrics_path=out / "metrics.json",
                   live_dir=out / "live", checkpoint_path=out / "ckpt" / "last.pt")
-    if method == "deblurgan":
-        return train_deblurgan(cfg, progress=False, **common)
-    if method == "dmphn":
-        return train_dmphn(cfg, progress=False, **common)
+    if method in ("deblurgan", "dmphn"):
+        return train_baseline(cfg, method, progress=False, **common)
     return train(cfg, method, exposures_path=out / "exposures.json", schedule_plot=out / "schedule.png", **common)
 
 

@@ -21,28 +21,54 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from gimbal.checkpoint import run_fingerprint
-from gimbal.config import Config
+from gimbal.data.augment import AugmentConfig
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
 from gimbal.display import Display
 from gimbal.errors import ParamError
+from gimbal.eval_config import EvalConfig
 from gimbal.fit import Divergence, FitResult, fit, networks_in
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.models.liveness import restorer_liveness
 from gimbal.params import group_dict
-from gimbal.runtime import Dist, Seeds, setup_distributed, step_noise_seed
-from gimbal.sensor.model import Sensor
+from gimbal.runtime import Dist, Seeds, TrainConfig, setup_distributed, step_noise_seed
+from gimbal.sensor.exposure import ExposureConfig
+from gimbal.sensor.model import Sensor, SensorConfig
 from gimbal.system import build_sensor, full_exposure_image
 
 __all__ = ["Restorer", "RestorerTask", "restorer_fingerprint", "train_restorer", "validate_restorer"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RestorerRun:
+    """The groups a single-image baseline's training reads besides its own ``baselines.<name>`` group
+    (:func:`gimbal.pipeline.restorer_run` takes them from a parsed params file).
+
+    Attributes:
+        seed: ``seed``.
+        sensor, exposure: the ``sensor`` and ``exposure`` groups (the full exposure's camera and budget).
+        augment: the ``augment`` group (the scenes).
+        channels: ``model.channels`` (1 grayscale, 3 RGB).
+        eval: the ``eval`` group (``target``, ``full_frame`` and ``window_frames`` of the whole val frames).
+        train: the ``train`` group (the loop).
+    """
+
+    seed: int
+    sensor: SensorConfig
+    exposure: ExposureConfig
+    augment: AugmentConfig
+    channels: int
+    eval: EvalConfig
+    train: TrainConfig
 
 
 class Restorer(Protocol):
@@ -90,14 +116,14 @@ def validate_restorer(model: Restorer, sensor: Sensor, batches: list[Scenes], se
     return {k: sum(v) / max(len(v), 1) for k, v in out.items()}
 
 
-def restorer_fingerprint(cfg: Config, group: dict[str, Any]) -> str:
+def restorer_fingerprint(run: RestorerRun, group: dict[str, Any]) -> str:
     """What determines a single-image baseline run: its params ``group`` (without ``steps``, which may grow on
     resume), the camera, the scenes' augmentation, the channels, the seed, the validation settings, and the code."""
-    val = {k: getattr(cfg.train, k) for k in ("val_every", "val_clips", "samples_per_clip", "select", "precision")}
-    return run_fingerprint({"seed": cfg.seed, "target": cfg.eval.target, "sensor": group_dict(cfg.sensor),
-                            "exposure": group_dict(cfg.exposure), "augment": group_dict(cfg.augment),
-                            "channels": cfg.model.channels, "group": {k: v for k, v in group.items() if k != "steps"},
-                            "train": val, "full_frame": cfg.eval.full_frame})
+    val = {k: getattr(run.train, k) for k in ("val_every", "val_clips", "samples_per_clip", "select", "precision")}
+    return run_fingerprint({"seed": run.seed, "target": run.eval.target, "sensor": group_dict(run.sensor),
+                            "exposure": group_dict(run.exposure), "augment": group_dict(run.augment),
+                            "channels": run.channels, "group": {k: v for k, v in group.items() if k != "steps"},
+                            "train": val, "full_frame": run.eval.full_frame})
 
 
 class RestorerTask:
@@ -110,20 +136,20 @@ class RestorerTask:
 
     score_key = "frame_psnr"  # the checkpoint choice: whole val frames, the measure the table reports
 
-    def __init__(self, cfg: Config, name: str, model: Restorer, steps: int, batch_size: int, shards_dir: Path,
+    def __init__(self, run: RestorerRun, name: str, model: Restorer, steps: int, batch_size: int, shards_dir: Path,
                  device: torch.device, model_path: Path, metrics_path: Path, checkpoint_path: Path,
                  rates: dict[str, float], loss_key: str, summary_keys: tuple[str, ...],
                  extra_metrics: dict[str, Any] | None) -> None:
-        self.tcfg = cfg.train
-        self.cfg, self.name, self.model, self.steps, self.device = cfg, name, model, steps, device
+        self.tcfg = run.train
+        self.run, self.name, self.model, self.steps, self.device = run, name, model, steps, device
         self.paths, self.where = (model_path, metrics_path), checkpoint_path
         self.shards_dir, self.batch_size = shards_dir, batch_size
         self.rngs: dict[str, Any] = {}
         self.rates, self.loss_key, self.summary_keys, self.extra_metrics = rates, loss_key, summary_keys, extra_metrics
-        self.seeds = seeds = Seeds.for_rank(cfg.seed)
+        self.seeds = seeds = Seeds.for_rank(run.seed)
         torch.manual_seed(seeds.torch)
-        self.sensor = build_sensor(cfg, learn_exposure=False).to(device).eval()  # exact Poisson: no gradient needed
-        self.display = Display.for_camera(cfg.eval.target, self.sensor.camera, cfg.augment.white_level)
+        self.sensor = build_sensor(run, learn_exposure=False).to(device).eval()  # exact Poisson: no gradient needed
+        self.display = Display.for_camera(run.eval.target, self.sensor.camera, run.augment.white_level)
         self.generator = torch.Generator().manual_seed(seeds.data)
         self.val_sets: dict[str, list[Scenes]] = {}
         # the networks train.precision applies to: the restoring network and a GAN's discriminator
@@ -147,20 +173,20 @@ class RestorerTask:
         :attr:`val_sets` was set."""
         if self.val_sets:
             return
-        cfg, tcfg = self.cfg, self.tcfg
-        sets = {"": dict(full_frame=False), "frame_": dict(full_frame=True, window_frames=cfg.eval.window_frames)}
+        run, tcfg = self.run, self.tcfg
+        sets = {"": dict(full_frame=False), "frame_": dict(full_frame=True, window_frames=run.eval.window_frames)}
         self.val_sets = {prefix: fixed_irradiance_set(self.shards_dir, "val", tcfg.val_clips, self.batch_size,
-                                                      cfg.augment, self.sensor.camera, cfg.model.channels,
+                                                      run.augment, self.sensor.camera, run.channels,
                                                       self.seeds.validation, tcfg.loader, self.device, **kw)
                          for prefix, kw in sets.items()}
 
     # -- a step -------------------------------------------------------------------------------------
     def train_step(self, step: int, clips: torch.Tensor) -> dict[str, float]:
         """Capture the full exposure of ``clips`` and take the model's whole optimisation step (its losses)."""
-        cfg, sensor, display = self.cfg, self.sensor, self.display
+        run, sensor, display = self.run, self.sensor, self.display
         with torch.no_grad():
-            scenes = make_irradiance(clips, cfg.augment, sensor.camera, cfg.model.channels, self.generator)
-            sensor.set_seed(step_noise_seed(cfg.seed, step))
+            scenes = make_irradiance(clips, run.augment, sensor.camera, run.channels, self.generator)
+            sensor.set_seed(step_noise_seed(run.seed, step))
             blurred = full_exposure_image(sensor, scenes.irradiance, display)
             sharp = display.ground_truth(scenes.irradiance, scenes.srgb, sensor.camera).to(blurred.dtype)
         with networks_in(self.tcfg.precision, self.device, self.networks):
@@ -181,10 +207,10 @@ class RestorerTask:
                                                                                          *self.summary_keys)}
 
     def validate(self) -> dict[str, float]:
-        cfg, sensor, device, display, model = self.cfg, self.sensor, self.device, self.display, self.model
+        run, sensor, device, display, model = self.run, self.sensor, self.device, self.display, self.model
         scores = {f"{prefix}{k}": v for prefix, batches in self.val_sets.items()
-                  for k, v in validate_restorer(model, sensor, batches, cfg.seed, device, display).items()}
-        sensor.set_seed(cfg.seed)  # the first val crops as validate_restorer saw them
+                  for k, v in validate_restorer(model, sensor, batches, run.seed, device, display).items()}
+        sensor.set_seed(run.seed)  # the first val crops as validate_restorer saw them
         first = full_exposure_image(sensor, self.val_sets[""][0].irradiance.to(device), display)
         return {**scores, **restorer_liveness(model.network, model.enhance, first)}
 
@@ -209,7 +235,7 @@ class RestorerTask:
 
 
 def train_restorer(
-    cfg: Config,
+    run: RestorerRun,
     name: str,
     model: Restorer,
     steps: int,
@@ -230,8 +256,8 @@ def train_restorer(
     target pairs through the one loop (:func:`gimbal.fit.fit`, task :class:`RestorerTask`) and write the model
     file, metrics and dvclive logs.
 
-    Reads the groups ``seed``, ``sensor``, ``exposure``, ``augment``, ``model.channels``, ``eval.target``,
-    ``eval.full_frame`` and ``train`` (``val_every``, ``val_clips``, ``samples_per_clip``, ``checkpoint_every``,
+    Reads the groups of ``run`` (:class:`RestorerRun`: ``seed``, ``sensor``, ``exposure``, ``augment``,
+    ``model.channels``, ``eval.target``, ``eval.full_frame``, ``eval.window_frames`` and ``train`` (``val_every``, ``val_clips``, ``samples_per_clip``, ``checkpoint_every``,
     ``loader``, ``device``, ``select``, ``precision``). Resumes from ``checkpoint_path`` when it holds a run of
     ``fingerprint`` (:func:`restorer_fingerprint`). ``name`` labels the bar, logs and errors; ``rates`` maps the
     learning-rate params to their values (for a divergence message). Returns the metrics written to
@@ -239,11 +265,11 @@ def train_restorer(
     <= 10 steps) and ``train_<key>`` for ``summary_keys``, the chosen validation's ``val_*`` (crops) and
     ``val_frame_*`` (whole frames), each with the input's, and ``extra_metrics``.
     """
-    tcfg = cfg.train
+    tcfg = run.train
     ctx, device = setup_distributed(tcfg.device)
     if ctx.world > 1:
         raise ParamError(f"train_{name} runs in one process; launch it with python, not torchrun")
-    task = RestorerTask(cfg, name, model, steps, batch_size, shards_dir, device, model_path, metrics_path,
+    task = RestorerTask(run, name, model, steps, batch_size, shards_dir, device, model_path, metrics_path,
                         checkpoint_path, rates, loss_key, summary_keys, extra_metrics)
     batches = clip_batches(shards_dir, "train", batch_size, tcfg.loader, task.seeds.loader, ctx, device)
     return fit(task, tcfg, ctx, device, batches, fingerprint, checkpoint_path, live_dir, progress=progress,

@@ -24,9 +24,8 @@ from typing import Any
 import torch
 
 from gimbal.baselines.deblurgan.model import CHECKPOINT_FORMAT, PARAM_GROUP, DeblurGANConfig, DeblurGANv2
-from gimbal.baselines.single import restorer_fingerprint, train_restorer
+from gimbal.baselines.single import RestorerRun, restorer_fingerprint, train_restorer
 from gimbal.checkpoint import load_weights, read_torch_file
-from gimbal.config import Config
 from gimbal.errors import ModelFileWrongKind
 from gimbal.params import group_dict
 from gimbal.runtime import resolve_device
@@ -81,7 +80,8 @@ def load_deblurgan_weights(
 
 
 def train_deblurgan(
-    cfg: Config,
+    run: RestorerRun,
+    dcfg: DeblurGANConfig,
     shards_dir: Path,
     model_path: Path,
     metrics_path: Path,
@@ -91,8 +91,9 @@ def train_deblurgan(
 ) -> dict[str, Any]:
     """Train DeblurGAN-v2 on full-exposure / ground-truth pairs and write model, metrics and dvclive logs.
 
-    Reads the groups ``baselines.deblurgan`` (architecture, loss, lr, steps, batch_size, weights), ``seed``,
-    ``sensor``, ``exposure``, ``model.channels``, ``augment`` and ``train`` (``val_every``, ``val_clips``,
+    Reads ``dcfg``, the group ``baselines.deblurgan`` (architecture, loss, lr, steps, batch_size, weights), and of
+    ``run`` (:class:`~gimbal.baselines.single.RestorerRun`) ``seed``, ``sensor``, ``exposure``, ``model.channels``,
+    ``augment``, ``eval`` and ``train`` (``val_every``, ``val_clips``,
     ``samples_per_clip``, ``checkpoint_every``, ``loader``, ``device``, ``select``: the weights written are those of
     the validation with the best whole-frame val PSNR, or the last). Resumes from ``checkpoint_path`` when it
     was written for the same params and code. Returns the metrics of
@@ -100,17 +101,16 @@ def train_deblurgan(
     ``train_loss_d``; ``val_psnr`` / ``val_input_psnr`` on val crops, ``val_frame_psnr`` /
     ``val_frame_input_psnr`` on whole val frames, ...), plus ``weights`` and ``perceptual``.
     """
-    dcfg = cfg.baselines.deblurgan
-    channels = cfg.model.channels
-    device = resolve_device(cfg.train.device, "params 'train.device'")  # the loop sets up the run itself
+    channels = run.channels
+    device = resolve_device(run.train.device, "params 'train.device'")  # the loop sets up the run itself
     if dcfg.weights is not None:
-        model = load_deblurgan_weights(dcfg, channels, cfg.seed, dcfg.weights, device)
+        model = load_deblurgan_weights(dcfg, channels, run.seed, dcfg.weights, device)
     else:
-        model = DeblurGANv2(dcfg, channels, cfg.seed, device=device)
+        model = DeblurGANv2(dcfg, channels, run.seed, device=device)
     if dcfg.steps == 0 and dcfg.weights is None:
         log.warning("DeblurGAN-v2: steps is 0 and no weights are given: writing the untrained generator")
     return train_restorer(
-        cfg, "deblurgan", model, dcfg.steps, dcfg.batch_size, restorer_fingerprint(cfg, group_dict(dcfg)), shards_dir,
+        run, "deblurgan", model, dcfg.steps, dcfg.batch_size, restorer_fingerprint(run, group_dict(dcfg)), shards_dir,
         model_path, metrics_path, live_dir, checkpoint_path, rates={"baselines.deblurgan.lr": dcfg.lr},
         loss_key="loss_g", summary_keys=("content", "loss_d"), progress=progress,
         extra_metrics={"weights": dcfg.weights,

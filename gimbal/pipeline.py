@@ -1,0 +1,73 @@
+"""The whole params file split into the groups each library function takes: the one module below the stages that
+reads the root :class:`~gimbal.config.Config`.
+
+Training, evaluation and inference take the groups they read (a model variant's run, :class:`GimbalRun`; a
+single-image baseline's, :class:`RestorerRun`; a system's, :class:`SystemGroups`); the stages parse ``params.yaml``
+once and hand it over through the functions here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gimbal import methods
+from gimbal.baselines.single import RestorerRun
+from gimbal.config import Config
+from gimbal.model_params import SystemGroups
+from gimbal.system import GimbalSystem
+from gimbal.train import GimbalRun
+from gimbal.train import train as train_variant
+
+__all__ = ["build_system", "gimbal_run", "restorer_run", "system_groups", "train", "train_baseline", "trainer"]
+
+
+def system_groups(cfg: Config, variant: str = "gimbal") -> SystemGroups:
+    """The groups of model variant ``variant``'s system: ``seed``, ``sensor``, the variant's ``model``, ``exposure``
+    and ``loss`` (:meth:`Config.variant`, which refuses an unknown variant), ``eval.target``,
+    ``augment.white_level`` and ``train.steps``."""
+    model, exposure, loss = cfg.variant(variant)
+    return SystemGroups(seed=cfg.seed, sensor=cfg.sensor, model=model, exposure=exposure, loss=loss,
+                        target=cfg.eval.target, white_level=cfg.augment.white_level, steps=cfg.train.steps)
+
+
+def build_system(cfg: Config, variant: str = "gimbal") -> GimbalSystem:
+    """The untrained system of model variant ``variant`` (:meth:`GimbalSystem.from_groups`)."""
+    return GimbalSystem.from_groups(system_groups(cfg, variant))
+
+
+def gimbal_run(cfg: Config, variant: str) -> GimbalRun:
+    """The groups the training of model variant ``variant`` reads, and the params its model file stores."""
+    return GimbalRun(variant=variant, system=system_groups(cfg, variant), augment=cfg.augment, train=cfg.train,
+                     params=cfg.raw)
+
+
+def restorer_run(cfg: Config) -> RestorerRun:
+    """The groups a single-image baseline's training reads besides its own ``baselines.<name>`` group."""
+    return RestorerRun(seed=cfg.seed, sensor=cfg.sensor, exposure=cfg.exposure, augment=cfg.augment,
+                       channels=cfg.model.channels, eval=cfg.eval, train=cfg.train)
+
+
+def train(cfg: Config, variant: str, shards_dir: Path, model_path: Path, metrics_path: Path, exposures_path: Path,
+          schedule_plot: Path, live_dir: Path, checkpoint_path: Path) -> dict[str, Any]:
+    """Train model variant ``variant`` (:func:`gimbal.train.train` on :func:`gimbal_run`); returns its metrics."""
+    return train_variant(gimbal_run(cfg, variant), shards_dir, model_path, metrics_path, exposures_path,
+                         schedule_plot, live_dir, checkpoint_path)
+
+
+def trainer(name: str) -> Callable[..., dict[str, Any]]:
+    """The training function of single-image method ``name`` (its table entry's ``train``, "module:function"):
+    ``f(run: RestorerRun, group, shards_dir, model_path, metrics_path, live_dir, checkpoint_path, **options)``,
+    ``group`` its ``baselines.<name>`` params group."""
+    module, _, function = methods.TABLE[name].train.partition(":")  # type: ignore[union-attr]
+    return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+
+
+def train_baseline(cfg: Config, name: str, shards_dir: Path, model_path: Path, metrics_path: Path, live_dir: Path,
+                   checkpoint_path: Path, **options: Any) -> dict[str, Any]:
+    """Train single-image method ``name`` (:func:`trainer`) on :func:`restorer_run` and its group
+    ``baselines.<name>`` (``options``: the trainer's keyword options, e.g. ``progress``); returns its metrics."""
+    return trainer(name)(restorer_run(cfg), getattr(cfg.baselines, name), shards_dir, model_path, metrics_path,
+                         live_dir, checkpoint_path, **options)
