@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("training, evaluation, inference: read the whole config or a model file built from it", (
         "gimbal.train", "gimbal.fit", "gimbal.baselines.single", "gimbal.baselines.*.train", "gimbal.evaluate",
         "gimbal.report", "gimbal.fig9", "gimbal.infer", "gimbal.onnx_merge", "gimbal.simulate", "gimbal.tiling",
-        "gimbal.system",
+        "gimbal.system", "gimbal.plan",
         "gimbal.calibration", "gimbal.calibration.*")),
     ("the config: parses params.yaml into every group, and a model file's params into a system's groups", (
         "gimbal.config", "gimbal.model_params")),
