@@ -70,6 +70,8 @@ def plot_schedule(
     for y, r in enumerate(reversed(rows)):
         ro = float(r["readout_us"])
         end = 0.0
+        if r["starts_us"] and float(r["starts_us"][0]) > 1e-6:  # the idle time first (a centred schedule)
+            ax.broken_barh([(0.0, float(r["starts_us"][0]))], (y - 0.3, 0.6), facecolors=colors["idle"], hatch="//")
         for i, (t, d) in enumerate(zip(r["starts_us"], r["durations_us"], strict=True)):
             ax.broken_barh([(t, d)], (y - 0.3, 0.6), facecolors=colors["open"], edgecolor="black", linewidth=0.6)
             ax.text(t + d / 2, y, f"{d:.0f} us", ha="center", va="center", fontsize=8)
