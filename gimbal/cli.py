@@ -9,7 +9,7 @@ Subcommands::
     gimbal calibrate EMVA1288descriptor.txt --pixel-um 3.45 [--wavelength-nm 525] -o cameras/camera.yaml
     gimbal simulate-burst scene.png --model models/gimbal.pt -o my_burst   # or --camera C --exposures-us ...
     gimbal export --onnx gimbal.onnx --model models/gimbal.pt            # then infer --backend onnx
-    gimbal plan --camera jetcam19m --lux 2 --gyro-dps 40 --focal-px 730 [--json]   # from a trained grid
+    gimbal plan --camera jetcam19m --lux 0.5 --gyro-dps 40 --focal-px 730 [--json]   # from a trained grid
 
 Also ``python -m gimbal.cli ...``. Errors print one line ``error: ...`` on stderr; the exit
 status is 2 for usage errors (inconsistent arguments, exposures outside the camera's limits)
