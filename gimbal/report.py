@@ -138,8 +138,10 @@ def timing_split_sentence(split: dict[str, dict[str, float]]) -> str:
         tail = (f"So both parts contribute: timing {100 * share:.0f} % of the total, the learned exposure lengths the "
                 "rest.")
     else:  # one part below 0 and the other not above it
-        worse = " and ".join(name for name, s in (("timing", t), ("the exposure lengths", e)) if s < 0)
-        tail = f"So {worse} lose against the uniform schedule here."
+        worse = [name for name, s in (("the timing of the reference exposure", t), ("the exposure lengths", e))
+                 if s < 0]
+        verb = "loses" if worse == ["the timing of the reference exposure"] else "lose"
+        tail = f"So {' and '.join(worse)} {verb} against the uniform schedule here."
     return f"{head} {tail}"
 
 

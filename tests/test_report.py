@@ -155,6 +155,8 @@ def test_timing_split_sentence_says_what_the_numbers_show() -> None:
     assert "Neither part is distinguishable from 0" in neither
     loses = timing_split_sentence(_split((-0.5, -0.9, -0.1), (0.1, -0.2, 0.4), (-0.6, -1.0, -0.2)))
     assert "the exposure lengths lose against the uniform schedule" in loses
+    late = timing_split_sentence(_split((-0.5, -0.9, -0.1), (-0.6, -1.0, -0.2), (0.1, -0.2, 0.4)))
+    assert "So the timing of the reference exposure loses against the uniform schedule" in late
 
 
 def test_report_shows_the_split_only_with_the_timing_control() -> None:
