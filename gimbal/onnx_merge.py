@@ -6,7 +6,10 @@
   feeds it), and ``exposures_us`` ``(n,)`` float32, the exposure of each frame in microseconds. The exposures are
   inputs, not baked in: eq. (14) scales frame i by ``T / dt_i`` inside the graph (``T``, the model's budget, is a
   constant of it), so a burst captured with another schedule runs on the same file. A model trained without
-  eq. (14) has no ``exposures_us`` input.
+  eq. (14) has no ``exposures_us`` input. With ``model.trunk_norm`` (the default), a third input ``trunk_scale``
+  ``(B,)`` float32: twice the mean of the exposure-normalized reference frame ``n // 2`` of the *whole* image
+  (``burst[:, n // 2] * T / dt_{n // 2}``, at least 1e-3), which the flow network's and the KPN trunk's inputs are
+  divided by; a tiled caller computes it once for the image, so all tiles agree.
 * outputs: ``image`` ``(B, C, H, W)`` display space (the model's display curve), ``linear`` ``(B, C, H, W)`` the
   eq. (15) merge, and, for models with a flow network, ``flows`` ``(B, n-1, 2, H, W)`` in pixels.
 * ``B``, ``H`` and ``W`` are dynamic (any size >= 1; the graph pads to the network's multiple and crops back).
@@ -56,9 +59,10 @@ class MergeGraph(nn.Module):
         self.normalize = system.normalize
         self.budget_us = float(system.sensor.camera.budget_s * 1e6)
 
-    def forward(self, burst: torch.Tensor, exposures_us: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, burst: torch.Tensor, exposures_us: torch.Tensor,
+                trunk_scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = burst * (self.budget_us / exposures_us).view(1, -1, 1, 1, 1) if self.normalize else burst  # eq. (14)
-        out = self.net(x)
+        out = self.net(x, trunk_scale)
         return (out.image, out.linear) if out.flows is None else (out.image, out.linear, out.flows)
 
 
@@ -100,9 +104,10 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], opse
     net = system.net
     n, c, m = net.n, net.channels, net.multiple
     example = (torch.rand(2, n, c, 2 * m + 3, 2 * m + 5, generator=torch.Generator().manual_seed(0)),
-               torch.tensor(schedule["durations_us"], dtype=torch.float32))
+               torch.tensor(schedule["durations_us"], dtype=torch.float32), torch.tensor([0.3, 0.5]))
     dyn = torch.export.Dim.DYNAMIC
-    inputs = ["burst", "exposures_us"] if system.normalize else ["burst"]
+    inputs = (["burst", "exposures_us"] if system.normalize else ["burst"]) + (["trunk_scale"] if net.trunk_norm
+                                                                               else [])
     outputs = ["image", "linear"] + (["flows"] if net.flow is not None else [])
     torch_log = logging.getLogger("torch.onnx")
     level = torch_log.level
@@ -110,8 +115,9 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], opse
     try:
         with atomic_path(out) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(graph, example, dynamo=True, input_names=["burst", "exposures_us"],
-                                        output_names=outputs, dynamic_shapes=({0: dyn, 3: dyn, 4: dyn}, None),
+            program = torch.onnx.export(graph, example, dynamo=True, input_names=["burst", "exposures_us", "trunk_scale"],
+                                        output_names=outputs,
+                                        dynamic_shapes=({0: dyn, 3: dyn, 4: dyn}, None, {0: dyn}),
                                         opset_version=opset, verbose=False)
             proto = program.model_proto
             meta = {"gimbal.variant": stored["variant"], "gimbal.params": json.dumps(stored["params"], sort_keys=True),
@@ -141,8 +147,9 @@ def _check_parity(graph: MergeGraph, path: Path, exposures_us: torch.Tensor) -> 
     g = torch.Generator().manual_seed(1)
     for h, w in ((37, 45), (64, 29)):
         burst = torch.rand(1, graph.net.n, graph.net.channels, h, w, generator=g)
-        ref = graph(burst, exposures_us)
-        got = _run(session, burst.numpy(), exposures_us.numpy())
+        scale = torch.tensor([0.7])
+        ref = graph(burst, exposures_us, scale)
+        got = _run(session, burst.numpy(), exposures_us.numpy(), scale.numpy())
         worst = max(worst, *(float(np.abs(got[i] - ref[i].numpy()).max()) for i in range(2)))
     if not worst <= PARITY_TOL:
         raise DataError(f"{path}: the exported graph differs from PyTorch by {worst:.3g} (more than {PARITY_TOL:g}); "
@@ -164,11 +171,13 @@ def _session(path: str | os.PathLike[str], device: str) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 
-def _run(session: Any, burst: np.ndarray, exposures_us: np.ndarray) -> list[np.ndarray]:
+def _run(session: Any, burst: np.ndarray, exposures_us: np.ndarray, trunk_scale: np.ndarray) -> list[np.ndarray]:
     names = {i.name for i in session.get_inputs()}
     feed = {"burst": np.ascontiguousarray(burst, dtype=np.float32)}
     if "exposures_us" in names:
         feed["exposures_us"] = np.ascontiguousarray(exposures_us, dtype=np.float32)
+    if "trunk_scale" in names:
+        feed["trunk_scale"] = np.ascontiguousarray(trunk_scale, dtype=np.float32).reshape(-1)
     return session.run(None, feed)
 
 
@@ -218,11 +227,29 @@ class OnnxSystem:
     def eval(self) -> OnnxSystem:
         return self
 
-    def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> GimbalOutput:
-        """onnxruntime on ``burst (B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s."""
+    def _durations(self, durations_s: torch.Tensor | None) -> torch.Tensor:
         if durations_s is None:
-            durations_s = torch.tensor(self.schedule["durations_us"], dtype=torch.float64) * 1e-6
-        got = _run(self.session, burst.detach().cpu().numpy(), (durations_s.detach().cpu() * 1e6).float().numpy())
+            return torch.tensor(self.schedule["durations_us"], dtype=torch.float64) * 1e-6
+        return durations_s.detach().cpu()
+
+    def trunk_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B,)`` the graph's ``trunk_scale`` input for a whole burst (:meth:`GimbalSystem.trunk_scale`)."""
+        d = self._durations(durations_s)
+        r = burst.shape[1] // 2
+        ref = burst[:, r].detach().cpu()
+        if self.normalize:
+            ref = ref * float(self.sensor.camera.budget_s / d[r])
+        return self.net.reference_scale(ref).view(-1)
+
+    def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None,
+                    trunk_scale: torch.Tensor | None = None) -> GimbalOutput:
+        """onnxruntime on ``burst (B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s;
+        ``trunk_scale (B,)``: see :meth:`trunk_scale` (``None``: this burst's)."""
+        durations_s = self._durations(durations_s)
+        if trunk_scale is None:
+            trunk_scale = self.trunk_scale(burst, durations_s)
+        got = _run(self.session, burst.detach().cpu().numpy(), (durations_s * 1e6).float().numpy(),
+                   trunk_scale.detach().cpu().float().numpy())
         image, linear = torch.from_numpy(got[0]), torch.from_numpy(got[1])
         flows = torch.from_numpy(got[2]) if len(got) > 2 else None
         return GimbalOutput(image=image, align_estimate=image, linear=linear, flows=flows)

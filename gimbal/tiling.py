@@ -304,13 +304,14 @@ def reconstruct_tiled(system: torch.nn.Module, burst: torch.Tensor, durations_s:
     for box in boxes:
         groups.setdefault((box[1] - box[0], box[3] - box[2]), []).append(box)
     d = durations_s.to(dev) if durations_s is not None else None
+    scale = system.trunk_scale(burst, durations_s).to(dev)  # the whole image's: every tile is scaled alike
     bar = tqdm(total=len(boxes), desc="merge", unit="tile", file=sys.stderr, disable=not progress or len(boxes) < 2)
     try:
         for group in groups.values():
             for i in range(0, len(group), batch):
                 chunk = group[i : i + batch]
                 x_in = torch.cat([burst[..., y0:y1, x0:x1] for y0, y1, x0, x1 in chunk]).to(dev)
-                out = system.reconstruct(x_in, d)
+                out = system.reconstruct(x_in, d, scale.repeat(len(chunk)))
                 for j, (y0, y1, x0, x1) in enumerate(chunk):
                     wy = _window(y1 - y0, y0 > 0, y1 < h, margin, ramp, torch.float32).to(out_dev)
                     wx = _window(x1 - x0, x0 > 0, x1 < w, margin, ramp, torch.float32).to(out_dev)
