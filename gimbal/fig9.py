@@ -45,7 +45,7 @@ from gimbal.working_point import blur_diameter_px, mean_electrons
 
 __all__ = ["SweepGrid", "blur_diameter_px", "cell_config", "cell_name", "clipped_fraction", "fig9_report",
            "plot_fig9", "plot_heatmaps", "read_grid", "score_cell", "shake_focal_for_dbar", "train_frames", "trend",
-           "validate_heldout", "with_camera"]
+           "with_camera"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,98 +475,3 @@ def fig9_report(cfg: Config, cells: Sequence[tuple[float, float, int]], shards_d
     links = [Path(os.path.relpath(p, report.parent)).as_posix() for p in (figure, heatmaps)]  # from the report's folder
     write_bytes_atomic(report, _report_md(records, verdict, *links).encode())
     return records
-
-
-def validate_heldout(cfg: Config, grid: SweepGrid, cells_json: Path, cells_dir: Path, heldout_dir: Path,
-                     shards_dir: Path, out_json: Path, report: Path, progress: bool = True) -> dict[str, Any]:
-    """Held-out validation of ``gimbal plan`` (:func:`gimbal.plan.plan`) at every working point of
-    ``grid.heldout`` (its seeds trained directly into ``heldout_dir/<cell_name>/model.pt``).
-
-    At each point, on the first ``eval.clips`` test clips lit and shaken like it (as :func:`fig9_report` scores):
-    the point's (e-bar, d-bar) is planned on the trained grid (``cells_json``); the planned schedule is merged by
-    the nearest cell's network (the plan's ``merge_model``, with the planned exposures fixed) and scored, and so is
-    every directly trained seed. Two checks: ``psnr_gap_db`` (planned minus the direct seeds' mean) >= -0.5 dB,
-    and every planned duration within the direct seeds' own spread of their mean (``|planned - mean| <= max -
-    min`` over the seeds, per frame). Writes ``out_json`` and a Markdown section ``report``; returns the JSON.
-    """
-    from tqdm import tqdm
-
-    from gimbal.plan import load_grid, plan
-
-    trained = load_grid(cells_json, cells_dir)
-    ecfg = cfg.eval
-    device = resolve_device(cfg.train.device, "params 'train.device'")
-    frames = train_frames(cfg.augment, shards_dir)
-    points: dict[tuple[float, float], list[int]] = {}
-    for light, dbar, seed in grid.heldout.values():
-        points.setdefault((light, dbar), []).append(seed)
-    results = []
-    for (light, dbar), seeds in tqdm(sorted(points.items()), desc="held-out points", disable=not progress):
-        cell = cell_config(cfg, light, dbar, min(seeds), frames)
-        sensor = build_sensor(cell, learn_exposure=False)
-        batches = fixed_irradiance_set(shards_dir, "test", ecfg.clips, ecfg.batch_size, cell.augment, sensor.camera,
-                                       cfg.model.channels, ecfg.seed, cfg.train.loader, device,
-                                       window_frames=ecfg.window_frames, full_frame=ecfg.full_frame)
-        ebar = mean_electrons([b.irradiance for b in batches], sensor.camera.budget_s)
-        dbar_px = blur_diameter_px(cell.augment, frames)
-        planned = plan(trained, ebar, dbar_px, sensor.camera)
-        durations = planned["schedule"]["durations_us"]
-        free = planned["schedule"]["budget_us"] - len(durations) * planned["schedule"]["readout_us"]
-        if sum(durations) > free:  # the plan's rounding to 0.1 us
-            durations = [d * free / sum(durations) for d in durations]
-        fixed = dataclasses.replace(cell, exposure=dataclasses.replace(cell.exposure, init_us=tuple(durations),
-                                                                       idle_slot=True))
-        merged = load_system(planned["merge_model"]["path"], device)
-        merged.sensor = build_sensor(fixed, learn_exposure=False).to(device)
-        planned_psnr = score_cell(merged, cell, batches, ecfg.seed, device)["psnr"]
-        direct = []
-        for seed in sorted(seeds):
-            system = load_system(heldout_dir / cell_name(light, dbar, seed) / "model.pt", device)
-            direct.append({"seed": seed, "psnr": round(score_cell(system, cell, batches, ecfg.seed, device)["psnr"], 4),
-                           "exposures_us": [round(x, 1) for x in system.sensor.schedule_us()["durations_us"]]})
-        n = len(durations)
-        mean_us = [sum(d["exposures_us"][k] for d in direct) / len(direct) for k in range(n)]
-        spread_us = [max(d["exposures_us"][k] for d in direct) - min(d["exposures_us"][k] for d in direct)
-                     for k in range(n)]
-        gap = planned_psnr - sum(d["psnr"] for d in direct) / len(direct)
-        results.append({
-            "white_level_scale": light, "dbar_target": dbar, "e_bar": round(ebar, 2), "d_bar_px": round(dbar_px, 3),
-            "planned_exposures_us": [round(x, 1) for x in durations], "merge_model": planned["merge_model"]["cell"],
-            "planned_psnr": round(planned_psnr, 4), "expected_psnr_db": planned["expected_psnr_db"],
-            "direct": direct, "direct_mean_exposures_us": [round(x, 1) for x in mean_us],
-            "direct_seed_spread_us": [round(x, 1) for x in spread_us], "psnr_gap_db": round(gap, 3),
-            "psnr_within_0_5_db": gap >= -0.5,
-            "exposures_within_seed_spread": all(abs(p - m) <= s for p, m, s in zip(durations, mean_us, spread_us,
-                                                                                       strict=True)),
-        })
-    out = {"points": results, "passed": all(r["psnr_within_0_5_db"] and r["exposures_within_seed_spread"]
-                                            for r in results)}
-    write_json_atomic(out_json, out)
-    write_bytes_atomic(report, _validation_md(results).encode())
-    return out
-
-
-def _validation_md(results: Sequence[dict[str, Any]]) -> str:
-    lines = [
-        "# gimbal plan: held-out validation",
-        "",
-        "Generated by `cd sweeps/fig9 && dvc repro` (do not edit). At working points between the grid's cells the",
-        "model is also trained directly (one training per seed). The planned schedule (`gimbal plan` on the grid)",
-        "is merged by the nearest cell's network and scored on the same test clips as the directly trained seeds.",
-        "Checks: planned PSNR at most 0.5 dB below the direct seeds' mean; every planned exposure within the direct",
-        "seeds' spread (max - min) of their mean.",
-        "",
-        "| light | d-bar (px) | e-bar (e-) | planned exposures (us) | merged by | planned PSNR (dB) | direct PSNR "
-        "(dB, per seed) | gap (dB) | direct exposures (us, mean; spread) | PSNR ok | exposures ok |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        direct = ", ".join(f"{d['psnr']:.2f}" for d in r["direct"])
-        mean = " / ".join(f"{x:.0f}" for x in r["direct_mean_exposures_us"])
-        spread = " / ".join(f"{x:.0f}" for x in r["direct_seed_spread_us"])
-        lines.append(f"| x{r['white_level_scale']:g} | {r['d_bar_px']:.2f} | {r['e_bar']:.0f} | "
-                     f"{' / '.join(f'{x:.0f}' for x in r['planned_exposures_us'])} | {r['merge_model']} | "
-                     f"{r['planned_psnr']:.2f} | {direct} | {r['psnr_gap_db']:+.2f} | {mean}; {spread} | "
-                     f"{'yes' if r['psnr_within_0_5_db'] else 'no'} | "
-                     f"{'yes' if r['exposures_within_seed_spread'] else 'no'} |")
-    return "\n".join(lines) + "\n"

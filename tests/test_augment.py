@@ -227,7 +227,7 @@ def test_full_frames_are_the_training_shake_on_the_whole_frame() -> None:
     g = torch.Generator().manual_seed(0)
     clips = torch.randint(0, 256, (2, 7, 3, 90, 120), generator=g, dtype=torch.uint8)
     cfg = AugmentConfig(crop=64, center=32, out_size=32, shake_std_deg=(0.2, 0.3, 0.3),  # stays inside the crop
-                        intrinsics_scale="frame", flips=False)
+                        intrinsics_scale="frame", flips=False, shake_focal_net_px=None)
     full = augment_full_frames(clips, cfg, torch.Generator().manual_seed(1), channels=1)
     crop = augment_clips(clips, cfg, torch.Generator().manual_seed(1), channels=1)
     assert full.linear.shape == (2, 7, 1, 90, 120) and full.gt.shape == (2, 1, 90, 120)

@@ -196,7 +196,7 @@ def test_dvc_metrics_show_fits(tmp_path: Path) -> None:
     method named, although every other metrics file of the repository is there too, the Fig. 9 sweep's included
     (its own project shows them)."""
     for rel in ("dvc.yaml", "params.yaml", *(f"{SWEEP}/{f}" for f in (".dvc/config", ".dvcignore", "dvc.yaml",
-                                                                      "cells.json", "metrics.json"))):
+                                                                      "params.yaml", "cells.json", "metrics.json"))):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / rel, tmp_path / rel)
     shutil.copytree(REPO / "metrics", tmp_path / "metrics", ignore=shutil.ignore_patterns("summary.json"))
