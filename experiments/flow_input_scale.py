@@ -5,7 +5,7 @@ committed recipe on the photometric alignment loss) with the bursts multiplied b
     python experiments/flow_input_scale.py 1.0 0.25 0.1
 
 Prints the held-out end-point error relative to no flow (1.0: learned nothing). The exposure-normalized bursts of the
-embedded default have a mean near 0.1 of full scale; ``model.trunk_norm`` scales the trunks' input to mean 0.5.
+embedded default have a mean near 0.1 of full scale; ``model.flow_norm`` scales the flow network's input to mean 0.5.
 """
 
 from __future__ import annotations

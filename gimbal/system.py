@@ -129,14 +129,14 @@ class GimbalSystem(nn.Module):
         return cls.from_groups(system_groups(params, variant))
 
     def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None,
-                    trunk_scale: torch.Tensor | None = None) -> GimbalOutput:
+                    flow_scale: torch.Tensor | None = None) -> GimbalOutput:
         """Network on a raw burst ``(B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s;
-        ``trunk_scale`` ``(B,)``: the divisor of the network's trunks (:meth:`trunk_scale`; ``None``: this burst's)."""
+        ``flow_scale`` ``(B,)``: the divisor of the flow network's input (:meth:`flow_scale`; ``None``: this burst's)."""
         x = self.sensor.normalize(burst, durations_s) if self.normalize else burst
-        return self.net(x, trunk_scale)
+        return self.net(x, flow_scale)
 
-    def trunk_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B,)``: the divisor of the trunks' input (:meth:`GimbalNet.trunk_scale`) for a whole raw burst, so the
+    def flow_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B,)``: the divisor of the flow network's input (:meth:`GimbalNet.flow_scale`) for a whole raw burst, so the
         tiles of a tiled reconstruction all use the whole image's."""
         r = burst.shape[1] // 2
         ref = burst[:, r]

@@ -48,12 +48,14 @@ class ModelConfig:
         kpn_init: the merge starts as the middle frame (``reference``, ours) or the mean of all frames (``mean``);
             ``released``: PyTorch's default init of the KPN's output layer (the authors' released code: kernels
             near 0, so the merge starts near 0; the paper does not say).
-        trunk_norm: the flow network and the KPN's trunk see the burst divided by twice the mean of its reference
-            frame (:meth:`GimbalNet.trunk_scale`; values of order 1, mean 0.5, whatever the light); the kernels
-            still filter the frames as they are, so the merge keeps the burst's units. ``False``: the burst as is
+        flow_norm: the flow network sees the burst divided by twice the mean of its reference frame
+            (:meth:`GimbalNet.flow_scale`; values of order 1, mean 0.5, whatever the light); flows are in pixels,
+            so what they mean does not change, and the KPN sees the frames as they are. ``False``: the burst as is
             (the paper and the released code do not scale it). Measured: the exposure-normalized bursts here have
             a mean near 0.1 of full scale, and at that scale a flow network trained on known shifts does not
             learn in 1000 steps (end-point error 0.99 of no flow, against 0.70 at mean 0.5; docs/results.md).
+            The KPN is not scaled: scaling its input too left the kernels of the uniform-exposure models fixed
+            (they changed with the burst by 3e-6, against 0.03 unscaled; docs/results.md).
     """
 
     learn_exposure: bool = True
@@ -66,7 +68,7 @@ class ModelConfig:
     kpn_base_channels: int = 8
     kpn_depth: int = 2
     kpn_init: Literal["reference", "mean", "released"] = "reference"
-    trunk_norm: bool = True
+    flow_norm: bool = True
 
     def __post_init__(self) -> None:
         for key in ("channels", "flow_levels", "kernel_size", "kpn_base_channels"):
@@ -149,19 +151,18 @@ class GimbalNet(nn.Module):
             (it starts as the exposure-normalized middle frame; see :class:`KPN`) or ``"released"``
             (PyTorch's default init of the output layer, as the authors' released KPN).
         target: ``eval.target`` (:data:`gimbal.display.TARGETS`): picks the display curve of the outputs.
-        trunk_norm: scale the flow network's and the KPN trunk's input by :meth:`trunk_scale` (see
-            :class:`ModelConfig`).
+        flow_norm: divide the flow network's input by :meth:`flow_scale` (see :class:`ModelConfig`).
     """
 
-    TRUNK_EPS = 1e-3
-    """Smallest divisor of :meth:`trunk_scale` (full-scale units): a black burst is not blown up."""
+    FLOW_EPS = 1e-3
+    """Smallest divisor of :meth:`flow_scale` (full-scale units): a black burst is not blown up."""
 
     def __init__(self, n: int, channels: int = 3, flow_levels: int = 3, kernel_size: int = 5,
                  kpn_base_channels: int = 64, kpn_depth: int = 4, use_flow: bool = True,
                  flow_channels: tuple[int, ...] = (100, 50, 25), kpn_init: str = "mean",
-                 target: str = "srgb", trunk_norm: bool = False):
+                 target: str = "srgb", flow_norm: bool = False):
         super().__init__()
-        self.trunk_norm = trunk_norm
+        self.flow_norm = flow_norm
         if n < 1 or (use_flow and n < 2):
             raise ParamError(f"GimbalNet: burst length n={n} too small (need n >= 2 with flow, n >= 1 without)")
         if channels < 1:
@@ -188,20 +189,20 @@ class GimbalNet(nn.Module):
         return cls(n=n, channels=cfg.channels, flow_levels=cfg.flow_levels, kernel_size=cfg.kernel_size,
                    kpn_base_channels=cfg.kpn_base_channels, kpn_depth=cfg.kpn_depth, use_flow=cfg.use_flow,
                    flow_channels=tuple(cfg.flow_channels), kpn_init=cfg.kpn_init, target=target,
-                   trunk_norm=cfg.trunk_norm)
+                   flow_norm=cfg.flow_norm)
 
-    def trunk_scale(self, burst: torch.Tensor) -> torch.Tensor:
-        """The divisor ``(B, 1, 1, 1, 1)`` of the trunks' input for ``burst (B, n, C, H, W)``: twice the mean of
-        the reference frame ``n // 2`` over ``C, H, W`` (at least :attr:`TRUNK_EPS`), detached (a fixed scaling of
-        the input, not a path for gradients); ones without ``trunk_norm``. A tiled reconstruction passes the
+    def flow_scale(self, burst: torch.Tensor) -> torch.Tensor:
+        """The divisor ``(B, 1, 1, 1, 1)`` of the flow network's input for ``burst (B, n, C, H, W)``: twice the mean of
+        the reference frame ``n // 2`` over ``C, H, W`` (at least :attr:`FLOW_EPS`), detached (a fixed scaling of
+        the input, not a path for gradients); ones without ``flow_norm``. A tiled reconstruction passes the
         whole image's (:func:`gimbal.tiling.reconstruct_tiled`), so every tile sees the same scaling."""
         return self.reference_scale(burst[:, self.n // 2])
 
     def reference_scale(self, reference: torch.Tensor) -> torch.Tensor:
-        """:meth:`trunk_scale` from the exposure-normalized reference frame ``(B, C, H, W)`` alone."""
-        if not self.trunk_norm:
+        """:meth:`flow_scale` from the exposure-normalized reference frame ``(B, C, H, W)`` alone."""
+        if not self.flow_norm:
             return torch.ones(reference.shape[0], 1, 1, 1, 1, dtype=reference.dtype, device=reference.device)
-        return (2.0 * reference.detach().mean(dim=(1, 2, 3))).clamp_min(self.TRUNK_EPS).view(-1, 1, 1, 1, 1)
+        return (2.0 * reference.detach().mean(dim=(1, 2, 3))).clamp_min(self.FLOW_EPS).view(-1, 1, 1, 1, 1)
 
     @property
     def multiple(self) -> int:
@@ -218,15 +219,15 @@ class GimbalNet(nn.Module):
             return burst
         return F.pad(burst.reshape(b, n * c, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, n, c, h + ph, w + pw)
 
-    def forward(self, normalized_burst: torch.Tensor, trunk_scale: torch.Tensor | None = None) -> GimbalOutput:
+    def forward(self, normalized_burst: torch.Tensor, flow_scale: torch.Tensor | None = None) -> GimbalOutput:
         """Eq. (15): reconstruct the middle frame, the mean over the KPN's input frames of each frame filtered by
         its per-pixel kernels, through the display curve (:attr:`encode`); also the eq. (17) estimate.
 
         Args:
             normalized_burst: ``(B, n, C, H, W)`` exposure-normalized burst (eq. (14)), linear
                 units (each frame scaled to a common exposure), any ``H, W >= 1``.
-            trunk_scale: ``(B,)`` or ``(B, 1, 1, 1, 1)`` divisor of the trunks' input (:meth:`trunk_scale`);
-                ``None``: this burst's. Ignored without ``trunk_norm``.
+            flow_scale: ``(B,)`` or ``(B, 1, 1, 1, 1)`` divisor of the flow network's input (:meth:`flow_scale`);
+                ``None``: this burst's. Ignored without ``flow_norm``.
 
         Returns:
             :class:`GimbalOutput` with ``(B, C, H, W)`` images and ``(B, n-1, 2, H, W)`` flows.
@@ -236,10 +237,10 @@ class GimbalNet(nn.Module):
             raise ShapeError(f"GimbalNet: expected a burst (B, n={self.n}, C={self.channels}, H, W), "
                              f"got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        if not self.trunk_norm:
+        if not self.flow_norm:
             scale = torch.ones((), dtype=x.dtype, device=x.device)
         else:
-            scale = self.trunk_scale(x) if trunk_scale is None else trunk_scale.to(x.dtype).view(-1, 1, 1, 1, 1)
+            scale = self.flow_scale(x) if flow_scale is None else flow_scale.to(x.dtype).view(-1, 1, 1, 1, 1)
         x = self.pad(x)  # to a multiple of 2**depth / 2**(levels-1); cropped back below
         flows = None
         frames = x
@@ -247,7 +248,7 @@ class GimbalNet(nn.Module):
             flows = self.flow(x / scale)  # flows are in pixels: the scaling does not change what they mean
             _, others = split_reference(x)
             frames = torch.cat([x, warp(others, flows)], dim=1)  # (B, 2n-1, C, H, W)
-        kernels = self.kpn(frames / scale)  # (B, F, C, k*k, H, W); they filter the frames as they are
+        kernels = self.kpn(frames)  # (B, F, C, k*k, H, W)
         linear = apply_kernels(frames, kernels).mean(dim=1)  # eq. (15)
         align_linear = align_estimate(frames, kernels, self.n, aligned=self.flow is not None)  # eq. (17)
         linear, align_linear = linear[..., :h, :w], align_linear[..., :h, :w]
