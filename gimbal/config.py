@@ -159,7 +159,11 @@ def _check_across_groups(config: Config) -> None:
                 raise ParamError(f"params: 'exposure.centre_reference: true'{where} is a fixed schedule; set "
                                  "'model.learn_exposure: false' beside it")
             spec = config.sensor.spec()
-            centred_schedule_us(exposure.n, spec.budget_s, spec.min_exposure_s, spec.readout_s)  # it must fit
+            try:  # it must fit
+                centred_schedule_us(exposure.n, spec.budget_s, spec.min_exposure_s, spec.readout_s)
+            except ParamError as exc:
+                raise ParamError(f"{exc}{where}; or leave that variant out of 'variants' (and its train stage out "
+                                 "of dvc.yaml)") from exc
         if exposure.init_us is not None:
             dt_min_us = config.sensor.spec().min_exposure_s * 1e6
             short = [d for d in exposure.init_us if d < dt_min_us]

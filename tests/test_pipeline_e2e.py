@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gimbal import methods
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -113,8 +115,7 @@ def test_dvc_repro_data_pipeline(repo_copy: Path) -> None:
     assert len(sorted((repo_copy / "data/shards").rglob("shard-*.tar"))) == 3  # one per split (test: 2 clips, train and val: 1 each)
 
 
-METHODS = {"gimbal", "gimbal_uniform", "kpn", "deblurgan", "dmphn", "full_exposure", "middle_frame", "gimbal_no_flow",
-           "gimbal_no_norm", "gimbal_anneal"}
+METHODS = set(methods.scored())  # every method the table of methods scores
 
 
 def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
@@ -125,7 +126,7 @@ def test_dvc_repro_full_pipeline_and_ablation(repo_copy: Path) -> None:
         assert (repo_copy / rel).is_file(), rel
     assert list((repo_copy / "dvclive/train_gimbal/plots/metrics").rglob("*.tsv"))
     evaluation = json.loads((repo_copy / "metrics/eval.json").read_text())
-    assert set(evaluation) == {*METHODS, "margins", "clips", "videos", "resampled", "working_point"}
+    assert set(evaluation) == {*METHODS, "margins", "clips", "videos", "resampled", "working_point", "timing_split"}
     # exactly the test split's clips were scored, and the table is their mean, inside its interval
     clips = json.loads((repo_copy / "data/clips/index.json").read_text())["clips"]
     test_ids = sorted(c["id"] for c in clips if c["split"] == "test")

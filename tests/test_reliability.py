@@ -115,6 +115,7 @@ def test_divergence_is_one_line_naming_step_term_rates_and_checkpoint(tmp_path: 
     from shard_fixtures import make_shards
 
     import gimbal.train as train_module
+    from gimbal import pipeline
     from gimbal.data.shards import ShardConfig
 
     shards, _ = make_shards(tmp_path / "s", ShardConfig(clips_per_shard=2, codec="libx264", crf=0), frames=17,
@@ -138,8 +139,8 @@ def test_divergence_is_one_line_naming_step_term_rates_and_checkpoint(tmp_path: 
     monkeypatch.setattr(train_module, "make_irradiance", poisoned)
     out = tmp_path / "o"
     with pytest.raises(DivergenceError) as info:
-        train_module.train(parse_config(p), "gimbal", shards, out / "m.pt", out / "m.json", out / "e.json",
-                           out / "s.png", out / "live", out / "ckpt/last.pt")
+        pipeline.train(parse_config(p), "gimbal", shards, out / "m.pt", out / "m.json", out / "e.json",
+                       out / "s.png", out / "live", out / "ckpt/last.pt")
     msg = str(info.value)
     assert "loss became nan at step 3" in msg
     assert "reconstruction term" in msg  # which term went non-finite

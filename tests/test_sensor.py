@@ -219,6 +219,7 @@ def test_from_params() -> None:
                    "n_bins": 120},
         "exposure": {"n": 4, "idle_slot": True, "init_us": [400, 500, 600, 700]},
         "model": {"learn_exposure": False},
+        "variants": {"gimbal": {}},  # the default variants include the centred timing control, which needs odd n
     }
     s = build_sensor(parse_config(params), learn_exposure=False)
     assert s.camera.name == "flir_bfs_u3_16s2m" and s.camera.budget_s == 0.004
