@@ -83,6 +83,18 @@ def luminosity(wavelength_m: float) -> float:
     return _V[i] + frac * (_V[i + 1] - _V[i])
 
 
+def _one_positive(what: str, choices: str, options: tuple[tuple[str, float | None], ...]) -> tuple[str, float]:
+    """The one ``(flag, value)`` of ``options`` given (not None), checked finite and > 0; else :class:`PlanError`
+    naming ``what`` and its ``choices``."""
+    given = {k: v for k, v in options if v is not None}
+    if len(given) != 1:
+        raise PlanError(f"give the {what} as exactly one of {choices}, got {sorted(given) or 'none'}")
+    (name, value), = given.items()
+    if not value > 0 or not math.isfinite(value):
+        raise PlanError(f"{name} must be a number > 0, got {value}")
+    return name, value
+
+
 def ebar_from_light(camera: CameraSpec, budget_s: float, *, ebar: float | None = None, lux: float | None = None,
                     luminance_cd_m2: float | None = None, f_number: float | None = None,
                     transmission: float = 1.0) -> float:
@@ -93,13 +105,8 @@ def ebar_from_light(camera: CameraSpec, budget_s: float, *, ebar: float | None =
     Raises:
         PlanError: none or more than one light given, or a value <= 0.
     """
-    given = {k: v for k, v in (("--ebar", ebar), ("--lux", lux), ("--luminance", luminance_cd_m2)) if v is not None}
-    if len(given) != 1:
-        raise PlanError(f"give the light as exactly one of --ebar, --lux or --luminance (with --f-number), got "
-                        f"{sorted(given) or 'none'}")
-    (name, value), = given.items()
-    if not value > 0 or not math.isfinite(value):
-        raise PlanError(f"{name} must be a number > 0, got {value}")
+    _one_positive("light", "--ebar, --lux or --luminance (with --f-number)",
+                  (("--ebar", ebar), ("--lux", lux), ("--luminance", luminance_cd_m2)))
     if ebar is not None:
         return float(ebar)
     if luminance_cd_m2 is not None:
@@ -123,14 +130,8 @@ def dbar_from_vibration(*, dbar: float | None = None, gyro_dps: float | None = N
     Raises:
         PlanError: none or more than one vibration given, a value <= 0, or no focal length for an angle.
     """
-    given = {k: v for k, v in (("--dbar", dbar), ("--gyro-dps", gyro_dps), ("--angle-std-deg", angle_std_deg))
-             if v is not None}
-    if len(given) != 1:
-        raise PlanError(f"give the vibration as exactly one of --dbar, --gyro-dps or --angle-std-deg, got "
-                        f"{sorted(given) or 'none'}")
-    (name, value), = given.items()
-    if not value > 0 or not math.isfinite(value):
-        raise PlanError(f"{name} must be a number > 0, got {value}")
+    name, _ = _one_positive("vibration", "--dbar, --gyro-dps or --angle-std-deg",
+                            (("--dbar", dbar), ("--gyro-dps", gyro_dps), ("--angle-std-deg", angle_std_deg)))
     if dbar is not None:
         return float(dbar)
     if focal_px is None or not focal_px > 0:
