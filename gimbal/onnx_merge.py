@@ -38,7 +38,7 @@ from gimbal.errors import DataError
 from gimbal.frame_files import UsageError
 from gimbal.io import atomic_path
 from gimbal.models.net import GimbalNet, GimbalOutput
-from gimbal.system import GimbalSystem, exposure_report, load_system, read_system_file
+from gimbal.system import GimbalSystem, exposure_report, load_system, read_system_file, whole_flow_scale
 
 log = logging.getLogger("gimbal.onnx")
 
@@ -234,12 +234,8 @@ class OnnxSystem:
 
     def flow_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
         """``(B,)`` the graph's ``flow_scale`` input for a whole burst (:meth:`GimbalSystem.flow_scale`)."""
-        d = self._durations(durations_s)
-        r = burst.shape[1] // 2
-        ref = burst[:, r].detach().cpu()
-        if self.normalize:
-            ref = ref * float(self.sensor.camera.budget_s / d[r])
-        return self.net.reference_scale(ref).view(-1)
+        return whole_flow_scale(self.net, self.sensor.camera.budget_s, self.normalize, burst.detach().cpu(),
+                                self._durations(durations_s))
 
     def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None,
                     flow_scale: torch.Tensor | None = None) -> GimbalOutput:

@@ -138,12 +138,8 @@ class GimbalSystem(nn.Module):
     def flow_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
         """``(B,)``: the divisor of the flow network's input (:meth:`GimbalNet.flow_scale`) for a whole raw burst, so the
         tiles of a tiled reconstruction all use the whole image's."""
-        r = burst.shape[1] // 2
-        ref = burst[:, r]
-        if self.normalize:  # eq. (14) on the reference frame
-            d = self.sensor.exposure.durations(torch.float64) if durations_s is None else durations_s
-            ref = ref * float(self.sensor.camera.budget_s / d[r])
-        return self.net.reference_scale(ref).view(-1)
+        d = self.sensor.exposure.durations(torch.float64) if durations_s is None else durations_s
+        return whole_flow_scale(self.net, self.sensor.camera.budget_s, self.normalize, burst, d)
 
     def forward(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None,
                 srgb: torch.Tensor | None = None) -> StepOutput:
@@ -158,6 +154,18 @@ class GimbalSystem(nn.Module):
         target = self.display.ground_truth(irradiance, srgb, self.sensor.camera).to(out.image.dtype)
         loss = gimbal_loss(out.image, out.align_estimate, target, step, self.loss_config)
         return StepOutput(loss=loss, image=out.image, target=target, burst=captured.burst, net=out)
+
+
+def whole_flow_scale(net: GimbalNet, budget_s: float, normalize: bool, burst: torch.Tensor,
+                     durations_s: torch.Tensor) -> torch.Tensor:
+    """``(B,)``: :meth:`GimbalNet.reference_scale` of the reference frame of a whole raw burst ``(B, n, C, H, W)``
+    (exposure-normalized by eq. (14) with ``durations_s (n,)`` s and budget ``budget_s`` when ``normalize``); what
+    every tile of a tiled merge, PyTorch or ONNX, divides the flow network's input by."""
+    r = burst.shape[1] // 2
+    ref = burst[:, r]
+    if normalize:  # eq. (14) on the reference frame
+        ref = ref * float(budget_s / durations_s[r])
+    return net.reference_scale(ref).view(-1)
 
 
 def exposure_report(system: GimbalSystem, variant: str) -> dict[str, Any]:

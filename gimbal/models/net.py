@@ -237,10 +237,8 @@ class GimbalNet(nn.Module):
             raise ShapeError(f"GimbalNet: expected a burst (B, n={self.n}, C={self.channels}, H, W), "
                              f"got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        if not self.flow_norm:
-            scale = torch.ones((), dtype=x.dtype, device=x.device)
-        else:
-            scale = self.flow_scale(x) if flow_scale is None else flow_scale.to(x.dtype).view(-1, 1, 1, 1, 1)
+        given = flow_scale is not None and self.flow_norm  # without flow_norm, flow_scale(x) is ones
+        scale = flow_scale.to(x.dtype).view(-1, 1, 1, 1, 1) if given else self.flow_scale(x)
         x = self.pad(x)  # to a multiple of 2**depth / 2**(levels-1); cropped back below
         flows = None
         frames = x
