@@ -10,6 +10,7 @@ Subcommands::
     gimbal simulate-burst scene.png --model models/gimbal.pt -o my_burst   # or --camera C --exposures-us ...
     gimbal export --onnx gimbal.onnx --model models/gimbal.pt            # then infer --backend onnx
     gimbal plan --camera jetcam19m --lux 0.5 --gyro-dps 40 --focal-px 730 [--json]   # from a trained grid
+    dvc exp run -n medium $(gimbal tier medium)                         # a named tier's params (tiers/*.yaml)
 
 Also ``python -m gimbal.cli ...``. Errors print one line ``error: ...`` on stderr; the exit
 status is 2 for usage errors (inconsistent arguments, exposures outside the camera's limits)
@@ -196,6 +197,18 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tier(args: argparse.Namespace) -> int:
+    from gimbal.tiers import load_tier, set_flags
+
+    overrides = load_tier(args.name, args.params)
+    flags = set_flags(overrides)
+    if args.list:
+        print("\n".join(f"{k}: {v}" for k, v in overrides.items()))
+    else:
+        print(" ".join(flags))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``gimbal`` argument parser with its ``infer``, ``export``, ``simulate-burst``, ``schedule``, ``plan``
     and ``calibrate`` subcommands."""
@@ -346,6 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (for camera drivers)")
     _add_output_flags(p)
     p.set_defaults(func=_plan)
+
+    t = sub.add_parser(
+        "tier", help="print a named tier's params as `dvc exp run` flags: dvc exp run -n NAME $(gimbal tier NAME)",
+        description="Print the -S key=value flags of a named tier (tiers/NAME.yaml: overrides of params.yaml) for "
+                    "`dvc exp run`, after checking that params.yaml with them applied parses.",
+    )
+    t.add_argument("name", help="a tier in tiers/ (e.g. medium, paper) or a path to a tier .yaml")
+    t.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file the tier overrides")
+    t.add_argument("--list", action="store_true", help="print one 'key: value' per line instead of flags")
+    _add_output_flags(t)
+    t.set_defaults(func=_tier)
 
     c = sub.add_parser(
         "calibrate", help="a camera preset (sensor.camera) from the camera's EMVA 1288 data",
