@@ -89,6 +89,7 @@ def _infer(args: argparse.Namespace) -> int:
         max_memory_gb=args.max_memory_gb,
         max_flow_px=args.max_flow_px,
         backend=args.backend,
+        gain=args.gain,
     )
     return 0
 
@@ -198,9 +199,10 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _tier(args: argparse.Namespace) -> int:
-    from gimbal.tiers import load_tier, set_flags
+    from gimbal.pipeline import tier_overrides
+    from gimbal.tiers import set_flags
 
-    overrides = load_tier(args.name, args.params)
+    overrides = tier_overrides(args.name, args.params)
     flags = set_flags(overrides)
     if args.list:
         print("\n".join(f"{k}: {v}" for k, v in overrides.items()))
@@ -255,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {DEFAULT_MAX_MEMORY_GB:g}); frames and output come on top")
     p.add_argument("--max-flow-px", type=float, default=MAX_FLOW_PX, metavar="PX",
                    help=f"largest motion (pixels) the tile overlap allows for (default: {MAX_FLOW_PX:g})")
+    p.add_argument("--gain", type=float, default=1.0,
+                   help="digital gain on the burst before the network, for a model trained at another light level "
+                        "(`gimbal plan` prints it; default: 1)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="run the model with PyTorch (a .pt --model) or onnxruntime (a .onnx --model from "
                         "`gimbal export --onnx`); default: torch")

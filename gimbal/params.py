@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -27,13 +28,33 @@ def check_seed(value: Any, key: str) -> int:
     return value
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: ``1e-05`` is a number, as DVC (ruamel, YAML 1.2) writes it for
+    ``dvc exp run -S key=1e-5`` and reads it; PyYAML's YAML 1.1 rules need a dot and would read a string."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def read_yaml(text: str) -> Any:
+    """``text`` parsed as a params file is (:class:`ParamsLoader`); for params, tiers and sweep grids."""
+    return yaml.load(text, Loader=ParamsLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
-    """Read the params file as a nested dict; errors name the file."""
+    """Read the params file as a nested dict (:func:`read_yaml`); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise ParamError(f"{path}: params file not found; run from the repository root or pass --params")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        params = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParamError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(params, dict):

@@ -9,19 +9,22 @@ once and hand it over through the functions here.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gimbal import methods
 from gimbal.baselines.single import RestorerRun
-from gimbal.config import Config
+from gimbal.config import Config, check_params
 from gimbal.model_params import SystemGroups
 from gimbal.system import GimbalSystem
+from gimbal.tiers import load_tier
 from gimbal.train import GimbalRun
 from gimbal.train import train as train_variant
 
-__all__ = ["build_system", "gimbal_run", "restorer_run", "system_groups", "train", "train_baseline", "trainer"]
+__all__ = ["build_system", "gimbal_run", "restorer_run", "system_groups", "tier_overrides", "train", "train_baseline",
+           "trainer"]
 
 
 def system_groups(cfg: Config, variant: str = "gimbal") -> SystemGroups:
@@ -71,3 +74,9 @@ def train_baseline(cfg: Config, name: str, shards_dir: Path, model_path: Path, m
     ``baselines.<name>`` (``options``: the trainer's keyword options, e.g. ``progress``); returns its metrics."""
     return trainer(name)(restorer_run(cfg), getattr(cfg.baselines, name), shards_dir, model_path, metrics_path,
                          live_dir, checkpoint_path, **options)
+
+
+def tier_overrides(name: str, params_path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
+    """The overrides of tier ``name`` (:func:`gimbal.tiers.load_tier`), checked by parsing ``params_path`` with them
+    applied into the whole config (a misspelt key or bad value raises :class:`ParamError` naming the tier file)."""
+    return load_tier(name, params_path, check=check_params)

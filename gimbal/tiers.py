@@ -4,7 +4,7 @@
 
 A tier file has the shape of ``params.yaml`` and holds only the keys it changes. :func:`set_flags` turns it into
 DVC's ``-S key=value`` flags (DVC writes them into ``params.yaml``, comments kept, and records the experiment), after
-checking that the overridden params file still parses (a misspelt key in the tier fails here, naming it).
+checking that the overridden params file still parses (:func:`gimbal.pipeline.tier_overrides`) (a misspelt key in the tier fails here, naming it).
 Written by hand because DVC has no params presets besides Hydra, which would make ``params.yaml`` generated.
 """
 
@@ -13,15 +13,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from gimbal.config import check_params
 from gimbal.errors import ParamError
-from gimbal.params import load_params
+from gimbal.params import load_params, read_yaml
 
 #: where ``gimbal tier NAME`` looks for ``NAME.yaml`` (relative to the repository root, the current folder)
 TIERS_DIR = Path("tiers")
@@ -65,16 +64,20 @@ def apply(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, 
 
 
 def load_tier(name: str, params_path: str | os.PathLike[str] = "params.yaml",
-              tiers_dir: str | os.PathLike[str] = TIERS_DIR) -> dict[str, Any]:
-    """The tier's overrides as ``{dotted key: value}``, checked: ``params_path`` with them applied parses
-    (:func:`gimbal.config.check_params`; an unknown key or bad value raises :class:`ParamError`)."""
+              tiers_dir: str | os.PathLike[str] = TIERS_DIR,
+              check: Callable[[Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The tier's overrides as ``{dotted key: value}``, checked: ``params_path`` with them applied must pass
+    ``check`` (:func:`gimbal.pipeline.tier_overrides` passes the config's parser; an unknown key or bad value
+    raises :class:`ParamError`, named with the tier file)."""
     path = tier_path(name, tiers_dir)
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path.read_text()) or {}
     if not isinstance(raw, Mapping):
         raise ParamError(f"{path}: expected a mapping of params groups, got {type(raw).__name__}")
     overrides = flatten(raw)
     try:
-        check_params(apply(load_params(params_path), overrides))
+        applied = apply(load_params(params_path), overrides)
+        if check is not None:
+            check(applied)
     except ParamError as exc:
         raise ParamError(f"{path}: {exc}") from exc
     return overrides

@@ -39,7 +39,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "gimbal.metrics", "gimbal.stats", "gimbal.plots", "gimbal.eval_config", "gimbal.frame_files",
         "gimbal.imageheader", "gimbal.working_point")),
     ("run machinery", ("gimbal.runtime", "gimbal.checkpoint", "gimbal.live")),
-    ("io, params, errors", ("gimbal", "gimbal.io", "gimbal.params", "gimbal.errors")),
+    ("io, params, named tiers of params, errors", ("gimbal", "gimbal.io", "gimbal.params", "gimbal.tiers",
+                                                   "gimbal.errors")),
 )
 """Top to bottom: (what the layer holds, the module name patterns in it; the first layer a module matches)."""
 

@@ -155,3 +155,22 @@ def test_load_params_errors_name_the_file(tmp_path: Path) -> None:
     good = tmp_path / "params.yaml"
     good.write_text("seed: 3\ntrain:\n  steps: 7\n")
     assert load_params(good) == {"seed": 3, "train": {"steps": 7}}
+
+
+def test_numbers_read_as_dvc_writes_them(tmp_path):
+    """`dvc exp run -S sensor.tau_decay=1e-5` writes ``1e-05`` (YAML 1.2, ruamel); PyYAML's YAML 1.1 rules read that as
+    a string. The params file must read as DVC (ruamel, the independent reader) reads it."""
+    from dvc.utils.hydra import apply_overrides
+    from ruamel.yaml import YAML
+
+    from gimbal.config import load_config
+
+    path = tmp_path / "params.yaml"
+    path.write_text("sensor:\n  tau_decay: 1.0e-2\n  tau_min: 0.1\ntrain:\n  lr: 1.0e-3\n")
+    apply_overrides(path, ["sensor.tau_decay=1e-5", "train.lr=2E-4"])
+    assert "1e-05" in path.read_text()
+    theirs = YAML(typ="safe").load(path.read_text())
+    assert load_params(path) == theirs
+    assert load_config(path).sensor.tau_decay == 1e-5 and load_config(path).train.lr == 2e-4
+    path.write_text("a: 1e5\nb: '1e5'\nc: 1_000\nd: .5\ne: 12\n")
+    assert load_params(path) == {"a": 1e5, "b": "1e5", "c": 1000, "d": 0.5, "e": 12}
