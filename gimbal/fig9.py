@@ -188,9 +188,10 @@ def clipped_fraction(irradiance: Sequence[torch.Tensor], camera: CameraSpec) -> 
 
 @torch.no_grad()
 def score_cell(system: GimbalSystem, cfg: Config, batches: Sequence[Scenes], seed: int,
-               device: torch.device | str = "cpu") -> dict[str, Any]:
+               device: torch.device | str = "cpu", gain: float = 1.0) -> dict[str, Any]:
     """Score a cell's trained ``system`` on its test scenes (irradiance ``(b, T_f, C, H, W)`` e-/s), exact Poisson
-    noise seeded with ``seed``. Returns ``psnr`` / ``ssim`` (means, display space), ``psnr_full_exposure``,
+    noise seeded with ``seed``; ``gain``: a digital gain on the raw burst before the network (a network trained at
+    another light level, :func:`gimbal.plan.plan`'s ``merge_model.gain``). Returns ``psnr`` / ``ssim`` (means, display space), ``psnr_full_exposure``,
     ``mean_electrons`` (e-), ``clipped_fraction`` (:func:`clipped_fraction`) and, for the first clip, ``images``: ``{"full_exposure", "output", "ground_truth"}``
     ``(C, H, W)`` in display space."""
     sensor = build_sensor(cfg, learn_exposure=False, seed=seed).to(device).eval()
@@ -203,7 +204,7 @@ def score_cell(system: GimbalSystem, cfg: Config, batches: Sequence[Scenes], see
         irr = scenes.irradiance.to(device)
         target = display.ground_truth(irr, scenes.srgb.to(device), sensor.camera)
         captured = system.sensor(irr)
-        out = system.reconstruct(captured.burst, captured.durations_s).image.to(target.dtype)
+        out = system.reconstruct(captured.burst * gain, captured.durations_s).image.to(target.dtype)
         full = full_exposure_image(sensor, irr, display).to(target.dtype)
         scores["psnr"] += psnr(out, target, reduction="none").tolist()
         scores["ssim"] += ssim(out, target, reduction="none").tolist()

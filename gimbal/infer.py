@@ -342,6 +342,7 @@ def infer_files(
     max_memory_gb: float = DEFAULT_MAX_MEMORY_GB,
     max_flow_px: float = MAX_FLOW_PX,
     backend: str = "torch",
+    gain: float = 1.0,
 ) -> InferResult:
     """Merge a real burst with a trained model and write the result (the ``gimbal infer`` command).
 
@@ -369,6 +370,9 @@ def infer_files(
         max_memory_gb, max_flow_px: tiling (see :func:`reconstruct_burst`).
         backend: ``torch`` (``model`` a ``.pt`` file) or ``onnx`` (``model`` a ``.onnx`` file from ``gimbal export
             --onnx``, run by onnxruntime: :class:`gimbal.onnx_merge.OnnxSystem`).
+        gain: digital gain on the burst's DN before the network (> 0; 1: none): a network trained at another light
+            level than the capture's (``gimbal plan`` names it: its ``merge_model.gain``), whose output brightness
+            is its training light's.
     """
     warnings: list[str] = []
 
@@ -380,6 +384,8 @@ def infer_files(
         raise UsageError(f"{len(frames)} frame(s) given but {len(exposures_us)} exposure time(s); "
                          "give one --exposures-us value per frame, in the same order")
     check_exposure_values(exposures_us)
+    if not (math.isfinite(gain) and gain > 0):
+        raise UsageError(f"--gain must be a finite number > 0, got {gain}")
     check_backend(backend, model)
     if output is None and output_linear is None:
         raise UsageError("nothing to write: give -o/--output and/or --output-linear")
@@ -401,7 +407,7 @@ def infer_files(
     dev = resolve_device(device, "--device")
     with OutputFiles(outs) as files:  # the temps now: an unwritable folder fails before any work
         result = _infer(frames, exposures_us, model, camera, bits, white_level, black_level, budget_us, readout_us,
-                        dev, convert_channels, max_memory_gb, max_flow_px, warn, backend)
+                        dev, convert_channels, max_memory_gb, max_flow_px, warn, backend, gain)
         if output is not None:
             files.write(outs[0], result.image)
         if output_linear is not None:
@@ -443,7 +449,8 @@ def _same_file(a: Path, b: Path) -> bool:
 def _infer(frames: Sequence[str | os.PathLike[str]], exposures_us: Sequence[float], model: str | os.PathLike[str],
            camera: str | None, bits: int | None, white_level: float | None, black_level: float,
            budget_us: float | None, readout_us: float | None, dev: torch.device, convert_channels: bool,
-           max_memory_gb: float, max_flow_px: float, warn: Any, backend: str = "torch") -> InferResult:
+           max_memory_gb: float, max_flow_px: float, warn: Any, backend: str = "torch",
+           gain: float = 1.0) -> InferResult:
     """The work of :func:`infer_files` once its arguments are checked: the merge, not yet written."""
     if backend == "onnx":
         system: Any = OnnxSystem(model, dev.type)
@@ -469,6 +476,9 @@ def _infer(frames: Sequence[str | os.PathLike[str]], exposures_us: Sequence[floa
 
     burst = load_burst(frames, cam.bits, bits, white_level, black_level)
     data = match_channels(burst.frames, system.net.channels, convert_channels)
+    if gain != 1.0:
+        log.info("digital gain x%g on the burst before the network", gain)
+        data = data * np.float32(gain)
     h, w = burst.size
     log.info("burst: %d x %s frames of %dx%d (%s, white level %g, black level %g) on %s", n,
              {1: "gray", 3: "RGB"}.get(burst.channels, f"{burst.channels}-channel"), w, h, burst.dtype,

@@ -319,7 +319,8 @@ def plan(grid: Grid, ebar: float, dbar: float, camera: CameraSpec | None = None,
             "idle_us": round(idle, 1),
         },
         "merge_model": {"cell": cell, "seed": int(nearest.get("seed", 0)), "path": model.as_posix(),
-                        "e_bar": round(grid.ebars[ni], 3), "d_bar_px": round(grid.dbars[nj], 4)},
+                        "e_bar": round(grid.ebars[ni], 3), "d_bar_px": round(grid.dbars[nj], 4),
+                        "gain": round(grid.ebars[ni] / ebar, 4)},
         "expected_psnr_db": round(interp("psnr"), 2),
         "distance": {
             "inside_grid": not outside, "extrapolated": bool(outside), "why": "; ".join(outside),
@@ -348,7 +349,8 @@ def summary(result: Mapping[str, Any]) -> str:
     for k in range(s["n"]):
         lines.append(f"{s['capture_order'][k]:>5}  {s['starts_us'][k]:>10.1f}  {s['durations_us'][k]:>11.1f}  "
                      f"{s['readout_starts_us'][k]:>13.1f}  {d['seed_spread_us'][k]:>14.1f}")
-    lines += [f"merge model: {m['path']} (cell {m['cell']}: e-bar {m['e_bar']:.4g} e-, d-bar {m['d_bar_px']:.3g} px)",
+    lines += [f"merge model: {m['path']} (cell {m['cell']}: e-bar {m['e_bar']:.4g} e-, d-bar {m['d_bar_px']:.3g} px), "
+              f"digital gain x{m['gain']:.4g} on the raw burst first (gimbal infer --gain {m['gain']:.4g})",
               f"expected PSNR {result['expected_psnr_db']:.2f} dB (test, interpolated between the cells)",
               f"distance: e-bar x{d['e_bar_ratio_to_nearest']:.3g}, d-bar x{d['d_bar_ratio_to_nearest']:.3g} of the "
               f"nearest cell ({d['log2_distance_to_nearest']:.2f} octaves)"]

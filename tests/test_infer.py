@@ -143,6 +143,23 @@ def test_infer_png_matches_reconstruct(models, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "lin.tiff", "out.png"]  # no temp files left
 
 
+def test_gain_equals_a_brighter_capture(models, tmp_path):
+    """--gain g on a burst is the merge of the same burst captured g times brighter (the network sees g x the DN):
+    half the DN with --gain 2 merges to what the full DN merges to without it (reference: system.reconstruct on
+    the full burst). Without the gain the half-bright burst merges to another image."""
+    frames = synthetic_burst()
+    half = np.rint(frames / 2).astype(frames.dtype)  # the burst at half the light (DN rounded)
+    out_gain, out_none = tmp_path / "gain.png", tmp_path / "none.png"
+    paths = write_frames(tmp_path / "in", half)
+    assert main(infer_args(models["rgb"], paths, out_gain, EXPOSURES_US, "--gain", "2")) == 0
+    assert main(infer_args(models["rgb"], paths, out_none)) == 0
+    image, _ = reference(models["rgb"], half.astype(np.float64) * 2)
+    got = read_frame(out_gain)
+    assert np.abs(got.astype(np.int64) - image).max() <= 1
+    assert np.abs(read_frame(out_none).astype(np.int64) - image).mean() > 100
+    assert main(infer_args(models["rgb"], paths, tmp_path / "x.png", EXPOSURES_US, "--gain", "0")) == 2
+
+
 def test_infer_subprocess_and_schedule_json(models, tmp_path):
     frames = synthetic_burst()
     paths = write_frames(tmp_path / "in", frames)

@@ -115,6 +115,8 @@ def test_plan_at_the_grids_centre_by_hand(tmp_path: Path) -> None:
     assert near["merge_model"]["cell"] == "light0.25_dbar8_seed0"
     assert near["merge_model"]["path"] == (tmp_path / "cells/light0.25_dbar8_seed0/model.pt").as_posix()
     assert near["distance"]["e_bar_ratio_to_nearest"] == pytest.approx(1.2)
+    # its network learned the brightness of its cell's light (100 e-): a burst at 120 e- is dimmed to it
+    assert near["merge_model"]["gain"] == pytest.approx(100 / 120, abs=1e-4)
     text = summary(out)
     assert "585.0" in text and "expected PSNR 25.10 dB" in text and len(text.splitlines()) <= 20
 
