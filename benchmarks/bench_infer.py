@@ -8,13 +8,13 @@
 
 Each measurement runs in a fresh subprocess (so the process's peak RSS, ``ru_maxrss``, belongs to
 that run alone): it builds the network (random weights: the cost does not depend on them), a random
-burst of n = 3 frames, and runs :func:`gimbal.infer.reconstruct_burst` (tiled under
+burst of n = 3 frames, and runs :func:`gimbal.inference.infer.reconstruct_burst` (tiled under
 ``--max-memory-gb``) once to warm up and once timed. "peak MB/MP" is the growth of the peak RSS
 over the RSS before the merge, per megapixel (frames, output and network working memory); on CUDA
 also the peak GPU memory. ``--untiled`` runs the network on the whole frame instead (the
-calibration of ``gimbal.tiling.BYTES_PER_FLOAT_PEAK``). ``--backends torch onnx`` times the same merge run by
-onnxruntime (the network exported once per scale and channel count by :func:`gimbal.onnx_merge.export_onnx`, in the
-parent process, before any timing; the child loads only the ONNX file). ``--repeat N`` reports the median of N
+calibration of ``gimbal.inference.tiling.BYTES_PER_FLOAT_PEAK``). ``--backends torch onnx`` times the same merge run by
+onnxruntime (the network exported once per scale and channel count by :func:`gimbal.inference.onnx_merge.export_onnx`,
+in the parent process, before any timing; the child loads only the ONNX file). ``--repeat N`` reports the median of N
 timed runs.
 """
 
@@ -50,15 +50,15 @@ def measure(scale: str, channels: int, h: int, w: int, device: str, max_memory_g
     import numpy as np
     import torch
 
-    from gimbal.infer import reconstruct_burst
+    from gimbal.inference.infer import reconstruct_burst
+    from gimbal.inference.tiling import bytes_per_pixel
     from gimbal.models.net import GimbalNet
     from gimbal.system import GimbalSystem
-    from gimbal.tiling import bytes_per_pixel
 
     params = {"seed": 0, "exposure": {"n": 3, "idle_slot": True, "init_us": [872.0, 234.0, 583.0]},
               "model": {"channels": channels, **SCALES[scale]}, "variants": {"gimbal": {}}}
     if backend == "onnx":
-        from gimbal.onnx_merge import OnnxSystem
+        from gimbal.inference.onnx_merge import OnnxSystem
 
         system = OnnxSystem(onnx, device)
     else:
@@ -161,7 +161,7 @@ def _export_onnx(pairs: set[tuple[str, int]]) -> dict[tuple[str, int], str]:
     import shutil
     import tempfile
 
-    from gimbal.onnx_merge import export_onnx
+    from gimbal.inference.onnx_merge import export_onnx
     from gimbal.system import GimbalSystem, save_system
 
     tmp = tempfile.mkdtemp(prefix="bench_infer_onnx_")

@@ -4,7 +4,7 @@ For each code version (the working tree, and ``--baseline REV``, checked out int
 a fresh subprocess times, on the version's own ``params.yaml`` (the embedded default) and the same random
 8-bit clips of the shards' size ``(B, 241, 3, 144, 192)``:
 
-- ``augment``: clips -> augmented irradiance (crop, shake, light level; ``gimbal.train.make_irradiance``),
+- ``augment``: clips -> augmented irradiance (crop, shake, light level; ``gimbal.training.burst.make_irradiance``),
 - ``sensor``: the burst capture alone (forward),
 - ``forward``: sensor + network + loss,
 - ``backward``: backward pass + Adam step (``fwd+bwd+opt`` minus ``forward``),
@@ -18,8 +18,8 @@ Usage: ``python benchmarks/bench_train_step.py [--baseline 16ec87f] [--shards da
 
 ``--precisions``: instead, ``train.precision`` fp32 and bf16 side by side in one run. For ``gimbal`` and ``kpn`` at
 the embedded size (``params.yaml``: 32 px crops, the default widths) and the medium size (64 px crops, the paper's
-widths: :data:`MEDIUM`), the samples/s of the training step :func:`gimbal.fit.fit` takes
-(:class:`gimbal.train.GimbalTask`: augmentation + sensor + forward + backward + Adam; no decoding, no
+widths: :data:`MEDIUM`), the samples/s of the training step :func:`gimbal.training.loop.fit` takes
+(:class:`gimbal.training.burst.GimbalTask`: augmentation + sensor + forward + backward + Adam; no decoding, no
 validation), each configuration in a fresh process, the fastest of ``--repeats`` steps after ``--warmup``; then the
 bf16 / fp32 ratio and the machine (CPU model, cores). Each step is timed by the wall clock and by the CPU time of
 its process: on a machine that other jobs load, the CPU time (at ``--threads 1``) still compares the two precisions'
@@ -47,7 +47,7 @@ torch.set_num_threads(int(sys.argv[2]))
 from gimbal.config import parse_config  # noqa: E402
 from gimbal.data.augment import AugmentConfig
 from gimbal.system import GimbalSystem
-import gimbal.train as tr
+import gimbal.training.burst as tr
 
 root, repeats = sys.argv[1], int(sys.argv[3])
 params = yaml.safe_load(open(f"{root}/params.yaml"))
@@ -105,7 +105,7 @@ torch.set_num_threads(int(threads))
 from gimbal.config import parse_config
 from gimbal.runtime import Dist
 from gimbal.pipeline import gimbal_run
-from gimbal.train import GimbalTask
+from gimbal.training.burst import GimbalTask
 params = yaml.safe_load(open("params.yaml"))
 for group, values in json.loads(sys.argv[8]).items():
     params[group].update(values)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_learning import N, committed_recipe, shifted_bursts  # noqa: E402
 
 from gimbal.models.flow import FlowNet, split_reference, warp  # noqa: E402
-from gimbal.train import make_optimizer, set_learning_rates  # noqa: E402
+from gimbal.training.burst import make_optimizer, set_learning_rates  # noqa: E402
 
 
 def main(scales: list[float], steps: int = 1000) -> None:

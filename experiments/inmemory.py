@@ -1,8 +1,8 @@
 """Train and evaluate every method from clips held in memory (an ``.npz``), for a machine without the video stack.
 
 The DVC stages read DALI/PyAV shards; a GPU machine lent without PyAV, DALI or DVC can still run the same library
-code (:class:`~gimbal.system.GimbalSystem`, :func:`~gimbal.train.make_irradiance`, :class:`DeblurGANv2`,
-:func:`~gimbal.evaluate.evaluate_methods`) on clips decoded beforehand::
+code (:class:`~gimbal.system.GimbalSystem`, :func:`~gimbal.training.burst.make_irradiance`, :class:`DeblurGANv2`,
+:func:`~gimbal.evaluation.evaluate.evaluate_methods`) on clips decoded beforehand::
 
     python experiments/inmemory.py dump clips.npz                      # here: decode the shards (mono uint8)
     python experiments/inmemory.py train clips.npz out gimbal -S model.kpn_depth=4 ...   # one method per process
@@ -11,9 +11,9 @@ code (:class:`~gimbal.system.GimbalSystem`, :func:`~gimbal.train.make_irradiance
     python experiments/inmemory.py time-step clips.npz out gimbal -S ... # seconds per training step of these params
 
 ``-S group.key=value`` overrides ``params.yaml`` exactly as ``dvc exp run -S`` does (values parsed as YAML).
-Training goes through the stages' one loop (:func:`gimbal.fit.fit` with their tasks: validation, the choice on val,
-dvclive logs under ``out/dvclive_<method>``, a resumable checkpoint under ``out/checkpoints``). Differences from the
-stages: clips are drawn uniformly at random per step (no shard order, no ``train.samples_per_clip`` reuse), the
+Training goes through the stages' one loop (:func:`gimbal.training.loop.fit` with their tasks: validation, the choice on
+val, dvclive logs under ``out/dvclive_<method>``, a resumable checkpoint under ``out/checkpoints``). Differences from
+the stages: clips are drawn uniformly at random per step (no shard order, no ``train.samples_per_clip`` reuse), the
 val clips are the ``.npz``'s, and each validation is also printed as a JSON line; ``--max-seconds`` stops a run and
 writes the weights of its last step.
 """
@@ -43,13 +43,13 @@ from gimbal.checkpoint import run_fingerprint  # noqa: E402
 from gimbal.config import parse_config  # noqa: E402
 from gimbal.data.irradiance import Scenes, make_irradiance  # noqa: E402
 from gimbal.display import Display  # noqa: E402
-from gimbal.evaluate import evaluate_methods  # noqa: E402
-from gimbal.fit import FitResult, fit  # noqa: E402
+from gimbal.evaluation.evaluate import evaluate_methods  # noqa: E402
 from gimbal.metrics import psnr  # noqa: E402
 from gimbal.pipeline import gimbal_run, restorer_run  # noqa: E402
 from gimbal.runtime import Dist, Seeds  # noqa: E402
 from gimbal.system import build_sensor, full_exposure_image, load_system  # noqa: E402
-from gimbal.train import GimbalTask  # noqa: E402
+from gimbal.training.burst import GimbalTask  # noqa: E402
+from gimbal.training.loop import FitResult, fit  # noqa: E402
 
 
 def load_params(overrides: list[str]) -> dict[str, Any]:
@@ -124,9 +124,9 @@ def _random_batches(clips: torch.Tensor, batch_size: int, seed: int, t0: float, 
 
 def train(npz: Path, out: Path, method: str, params: dict[str, Any], device: str,
           max_seconds: float | None = None) -> None:
-    """Train ``method`` through the one training loop (:func:`gimbal.fit.fit`, the stages' tasks) on the ``.npz``'s
-    train clips, validated on its val clips; writes ``out/<method>.pt``, ``out/train_<method>.json``, its dvclive
-    logs and a resumable checkpoint, and prints each validation as a JSON line."""
+    """Train ``method`` through the one training loop (:func:`gimbal.training.loop.fit`, the stages' tasks) on the
+    ``.npz``'s train clips, validated on its val clips; writes ``out/<method>.pt``, ``out/train_<method>.json``, its
+    dvclive logs and a resumable checkpoint, and prints each validation as a JSON line."""
     data = np.load(npz)
     train_clips = torch.from_numpy(data["train"]).to(device)
     val_clips = torch.from_numpy(data["val"]).to(device)
@@ -200,8 +200,8 @@ def evaluate(npz: Path, out: Path, params: dict[str, Any], device: str) -> dict[
 
 def time_steps(npz: Path, method: str, params: dict[str, Any], device: str, steps: int = 4) -> list[float]:
     """Seconds of each of ``steps`` training steps of ``method`` as the one loop takes them
-    (:class:`gimbal.train.GimbalTask`: augmentation + sensor + forward + backward + Adam, batch ``train.batch_size``,
-    ``train.precision``; the first includes warm-up): what a run of these params costs."""
+    (:class:`gimbal.training.burst.GimbalTask`: augmentation + sensor + forward + backward + Adam, batch
+    ``train.batch_size``, ``train.precision``; the first includes warm-up): what a run of these params costs."""
     clips = torch.from_numpy(np.load(npz)["train"]).to(device)
     params = {**params, "train": {**params["train"], "device": device}}
     task = GimbalTask(gimbal_run(parse_config(params), method), None, Dist(), torch.device(device), None, None, None,

@@ -2,7 +2,7 @@
 
     python experiments/liveness_sweep.py kpn -S train.lr=1e-3 -S model.kpn_init=released --out results.jsonl
 
-Runs :func:`gimbal.train.train` (the stage's own loop) on ``data/shards`` (train and val splits only) into a
+Runs :func:`gimbal.training.burst.train` (the stage's own loop) on ``data/shards`` (train and val splits only) into a
 temporary folder, at ``torch.set_num_threads(GIMBAL_THREADS or 1)``, and appends one JSON line: the overrides, the
 selected step, val PSNR and its middle-frame floor, the liveness measures of the selected weights
 (:mod:`gimbal.models.liveness`) and the val curve (PSNR and liveness at every validation).

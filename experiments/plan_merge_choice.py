@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gimbal.config import load_config
 from gimbal.data.irradiance import fixed_irradiance_set
-from gimbal.fig9 import cell_config, cell_name, read_grid, score_cell, train_frames, with_camera
+from gimbal.planning.fig9 import cell_config, cell_name, read_grid, score_cell, train_frames, with_camera
 from gimbal.runtime import apply_thread_budget
 from gimbal.system import build_sensor, load_system
 

@@ -31,8 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gimbal import methods as table  # noqa: E402
-from gimbal.report import table3  # noqa: E402
-from gimbal.stats import paired_difference  # noqa: E402
+from gimbal.evaluation.report import table3  # noqa: E402
+from gimbal.evaluation.stats import paired_difference  # noqa: E402
 
 METHODS: tuple[str, ...] = table.scored()
 """Every method of the table of methods (a run that did not score one leaves it out)."""
@@ -55,7 +55,7 @@ def per_clip(text: str) -> dict[str, dict[str, Any]]:
 def pooled_effects(runs: Sequence[dict[str, dict[str, Any]]], seed: int = 0) -> dict[str, dict[str, Any]]:
     """Every Table 3 effect pooled over training seeds: per test clip the mean over ``runs`` (each
     :func:`per_clip` of one seed) of ``with - without``, with its 95% interval by the bootstrap over the clips' source
-    videos (:func:`gimbal.stats.paired_difference`); a row needs both its models in every run."""
+    videos (:func:`gimbal.evaluation.stats.paired_difference`); a row needs both its models in every run."""
     out: dict[str, dict[str, Any]] = {}
     for variant, (base, component, lacks) in TABLE3.items():
         if not runs or not all(variant in r and base in r for r in runs):

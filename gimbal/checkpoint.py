@@ -15,7 +15,7 @@
   of other params or code is not resumed.
 - :class:`Resumable` is the checkpoint state that is not a model's: the data generator, torch's global RNG and
   any other named RNG, the history of the logged metrics, and the best model seen on val so far
-  (:meth:`Resumable.offer`: the checkpoint choice of the loop, :func:`gimbal.fit.fit`). A run killed and rerun
+  (:meth:`Resumable.offer`: the checkpoint choice of the loop, :func:`gimbal.training.loop.fit`). A run killed and rerun
   ends with the same weights, the same choice and the same logs as an uninterrupted run.
 """
 
@@ -269,9 +269,10 @@ class Resumable:
     """The checkpoint state of a training loop besides its model, saved with every checkpoint and restored on resume.
 
     It holds the data-augmentation generator, torch's global RNG and the named ``rngs`` (e.g. the sensor's
-    noise stream), the history of every ``(step, metrics)`` logged (the list :class:`gimbal.live.LiveLog` appends to
-    and rewrites the dvclive folder from on resume) and the best model seen on val so far (:meth:`offer`). The loader
-    position needs no state: step ``s`` trains on clip batch ``s // samples_per_clip`` (:class:`gimbal.fit.ClipReplay`).
+    noise stream), the history of every ``(step, metrics)`` logged (the list :class:`gimbal.training.live.LiveLog`
+    appends to and rewrites the dvclive folder from on resume) and the best model seen on val so far (:meth:`offer`).
+    The loader position needs no state: step ``s`` trains on clip batch ``s // samples_per_clip``
+    (:class:`gimbal.training.loop.ClipReplay`).
 
     Args:
         path: the checkpoint file (``checkpoints/<name>/last.pt``).

@@ -32,10 +32,10 @@ from pathlib import Path
 
 from gimbal.cli_utils import run_guarded
 from gimbal.errors import ParamError
-from gimbal.infer import DEFAULT_MAX_MEMORY_GB
+from gimbal.inference.infer import DEFAULT_MAX_MEMORY_GB
+from gimbal.inference.simulate import DEFAULT_CLIP_FRAMES, DEFAULT_LIGHT_W_M2, DEFAULT_SAMPLES, FRAME_FORMATS
+from gimbal.inference.tiling import MAX_FLOW_PX
 from gimbal.sensor.camera import camera_names
-from gimbal.simulate import DEFAULT_CLIP_FRAMES, DEFAULT_LIGHT_W_M2, DEFAULT_SAMPLES, FRAME_FORMATS
-from gimbal.tiling import MAX_FLOW_PX
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -70,7 +70,7 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from gimbal.infer import infer_files
+    from gimbal.inference.infer import infer_files
 
     infer_files(
         frames=args.frames,
@@ -95,7 +95,7 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gimbal.onnx_merge import export_onnx
+    from gimbal.inference.onnx_merge import export_onnx
 
     export_onnx(args.model, args.onnx, args.opset)
     return 0
@@ -104,7 +104,7 @@ def _export(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import shlex
 
-    from gimbal.simulate import simulate_files
+    from gimbal.inference.simulate import simulate_files
 
     simulate_files(args.images, args.output, model=args.model, exposures_us=args.exposures_us, camera=args.camera,
                    experiment=args.experiment, budget_us=args.budget_us, readout_us=args.readout_us,
@@ -116,7 +116,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from gimbal.infer import read_model_schedule
+    from gimbal.inference.infer import read_model_schedule
     from gimbal.sensor.plot import plot_format
 
     if args.plot is not None:  # before any work: an unknown suffix is not written as a PNG under that name
@@ -148,7 +148,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from gimbal.plan import dbar_from_vibration, ebar_from_light, load_grid, plan, resolve_camera, summary
+    from gimbal.planning.plan import dbar_from_vibration, ebar_from_light, load_grid, plan, resolve_camera, summary
 
     camera = resolve_camera(args.camera, args.experiment)
     grid = load_grid(args.grid, args.cells)
@@ -176,7 +176,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     its two figures are written all or none, so a refused or failed run (bad data, an unwritable folder, a full
     disk) writes nothing."""
     from gimbal.calibration import calibrate_files, format_table
-    from gimbal.frame_files import output_error
+    from gimbal.inference.frame_files import output_error
 
     out = Path(args.output)
     for path in (out, out.with_name(f"{out.stem}_ptc.png"), out.with_name(f"{out.stem}_snr.png")):

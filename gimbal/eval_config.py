@@ -1,7 +1,7 @@
 """Params group ``eval``: which held-out test scenes every method is scored on, and against which target.
 
-Read by evaluation (:mod:`gimbal.evaluate`), by the Fig. 9 sweep and by training (``eval.target`` is the target
-every model learns). A module of its own so that the config parser (:mod:`gimbal.config`) can build the group
+Read by evaluation (:mod:`gimbal.evaluation.evaluate`), by the Fig. 9 sweep and by training (``eval.target`` is the
+target every model learns). A module of its own so that the config parser (:mod:`gimbal.config`) can build the group
 without importing evaluation, which loads models with the whole config.
 """
 

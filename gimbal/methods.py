@@ -14,9 +14,10 @@
 - ``floor``: an untrained reference image (the full exposure, the learned burst's middle frame).
 
 Adding a method is one entry here, besides its own package (a baseline's), its params in ``params.yaml`` and
-its ``train_<name>`` stage in ``dvc.yaml``: :mod:`gimbal.config`, :mod:`gimbal.evaluate`, :mod:`gimbal.report`
-and the stages have no list of their own. Each reads the table when called, so an entry added at run time
-(:func:`register`) is seen. The paper's numbers live here (:attr:`Method.paper_psnr`, :attr:`Method.paper_ssim`).
+its ``train_<name>`` stage in ``dvc.yaml``: :mod:`gimbal.config`, :mod:`gimbal.evaluation.evaluate`,
+:mod:`gimbal.evaluation.report` and the stages have no list of their own. Each reads the table when called, so an entry
+added at run time (:func:`register`) is seen. The paper's numbers live here (:attr:`Method.paper_psnr`,
+:attr:`Method.paper_ssim`).
 """
 
 from __future__ import annotations

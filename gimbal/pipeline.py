@@ -20,8 +20,8 @@ from gimbal.config import Config, check_params
 from gimbal.model_params import SystemGroups
 from gimbal.system import GimbalSystem
 from gimbal.tiers import load_tier
-from gimbal.train import GimbalRun
-from gimbal.train import train as train_variant
+from gimbal.training.burst import GimbalRun
+from gimbal.training.burst import train as train_variant
 
 __all__ = ["build_system", "gimbal_run", "restorer_run", "system_groups", "tier_overrides", "train", "train_baseline",
            "trainer"]
@@ -55,7 +55,8 @@ def restorer_run(cfg: Config) -> RestorerRun:
 
 def train(cfg: Config, variant: str, shards_dir: Path, model_path: Path, metrics_path: Path, exposures_path: Path,
           schedule_plot: Path, live_dir: Path, checkpoint_path: Path) -> dict[str, Any]:
-    """Train model variant ``variant`` (:func:`gimbal.train.train` on :func:`gimbal_run`); returns its metrics."""
+    """Train model variant ``variant`` (:func:`gimbal.training.burst.train` on :func:`gimbal_run`); returns its
+    metrics."""
     return train_variant(gimbal_run(cfg, variant), shards_dir, model_path, metrics_path, exposures_path,
                          schedule_plot, live_dir, checkpoint_path)
 

@@ -118,7 +118,7 @@ class TrainConfig:
             term. ``False``: every validation is eligible.
         precision: ``fp32``, or ``bf16``: the networks (flow, KPN, DeblurGAN-v2, DMPHN) run under bfloat16
             autocast on the CPU or CUDA while the sensor, the exposures, the losses and the optimizer state stay
-            float32 (:func:`gimbal.fit.networks_in`); the weights are float32 either way.
+            float32 (:func:`gimbal.training.loop.networks_in`); the weights are float32 either way.
     """
 
     steps: int = 400

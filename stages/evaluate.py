@@ -20,7 +20,7 @@ from pathlib import Path
 from gimbal import methods
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
-from gimbal.evaluate import evaluate
+from gimbal.evaluation.evaluate import evaluate
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 USES = ("sensor", "exposure", "augment", "model", "eval", "train")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
-from gimbal.fig9 import cell_name, fig9_report, read_grid, with_camera
 from gimbal.io import write_json_atomic
+from gimbal.planning.fig9 import cell_name, fig9_report, read_grid, with_camera
 
 # the params groups this stage reads: its `params:` in sweeps/fig9/dvc.yaml
 USES = ("seed", "sensor", "exposure", "augment", "model", "eval", "train")

@@ -1,10 +1,10 @@
 """DVC stages `train` and `train_heldout` of sweeps/fig9/dvc.yaml (paper Fig. 9): the learned model at one cell.
 
 A cell is a light scale (of `augment.white_level`), a camera-shake blur d-bar in network pixels (set through
-`augment.shake_focal_net_px`, gimbal.fig9.cell_config) and a training `seed`, for the camera --camera (a preset file
-from `gimbal calibrate`; empty: the root params' `sensor.camera`). Runs the one training loop (gimbal.pipeline.train,
-validation and checkpoint choice on val). Writes <cells>/<cell>/ (model.pt, train.json, exposures.json,
-exposures.png, dvclive/).
+`augment.shake_focal_net_px`, gimbal.planning.fig9.cell_config) and a training `seed`, for the camera --camera (a preset
+file from `gimbal calibrate`; empty: the root params' `sensor.camera`). Runs the one training loop
+(gimbal.pipeline.train, validation and checkpoint choice on val). Writes <cells>/<cell>/ (model.pt, train.json,
+exposures.json, exposures.png, dvclive/).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
-from gimbal.fig9 import cell_config, cell_name, train_frames, with_camera
 from gimbal.pipeline import train
+from gimbal.planning.fig9 import cell_config, cell_name, train_frames, with_camera
 
 # the params groups this stage reads: its `params:` in sweeps/fig9/dvc.yaml
 USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "variants", "eval")

@@ -2,8 +2,8 @@
 
 At each held-out point of the sweep's params (--grid `heldout`), plans the schedule on the trained grid
 (--cells-json), merges it with the nearest cell's network, and compares on test with the models trained directly
-there (--heldout): PSNR within 0.5 dB, exposures within the direct seeds' spread (gimbal.fig9_heldout.validate_heldout).
-Writes sweeps/fig9/validation.json and sweeps/fig9/validation.md.
+there (--heldout): PSNR within 0.5 dB, exposures within the direct seeds' spread
+(gimbal.planning.fig9_heldout.validate_heldout). Writes sweeps/fig9/validation.json and sweeps/fig9/validation.md.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
-from gimbal.fig9 import read_grid, with_camera
-from gimbal.fig9_heldout import validate_heldout
+from gimbal.planning.fig9 import read_grid, with_camera
+from gimbal.planning.fig9_heldout import validate_heldout
 
 # the params groups this stage reads: its `params:` in sweeps/fig9/dvc.yaml
 USES = ("seed", "sensor", "exposure", "augment", "model", "eval", "train")

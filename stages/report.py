@@ -18,8 +18,8 @@ from gimbal import methods
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.errors import ParamError
+from gimbal.evaluation.report import paper_report, table3
 from gimbal.io import write_bytes_atomic, write_json_atomic
-from gimbal.report import paper_report, table3
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
 USES = ("variants",)

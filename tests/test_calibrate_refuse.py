@@ -21,7 +21,7 @@ from gimbal.calibration import calibrate, read_descriptor
 from gimbal.calibration.simulate import simulate_dataset
 from gimbal.cli import main
 from gimbal.errors import DataError
-from gimbal.frame_files import read_frame
+from gimbal.inference.frame_files import read_frame
 from gimbal.sensor.camera import get_camera
 
 REPO = Path(__file__).resolve().parents[1]

@@ -231,7 +231,7 @@ def test_a_header_claiming_60000_squared_is_refused_before_reading(model: Path, 
 def test_the_memory_check_follows_the_memory_available(model: Path, frames, tmp_path: Path, capsys,
                                                        monkeypatch) -> None:
     """Ordinary frames are refused the same way when the process may allocate less than they need."""
-    from gimbal import imageheader
+    from gimbal.inference import imageheader
 
     out = tmp_path / "out.png"
     # the three 23 x 19 RGB 16-bit frames and their working copies need about 0.12 MB
@@ -278,19 +278,19 @@ def _raising(exc: BaseException):  # type: ignore[no-untyped-def]
 ])
 def test_errors_are_one_line_with_the_fix(model: Path, frames, tmp_path: Path, capsys, monkeypatch,
                                           exc: BaseException, words: list[str]) -> None:
-    import gimbal.infer
+    import gimbal.inference.infer
 
-    monkeypatch.setattr(gimbal.infer, "infer_files", _raising(exc))
+    monkeypatch.setattr(gimbal.inference.infer, "infer_files", _raising(exc))
     assert main(infer_args(model, frames, tmp_path / "out.png")) == 1
     line = one_error(capsys)
     assert all(w in line for w in words) and "internal error" not in line, line
 
 
 def test_a_bug_is_an_internal_error_with_a_log(model: Path, frames, tmp_path: Path, capsys, monkeypatch) -> None:
-    import gimbal.infer
+    import gimbal.inference.infer
 
     monkeypatch.setenv("GIMBAL_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setattr(gimbal.infer, "infer_files", _raising(KeyError("n")))
+    monkeypatch.setattr(gimbal.inference.infer, "infer_files", _raising(KeyError("n")))
     assert main(infer_args(model, frames, tmp_path / "out.png")) == 1
     line = one_error(capsys)
     assert line.startswith("error: internal error: KeyError: 'n' (traceback in "), line
@@ -305,16 +305,16 @@ def test_a_bug_is_an_internal_error_with_a_log(model: Path, frames, tmp_path: Pa
 def test_sigint_and_sigterm_stop_with_one_line(model: Path, frames, tmp_path: Path, capsys, monkeypatch, request,
                                                signum: int, status: int) -> None:
     """SIGTERM exited 143 with no word; both signals now stop the run with one line, nothing written."""
-    import gimbal.infer
+    import gimbal.inference.infer
 
-    real = gimbal.infer.reconstruct_burst
+    real = gimbal.inference.infer.reconstruct_burst
 
     def signalled(*args, **kwargs):  # type: ignore[no-untyped-def]
         os.kill(os.getpid(), signum)
         time.sleep(5)  # the handler interrupts this
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gimbal.infer, "reconstruct_burst", signalled)
+    monkeypatch.setattr(gimbal.inference.infer, "reconstruct_burst", signalled)
     # a shell starts a background job (`cmd &`) with SIGINT ignored, and Python keeps that: give this process
     # Python's own Ctrl-C handler, as an interactive run has, so the test does not depend on how pytest was started
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -454,7 +454,7 @@ def test_the_exposure_range_of_the_camera_is_named(model: Path, frames, tmp_path
 # ----------------------------------------------------------------------------- progress
 def test_tiled_merges_show_a_progress_bar(model: Path, tmp_path: Path, capsys) -> None:
     """An 8000 x 8000 merge printed nothing for minutes; each tile now advances a bar on stderr (not with -q)."""
-    from gimbal.tiling import reconstruct_tiled
+    from gimbal.inference.tiling import reconstruct_tiled
 
     system = load_system(model)
     burst = torch.rand(1, 3, 3, 24, 24)

@@ -26,7 +26,7 @@ from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
-from gimbal.evaluate import evaluate, evaluate_methods, load_models
+from gimbal.evaluation.evaluate import evaluate, evaluate_methods, load_models
 from gimbal.metrics import psnr
 from gimbal.system import GimbalSystem, build_sensor, middle_frame_image, save_system
 
@@ -168,8 +168,8 @@ def test_working_point_of_the_test_scenes_and_every_model(setup: dict[str, Any],
 def test_intervals_resample_videos() -> None:
     """Two methods on 8 clips of 4 videos, the clips of a video identical: the interval of every mean and margin is
     the bootstrap of the 4 video values (independent computation), not of 8 clips; without videos, the clips."""
-    from gimbal.evaluate import EvalResult
-    from gimbal.stats import bootstrap_mean
+    from gimbal.evaluation.evaluate import EvalResult
+    from gimbal.evaluation.stats import bootstrap_mean
 
     video_psnr, video_gain = [22.0, 27.0, 24.5, 30.0], [1.0, 3.0, 0.5, 2.0]
     a = [v + g for v, g in zip(video_psnr, video_gain) for _ in range(2)]

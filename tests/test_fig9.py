@@ -23,7 +23,7 @@ from gimbal.data.augment import AugmentConfig, to_irradiance
 from gimbal.data.irradiance import Scenes
 from gimbal.data.shards import ShardConfig, build_shards
 from gimbal.errors import ParamError
-from gimbal.fig9 import (
+from gimbal.planning.fig9 import (
     blur_diameter_px,
     cell_config,
     cell_name,

@@ -1,4 +1,5 @@
-"""The loop's messages of a divergence and of an interrupt (:mod:`gimbal.fit`): one line, where a rerun resumes."""
+"""The loop's messages of a divergence and of an interrupt (:mod:`gimbal.training.loop`): one line, where a rerun
+resumes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from gimbal.checkpoint import Resumable
 from gimbal.errors import DivergenceError, Interrupted
-from gimbal.fit import Divergence, diverged, interrupted
+from gimbal.training.loop import Divergence, diverged, interrupted
 
 
 def test_an_interrupt_says_where_a_rerun_resumes(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import yaml
 from gimbal.data.irradiance import Scenes
 from gimbal.display import Display
 from gimbal.errors import ParamError
-from gimbal.evaluate import EvalResult, evaluate_methods, summary_metrics
+from gimbal.evaluation.evaluate import EvalResult, evaluate_methods, summary_metrics
 from gimbal.metrics import psnr
 from gimbal.system import GimbalSystem, load_system, middle_frame_image, save_system
 

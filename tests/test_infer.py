@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from gimbal.cli import main
-from gimbal.frame_files import read_frame
+from gimbal.inference.frame_files import read_frame
 from gimbal.system import GimbalSystem, load_system, save_system
 
 # jetcam19m (the synthetic experiment's timing): T = 3 ms, dt_min = 0, dt_ro = 400 us, idle slot, 10-bit ADC

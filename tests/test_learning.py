@@ -25,7 +25,7 @@ from gimbal.losses import gradient_l1_loss
 from gimbal.models.flow import FlowNet, split_reference, warp
 from gimbal.models.liveness import gimbal_liveness, shift_frames
 from gimbal.models.net import GimbalNet
-from gimbal.train import make_optimizer, set_learning_rates
+from gimbal.training.burst import make_optimizer, set_learning_rates
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, N, K = 24, 3, 5

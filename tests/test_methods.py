@@ -21,10 +21,10 @@ from gimbal import methods
 from gimbal.config import default_params, default_variants, parse_config
 from gimbal.data.shards import ShardConfig
 from gimbal.errors import ParamError
-from gimbal.evaluate import evaluate
+from gimbal.evaluation.evaluate import evaluate
+from gimbal.evaluation.report import paper_report, table1_rows
 from gimbal.io import write_json_atomic
 from gimbal.methods import Method
-from gimbal.report import paper_report, table1_rows
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,10 +22,10 @@ import onnx
 import onnxruntime as ort
 
 from gimbal.cli import main
-from gimbal.frame_files import read_frame
-from gimbal.onnx_merge import OnnxSystem
+from gimbal.inference.frame_files import read_frame
+from gimbal.inference.onnx_merge import OnnxSystem
+from gimbal.inference.tiling import reconstruct_tiled, tile_margin
 from gimbal.system import GimbalSystem, load_system, save_system
-from gimbal.tiling import reconstruct_tiled, tile_margin
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "burst"

@@ -1,5 +1,5 @@
-"""`gimbal plan` (gimbal.plan): the unit conversions against independent computations, the interpolation on a small
-hand-written grid (by hand, monotone, within the budget), and the refusals."""
+"""`gimbal plan` (gimbal.planning.plan): the unit conversions against independent computations, the interpolation on a
+small hand-written grid (by hand, monotone, within the budget), and the refusals."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from gimbal.cli import main
 from gimbal.errors import DataError, ParamError
-from gimbal.plan import PlanError, dbar_from_vibration, ebar_from_light, load_grid, luminosity, plan, summary
+from gimbal.planning.plan import PlanError, dbar_from_vibration, ebar_from_light, load_grid, luminosity, plan, summary
 from gimbal.sensor.camera import get_camera
 
 BUDGET_US, READOUT_US = 3000.0, 400.0
@@ -187,7 +187,7 @@ def test_a_preset_file_camera(tmp_path: Path) -> None:
     preset.write_text("name: mycam\nwavelength_m: 5.25e-7\npixel_area_m2: 1.0e-11\nquantum_efficiency: 0.6\n"
                       "dark_current_e_per_s: 1.0\nread_noise_e: 2.0\ngain_dn_per_e: 0.3\nfull_well_e: 10000.0\n"
                       "bits: 12\n")
-    from gimbal.plan import resolve_camera
+    from gimbal.planning.plan import resolve_camera
 
     cam = resolve_camera(str(preset))
     assert cam.name == "mycam"

@@ -114,7 +114,7 @@ def test_exposures_stay_strictly_positive_under_extreme_logits(idle: bool) -> No
 def test_divergence_is_one_line_naming_step_term_rates_and_checkpoint(tmp_path: Path, monkeypatch) -> None:
     from shard_fixtures import make_shards
 
-    import gimbal.train as train_module
+    import gimbal.training.burst as train_module
     from gimbal import pipeline
     from gimbal.data.shards import ShardConfig
 

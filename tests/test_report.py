@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gimbal.evaluate import timing_split
-from gimbal.report import paper_report, same_sign, table3, timing_split_sentence
+from gimbal.evaluation.evaluate import timing_split
+from gimbal.evaluation.report import paper_report, same_sign, table3, timing_split_sentence
 
 
 def _m(psnr: float, lo: float, hi: float) -> dict[str, float]:

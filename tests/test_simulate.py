@@ -20,7 +20,7 @@ from PIL import Image
 
 from gimbal.cli import main
 from gimbal.data.video import write_video
-from gimbal.frame_files import read_frame
+from gimbal.inference.frame_files import read_frame
 from gimbal.system import GimbalSystem, save_system
 
 ROOT = Path(__file__).resolve().parents[1]

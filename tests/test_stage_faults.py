@@ -134,7 +134,7 @@ import sys, time
 from pathlib import Path
 from gimbal.checkpoint import Resumable
 from gimbal.cli_utils import run_stage, stage_parser
-from gimbal.fit import interrupted
+from gimbal.training.loop import interrupted
 
 def main(cfg, args):
     run = Resumable(Path(args.ready).with_name("last.pt"), "fp", None)
@@ -423,7 +423,7 @@ def test_the_recovery_table_says_what_the_code_prints(tmp_path: Path, monkeypatc
     printed["no space left on device writing data/shards"] = [
         message(lambda: shards_module.build_shards(Path("data/interp/index.json"), "data/shards", cfg, progress=False))]
     from gimbal.checkpoint import Resumable
-    from gimbal.fit import interrupted
+    from gimbal.training.loop import interrupted
 
     run = Resumable(Path("checkpoints/gimbal/last.pt"), "fp", None)
     run.saved_step = 2

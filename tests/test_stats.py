@@ -1,4 +1,4 @@
-"""Tests of gimbal.stats: bootstrap intervals over test clips, checked as statistics (coverage, pairing,
+"""Tests of gimbal.evaluation.stats: bootstrap intervals over test clips, checked as statistics (coverage, pairing,
 agreement with independent computations), plus determinism, the degenerate case and every error."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gimbal.errors import ParamError
-from gimbal.stats import Interval, bootstrap_mean, paired_difference
+from gimbal.evaluation.stats import Interval, bootstrap_mean, paired_difference
 
 
 def test_coverage_of_true_mean_at_n12() -> None:

@@ -1,4 +1,4 @@
-"""Tiled inference (gimbal.tiling): tiles blended with margins >= the receptive field equal the
+"""Tiled inference (gimbal.inference.tiling): tiles blended with margins >= the receptive field equal the
 untiled merge; the receptive-field bound holds for the real network; plans respect the budget."""
 
 from __future__ import annotations
@@ -8,8 +8,15 @@ import math
 import pytest
 import torch
 
+from gimbal.inference.tiling import (
+    bytes_per_pixel,
+    plan_tiles,
+    receptive_radius,
+    reconstruct_tiled,
+    tile_margin,
+    tile_starts,
+)
 from gimbal.system import GimbalSystem
-from gimbal.tiling import bytes_per_pixel, plan_tiles, receptive_radius, reconstruct_tiled, tile_margin, tile_starts
 
 DURATIONS_S = torch.tensor([872.0, 234.0, 583.0], dtype=torch.float64) * 1e-6
 MAX_FLOW = 4.0

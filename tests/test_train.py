@@ -17,7 +17,7 @@ from gimbal.display import sensor_ground_truth
 from gimbal.errors import DataError, ParamError
 from gimbal.pipeline import build_system, train
 from gimbal.system import GimbalSystem, load_system, save_system
-from gimbal.train import validate
+from gimbal.training.burst import validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -190,7 +190,7 @@ def test_train_is_deterministic(shards: Path, tmp_path: Path) -> None:
 
 def _killed_at_step_5(monkeypatch, p: dict, shards: Path, out: Path) -> None:
     """Run ``p`` into ``out`` with a Ctrl-C at training step 5 (the 6th scene batch); restores the data path after."""
-    import gimbal.train as train_module
+    import gimbal.training.burst as train_module
 
     real, calls = train_module.make_irradiance, {"n": 0}
 
@@ -431,9 +431,9 @@ def test_training_checkpoint_with_flipped_bytes_is_moved_aside(tmp_path: Path, c
 
 
 def _scripted_validation(monkeypatch, psnrs: list[float], kernel_changes: list[float] | None = None) -> None:
-    """Make ``gimbal.train.validate`` report the next of ``psnrs`` as the val PSNR at each call (and the next of
-    ``kernel_changes`` as the kernels' change between bursts; the rest as measured)."""
-    import gimbal.train as train_module
+    """Make ``gimbal.training.burst.validate`` report the next of ``psnrs`` as the val PSNR at each call (and the next
+    of ``kernel_changes`` as the kernels' change between bursts; the rest as measured)."""
+    import gimbal.training.burst as train_module
 
     queue = list(psnrs)
     changes = list(kernel_changes) if kernel_changes is not None else None
@@ -500,7 +500,7 @@ def test_optimizer_groups_and_warm_up() -> None:
     """The KPN output bias learns at train.kernel_bias_lr, the rest of the network at train.lr, both warmed up
     linearly; the exposure logits at train.exposure_lr from the first step."""
     from gimbal.runtime import TrainConfig
-    from gimbal.train import make_optimizer, set_learning_rates
+    from gimbal.training.burst import make_optimizer, set_learning_rates
 
     system = build_system(parse_config(tiny_params()), "gimbal")
     tcfg = TrainConfig(lr=1e-3, kernel_bias_lr=1e-2, exposure_lr=5e-2, warmup_steps=4)

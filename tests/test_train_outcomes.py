@@ -1,5 +1,5 @@
-"""What training achieves, through the public entry points only (``gimbal.train.train``, the model file it writes,
-``DeblurGANv2``): each test fails when the loop or the model does not learn, not only when it crashes.
+"""What training achieves, through the public entry points only (``gimbal.training.burst.train``, the model file it
+writes, ``DeblurGANv2``): each test fails when the loop or the model does not learn, not only when it crashes.
 
 The PSNR here is computed by the test itself (``10 log10(1 / MSE)``, images in [0, 1]) on scenes and noise it fixes,
 so a wrong metric in the code cannot make a test pass."""

@@ -154,7 +154,7 @@ def test_fp32_changes_nothing_and_a_bad_precision_is_refused(shards: Path, tmp_p
 def test_bf16_killed_and_resumed_equals_an_uninterrupted_run(shards: Path, tmp_path: Path, monkeypatch) -> None:
     """Under bf16 too, a run killed at step 3 (after the checkpoint of step 2) and rerun writes the same model file
     and learning curves as an uninterrupted one."""
-    import gimbal.train as train_module
+    import gimbal.training.burst as train_module
 
     p = tiny_params("bf16", steps=4)
     _train(p, "gimbal", shards, tmp_path / "a")
@@ -189,7 +189,7 @@ def test_bf16_trains_on_cuda(shards: Path, tmp_path: Path) -> None:
 def test_networks_in_computes_in_bfloat16_and_returns_float32() -> None:
     """A network called inside ``networks_in("bf16")`` computes in bfloat16 (its result differs from float32's) and
     hands back float32; after the context (also after a forward pass that raised) nothing is autocast."""
-    from gimbal.fit import networks_in
+    from gimbal.training.loop import networks_in
 
     torch.manual_seed(0)
     conv, x = torch.nn.Conv2d(3, 8, 3), torch.randn(2, 3, 16, 16)

@@ -1,5 +1,5 @@
-"""The working point (gimbal.working_point): e-bar by hand, d-bar against random-walk theory (tests/test_fig9.py), and
-the content's motion measured on frames moved along known paths."""
+"""The working point (gimbal.planning.working_point): e-bar by hand, d-bar against random-walk theory
+(tests/test_fig9.py), and the content's motion measured on frames moved along known paths."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gimbal.errors import ShapeError
-from gimbal.working_point import content_motion_px, global_shifts, mean_electrons, path_diameter
+from gimbal.planning.working_point import content_motion_px, global_shifts, mean_electrons, path_diameter
 
 
 def _texture(h: int = 72, w: int = 88, seed: int = 0) -> np.ndarray:
@@ -98,7 +98,7 @@ def test_default_blur_is_the_authors_training_blur_at_the_same_window() -> None:
     the intrinsics scaled by the editing crop) at the same window and draws, although the embedded crop is 128;
     the released rule applied to the 128 crop would give a quarter of it."""
     from gimbal.data.augment import AugmentConfig
-    from gimbal.working_point import AUTHORS_TRAINING, blur_diameter_px
+    from gimbal.planning.working_point import AUTHORS_TRAINING, blur_diameter_px
 
     for frames in (121, 241):
         authors = blur_diameter_px(AUTHORS_TRAINING[0], frames)

@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from gimbal import methods as table  # noqa: E402
-from gimbal.report import interval_note, liveness_md, table3_md, timing_split_sentence  # noqa: E402  (the report's formatters)
+from gimbal.evaluation.report import interval_note, liveness_md, table3_md, timing_split_sentence  # noqa: E402  (the report's formatters)
 
 ROWS = {n: m.row if m.kind == "floor" else f"{m.row} (`{n}`)" for n, m in table.TABLE.items() if m.row is not None}
 """Method -> its row label: the Table 1 rows of the table of methods, in its order."""

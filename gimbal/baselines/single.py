@@ -7,11 +7,11 @@ run's target (``eval.target``). Scenes come from the one data-to-irradiance path
 
 Validation (every ``train.val_every`` steps, eval mode, exact Poisson noise of a fixed seed) scores the restored
 image and its input on the val split twice: on ``train.val_clips`` training-size crops (``val/psnr``,
-``val/input_psnr``) and on the same clips' whole frames as :mod:`gimbal.evaluate` scores the test split
+``val/input_psnr``) and on the same clips' whole frames as :mod:`gimbal.evaluation.evaluate` scores the test split
 (``val/frame_psnr``, ``val/frame_input_psnr``). With ``train.select: best_val`` the weights written are those of
 the validation with the best *whole-frame* val PSNR: the measure the table reports (crops see only the frame
 centre and no warp border). The loop (resume, dvclive, checkpoints, the choice on val) is the one every model trains
-through, :func:`gimbal.fit.fit`.
+through, :func:`gimbal.training.loop.fit`.
 
 A baseline supplies a model with the :class:`Restorer` methods and its own fingerprint and metrics; it never
 copies the loop.
@@ -33,7 +33,6 @@ from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, m
 from gimbal.display import Display
 from gimbal.errors import ParamError
 from gimbal.eval_config import EvalConfig
-from gimbal.fit import Divergence, FitResult, fit, networks_in
 from gimbal.io import write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.models.liveness import restorer_liveness
@@ -42,6 +41,7 @@ from gimbal.runtime import Dist, Seeds, TrainConfig, setup_distributed, step_noi
 from gimbal.sensor.exposure import ExposureConfig
 from gimbal.sensor.model import Sensor, SensorConfig
 from gimbal.system import build_sensor, full_exposure_image
+from gimbal.training.loop import Divergence, FitResult, fit, networks_in
 
 __all__ = ["Restorer", "RestorerTask", "restorer_fingerprint", "train_restorer", "validate_restorer"]
 
@@ -127,11 +127,11 @@ def restorer_fingerprint(run: RestorerRun, group: dict[str, Any]) -> str:
 
 
 class RestorerTask:
-    """The :class:`gimbal.fit.Task` of a single-image baseline: a :class:`Restorer` trained on full-exposure /
+    """The :class:`gimbal.training.loop.Task` of a single-image baseline: a :class:`Restorer` trained on full-exposure /
     target pairs, the fixed sensor (exact Poisson noise re-seeded per step), and the val crops and whole val frames.
 
     The metrics' ``train_loss`` is the mean ``loss_key`` of the last <= 10 steps logged (resumed ones too), not the
-    last step's as for the burst models (:class:`gimbal.train.GimbalTask`); each keeps its own.
+    last step's as for the burst models (:class:`gimbal.training.burst.GimbalTask`); each keeps its own.
     """
 
     score_key = "frame_psnr"  # the checkpoint choice: whole val frames, the measure the table reports
@@ -253,7 +253,7 @@ def train_restorer(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` (a :class:`Restorer`) for ``steps`` steps of ``batch_size`` clips on full-exposure /
-    target pairs through the one loop (:func:`gimbal.fit.fit`, task :class:`RestorerTask`) and write the model
+    target pairs through the one loop (:func:`gimbal.training.loop.fit`, task :class:`RestorerTask`) and write the model
     file, metrics and dvclive logs.
 
     Reads the groups of ``run`` (:class:`RestorerRun`: ``seed``, ``sensor``, ``exposure``, ``augment``,

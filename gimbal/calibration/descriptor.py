@@ -29,7 +29,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from gimbal.errors import DataError
-from gimbal.frame_files import read_frame
+from gimbal.inference.frame_files import read_frame
 
 __all__ = ["MIN_STACK_IMAGES", "SUPPORTED_VERSION", "Descriptor", "Point", "load_image", "read_descriptor",
            "strip_comment"]

@@ -1,6 +1,6 @@
 """Figures of an EMVA 1288 calibration: the photon transfer curve and the SNR curve.
 
-Matplotlib with the Agg backend, written atomically as PNG (like :mod:`gimbal.plots` and
+Matplotlib with the Agg backend, written atomically as PNG (like :mod:`gimbal.evaluation.plots` and
 :mod:`gimbal.sensor.plot`).
 """
 

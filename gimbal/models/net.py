@@ -195,7 +195,7 @@ class GimbalNet(nn.Module):
         """The divisor ``(B, 1, 1, 1, 1)`` of the flow network's input for ``burst (B, n, C, H, W)``: twice the mean of
         the reference frame ``n // 2`` over ``C, H, W`` (at least :attr:`FLOW_EPS`), detached (a fixed scaling of
         the input, not a path for gradients); ones without ``flow_norm``. A tiled reconstruction passes the
-        whole image's (:func:`gimbal.tiling.reconstruct_tiled`), so every tile sees the same scaling."""
+        whole image's (:func:`gimbal.inference.tiling.reconstruct_tiled`), so every tile sees the same scaling."""
         return self.reference_scale(burst[:, self.n // 2])
 
     def reference_scale(self, reference: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ with. No pretrained weights can be downloaded here: it trains from scratch, or s
 weights (``baselines.deblurgan.weights``); with ``baselines.deblurgan.steps: 0`` those weights are only
 validated and written out.
 
-The loop (:func:`gimbal.fit.fit`, the one every model trains through), validation (val crops and whole val
+The loop (:func:`gimbal.training.loop.fit`, the one every model trains through), validation (val crops and whole val
 frames), checkpoint choice and resume are the single-image baselines' task,
 :func:`gimbal.baselines.single.train_restorer`; this module builds the model and its metrics.
 """

@@ -38,15 +38,15 @@ import torch
 from gimbal.data.augment import AugmentConfig, augment_full_frames, to_irradiance
 from gimbal.data.video import read_frames
 from gimbal.errors import DataError, ParamError
-from gimbal.frame_files import UsageError, _png16_bytes, output_error, read_frame
-from gimbal.infer import US, check_exposures, read_model_schedule, schedule_us, with_timing
+from gimbal.inference.frame_files import UsageError, _png16_bytes, output_error, read_frame
+from gimbal.inference.infer import US, check_exposures, read_model_schedule, schedule_us, with_timing
 from gimbal.io import atomic_path, disk_full_named
 from gimbal.sensor.camera import CameraSpec, camera_from_file, camera_names, get_camera
 from gimbal.sensor.integrate import integrate_exposures
 from gimbal.sensor.model import Sensor
 from gimbal.system import load_system
 
-log = logging.getLogger("gimbal.simulate")
+log = logging.getLogger("gimbal.inference.simulate")
 
 DEFAULT_LIGHT_W_M2 = 0.019  # the middle of the training light level U[0.018, 0.02] W/m^2 (augment.white_level)
 DEFAULT_SAMPLES = 121  # instants spanning T for a still image (the released code's training window)
@@ -62,7 +62,8 @@ class SimulatedBurst:
 
     Attributes:
         frames: ``(n, C, H, W)`` uint16 raw DN, ``0 .. 2^m - 1``.
-        schedule: the shutter schedule in microseconds (:func:`gimbal.infer.schedule_us` keys, plus ``camera``).
+        schedule: the shutter schedule in microseconds (:func:`gimbal.inference.infer.schedule_us` keys, plus
+        ``camera``).
         camera: the capturing camera.
     """
 
@@ -148,7 +149,7 @@ def simulate_burst(
             the clip).
         camera: the capturing camera (timing included).
         exposures_us: the ``n`` exposure durations in microseconds, back to back from ``t = 0``; they must fit the
-            camera (:func:`gimbal.infer.check_exposures`).
+            camera (:func:`gimbal.inference.infer.check_exposures`).
         channels: 1 (luma, as the paper's camera) or 3 (RGB).
         light_w_m2: irradiance of an sRGB white, W/m^2 (the training light: 0.018-0.02).
         shake_std_deg: per-instant std (roll, pitch, yaw) of the released camera shake, degrees (default: still for

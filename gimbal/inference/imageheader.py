@@ -1,7 +1,7 @@
 """Frame files by their headers: the size a PNG, TIFF, ``.npy`` or Pillow image declares, read without decoding
 its pixels (:func:`frame_header`), and the check that a burst of them fits the memory this process can still
 allocate (:func:`check_frames_fit`), so a header that claims 60000 x 60000 is refused, naming the file, before
-anything is allocated (:mod:`gimbal.frame_files` reads the frames after it).
+anything is allocated (:mod:`gimbal.inference.frame_files` reads the frames after it).
 """
 
 from __future__ import annotations

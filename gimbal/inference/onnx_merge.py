@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from gimbal.errors import DataError
-from gimbal.frame_files import UsageError
+from gimbal.inference.frame_files import UsageError
 from gimbal.io import atomic_path
 from gimbal.models.net import GimbalNet, GimbalOutput
 from gimbal.system import GimbalSystem, exposure_report, load_system, read_system_file, whole_flow_scale
@@ -183,8 +183,8 @@ def _run(session: Any, burst: np.ndarray, exposures_us: np.ndarray, flow_scale: 
 
 class OnnxSystem:
     """A trained merge read from its ONNX file, shaped like a :class:`GimbalSystem` for
-    :func:`gimbal.infer.reconstruct_burst` and :func:`gimbal.tiling.reconstruct_tiled`: ``sensor`` and ``net`` are
-    built from the stored params (camera, structure and tile geometry; their weights are not used), and
+    :func:`gimbal.inference.infer.reconstruct_burst` and :func:`gimbal.inference.tiling.reconstruct_tiled`: ``sensor``
+    and ``net`` are built from the stored params (camera, structure and tile geometry; their weights are not used), and
     :meth:`reconstruct` runs onnxruntime.
 
     Attributes:

@@ -29,7 +29,7 @@ The engineer's units (:func:`ebar_from_light`, :func:`dbar_from_vibration`):
   (deg): ``theta = omega T``. The shake is the released random walk of ``F - 1`` frame steps over T (F: the grid's
   training window, 241 frames), so its per-frame std is ``sigma = theta / sqrt(F - 1)`` about pitch and yaw (roll a
   tenth of it, the released ratio; roll does not move the principal point). d-bar is then that walk's blur diameter
-  (:func:`gimbal.working_point.blur_diameter_px`) with the lens's focal length in the camera's pixels
+  (:func:`gimbal.planning.working_point.blur_diameter_px`) with the lens's focal length in the camera's pixels
   ``f = focal length / pixel pitch`` (pitch ``sqrt(A)``; square pixels, ``fx = fy = f``), as the merge runs on the
   camera's own pixels. (The sweep's cells keep the released intrinsics' aspect, ``fy = 1.78 fx``, and are placed
   by the same d-bar.)
@@ -47,8 +47,8 @@ from typing import Any
 
 from gimbal.data.augment import AugmentConfig
 from gimbal.errors import DataError, ParamError
+from gimbal.planning.working_point import blur_diameter_px
 from gimbal.sensor.camera import CameraSpec, camera_from_file, get_camera
-from gimbal.working_point import blur_diameter_px
 
 __all__ = ["LUMINOUS_EFFICACY_LM_W", "Grid", "PlanError", "dbar_from_vibration", "ebar_from_light", "load_grid",
            "luminosity", "plan", "resolve_camera", "summary"]

@@ -1,6 +1,6 @@
 """The paper's record beside ours: Table 1 and Table 3 as a generated Markdown report and a metrics file.
 
-:func:`table3` turns ``metrics/eval.json`` (:meth:`gimbal.evaluate.EvalResult.intervals`) into one row per
+:func:`table3` turns ``metrics/eval.json`` (:meth:`gimbal.evaluation.evaluate.EvalResult.intervals`) into one row per
 component of paper Table 3: the PSNR without it (or, for the annealed loss, with it flipped), and the
 component's effect, ``with - without``, as the paired difference over the test clips with its 95% interval,
 beside the paper's effect. :func:`paper_report` writes the whole report (Table 1, Table 3, what is like for
@@ -111,8 +111,8 @@ def _sign(m: dict[str, float]) -> int:
 
 
 def timing_split_sentence(split: dict[str, dict[str, float]]) -> str:
-    """What the split of ours - uniform (``ev["timing_split"]``, :func:`gimbal.evaluate.timing_split`) shows, in
-    plain words, decided by the intervals (an interval that holds 0 shows no effect): the two parts, then which of
+    """What the split of ours - uniform (``ev["timing_split"]``, :func:`gimbal.evaluation.evaluate.timing_split`) shows,
+    in plain words, decided by the intervals (an interval that holds 0 shows no effect): the two parts, then which of
     them the gain (or loss) comes from."""
     total, timing, lengths = split["total"], split["timing"], split["exposure_lengths"]
 
@@ -235,7 +235,8 @@ def liveness_md(ev: dict[str, Any], train: dict[str, dict[str, Any]]) -> list[st
 
 def working_point_md(ev: dict[str, Any]) -> list[str]:
     """Markdown lines: the (e-bar, d-bar) each trained model was trained at and the test scenes' with the content's
-    own motion (``ev["working_point"]``, :func:`gimbal.evaluate.working_point`); empty when the file has none."""
+    own motion (``ev["working_point"]``, :func:`gimbal.evaluation.evaluate.working_point`); empty when the file has
+    none."""
     wp = ev.get("working_point")
     if not wp:
         return []

@@ -1,5 +1,5 @@
-"""Held-out validation of ``gimbal plan`` on the Fig. 9 sweep (:mod:`gimbal.fig9`): at working points between the
-grid's cells, the planned schedule merged by the nearest cell's network against models trained there directly.
+"""Held-out validation of ``gimbal plan`` on the Fig. 9 sweep (:mod:`gimbal.planning.fig9`): at working points between
+the grid's cells, the planned schedule merged by the nearest cell's network against models trained there directly.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ from tqdm import tqdm
 
 from gimbal.config import Config
 from gimbal.data.irradiance import fixed_irradiance_set
-from gimbal.fig9 import SweepGrid, cell_config, cell_name, score_cell, train_frames
 from gimbal.io import write_bytes_atomic, write_json_atomic
-from gimbal.plan import load_grid, plan
+from gimbal.planning.fig9 import SweepGrid, cell_config, cell_name, score_cell, train_frames
+from gimbal.planning.plan import load_grid, plan
+from gimbal.planning.working_point import blur_diameter_px, mean_electrons
 from gimbal.runtime import resolve_device
 from gimbal.system import build_sensor, load_system
-from gimbal.working_point import blur_diameter_px, mean_electrons
 
 __all__ = ["validate_heldout"]
 
 
 def validate_heldout(cfg: Config, grid: SweepGrid, cells_json: Path, cells_dir: Path, heldout_dir: Path,
                      shards_dir: Path, out_json: Path, report: Path, progress: bool = True) -> dict[str, Any]:
-    """Held-out validation of ``gimbal plan`` (:func:`gimbal.plan.plan`) at every working point of
+    """Held-out validation of ``gimbal plan`` (:func:`gimbal.planning.plan.plan`) at every working point of
     ``grid.heldout`` (its seeds trained directly into ``heldout_dir/<cell_name>/model.pt``).
 
     At each point, on the first ``eval.clips`` test clips lit and shaken like it (as :func:`fig9_report` scores):

@@ -1,6 +1,6 @@
 """Training loop of the end-to-end model (and of the KPN baseline, a model variant).
 
-The loop is the one every model trains through, :func:`gimbal.fit.fit`; this module holds the model's task
+The loop is the one every model trains through, :func:`gimbal.training.loop.fit`; this module holds the model's task
 (:class:`GimbalTask`). Seeded (:class:`gimbal.runtime.Seeds`), resumable from the last checkpoint,
 logged with dvclive (loss, PSNR, the current exposure times in microseconds), one GPU / CPU or several GPUs
 through ``torchrun`` (DistributedDataParallel; each rank reads its own subset of the shards). Scenes come from
@@ -20,7 +20,6 @@ import torch.distributed as dist
 from gimbal.checkpoint import run_fingerprint
 from gimbal.data.augment import AugmentConfig
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
-from gimbal.fit import Divergence, FitResult, fit, networks_in
 from gimbal.io import write_json_atomic
 from gimbal.losses import anneal_weight, gradient_l1_loss
 from gimbal.metrics import psnr, ssim
@@ -30,6 +29,7 @@ from gimbal.params import group_dict
 from gimbal.runtime import Dist, Seeds, TrainConfig, setup_distributed
 from gimbal.sensor.plot import plot_schedule
 from gimbal.system import GimbalSystem, StepOutput, exposure_report, middle_frame_image, save_system
+from gimbal.training.loop import Divergence, FitResult, fit, networks_in
 
 __all__ = ["LIVENESS_KEYS", "GimbalRun", "GimbalTask", "make_optimizer", "set_learning_rates", "train", "validate"]
 
@@ -151,8 +151,8 @@ def _fingerprint(run: GimbalRun, shards_dir: Path) -> str:
 
 
 class GimbalTask:
-    """The :class:`gimbal.fit.Task` of a model variant (ours, an ablation, the KPN): a :class:`GimbalSystem` with its
-    Adam (:func:`make_optimizer`), the sensor's noise stream, the data generator and the fixed val batches.
+    """The :class:`gimbal.training.loop.Task` of a model variant (ours, an ablation, the KPN): a :class:`GimbalSystem`
+    with its Adam (:func:`make_optimizer`), the sensor's noise stream, the data generator and the fixed val batches.
 
     A step augments a clip batch (no autograd), captures the burst, reconstructs (the networks in
     ``train.precision``) and takes the eq. 18 loss; :meth:`optimize` applies the warm-up and steps Adam. The
@@ -305,7 +305,7 @@ def train(
     Reads the groups of ``run`` (:class:`GimbalRun`: ``seed``, ``sensor``, the variant's ``model``, ``exposure`` and
     ``loss``, ``augment``, ``train`` and ``eval.target``). Resumes from ``checkpoint_path`` when it holds an unfinished run of
     the same params and code; the resumed run equals an uninterrupted one (weights, schedule and dvclive logs).
-    The loop is :func:`gimbal.fit.fit`; the model is a :class:`GimbalTask`. Returns the final metrics dict.
+    The loop is :func:`gimbal.training.loop.fit`; the model is a :class:`GimbalTask`. Returns the final metrics dict.
     """
     tcfg = run.train
     ctx, device = setup_distributed(tcfg.device)

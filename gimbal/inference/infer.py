@@ -5,7 +5,7 @@ training: a raw, dark-subtracted burst ``(B, n, C, H, W)`` in [0, 1] DN (``DN / 
 with exposure durations ``dt_i`` in seconds; it applies eq. (14) (``Y_i * T / dt_i``, with the
 *model's* budget ``T``, the brightness scale it was trained on) and the flow + KPN network.
 
-Reading frames and writing images: :mod:`gimbal.frame_files`.
+Reading frames and writing images: :mod:`gimbal.inference.frame_files`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from gimbal.errors import DataError, ModelFileWrongKind, ParamError, ShapeError
-from gimbal.frame_files import (
+from gimbal.inference.frame_files import (
     LINEAR_OUTPUT_EXTS,
     Burst,
     OutputFiles,
@@ -32,13 +32,13 @@ from gimbal.frame_files import (
     load_burst,
     match_channels,
 )
-from gimbal.onnx_merge import OnnxSystem
+from gimbal.inference.onnx_merge import OnnxSystem
+from gimbal.inference.tiling import MAX_FLOW_PX, plan_tiles, reconstruct_tiled
 from gimbal.runtime import resolve_device
 from gimbal.sensor.camera import ALIASES, CameraSpec, camera_names, get_camera
 from gimbal.system import GimbalSystem, load_system, read_system_file
-from gimbal.tiling import MAX_FLOW_PX, plan_tiles, reconstruct_tiled
 
-log = logging.getLogger("gimbal.infer")
+log = logging.getLogger("gimbal.inference.infer")
 
 US = 1e-6  # seconds per microsecond
 SCHEDULE_TOL_US = 0.01  # slack when checking a schedule against the budget (as gimbal.sensor.exposure)
@@ -48,7 +48,7 @@ SCHEDULE_MATCH_ABS_US = 1.0
 #: scales frame i by T / dt_i: an exposure given in the wrong unit (1e-9 us) would blow the merge up
 MIN_EXPOSURE_US = 0.1
 
-DEFAULT_MAX_MEMORY_GB = 2.0  # working memory of the network's forward passes (gimbal.tiling.plan_tiles)
+DEFAULT_MAX_MEMORY_GB = 2.0  # working memory of the network's forward passes (gimbal.inference.tiling.plan_tiles)
 GB = 1e9
 
 #: warn when more than this fraction of the normalized burst's values (every frame and channel) reaches the white
@@ -278,7 +278,7 @@ def reconstruct_burst(system: GimbalSystem, frames: np.ndarray, exposures_us: Se
         exposures_us: the ``n`` exposure durations in microseconds.
         max_memory_gb: budget (1e9 bytes) for the network's working memory per forward pass;
             the frames and the result come on top (``(n + 3) C + 1`` floats per pixel).
-        max_flow_px: flow magnitude (pixels) the tile margins allow for (see :mod:`gimbal.tiling`).
+        max_flow_px: flow magnitude (pixels) the tile margins allow for (see :mod:`gimbal.inference.tiling`).
         Several tiles show a progress bar on stderr while info messages are logged (not under ``gimbal -q``).
     Returns:
         ``(image, linear)``, each ``(C, H, W)`` float32: the display-space (gamma) merge and the
@@ -350,11 +350,11 @@ def infer_files(
     extensions, two different output files that are not input frames), the output folders (writable: the temp
     files are made first), the model (burst length n, camera; its tensor checksum), the capture schedule against
     the camera (each ``dt_i >= dt_min``, ``sum(dt_i) + n dt_ro <= T``), then the frames (readable, same size,
-    channels and bit depth, values within the white level). Warns when the camera or the
-    schedule differs from the model's training setup, and when more than
-    :data:`SATURATION_WARN_FRACTION` of the normalized burst saturates. Refuses a merge with
-    non-finite or implausible values (:func:`check_merge`), naming the model file. The outputs appear together
-    (:class:`~gimbal.frame_files.OutputFiles`), only when everything succeeded: a refused or failed run writes nothing.
+    channels and bit depth, values within the white level). Warns when the camera or the schedule differs from the
+    model's training setup, and when more than :data:`SATURATION_WARN_FRACTION` of the normalized burst saturates.
+    Refuses a merge with non-finite or implausible values (:func:`check_merge`), naming the model file. The outputs
+    appear together (:class:`~gimbal.inference.frame_files.OutputFiles`), only when everything succeeded: a refused or
+    failed run writes nothing.
 
     Args:
         frames: n frame files in capture order.
@@ -369,7 +369,7 @@ def infer_files(
         convert_channels: convert gray <-> RGB frames to the model's channel count.
         max_memory_gb, max_flow_px: tiling (see :func:`reconstruct_burst`).
         backend: ``torch`` (``model`` a ``.pt`` file) or ``onnx`` (``model`` a ``.onnx`` file from ``gimbal export
-            --onnx``, run by onnxruntime: :class:`gimbal.onnx_merge.OnnxSystem`).
+            --onnx``, run by onnxruntime: :class:`gimbal.inference.onnx_merge.OnnxSystem`).
         gain: digital gain on the burst's DN before the network (> 0; 1: none): a network trained at another light
             level than the capture's (``gimbal plan`` names it: its ``merge_model.gain``), whose output brightness
             is its training light's.

@@ -1,12 +1,12 @@
 """The one training loop: every model (ours, the variants, the KPN, DeblurGAN-v2, DMPHN) trains through :func:`fit`.
 
 :func:`fit` owns what every run shares: resume and the checkpoints (:class:`gimbal.checkpoint.Resumable`), the
-loader position (:class:`ClipReplay`), the dvclive logs (:class:`gimbal.live.LiveLog`), the step loop with its bar,
-the divergence check, validation every ``train.val_every`` steps, the checkpoint choice on val (``train.select``,
+loader position (:class:`ClipReplay`), the dvclive logs (:class:`gimbal.training.live.LiveLog`), the step loop with its
+bar, the divergence check, validation every ``train.val_every`` steps, the checkpoint choice on val (``train.select``,
 :meth:`TrainConfig.eligible`), the network precision (``train.precision``, :func:`networks_in`) and the Ctrl-C /
 SIGTERM mapping. A model brings a small task object (:class:`Task`): how a step trains on a clip batch, how it validates,
-what it saves and resumes, and what it writes at the end. :mod:`gimbal.train` (ours, its variants and the KPN) and
-:mod:`gimbal.baselines.single` (the single-image baselines) hold the two tasks.
+what it saves and resumes, and what it writes at the end. :mod:`gimbal.training.burst` (ours, its variants and the KPN)
+and :mod:`gimbal.baselines.single` (the single-image baselines) hold the two tasks.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from gimbal.checkpoint import Resumable
 from gimbal.errors import DivergenceError, Interrupted, ParamError
-from gimbal.live import LiveLog
 from gimbal.runtime import PRECISIONS, Dist, TrainConfig
+from gimbal.training.live import LiveLog
 
 __all__ = ["ClipReplay", "Divergence", "FitResult", "Task", "diverged", "fit", "interrupted", "networks_in"]
 

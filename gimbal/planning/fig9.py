@@ -7,10 +7,11 @@ scores it on the test scenes lit and shaken the same way (:func:`score_cell`). E
 does, at full exposure (one exposure of the whole budget T):
 
 - ``mean_electrons`` (e-bar): the mean photo-electrons a pixel collects, ``mean(irradiance) x T``, over the
-  test scenes (:func:`gimbal.working_point.mean_electrons`);
+  test scenes (:func:`gimbal.planning.working_point.mean_electrons`);
 - ``blur_diameter_px`` (d-bar): the mean, over shake draws, of the largest distance between two positions of
-  the principal point during the exposure, in the network's pixels (:func:`gimbal.working_point.blur_diameter_px`,
-  the project's one definition, which the evaluation reports for every trained model too);
+  the principal point during the exposure, in the network's pixels
+  (:func:`gimbal.planning.working_point.blur_diameter_px`, the project's one definition, which the evaluation reports
+  for every trained model too);
 - ``clipped_fraction``: the fraction of the test pixels whose full exposure leaves the sensor's linear range
   (:func:`clipped_fraction`), so that e-bar measures noise, not saturation.
 
@@ -38,10 +39,10 @@ from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
 from gimbal.io import write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
+from gimbal.planning.working_point import blur_diameter_px, mean_electrons
 from gimbal.runtime import resolve_device
 from gimbal.sensor.camera import CameraSpec
 from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system
-from gimbal.working_point import blur_diameter_px, mean_electrons
 
 __all__ = ["SweepGrid", "blur_diameter_px", "cell_config", "cell_name", "clipped_fraction", "fig9_report",
            "plot_fig9", "plot_heatmaps", "read_grid", "score_cell", "shake_focal_for_dbar", "train_frames", "trend",
@@ -160,7 +161,7 @@ def cell_config(cfg: Config, light: float, dbar: float, seed: int, frames: int) 
     d-bar is set through ``augment.shake_focal_net_px`` (:func:`shake_focal_for_dbar`), not by scaling the angular
     shake: d-bar is exactly proportional to the focal length, the random walk keeps the authors' angles (roll,
     pitch and yaw in their ratio), and a camera's own d-bar is its focal length in pixels times the angle it turns
-    (:mod:`gimbal.plan`), so the axis reads the same for any lens.
+    (:mod:`gimbal.planning.plan`), so the axis reads the same for any lens.
     """
     if not light > 0:
         raise ParamError(f"fig9: the light scale must be > 0, got {light}; list positive values in lights")
@@ -191,7 +192,7 @@ def score_cell(system: GimbalSystem, cfg: Config, batches: Sequence[Scenes], see
                device: torch.device | str = "cpu", gain: float = 1.0) -> dict[str, Any]:
     """Score a cell's trained ``system`` on its test scenes (irradiance ``(b, T_f, C, H, W)`` e-/s), exact Poisson
     noise seeded with ``seed``; ``gain``: a digital gain on the raw burst before the network (a network trained at
-    another light level, :func:`gimbal.plan.plan`'s ``merge_model.gain``). Returns ``psnr`` / ``ssim`` (means, display space), ``psnr_full_exposure``,
+    another light level, :func:`gimbal.planning.plan.plan`'s ``merge_model.gain``). Returns ``psnr`` / ``ssim`` (means, display space), ``psnr_full_exposure``,
     ``mean_electrons`` (e-), ``clipped_fraction`` (:func:`clipped_fraction`) and, for the first clip, ``images``: ``{"full_exposure", "output", "ground_truth"}``
     ``(C, H, W)`` in display space."""
     sensor = build_sensor(cfg, learn_exposure=False, seed=seed).to(device).eval()

@@ -1,4 +1,4 @@
-"""Reading and writing the image files of :mod:`gimbal.infer` (``gimbal infer``).
+"""Reading and writing the image files of :mod:`gimbal.inference.infer` (``gimbal infer``).
 
 Reading frames (:func:`read_frame`, :func:`load_burst`):
 
@@ -14,7 +14,7 @@ Reading frames (:func:`read_frame`, :func:`load_burst`):
 * Floating-point arrays are taken as already normalized to [0, 1] unless a white level (or
   bit depth) is given explicitly.
 * Frames whose headers declare more than the memory left are refused before any is decoded
-  (:mod:`gimbal.imageheader`).
+  (:mod:`gimbal.inference.imageheader`).
 
 Writing (:func:`write_image`, :class:`OutputFiles` for outputs that appear together): ``.png`` 16-bit
 (PyAV), ``.tif``/``.tiff`` 16-bit (tifffile), ``.jpg``/``.jpeg`` 8-bit (Pillow), ``.npy`` float32
@@ -36,7 +36,7 @@ from typing import Self
 import numpy as np
 
 from gimbal.errors import DataError, DiskFullError, GimbalError, ParamError
-from gimbal.imageheader import check_frames_fit
+from gimbal.inference.imageheader import check_frames_fit
 from gimbal.io import atomic_path, disk_full_named
 
 LUMA_709 = (0.2126, 0.7152, 0.0722)  # Rec. 709 luminance weights of linear RGB (raw DN are linear)

@@ -45,17 +45,17 @@ from gimbal.data.sources import scores_by_source
 from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
 from gimbal.eval_config import EvalConfig
+from gimbal.evaluation.plots import plot_example_grid, plot_method_scores
+from gimbal.evaluation.stats import Interval, bootstrap_mean, paired_difference
 from gimbal.io import atomic_dir, write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
-from gimbal.plots import plot_example_grid, plot_method_scores
+from gimbal.planning.working_point import AUTHORS_TRAINING, blur_diameter_px, content_motion_px, mean_electrons
 from gimbal.runtime import TrainConfig, resolve_device
 from gimbal.sensor.camera import CameraSpec
 from gimbal.sensor.exposure import ExposureConfig
 from gimbal.sensor.model import Sensor, SensorConfig
 from gimbal.sensor.plot import plot_schedule
-from gimbal.stats import Interval, bootstrap_mean, paired_difference
 from gimbal.system import GimbalSystem, full_exposure_image, load_system, middle_frame_image
-from gimbal.working_point import AUTHORS_TRAINING, blur_diameter_px, content_motion_px, mean_electrons
 
 __all__ = [
     "EvalConfig",
@@ -110,9 +110,9 @@ class EvalResult:
         (:func:`gimbal.methods.compared`)
         whose two methods were scored (``"a-b": {"psnr", "psnr_lo", "psnr_hi", "ssim", "ssim_lo", "ssim_hi"}``),
         from ``seed``. The bootstrap resamples the source videos of :attr:`videos` (all the clips of a video drawn
-        together, :mod:`gimbal.stats`) when the clips come from at least 2 of them, else the clips; ``clips``,
-        ``videos`` (when known) and ``resampled`` (``"videos"`` or ``"clips"``) say which. ``timing_split``: ours -
-        uniform split into timing and exposure lengths (:func:`timing_split`), when all three were scored.
+        together, :mod:`gimbal.evaluation.stats`) when the clips come from at least 2 of them, else the clips;
+        ``clips``, ``videos`` (when known) and ``resampled`` (``"videos"`` or ``"clips"``) say which. ``timing_split``:
+        ours - uniform split into timing and exposure lengths (:func:`timing_split`), when all three were scored.
         With a single clip no interval exists: only the means are given."""
         n = min(len(s["psnr"]) for s in self.scores.values())
         if n < 2:
@@ -323,7 +323,7 @@ def working_point(ecfg: EvalConfig, augment: AugmentConfig, channels: int, loade
                   batches: Sequence[Scenes], camera: CameraSpec, videos: Sequence[str], trained: Sequence[str],
                   device: torch.device | str = "cpu") -> dict[str, Any]:
     """The working point of the evaluation and of every trained model, as the paper's Fig. 9 states it
-    (:mod:`gimbal.working_point`), rounded for ``metrics/eval.json``:
+    (:mod:`gimbal.planning.working_point`), rounded for ``metrics/eval.json``:
 
     - ``test``: the scored scenes (``batches``: the test clips with the camera shake): ``e_bar`` (e- at one exposure
       of ``camera``'s whole budget), ``d_bar_px`` (the shake's blur diameter over the ``window_frames`` frames
@@ -335,7 +335,7 @@ def working_point(ecfg: EvalConfig, augment: AugmentConfig, channels: int, loade
     - ``models``: every method of ``trained`` at the working point it was trained at: the params' light and
       shake (every training stage reads them; e-bar of the test scenes at that light) over the training window
       (``augment.window_frames``, default all the clips' frames);
-    - ``authors``: d-bar of the authors' released training (:data:`gimbal.working_point.AUTHORS_TRAINING`) over
+    - ``authors``: d-bar of the authors' released training (:data:`gimbal.planning.working_point.AUTHORS_TRAINING`) over
       its window and over the paper text's 241 frames, by the same definition.
     """
     irradiance = [b.irradiance for b in batches]

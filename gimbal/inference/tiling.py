@@ -37,7 +37,7 @@ from tqdm import tqdm
 from gimbal.errors import ParamError, ShapeError
 from gimbal.models.net import GimbalNet
 
-log = logging.getLogger("gimbal.tiling")
+log = logging.getLogger("gimbal.inference.tiling")
 
 __all__ = ["BYTES_PER_FLOAT_PEAK", "MAX_FLOW_PX", "FEATHER_PX", "TilePlan", "TiledOutput", "bytes_per_pixel",
            "plan_tiles", "receptive_radius", "reconstruct_tiled", "tile_margin", "tile_starts"]

@@ -13,8 +13,8 @@
   exact on real footage: the global path follows the dominant motion, and the dense one reads occlusions (a person
   walking out of the frame) as motion and misses motion on flat, textureless areas.
 
-The evaluation reports all three for the test scenes and every trained model (:mod:`gimbal.evaluate`); the Fig. 9
-sweep reports e-bar and d-bar per cell (:mod:`gimbal.fig9`).
+The evaluation reports all three for the test scenes and every trained model (:mod:`gimbal.evaluation.evaluate`); the
+Fig. 9 sweep reports e-bar and d-bar per cell (:mod:`gimbal.planning.fig9`).
 """
 
 from __future__ import annotations
