@@ -370,9 +370,8 @@ def infer_files(
         max_memory_gb, max_flow_px: tiling (see :func:`reconstruct_burst`).
         backend: ``torch`` (``model`` a ``.pt`` file) or ``onnx`` (``model`` a ``.onnx`` file from ``gimbal export
             --onnx``, run by onnxruntime: :class:`gimbal.inference.onnx_merge.OnnxSystem`).
-        gain: digital gain on the burst's DN before the network (> 0; 1: none): a network trained at another light
-            level than the capture's (``gimbal plan`` names it: its ``merge_model.gain``), whose output brightness
-            is its training light's.
+        gain: digital gain (> 0) on the burst's DN before the network: for a network trained at another light level
+            (``gimbal plan``'s ``merge_model.gain``; its output has its training light's brightness).
     """
     warnings: list[str] = []
 
@@ -384,8 +383,6 @@ def infer_files(
         raise UsageError(f"{len(frames)} frame(s) given but {len(exposures_us)} exposure time(s); "
                          "give one --exposures-us value per frame, in the same order")
     check_exposure_values(exposures_us)
-    if not (math.isfinite(gain) and gain > 0):
-        raise UsageError(f"--gain must be a finite number > 0, got {gain}")
     check_backend(backend, model)
     if output is None and output_linear is None:
         raise UsageError("nothing to write: give -o/--output and/or --output-linear")
@@ -475,10 +472,9 @@ def _infer(frames: Sequence[str | os.PathLike[str]], exposures_us: Sequence[floa
              "it for best results")
 
     burst = load_burst(frames, cam.bits, bits, white_level, black_level)
-    data = match_channels(burst.frames, system.net.channels, convert_channels)
-    if gain != 1.0:
-        log.info("digital gain x%g on the burst before the network", gain)
-        data = data * np.float32(gain)
+    if not (math.isfinite(gain) and gain > 0):
+        raise UsageError(f"--gain must be a finite number > 0, got {gain}")
+    data = match_channels(burst.frames, system.net.channels, convert_channels) * np.float32(gain)
     h, w = burst.size
     log.info("burst: %d x %s frames of %dx%d (%s, white level %g, black level %g) on %s", n,
              {1: "gray", 3: "RGB"}.get(burst.channels, f"{burst.channels}-channel"), w, h, burst.dtype,
