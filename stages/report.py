@@ -18,11 +18,11 @@ from gimbal import methods
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.errors import ParamError
-from gimbal.evaluation.report import paper_report, table3
+from gimbal.evaluation.report import Scale, paper_report, table3
 from gimbal.io import write_bytes_atomic, write_json_atomic
 
 # the params groups this stage reads: its `params:` in dvc.yaml (tests/test_stages.py)
-USES = ("variants",)
+USES = ("variants", "augment", "model", "train")
 
 
 def check_variants(variants: dict, pipeline: Path) -> None:
@@ -54,7 +54,9 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
     train = {m: json.loads(p.read_text()) for m in methods.trained()
              if (p := Path(args.train_metrics) / f"train_{m}.json").is_file()}
     write_json_atomic(Path(args.table3), table3(ev))
-    write_bytes_atomic(Path(args.out), paper_report(ev, fig9_report=args.fig9, train=train).encode())
+    scale = Scale(cfg.augment.out_size, cfg.model.kpn_base_channels, cfg.model.kpn_depth, cfg.train.steps,
+                  cfg.train.precision)
+    write_bytes_atomic(Path(args.out), paper_report(ev, fig9_report=args.fig9, train=train, scale=scale).encode())
 
 
 if __name__ == "__main__":

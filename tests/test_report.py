@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gimbal.evaluation.evaluate import timing_split
-from gimbal.evaluation.report import paper_report, same_sign, table3, timing_split_sentence
+from gimbal.evaluation.report import Scale, paper_report, same_sign, table3, timing_split_sentence
 
 
 def _m(psnr: float, lo: float, hi: float) -> dict[str, float]:
@@ -169,3 +169,13 @@ def test_report_shows_the_split_only_with_the_timing_control() -> None:
     assert "both parts contribute: timing 33 % of the total" in text  # 1.0 of 3.0
     assert "28.00 [27.00, 29.00]" in text  # its Table 1 row
     assert "Timing or exposure lengths" not in paper_report(EV)
+
+
+def test_report_names_the_runs_scale() -> None:
+    """A medium-tier run (64 px crops, the paper's widths, bf16) must not be described as the embedded default."""
+    embedded = paper_report(EV)
+    assert "reproduced at the embedded scale" in embedded and "32 px training crops" in embedded
+    medium = paper_report(EV, scale=Scale(64, 64, 4, 600, "bf16"))
+    head = medium.split("## Table 1")[0]
+    assert "64 px crops with the paper's widths" in head and "64 px training crops" in head
+    assert "600 CPU steps (bf16)" in head and "32 px" not in head and "small networks" not in head
