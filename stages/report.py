@@ -56,7 +56,15 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
     write_json_atomic(Path(args.table3), table3(ev))
     scale = Scale(cfg.augment.out_size, cfg.model.kpn_base_channels, cfg.model.kpn_depth, cfg.train.steps,
                   cfg.train.precision)
-    write_bytes_atomic(Path(args.out), paper_report(ev, fig9_report=args.fig9, train=train, scale=scale).encode())
+    other = None
+    if args.other:
+        parts = args.other.split(",")
+        if len(parts) != 3 or not Path(parts[1]).is_file():
+            raise ParamError(f"--other {args.other}: expected NAME,EVAL_JSON,LINK with an existing EVAL_JSON (e.g. "
+                             "medium,metrics/medium/eval.json,medium.md); run that tier first or drop --other")
+        other = (parts[0], json.loads(Path(parts[1]).read_text()), parts[2])
+    write_bytes_atomic(Path(args.out), paper_report(ev, fig9_report=args.fig9, train=train, scale=scale,
+                                                          source=Path(args.eval).as_posix(), other=other).encode())
 
 
 if __name__ == "__main__":
@@ -69,4 +77,7 @@ if __name__ == "__main__":
     parser.add_argument("--train-metrics", default="metrics", help="folder of the trainings' metrics "
                         "(train_<method>.json: the liveness table)")
     parser.add_argument("--fig9", default=None, help="relative link to the Fig. 9 report, if any")
+    parser.add_argument("--other", default=None, metavar="NAME,EVAL_JSON,LINK",
+                        help="another tier's evaluation shown beside this run's, e.g. "
+                             "medium,metrics/medium/eval.json,medium.md (LINK relative to the report)")
     run_stage(main, parser, USES)

@@ -179,3 +179,14 @@ def test_report_names_the_runs_scale() -> None:
     head = medium.split("## Table 1")[0]
     assert "64 px crops with the paper's widths" in head and "64 px training crops" in head
     assert "600 CPU steps (bf16)" in head and "32 px" not in head and "small networks" not in head
+
+
+def test_another_tier_is_shown_beside_this_run() -> None:
+    """Each method and paired margin both runs scored appears once, with this run's number before the other's."""
+    other = {**EV, "gimbal": {**EV["gimbal"], "psnr": 12.34}}
+    text = paper_report(EV, other=("medium", other, "medium.md"))
+    section = text.split("## Beside the medium tier")[1]
+    assert "[its report](medium.md)" in section
+    row = next(line for line in section.splitlines() if line.startswith("| ours, learned exposures"))
+    assert row.index(f"{EV['gimbal']['psnr']:.2f}") < row.index("12.34")
+    assert "## Beside" not in paper_report(EV)
