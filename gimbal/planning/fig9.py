@@ -27,26 +27,54 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 
-from gimbal.config import Config
 from gimbal.data.augment import AugmentConfig, shake_intrinsics
 from gimbal.data.irradiance import Scenes, fixed_irradiance_set
 from gimbal.data.shards import read_shard_index
 from gimbal.display import Display
 from gimbal.errors import DataError, ParamError
+from gimbal.eval_config import EvalConfig
 from gimbal.io import write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
+from gimbal.models.net import ModelConfig
 from gimbal.planning.working_point import blur_diameter_px, mean_electrons
-from gimbal.runtime import resolve_device
+from gimbal.runtime import TrainConfig, resolve_device
 from gimbal.sensor.camera import CameraSpec
+from gimbal.sensor.exposure import ExposureConfig
+from gimbal.sensor.model import SensorConfig
 from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system
 
-__all__ = ["SweepGrid", "blur_diameter_px", "cell_config", "cell_name", "clipped_fraction", "fig9_report",
+__all__ = ["SweepGrid", "SweepGroups", "blur_diameter_px", "cell_config", "cell_name", "clipped_fraction", "fig9_report",
            "plot_fig9", "plot_heatmaps", "read_grid", "score_cell", "shake_focal_for_dbar", "train_frames", "trend",
            "with_camera"]
+
+
+class SweepGroups(Protocol):
+    """The params groups the sweep reads (a parsed config has them; this module never needs the whole config):
+    ``seed``, ``sensor`` and ``exposure`` (the camera, :func:`gimbal.system.build_sensor`), ``augment`` (the light
+    and the shake a cell changes), ``eval`` (the test scenes and the target), ``model`` (``channels``) and ``train``
+    (``device``, ``loader``). A cell is such groups with its light, shake and seed (:func:`cell_config`)."""
+
+    @property
+    def seed(self) -> int: ...
+    @property
+    def sensor(self) -> SensorConfig: ...
+    @property
+    def exposure(self) -> ExposureConfig: ...
+    @property
+    def augment(self) -> AugmentConfig: ...
+    @property
+    def eval(self) -> EvalConfig: ...
+    @property
+    def model(self) -> ModelConfig: ...
+    @property
+    def train(self) -> TrainConfig: ...
+
+
+G = TypeVar("G", bound=SweepGroups)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +129,8 @@ def read_grid(path: str | os.PathLike[str]) -> SweepGrid:
     return SweepGrid(camera, levels("lights", float), levels("dbars", float), levels("seeds", int), heldout)
 
 
-def with_camera(cfg: Config, camera: str | None) -> Config:
-    """``cfg`` with ``sensor.camera`` set to the preset file ``camera`` (empty or ``None``: unchanged)."""
+def with_camera(cfg: G, camera: str | None) -> G:
+    """``cfg`` (a dataclass of the groups, e.g. the parsed config) with ``sensor.camera`` set to the preset file ``camera`` (empty or ``None``: unchanged)."""
     if not camera:
         return cfg
     return dataclasses.replace(cfg, sensor=dataclasses.replace(cfg.sensor, camera=str(camera)))
@@ -154,8 +182,8 @@ def shake_focal_for_dbar(augment: AugmentConfig, dbar: float, frames: int) -> fl
     return f0 * dbar / dbar0
 
 
-def cell_config(cfg: Config, light: float, dbar: float, seed: int, frames: int) -> Config:
-    """``cfg`` with ``augment.white_level`` scaled by ``light``, the shake's blur set to ``dbar`` network pixels over
+def cell_config(cfg: G, light: float, dbar: float, seed: int, frames: int) -> G:
+    """``cfg`` (a dataclass of the groups, e.g. the parsed config) with ``augment.white_level`` scaled by ``light``, the shake's blur set to ``dbar`` network pixels over
     ``frames`` frames and the training ``seed``; every other param unchanged.
 
     d-bar is set through ``augment.shake_focal_net_px`` (:func:`shake_focal_for_dbar`), not by scaling the angular
@@ -188,7 +216,7 @@ def clipped_fraction(irradiance: Sequence[torch.Tensor], camera: CameraSpec) -> 
 
 
 @torch.no_grad()
-def score_cell(system: GimbalSystem, cfg: Config, batches: Sequence[Scenes], seed: int,
+def score_cell(system: GimbalSystem, cfg: SweepGroups, batches: Sequence[Scenes], seed: int,
                device: torch.device | str = "cpu", gain: float = 1.0) -> dict[str, Any]:
     """Score a cell's trained ``system`` on its test scenes (irradiance ``(b, T_f, C, H, W)`` e-/s), exact Poisson
     noise seeded with ``seed``; ``gain``: a digital gain on the raw burst before the network (a network trained at
@@ -430,7 +458,7 @@ def _report_md(cells: Sequence[dict[str, Any]], verdict: dict[str, Any], figure:
     return "\n".join(lines) + "\n"
 
 
-def fig9_report(cfg: Config, cells: Sequence[tuple[float, float, int]], shards_dir: Path, cells_dir: Path,
+def fig9_report(cfg: SweepGroups, cells: Sequence[tuple[float, float, int]], shards_dir: Path, cells_dir: Path,
                 metrics_path: Path, figure: Path, heatmaps: Path, report: Path, progress: bool = True) -> list[dict]:
     """Score the trained model of every ``(light, dbar, seed)`` cell (``cells_dir/<cell_name>/model.pt``) on the
     first ``eval.clips`` test clips lit and shaken like its training (the scenes of ``eval.seed``, full frames as

@@ -11,10 +11,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gimbal.config import Config
 from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.io import write_bytes_atomic, write_json_atomic
-from gimbal.planning.fig9 import SweepGrid, cell_config, cell_name, score_cell, train_frames
+from gimbal.planning.fig9 import SweepGrid, SweepGroups, cell_config, cell_name, score_cell, train_frames
 from gimbal.planning.plan import load_grid, plan
 from gimbal.planning.working_point import blur_diameter_px, mean_electrons
 from gimbal.runtime import resolve_device
@@ -23,7 +22,7 @@ from gimbal.system import build_sensor, load_system
 __all__ = ["validate_heldout"]
 
 
-def validate_heldout(cfg: Config, grid: SweepGrid, cells_json: Path, cells_dir: Path, heldout_dir: Path,
+def validate_heldout(cfg: SweepGroups, grid: SweepGrid, cells_json: Path, cells_dir: Path, heldout_dir: Path,
                      shards_dir: Path, out_json: Path, report: Path, progress: bool = True) -> dict[str, Any]:
     """Held-out validation of ``gimbal plan`` (:func:`gimbal.planning.plan.plan`) at every working point of
     ``grid.heldout`` (its seeds trained directly into ``heldout_dir/<cell_name>/model.pt``).
