@@ -27,12 +27,12 @@ from gimbal.planning.fig9 import (
     blur_diameter_px,
     cell_config,
     cell_name,
-    clipped_fraction,
     fig9_report,
     read_grid,
     score_cell,
     trend,
 )
+from gimbal.planning.working_point import clipped_fraction
 from gimbal.sensor.camera import get_camera
 from gimbal.system import GimbalSystem, save_system
 

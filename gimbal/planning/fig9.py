@@ -13,7 +13,7 @@ does, at full exposure (one exposure of the whole budget T):
   (:func:`gimbal.planning.working_point.blur_diameter_px`, the project's one definition, which the evaluation reports
   for every trained model too);
 - ``clipped_fraction``: the fraction of the test pixels whose full exposure leaves the sensor's linear range
-  (:func:`clipped_fraction`), so that e-bar measures noise, not saturation.
+  (:func:`gimbal.planning.working_point.clipped_fraction`), so that e-bar measures noise, not saturation.
 
 The paper's finding: the reference (middle) exposure grows as the light falls and shrinks as the shake grows.
 :func:`trend` tests each direction against the spread of the learned schedules between training seeds.
@@ -40,9 +40,8 @@ from gimbal.eval_config import EvalConfig
 from gimbal.io import write_bytes_atomic, write_json_atomic
 from gimbal.metrics import psnr, ssim
 from gimbal.models.net import ModelConfig
-from gimbal.planning.working_point import blur_diameter_px, mean_electrons
+from gimbal.planning.working_point import blur_diameter_px, clipped_fraction, mean_electrons
 from gimbal.runtime import TrainConfig, resolve_device
-from gimbal.sensor.camera import CameraSpec
 from gimbal.sensor.exposure import ExposureConfig
 from gimbal.sensor.model import SensorConfig
 from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system
@@ -198,30 +197,13 @@ def cell_config(cfg: G, light: float, dbar: float, seed: int, frames: int) -> G:
     return dataclasses.replace(cfg, augment=aug, seed=int(seed))
 
 
-def clipped_fraction(irradiance: Sequence[torch.Tensor], camera: CameraSpec) -> float:
-    """The fraction of pixels of ``irradiance`` (batches ``(B, F, C, H, W)`` e-/s over the frames spanning T)
-    whose mean signal at full exposure (photo-electrons plus dark current over the whole budget, noise-free)
-    leaves the linear range of the response (beyond ``tau1``, eq. 9: 0.9 FWC by default) or reaches the ADC's
-    largest number after the gain: such pixels clip in the full exposure, and their e-bar is no longer noise."""
-    t = camera.budget_s
-    limit = min(camera.tau1, camera.max_dn / camera.gain_dn_per_e)
-    clipped, pixels = 0, 0
-    for irr in irradiance:
-        electrons = irr.double().mean(dim=1) * t + camera.dark_current_e_per_s * t
-        clipped += int((electrons > limit).sum())
-        pixels += electrons.numel()
-    if not pixels:
-        raise DataError("clipped_fraction: no scenes given")
-    return clipped / pixels
-
-
 @torch.no_grad()
 def score_cell(system: GimbalSystem, cfg: SweepGroups, batches: Sequence[Scenes], seed: int,
                device: torch.device | str = "cpu", gain: float = 1.0) -> dict[str, Any]:
     """Score a cell's trained ``system`` on its test scenes (irradiance ``(b, T_f, C, H, W)`` e-/s), exact Poisson
     noise seeded with ``seed``; ``gain``: a digital gain on the raw burst before the network (a network trained at
     another light level, :func:`gimbal.planning.plan.plan`'s ``merge_model.gain``). Returns ``psnr`` / ``ssim`` (means, display space), ``psnr_full_exposure``,
-    ``mean_electrons`` (e-), ``clipped_fraction`` (:func:`clipped_fraction`) and, for the first clip, ``images``: ``{"full_exposure", "output", "ground_truth"}``
+    ``mean_electrons`` (e-), ``clipped_fraction`` (:func:`gimbal.planning.working_point.clipped_fraction`) and, for the first clip, ``images``: ``{"full_exposure", "output", "ground_truth"}``
     ``(C, H, W)`` in display space."""
     sensor = build_sensor(cfg, learn_exposure=False, seed=seed).to(device).eval()
     display = Display.for_camera(cfg.eval.target, sensor.camera, cfg.augment.white_level)

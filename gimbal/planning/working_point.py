@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from gimbal.data.augment import AugmentConfig, shake_intrinsics, shake_rotations
-from gimbal.errors import ShapeError
+from gimbal.errors import DataError, ShapeError
+from gimbal.sensor.camera import CameraSpec
 
-__all__ = ["AUTHORS_TRAINING", "blur_diameter_px", "content_motion_px", "global_shifts", "mean_electrons",
-           "path_diameter"]
+__all__ = ["AUTHORS_TRAINING", "blur_diameter_px", "clipped_fraction", "content_motion_px", "global_shifts",
+           "mean_electrons", "path_diameter"]
 
 AUTHORS_TRAINING: tuple[AugmentConfig, int] = (AugmentConfig(crop=512, center=256, out_size=128,
                                                              shake_focal_net_px=None), 121)
@@ -196,3 +197,20 @@ def content_motion_px(irradiance: Sequence[torch.Tensor], steps: int | None = 30
             out["diameter_px"].append(diameter)
             out["flow_px"].append(flow)
     return out
+
+
+def clipped_fraction(irradiance: Sequence[torch.Tensor], camera: CameraSpec) -> float:
+    """The fraction of pixels of ``irradiance`` (batches ``(B, F, C, H, W)`` e-/s over the frames spanning T)
+    whose mean signal at full exposure (photo-electrons plus dark current over the whole budget, noise-free)
+    leaves the linear range of the response (beyond ``tau1``, eq. 9: 0.9 FWC by default) or reaches the ADC's
+    largest number after the gain: such pixels clip in the full exposure, and their e-bar is no longer noise."""
+    t = camera.budget_s
+    limit = min(camera.tau1, camera.max_dn / camera.gain_dn_per_e)
+    clipped, pixels = 0, 0
+    for irr in irradiance:
+        electrons = irr.double().mean(dim=1) * t + camera.dark_current_e_per_s * t
+        clipped += int((electrons > limit).sum())
+        pixels += electrons.numel()
+    if not pixels:
+        raise DataError("clipped_fraction: no scenes given")
+    return clipped / pixels
