@@ -3,8 +3,9 @@
     dvc exp run -n medium $(gimbal tier medium)
 
 A tier file has the shape of ``params.yaml`` and holds only the keys it changes. :func:`set_flags` turns it into
-DVC's ``-S key=value`` flags (DVC writes them into ``params.yaml``, comments kept, and records the experiment), after
-checking that the overridden params file still parses (:func:`gimbal.pipeline.tier_overrides`) (a misspelt key in the tier fails here, naming it).
+DVC's ``-S key=value`` flags (DVC writes them into ``params.yaml``, comments kept, and records the experiment), once
+:func:`gimbal.pipeline.tier_overrides` has checked that the overridden params file still parses (a misspelt key in
+the tier fails there, naming it).
 Written by hand because DVC has no params presets besides Hydra, which would make ``params.yaml`` generated.
 """
 
@@ -90,12 +91,17 @@ def set_flags(overrides: Mapping[str, Any]) -> list[str]:
     :class:`ParamError`."""
     flags = []
     for key, value in overrides.items():
-        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-        text = text.removesuffix("\n...").strip()
-        if yaml.safe_load(text) != value or any(c.isspace() for c in text) or any(c in text for c in "'\"$`*?["):
-            text = json.dumps(value, separators=(",", ":"))
-        if yaml.safe_load(text) != value or any(c.isspace() for c in text) or any(c in text for c in "'\"$`*?"):
+        text = next((t for t, unsafe in _flag_texts(value) if yaml.safe_load(t) == value
+                     and not any(c.isspace() or c in unsafe for c in t)), None)
+        if text is None:
             raise ParamError(f"tier key {key!r}: its value {value!r} needs shell quoting; write it in params.yaml "
                              "or pass it as a quoted -S flag")
         flags += ["-S", f"{key}={text}"]
     return flags
+
+
+def _flag_texts(value: Any) -> list[tuple[str, str]]:
+    """The candidate texts of ``value`` for a ``-S`` flag, in order, each with the characters it may not hold: YAML
+    flow (no ``[``: a list goes the compact JSON way), then compact JSON."""
+    flow = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
+    return [(flow, "'\"$`*?["), (json.dumps(value, separators=(",", ":")), "'\"$`*?")]

@@ -155,7 +155,7 @@ def timing_split_md(ev: dict[str, Any]) -> list[str]:
     what = {"total": "ours - uniform", "timing": "timing: centred - uniform",
             "exposure_lengths": "exposure lengths: ours - centred"}
     lines = ["| part | pair | PSNR dB [95% CI] | SSIM [95% CI] |", "|---|---|---|---|"]
-    lines += [f"| {what[k]} | `{m['pair']}` | {m['psnr']:+.2f} [{m['psnr_lo']:+.2f}, {m['psnr_hi']:+.2f}] | "
+    lines += [f"| {what[k]} | `{m['pair']}` | {_signed(m)} | "
               f"{m['ssim']:+.3f} [{m['ssim_lo']:+.3f}, {m['ssim_hi']:+.3f}] |" for k, m in split.items() if k in what]
     return [*lines, "", timing_split_sentence(split)]
 

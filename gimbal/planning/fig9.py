@@ -42,27 +42,19 @@ from gimbal.metrics import psnr, ssim
 from gimbal.models.net import ModelConfig
 from gimbal.planning.working_point import blur_diameter_px, clipped_fraction, mean_electrons
 from gimbal.runtime import TrainConfig, resolve_device
-from gimbal.sensor.exposure import ExposureConfig
-from gimbal.sensor.model import SensorConfig
-from gimbal.system import GimbalSystem, build_sensor, full_exposure_image, load_system
+from gimbal.system import GimbalSystem, SensorGroups, build_sensor, full_exposure_image, load_system
 
 __all__ = ["SweepGrid", "SweepGroups", "blur_diameter_px", "cell_config", "cell_name", "clipped_fraction", "fig9_report",
            "plot_fig9", "plot_heatmaps", "read_grid", "score_cell", "shake_focal_for_dbar", "train_frames", "trend",
            "with_camera"]
 
 
-class SweepGroups(Protocol):
+class SweepGroups(SensorGroups, Protocol):
     """The params groups the sweep reads (a parsed config has them; this module never needs the whole config):
-    ``seed``, ``sensor`` and ``exposure`` (the camera, :func:`gimbal.system.build_sensor`), ``augment`` (the light
+    :class:`gimbal.system.SensorGroups`'s ``seed``, ``sensor`` and ``exposure`` (the camera), ``augment`` (the light
     and the shake a cell changes), ``eval`` (the test scenes and the target), ``model`` (``channels``) and ``train``
     (``device``, ``loader``). A cell is such groups with its light, shake and seed (:func:`cell_config`)."""
 
-    @property
-    def seed(self) -> int: ...
-    @property
-    def sensor(self) -> SensorConfig: ...
-    @property
-    def exposure(self) -> ExposureConfig: ...
     @property
     def augment(self) -> AugmentConfig: ...
     @property
