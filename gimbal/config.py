@@ -34,6 +34,7 @@ from gimbal.errors import ParamError
 from gimbal.eval_config import EvalConfig
 from gimbal.losses import LossConfig
 from gimbal.model_params import Variant, apply_variant, check_variants, default_variants, parse_sensor
+from gimbal.models.flow_pretrain import FlowPretrainConfig
 from gimbal.models.net import ModelConfig
 from gimbal.params import check_seed, group_dict, load_params, parse_group, unknown_key_error
 from gimbal.runtime import TrainConfig
@@ -120,6 +121,7 @@ class Config:
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
+    flow_pretrain: FlowPretrainConfig = FlowPretrainConfig()
     eval: EvalConfig = EvalConfig()
     variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=default_variants)
     baselines: Any = field(default_factory=lambda: baselines_config()())
@@ -144,6 +146,11 @@ TOP_LEVEL: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config) if
 def _check_across_groups(config: Config) -> None:
     """Limits that tie groups together, checked before any work (each message names both keys)."""
     size = config.augment.out_size
+    pretrain = config.flow_pretrain.size or size
+    multiple = 2 ** (config.model.flow_levels - 1)
+    if config.flow_pretrain.use and pretrain % multiple:
+        raise ParamError(f"params: 'flow_pretrain.size' (null: 'augment.out_size') = {pretrain} px must be a multiple "
+                         f"of {multiple} (2 ** (model.flow_levels - 1), the flow pyramid); set flow_pretrain.size")
     for variant in config.variants:
         model, exposure, _ = config.variant(variant)
         where = "" if variant == "gimbal" else f" (variant '{variant}')"

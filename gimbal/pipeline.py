@@ -22,8 +22,10 @@ from gimbal.system import GimbalSystem
 from gimbal.tiers import load_tier
 from gimbal.training.burst import GimbalRun
 from gimbal.training.burst import train as train_variant
+from gimbal.training.flow_pretrain import FlowArch
+from gimbal.training.flow_pretrain import pretrain_flow as pretrain_flow_net
 
-__all__ = ["build_system", "gimbal_run", "restorer_run", "system_groups", "tier_overrides", "train", "train_baseline",
+__all__ = ["build_system", "flow_arch", "flow_weights", "gimbal_run", "pretrain_flow", "restorer_run", "system_groups", "tier_overrides", "train", "train_baseline",
            "trainer"]
 
 
@@ -41,10 +43,34 @@ def build_system(cfg: Config, variant: str = "gimbal") -> GimbalSystem:
     return GimbalSystem.from_groups(system_groups(cfg, variant))
 
 
-def gimbal_run(cfg: Config, variant: str) -> GimbalRun:
-    """The groups the training of model variant ``variant`` reads, and the params its model file stores."""
+def gimbal_run(cfg: Config, variant: str, flow_weights: Path | None = None) -> GimbalRun:
+    """The groups the training of model variant ``variant`` reads, and the params its model file stores;
+    ``flow_weights``: the pretrained flow file its flow network starts from (:func:`flow_weights`), then trained
+    at ``flow_pretrain.finetune_lr``."""
     return GimbalRun(variant=variant, system=system_groups(cfg, variant), augment=cfg.augment, train=cfg.train,
-                     params=cfg.raw)
+                     params=cfg.raw, flow_weights=flow_weights,
+                     flow_lr=cfg.flow_pretrain.finetune_lr if flow_weights is not None else None)
+
+
+def flow_arch(cfg: Config) -> FlowArch:
+    """The flow network's architecture: ``exposure.n``, ``model.flow_levels``, ``flow_channels``, ``kernel_size``."""
+    model = cfg.model
+    return FlowArch(cfg.exposure.n, model.flow_levels, tuple(model.flow_channels), model.kernel_size)
+
+
+def flow_weights(cfg: Config, variant: str, path: Path) -> Path | None:
+    """``path`` (the pretrained flow file) when variant ``variant`` has a flow network and ``flow_pretrain.use`` is
+    on, else ``None`` (from scratch)."""
+    return path if cfg.flow_pretrain.use and cfg.variant(variant).model.use_flow else None
+
+
+def pretrain_flow(cfg: Config, model_path: Path, metrics_path: Path, live_dir: Path, checkpoint_path: Path
+                  ) -> dict[str, Any]:
+    """Pretrain the flow network (:func:`gimbal.training.flow_pretrain.pretrain_flow`) on bursts of
+    ``flow_pretrain.size`` px (null: ``augment.out_size``) on ``train.device``; returns its metrics."""
+    fp = cfg.flow_pretrain
+    return pretrain_flow_net(fp, flow_arch(cfg), fp.size or cfg.augment.out_size, cfg.train.device, model_path,
+                             metrics_path, live_dir, checkpoint_path)
 
 
 def restorer_run(cfg: Config) -> RestorerRun:
@@ -54,10 +80,11 @@ def restorer_run(cfg: Config) -> RestorerRun:
 
 
 def train(cfg: Config, variant: str, shards_dir: Path, model_path: Path, metrics_path: Path, exposures_path: Path,
-          schedule_plot: Path, live_dir: Path, checkpoint_path: Path) -> dict[str, Any]:
-    """Train model variant ``variant`` (:func:`gimbal.training.burst.train` on :func:`gimbal_run`); returns its
-    metrics."""
-    return train_variant(gimbal_run(cfg, variant), shards_dir, model_path, metrics_path, exposures_path,
+          schedule_plot: Path, live_dir: Path, checkpoint_path: Path, flow_weights: Path | None = None
+          ) -> dict[str, Any]:
+    """Train model variant ``variant`` (:func:`gimbal.training.burst.train` on :func:`gimbal_run`), its flow network
+    from ``flow_weights`` when given; returns its metrics."""
+    return train_variant(gimbal_run(cfg, variant, flow_weights), shards_dir, model_path, metrics_path, exposures_path,
                          schedule_plot, live_dir, checkpoint_path)
 
 

@@ -3,7 +3,8 @@
 A cell is a light scale (of `augment.white_level`), a camera-shake blur d-bar in network pixels (set through
 `augment.shake_focal_net_px`, gimbal.planning.fig9.cell_config) and a training `seed`, for the camera --camera (a preset
 file from `gimbal calibrate`; empty: the root params' `sensor.camera`). Runs the one training loop
-(gimbal.pipeline.train, validation and checkpoint choice on val). Writes <cells>/<cell>/ (model.pt, train.json,
+(gimbal.pipeline.train, validation and checkpoint choice on val). The cells' flow networks train from scratch (the
+committed grid was trained so): the sweep does not read `flow_pretrain`. Writes <cells>/<cell>/ (model.pt, train.json,
 exposures.json, exposures.png, dvclive/).
 """
 

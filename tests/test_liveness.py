@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import kornia
+import pytest
 import torch
 from torch import nn
 
 from gimbal.models.flow import warp
-from gimbal.models.liveness import dead_units, flow_shift_gain, gimbal_liveness, kernel_variation, shift_frames
+from gimbal.models.liveness import dead_units, flow_alignment, flow_shift_gain, gimbal_liveness, kernel_variation, shift_frames
 from gimbal.models.net import GimbalNet
 
 
@@ -91,6 +93,23 @@ def test_flow_shift_gain_is_one_for_an_exact_flow_and_zero_for_a_constant_one():
     burst = torch.rand(2, 1, 1, 24, 24).repeat(1, 3, 1, 1, 1)
     assert abs(flow_shift_gain(_OracleFlow(), burst) - 1.0) < 1e-9
     assert flow_shift_gain(_ZeroFlow(), burst) == 0.0
+
+
+def test_flow_alignment_is_near_zero_for_the_oracle_one_for_none_and_above_one_for_a_wrong_flow():
+    """On a burst whose other frames are the reference moved by whole pixels, the brute-force oracle's warp leaves
+    (almost) no misalignment, no flow leaves all of it, and the opposite flow doubles the distance."""
+    torch.manual_seed(0)
+    ref = kornia.filters.gaussian_blur2d(torch.rand(2, 1, 24, 24), (7, 7), (1.5, 1.5)).unsqueeze(1)
+    burst = torch.cat([shift_frames(ref.repeat(1, 3, 1, 1, 1), (2, -1), keep=1)[:, :1], ref,
+                       shift_frames(ref.repeat(1, 3, 1, 1, 1), (-1, 2), keep=1)[:, 2:]], dim=1)
+    assert flow_alignment(_OracleFlow(), burst) < 0.05
+    assert flow_alignment(_ZeroFlow(), burst) == pytest.approx(1.0, abs=1e-5)
+
+    class _Opposite(nn.Module):
+        def forward(self, b: torch.Tensor) -> torch.Tensor:
+            return -_OracleFlow()(b)
+
+    assert flow_alignment(_Opposite(), burst) > 1.3
 
 
 def test_gimbal_liveness_tells_a_dead_kpn_from_a_live_one():

@@ -109,12 +109,12 @@ def test_report_shows_each_models_liveness_beside_its_psnr() -> None:
     train = {"gimbal": {"selected_step": 300, "liveness": {"kpn_dead": 0.25, "kpn_last_dead": 1.0,
                                                            "kernel_spatial": 0.0, "kernel_input": 0.0,
                                                            "flow_dead": 0.5, "flow_last_dead": 0.9,
-                                                           "flow_shift_gain": 0.42}},
+                                                           "flow_shift_gain": 0.42, "flow_alignment": 0.64}},
              "deblurgan": {"selected_step": 50, "val_dead": 0.125, "val_residual": 0.031,
                            "val_residual_sensitivity": 0.5}}
     report = paper_report(ev, train=train)
     row = next(line for line in report.splitlines() if line.startswith("| `gimbal` |"))
-    assert row == (f"| `gimbal` | {ev['gimbal']['psnr']:.2f} | 300 | 25 % / 100 % | 0.000 | 0.000 | 50 % | 0.42 |")
+    assert row == (f"| `gimbal` | {ev['gimbal']['psnr']:.2f} | 300 | 25 % / 100 % | 0.000 | 0.000 | 50 % | 0.42 | 0.64 |")
     single = next(line for line in report.splitlines() if line.startswith("| `deblurgan` |"))
     assert "| 50 | 12 % | 0.031 | 0.50 |" in single
     assert "Liveness" not in paper_report(ev)

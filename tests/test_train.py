@@ -30,6 +30,7 @@ def tiny_params(n: int = 3) -> dict:
     p["model"].update(flow_levels=2, kpn_base_channels=4, kpn_depth=1)
     p["train"].update(steps=6, batch_size=2, val_every=3, val_clips=2, checkpoint_every=2, samples_per_clip=2,
                       loader="torch", lr=1e-3)
+    p["flow_pretrain"]["use"] = False  # the stage scripts here train without models/flow_pretrained.pt
     return p
 
 
@@ -528,7 +529,7 @@ def test_training_metrics_record_liveness(shards: Path, tmp_path: Path) -> None:
                     tmp_path / "s.png", tmp_path / "live", tmp_path / "ckpt.pt")
     live = metrics["liveness"]
     assert set(live) == {"kpn_dead", "kpn_last_dead", "kernel_spatial", "kernel_input", "flow_dead",
-                         "flow_last_dead", "flow_shift_gain"}
+                         "flow_last_dead", "flow_shift_gain", "flow_alignment"}
     assert all(0.0 <= live[k] <= 1.0 for k in ("kpn_dead", "kpn_last_dead", "flow_dead", "flow_last_dead"))
     logged = tmp_path / "live" / "plots" / "metrics" / "val" / "kernel_input.tsv"
     assert logged.is_file() and len(logged.read_text().splitlines()) == 1 + 2  # header + steps 3 and 6

@@ -213,8 +213,9 @@ def liveness_md(ev: dict[str, Any], train: dict[str, dict[str, Any]]) -> list[st
     ``val_residual_sensitivity`` (:func:`gimbal.models.liveness.restorer_liveness`).
     """
     lines = ["| model | test PSNR dB | selected step | dead ReLU units (KPN / last layer) | kernels vary over the "
-             "frame | kernels vary with the burst | flow: dead units | flow follows a known shift (1 = exactly) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "frame | kernels vary with the burst | flow: dead units | flow follows a known shift (1 = exactly) | "
+             "flow-warped frames' misalignment (1 = none removed) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for method, m in train.items():
         psnr = f"{ev[method]['psnr']:.2f}" if method in ev else "-"
         live = m.get("liveness")
@@ -222,7 +223,7 @@ def liveness_md(ev: dict[str, Any], train: dict[str, dict[str, Any]]) -> list[st
             lines.append(f"| `{method}` | {psnr} | {m.get('selected_step', '-')} | {_pct(live.get('kpn_dead'))} / "
                          f"{_pct(live.get('kpn_last_dead'))} | {_num(live.get('kernel_spatial'))} | "
                          f"{_num(live.get('kernel_input'))} | {_pct(live.get('flow_dead'))} | "
-                         f"{_num(live.get('flow_shift_gain'), '.2f')} |")
+                         f"{_num(live.get('flow_shift_gain'), '.2f')} | {_num(live.get('flow_alignment'), '.2f')} |")
     single = {k: m for k, m in train.items() if "val_dead" in m}
     if single:
         lines += ["", "| single-image model | test PSNR dB | selected step | dead ReLU units | change of its input "

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["dead_units", "flow_shift_gain", "gimbal_liveness", "kernel_variation", "restorer_liveness",
+from gimbal.models.flow import split_reference, warp
+
+__all__ = ["dead_units", "flow_alignment", "flow_shift_gain", "gimbal_liveness", "kernel_variation", "restorer_liveness",
            "shift_frames"]
 
 _DYING = (nn.ReLU, nn.ReLU6)
@@ -130,13 +132,25 @@ def flow_shift_gain(flow: nn.Module, burst: torch.Tensor, shift: int = 2) -> flo
 
 
 @torch.no_grad()
+def flow_alignment(flow: nn.Module, burst: torch.Tensor, border: int = 4) -> float:
+    """How much a flow network aligns the motion a burst ``(B, n, C, H, W)`` already has: the mean absolute
+    difference of the non-reference frames, warped by its flow, to the reference frame, over that of the frames
+    as they are (the frame without ``border`` px). Below 1: its warp brings the frames closer to the reference;
+    1: no change; above 1: its warp moves them apart. Noise keeps it above 0."""
+    ref, others = split_reference(burst)
+    still = (others - ref.unsqueeze(1))[..., border:-border, border:-border].abs().mean()
+    warped = (warp(others, flow(burst)) - ref.unsqueeze(1))[..., border:-border, border:-border].abs().mean()
+    return float(warped / still.clamp_min(1e-12))
+
+
+@torch.no_grad()
 def gimbal_liveness(net: nn.Module, normalized_burst: torch.Tensor) -> dict[str, float]:
     """Liveness of a :class:`~gimbal.models.net.GimbalNet` on exposure-normalized bursts ``(B, n, C, H, W)``.
 
     Returns (flat, for logging): ``kpn_dead`` (fraction of dead ReLU units of the KPN), ``kpn_last_dead`` (of its
     last hidden layer, the features the kernels are read from), ``kernel_spatial`` and ``kernel_input``
-    (:func:`kernel_variation`), and with a flow network ``flow_dead``, ``flow_last_dead`` and ``flow_shift_gain``
-    (:func:`flow_shift_gain`).
+    (:func:`kernel_variation`), and with a flow network ``flow_dead``, ``flow_last_dead``, ``flow_shift_gain``
+    (:func:`flow_shift_gain`) and ``flow_alignment`` (:func:`flow_alignment`).
     """
     was_training = net.training
     net.eval()
@@ -155,7 +169,7 @@ def gimbal_liveness(net: nn.Module, normalized_burst: torch.Tensor) -> dict[str,
             flow_dead = dead_units(net.flow, lambda: net.flow(x))
             last_flow = [k for k in flow_dead if k != "all"][-1]
             out.update({"flow_dead": flow_dead["all"], "flow_last_dead": flow_dead[last_flow],
-                        "flow_shift_gain": flow_shift_gain(net.flow, x)})
+                        "flow_shift_gain": flow_shift_gain(net.flow, x), "flow_alignment": flow_alignment(net.flow, x)})
         return out
     finally:
         net.train(was_training)

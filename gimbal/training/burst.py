@@ -9,6 +9,7 @@ the one data-to-irradiance path, :mod:`gimbal.data.irradiance`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch.distributed as dist
 from gimbal.checkpoint import run_fingerprint
 from gimbal.data.augment import AugmentConfig
 from gimbal.data.irradiance import Scenes, clip_batches, fixed_irradiance_set, make_irradiance
+from gimbal.errors import ParamError
 from gimbal.io import write_json_atomic
 from gimbal.losses import anneal_weight, gradient_l1_loss
 from gimbal.metrics import psnr, ssim
@@ -29,12 +31,13 @@ from gimbal.params import group_dict
 from gimbal.runtime import Dist, Seeds, TrainConfig, setup_distributed
 from gimbal.sensor.plot import plot_schedule
 from gimbal.system import GimbalSystem, StepOutput, exposure_report, middle_frame_image, save_system
+from gimbal.training.flow_pretrain import FlowArch, load_pretrained_flow
 from gimbal.training.loop import Divergence, FitResult, fit, networks_in
 
 __all__ = ["LIVENESS_KEYS", "GimbalRun", "GimbalTask", "make_optimizer", "set_learning_rates", "train", "validate"]
 
 LIVENESS_KEYS = ("kpn_dead", "kpn_last_dead", "kernel_spatial", "kernel_input", "flow_dead", "flow_last_dead",
-                 "flow_shift_gain")
+                 "flow_shift_gain", "flow_alignment")
 """The liveness measures :func:`validate` adds (:func:`gimbal.models.liveness.gimbal_liveness`)."""
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,10 @@ class GimbalRun:
         augment: the ``augment`` group (the scenes).
         train: the ``train`` group (the loop).
         params: the params as read; the model file stores them (:func:`gimbal.system.save_system`).
+        flow_weights: the pretrained flow file (:func:`gimbal.training.flow_pretrain.pretrain_flow`) the flow
+            network starts from; ``None``: from scratch (the paper).
+        flow_lr: the flow network's Adam learning rate (``None``: ``train.lr``; ``flow_pretrain.finetune_lr`` when
+            it starts pretrained).
     """
 
     variant: str
@@ -60,6 +67,8 @@ class GimbalRun:
     augment: AugmentConfig
     train: TrainConfig
     params: dict[str, Any]
+    flow_weights: Path | None = None
+    flow_lr: float | None = None
 
 
 @torch.no_grad()
@@ -104,16 +113,20 @@ def _nonfinite_terms(out: StepOutput, system: GimbalSystem) -> list[str]:
     return [name for name, value in parts.items() if not bool(torch.isfinite(value.detach()).all())]
 
 
-def make_optimizer(net: torch.nn.Module, tcfg: TrainConfig, exposure: list[torch.nn.Parameter] | None = None
-                   ) -> torch.optim.Adam:
-    """Adam over a network (a :class:`GimbalNet`, or a part of one) and the exposure logits, in up to three groups:
-    the network (``train.lr``), the KPN output layer's bias ``kpn.head.bias`` (``train.kernel_bias_lr``) and the
-    exposures (``train.exposure_lr``). Each group keeps its full rate as ``base_lr``; :func:`set_learning_rates`
-    applies the warm-up (to the network's groups)."""
+def make_optimizer(net: torch.nn.Module, tcfg: TrainConfig, exposure: list[torch.nn.Parameter] | None = None,
+                   flow_lr: float | None = None) -> torch.optim.Adam:
+    """Adam over a network (a :class:`GimbalNet`, or a part of one) and the exposure logits, in up to four groups:
+    the network (``train.lr``), the KPN output layer's bias ``kpn.head.bias`` (``train.kernel_bias_lr``), with
+    ``flow_lr`` the flow network (``flow.*``) and the exposures (``train.exposure_lr``). Each group keeps its full
+    rate as ``base_lr``; :func:`set_learning_rates` applies the warm-up (to the network's groups)."""
     named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
     bias = [p for name, p in named if name.endswith("kpn.head.bias")]
-    params = [p for name, p in named if not name.endswith("kpn.head.bias")]
+    flow = [p for name, p in named if flow_lr is not None and name.startswith("flow.")]
+    params = [p for name, p in named if not name.endswith("kpn.head.bias")
+              and not (flow_lr is not None and name.startswith("flow."))]
     groups = [{"name": "network", "params": params, "base_lr": tcfg.lr, "warmup": True}]
+    if flow:
+        groups.append({"name": "flow", "params": flow, "base_lr": flow_lr, "warmup": True})
     if bias:
         groups.append({"name": "kernel_bias", "params": bias, "base_lr": tcfg.kernel_bias_lr or tcfg.lr,
                        "warmup": True})
@@ -147,6 +160,8 @@ def _fingerprint(run: GimbalRun, shards_dir: Path) -> str:
         "exposure": group_dict(exposure), "model": group_dict(model), "loss": group_dict(loss),
         "augment": group_dict(run.augment), "train": train,
         "shards": [index.read_bytes().hex() if index.is_file() else None for index in indexes],
+        "flow_weights": hashlib.sha256(run.flow_weights.read_bytes()).hexdigest() if run.flow_weights else None,
+        "flow_lr": run.flow_lr,
     })
 
 
@@ -172,8 +187,16 @@ class GimbalTask:
         torch.manual_seed(seeds.torch)
         system = self.system = GimbalSystem.from_groups(run.system).to(device)
         system.sensor.set_seed(seeds.noise)
+        if run.flow_weights is not None:
+            if system.net.flow is None:
+                raise ParamError(f"train {run.variant}: pretrained flow weights given ({run.flow_weights}), but the "
+                                 "variant has no flow network (model.use_flow: false)")
+            flow = system.net.flow
+            load_pretrained_flow(flow, run.flow_weights,
+                                 FlowArch(flow.n, flow.levels, tuple(run.system.model.flow_channels),
+                                          run.system.model.kernel_size))
         self.exposure_params = [p for p in system.sensor.parameters() if p.requires_grad]
-        self.opt = make_optimizer(system.net, tcfg, self.exposure_params)
+        self.opt = make_optimizer(system.net, tcfg, self.exposure_params, run.flow_lr)
         self.generator = torch.Generator().manual_seed(seeds.data)
         self.rngs = {"sensor": (system.sensor.rng_state, system.sensor.set_rng_state)}
         self.model: torch.nn.Module = system

@@ -205,7 +205,7 @@ class FitResult:
 def fit(task: Task, tcfg: TrainConfig, ctx: Dist, device: torch.device, batches: Iterator[torch.Tensor] | None,
         fingerprint: str, checkpoint_path: Path, live_dir: Path, progress: bool = True,
         resume_device: torch.device | str = "cpu", unlive_warning: str | None = None,
-        score_label: str = "val PSNR") -> dict[str, Any]:
+        score_label: str = "val PSNR", score_unit: str = " dB") -> dict[str, Any]:
     """Train ``task`` for ``task.steps`` steps on ``batches`` (clip batches, :func:`gimbal.data.irradiance.clip_batches`;
     read ``train.samples_per_clip`` steps each) and choose its weights on val.
 
@@ -216,7 +216,7 @@ def fit(task: Task, tcfg: TrainConfig, ctx: Dist, device: torch.device, batches:
     :class:`~gimbal.errors.Interrupted`; both say where a rerun resumes.
 
     ``unlive_warning``: logged when ``train.select`` is ``best_val`` and no validation was eligible. ``score_label``
-    names the score in the log line of the choice. The task then holds the chosen weights, and the main rank returns
+    names the score in the log line of the choice, ``score_unit`` its unit. The task then holds the chosen weights, and the main rank returns
     what its :meth:`Task.finish` wrote (the metrics); the other ranks return ``{}``.
     """
     steps = task.steps
@@ -277,8 +277,8 @@ def fit(task: Task, tcfg: TrainConfig, ctx: Dist, device: torch.device, batches:
     if tcfg.select == "best_val" and run.best is not None:
         selected, last_val = run.best["step"], run.best["info"]
         task.load_weights(run.best["model"])
-        log.info("train %s: keeping step %d, the best %s (%.2f dB)", task.name, selected, score_label,
-                 last_val[task.score_key])
+        log.info("train %s: keeping step %d, the best %s (%.2f%s)", task.name, selected, score_label,
+                 last_val[task.score_key], score_unit)
     if step_times:
         log.info("train %s: %.3f s per step on %s (world size %d)", task.name, sum(step_times) / len(step_times),
                  device, ctx.world)
