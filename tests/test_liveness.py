@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from gimbal.models.flow import warp
-from gimbal.models.liveness import dead_units, flow_alignment, flow_shift_gain, gimbal_liveness, kernel_variation, shift_frames
+from gimbal.models.liveness import (
+    dead_units,
+    flow_alignment,
+    flow_shift_gain,
+    gimbal_liveness,
+    kernel_variation,
+    shift_frames,
+)
 from gimbal.models.net import GimbalNet
 
 
