@@ -146,11 +146,6 @@ TOP_LEVEL: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Config) if
 def _check_across_groups(config: Config) -> None:
     """Limits that tie groups together, checked before any work (each message names both keys)."""
     size = config.augment.out_size
-    pretrain = config.flow_pretrain.size or size
-    multiple = 2 ** (config.model.flow_levels - 1)
-    if config.flow_pretrain.use and pretrain % multiple:
-        raise ParamError(f"params: 'flow_pretrain.size' (null: 'augment.out_size') = {pretrain} px must be a multiple "
-                         f"of {multiple} (2 ** (model.flow_levels - 1), the flow pyramid); set flow_pretrain.size")
     for variant in config.variants:
         model, exposure, _ = config.variant(variant)
         where = "" if variant == "gimbal" else f" (variant '{variant}')"
@@ -177,6 +172,11 @@ def _check_across_groups(config: Config) -> None:
             if short:
                 raise ParamError(f"params: 'exposure.init_us'{where} has {short} us, shorter than the camera's "
                                  f"minimum exposure dt_min = {dt_min_us:g} us; raise them")
+    pretrain = config.flow_pretrain.size or size
+    multiple = 2 ** (config.model.flow_levels - 1)
+    if config.flow_pretrain.use and pretrain % multiple:
+        raise ParamError(f"params: 'flow_pretrain.size' (null: 'augment.out_size') = {pretrain} px must be a multiple "
+                         f"of {multiple} (2 ** (model.flow_levels - 1), the flow pyramid); set flow_pretrain.size")
 
 
 def parse_config(params: Mapping[str, Any], uses: Iterable[str] | None = None) -> Config:

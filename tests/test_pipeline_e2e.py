@@ -48,6 +48,7 @@ def tiny_params(params: dict) -> dict:
     params["model"].update(flow_levels=2, kpn_base_channels=4, kpn_depth=1)
     # the train split has one clip: a batch of one (a larger one is refused up front)
     params["train"].update(steps=4, batch_size=1, val_every=2, val_clips=2, checkpoint_every=2, samples_per_clip=2)
+    params["flow_pretrain"].update(steps=4, batch_size=2, val_every=2, val_bursts=4)
     params["baselines"]["deblurgan"].update(steps=4, batch_size=1, width_mult=0.25, fpn_channels=16,
                                             head_channels=8, d_channels=8)
     params["baselines"]["dmphn"].update(steps=4, batch_size=1, base_channels=4)
