@@ -54,8 +54,7 @@ def gimbal_run(cfg: Config, variant: str, flow_weights: Path | None = None) -> G
 
 def flow_arch(cfg: Config) -> FlowArch:
     """The flow network's architecture: ``exposure.n``, ``model.flow_levels``, ``flow_channels``, ``kernel_size``."""
-    model = cfg.model
-    return FlowArch(cfg.exposure.n, model.flow_levels, tuple(model.flow_channels), model.kernel_size)
+    return FlowArch.for_model(cfg.exposure.n, cfg.model)
 
 
 def flow_weights(cfg: Config, variant: str, path: Path) -> Path | None:

@@ -120,10 +120,12 @@ def make_optimizer(net: torch.nn.Module, tcfg: TrainConfig, exposure: list[torch
     ``flow_lr`` the flow network (``flow.*``) and the exposures (``train.exposure_lr``). Each group keeps its full
     rate as ``base_lr``; :func:`set_learning_rates` applies the warm-up (to the network's groups)."""
     named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    def own_flow_group(name: str) -> bool:
+        return flow_lr is not None and name.startswith("flow.")
+
     bias = [p for name, p in named if name.endswith("kpn.head.bias")]
-    flow = [p for name, p in named if flow_lr is not None and name.startswith("flow.")]
-    params = [p for name, p in named if not name.endswith("kpn.head.bias")
-              and not (flow_lr is not None and name.startswith("flow."))]
+    flow = [p for name, p in named if own_flow_group(name)]
+    params = [p for name, p in named if not name.endswith("kpn.head.bias") and not own_flow_group(name)]
     groups = [{"name": "network", "params": params, "base_lr": tcfg.lr, "warmup": True}]
     if flow:
         groups.append({"name": "flow", "params": flow, "base_lr": flow_lr, "warmup": True})
@@ -192,9 +194,7 @@ class GimbalTask:
                 raise ParamError(f"train {run.variant}: pretrained flow weights given ({run.flow_weights}), but the "
                                  "variant has no flow network (model.use_flow: false)")
             flow = system.net.flow
-            load_pretrained_flow(flow, run.flow_weights,
-                                 FlowArch(flow.n, flow.levels, tuple(run.system.model.flow_channels),
-                                          run.system.model.kernel_size))
+            load_pretrained_flow(flow, run.flow_weights, FlowArch.for_model(flow.n, run.system.model))
         self.exposure_params = [p for p in system.sensor.parameters() if p.requires_grad]
         self.opt = make_optimizer(system.net, tcfg, self.exposure_params, run.flow_lr)
         self.generator = torch.Generator().manual_seed(seeds.data)

@@ -26,6 +26,7 @@ from gimbal.models.flow_pretrain import (
     photometric_loss,
     synthetic_translations,
 )
+from gimbal.models.net import ModelConfig
 from gimbal.params import group_dict
 from gimbal.runtime import Dist, TrainConfig, setup_distributed
 from gimbal.training.loop import Divergence, FitResult, fit
@@ -45,6 +46,11 @@ class FlowArch:
     levels: int
     channels: tuple[int, ...]
     kernel_size: int
+
+    @classmethod
+    def for_model(cls, n: int, model: ModelConfig) -> FlowArch:
+        """The flow network of bursts of ``n`` frames (``exposure.n``) under the ``model`` group."""
+        return cls(n, model.flow_levels, tuple(model.flow_channels), model.kernel_size)
 
     def build(self) -> FlowNet:
         return FlowNet(self.n, levels=self.levels, channels=self.channels, kernel_size=self.kernel_size)
