@@ -56,7 +56,7 @@ def main() -> None:
         for scenes in host.val_batches:
             captured = system.sensor(scenes.irradiance, 0, gen)
             x = system.sensor.normalize(captured.burst, captured.durations_s)
-            val.append(net.pad(x / net.flow_scale(x)))  # what the flow network sees
+            val.append(net.pad(net.flow_input(x, net.input_scale(x))))  # what the flow network sees
     fp = cfg.flow_pretrain
     task = FlowPretrainTask(fp, flow_arch(cfg), fp.size or cfg.augment.out_size, dev, scratch / "f.pt",
                             scratch / "f.json")

@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure", "loss")
+
+LEGACY_MODEL_KEYS: dict[str, Any] = {"kpn_norm": False}
+"""``model`` keys added after model files were first written, with the value a file that lacks one was trained with
+(its KPN saw the frames as they are): :func:`system_groups` fills them in, so an older file loads as it trained."""
 """The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
 
 
@@ -165,7 +169,9 @@ class SystemGroups:
 def system_groups(params: Mapping[str, Any], variant: str) -> SystemGroups:
     """The :class:`SystemGroups` of ``variant`` parsed from a params mapping (a model file's stored params): only
     the groups a system reads, each checked as the config checks it (:class:`ParamError` naming the key)."""
-    base = {g: parse_group(cls, params.get(g), g)
+    model = params.get("model")
+    stored = {**params, "model": {**LEGACY_MODEL_KEYS, **(model or {})}} if isinstance(model, Mapping | None) else params
+    base = {g: parse_group(cls, stored.get(g), g)
             for g, cls in (("model", ModelConfig), ("exposure", ExposureConfig), ("loss", LossConfig))}
     model, exposure, loss = apply_variant(check_variants(params.get("variants", default_variants())), variant,
                                           **base)

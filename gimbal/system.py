@@ -129,17 +129,18 @@ class GimbalSystem(nn.Module):
         return cls.from_groups(system_groups(params, variant))
 
     def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None,
-                    flow_scale: torch.Tensor | None = None) -> GimbalOutput:
+                    input_scale: torch.Tensor | None = None) -> GimbalOutput:
         """Network on a raw burst ``(B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s;
-        ``flow_scale`` ``(B,)``: the divisor of the flow network's input (:meth:`flow_scale`; ``None``: this burst's)."""
+        ``input_scale`` ``(B,)``: the divisor of the flow network's and the KPN's inputs (:meth:`input_scale`; ``None``:
+        this burst's)."""
         x = self.sensor.normalize(burst, durations_s) if self.normalize else burst
-        return self.net(x, flow_scale)
+        return self.net(x, input_scale)
 
-    def flow_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B,)``: the divisor of the flow network's input (:meth:`GimbalNet.flow_scale`) for a whole raw burst, so the
-        tiles of a tiled reconstruction all use the whole image's."""
+    def input_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B,)``: the divisor of the flow network's and the KPN's inputs (:meth:`GimbalNet.input_scale`) for a whole
+        raw burst, so the tiles of a tiled reconstruction all use the whole image's."""
         d = self.sensor.exposure.durations(torch.float64) if durations_s is None else durations_s
-        return whole_flow_scale(self.net, self.sensor.camera.budget_s, self.normalize, burst, d)
+        return whole_input_scale(self.net, self.sensor.camera.budget_s, self.normalize, burst, d)
 
     def forward(self, irradiance: torch.Tensor, step: int = 0, generator: torch.Generator | None = None,
                 srgb: torch.Tensor | None = None) -> StepOutput:
@@ -156,11 +157,11 @@ class GimbalSystem(nn.Module):
         return StepOutput(loss=loss, image=out.image, target=target, burst=captured.burst, net=out)
 
 
-def whole_flow_scale(net: GimbalNet, budget_s: float, normalize: bool, burst: torch.Tensor,
+def whole_input_scale(net: GimbalNet, budget_s: float, normalize: bool, burst: torch.Tensor,
                      durations_s: torch.Tensor) -> torch.Tensor:
     """``(B,)``: :meth:`GimbalNet.reference_scale` of the reference frame of a whole raw burst ``(B, n, C, H, W)``
     (exposure-normalized by eq. (14) with ``durations_s (n,)`` s and budget ``budget_s`` when ``normalize``); what
-    every tile of a tiled merge, PyTorch or ONNX, divides the flow network's input by."""
+    every tile of a tiled merge, PyTorch or ONNX, divides the flow network's and the KPN's inputs by."""
     r = burst.shape[1] // 2
     ref = burst[:, r]
     if normalize:  # eq. (14) on the reference frame

@@ -74,7 +74,8 @@ def train_kpn(steps: int, train_cfg, model_cfg, seed: int = 0) -> GimbalNet:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = GimbalNet(N, channels=1, use_flow=False, kernel_size=K, kpn_base_channels=8, kpn_depth=1,
-                    kpn_init=model_cfg.kpn_init)
+                    kpn_init=model_cfg.kpn_init, kpn_trunk_init=model_cfg.kpn_trunk_init, flow_norm=model_cfg.flow_norm,
+                    kpn_norm=model_cfg.kpn_norm)
     opt = make_optimizer(net, train_cfg)
     for step in range(steps):
         burst, clean = noise_bursts(gen, 8)

@@ -420,7 +420,88 @@ def test_flow_norm_makes_the_flow_independent_of_the_light() -> None:
         if norm:
             torch.testing.assert_close(dark.flows, bright.flows, atol=1e-5, rtol=1e-5)
             # the scale is the reference frame's: twice its mean, per burst
-            torch.testing.assert_close(net.flow_scale(burst).view(-1), 2 * burst[:, 1].mean(dim=(1, 2, 3)))
+            torch.testing.assert_close(net.input_scale(burst).view(-1), 2 * burst[:, 1].mean(dim=(1, 2, 3)))
             torch.testing.assert_close(kpn_in[0][:, :3], 0.1 * burst)  # the KPN reads the burst unscaled
         else:
             assert (dark.flows - bright.flows).abs().max() > 1e-3
+
+
+def test_kpn_norm_centres_the_kpn_input_and_keeps_the_merge_linear() -> None:
+    """With ``kpn_norm`` the KPN sees its frames divided by twice the reference frame's mean, minus 0.5 (so the
+    reference frame it sees has mean 0, whatever the light): a burst ten times darker gets the same kernels, and as
+    eq. (15) filters the frames as they are, the merge is exactly a tenth. Without it the kernels change."""
+    torch.manual_seed(0)
+    burst = torch.rand(2, 3, 1, 16, 16) * 0.8 + 0.1
+    for norm in (True, False):
+        net = GimbalNet(3, channels=1, kpn_base_channels=4, kpn_depth=1, use_flow=False, flow_norm=False,
+                        kpn_norm=norm)
+        with torch.no_grad():
+            for p in net.parameters():  # away from the identity init, so the kernels depend on the input
+                p.add_(0.2 * torch.randn(p.shape))
+            seen: list[torch.Tensor] = []
+            kernels: list[torch.Tensor] = []
+
+            def record(_m: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+                seen.append(args[0])
+                kernels.append(out)
+
+            handle = net.kpn.register_forward_hook(record)
+            bright, dark = net(burst), net(0.1 * burst)
+            handle.remove()
+        if norm:
+            expected = burst / (2 * burst[:, 1].mean(dim=(1, 2, 3))).view(-1, 1, 1, 1, 1) - 0.5
+            torch.testing.assert_close(seen[0], expected)
+            assert seen[0][:, 1].mean(dim=(1, 2, 3)).abs().max() < 1e-6
+            torch.testing.assert_close(kernels[1], kernels[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(dark.linear, 0.1 * bright.linear, atol=1e-6, rtol=1e-5)
+        else:
+            torch.testing.assert_close(seen[0], burst)
+            assert (kernels[1] - kernels[0]).abs().max() > 1e-3
+
+
+def test_a_model_file_from_before_kpn_norm_loads_as_it_was_trained() -> None:
+    """A model file's stored params without ``model.kpn_norm`` were written before it existed: its KPN saw the
+    frames as they are, so the loaded system must not centre them (the current default does)."""
+    from gimbal.model_params import system_groups
+
+    assert parse_config({}).model.kpn_norm is True
+    assert system_groups({"model": {"flow_norm": True}}, "gimbal").model.kpn_norm is False
+    assert system_groups({}, "gimbal").model.kpn_norm is False
+    assert system_groups({"model": {"kpn_norm": True}}, "gimbal").model.kpn_norm is True
+
+
+def test_he_trunk_init_keeps_the_signal_through_the_kpn() -> None:
+    """He et al. (2015): with weights of variance 2 / fan_in and zero biases, a ReLU layer keeps the mean square of
+    its pre-activations (Var[y_l] = Var[y_{l-1}]), so the burst's variation reaches the KPN's output layer. PyTorch's
+    default (variance 1 / (3 fan_in), the released code) shrinks the input-driven part by a factor of about 6 per
+    layer while its biases add constants: after the U-Net's fifteen trunk convolutions the kernels hardly depend on
+    the input. The input-driven part of each of the first block's pre-activations is measured with hooks as its mean
+    square difference between a burst and a black one (0.1 contrast, as the exposure-normalized bursts here)."""
+    ratios: dict[str, list[float]] = {}
+    change: dict[str, float] = {}
+    for init in ("he", "pytorch"):
+        torch.manual_seed(0)
+        kpn = KPN(3, kernel_size=5, base_channels=8, depth=2, init_reference=1, trunk_init=init)
+        convs = [m for m in kpn.modules() if isinstance(m, nn.Conv2d) and m is not kpn.head]
+        assert len(convs) == 15
+        if init == "he":
+            assert all(float(c.bias.detach().abs().max()) == 0.0 for c in convs)
+        outs: list[torch.Tensor] = []
+        hooks = [c.register_forward_hook(lambda _m, _a, out: outs.append(out.clone())) for c in convs[:3]]  # before the in-place ReLU
+        gen = torch.Generator().manual_seed(1)
+        a, b = (0.1 * torch.randn(8, 3, 1, 32, 32, generator=gen) for _ in range(2))
+        with torch.no_grad():
+            ka = kpn(a)
+            kpn(torch.zeros_like(a))
+            for h in hooks:
+                h.remove()
+            kb = kpn(b)
+        signal = [float((outs[i] - outs[i + 3]).pow(2).mean()) for i in range(3)]
+        # the first layer's over twice the input's mean square (no ReLU before it), then each over the one before
+        ratios[init] = [signal[0] / float(a.pow(2).mean()) / 2] + [signal[i + 1] / signal[i] for i in range(2)]
+        change[init] = float((ka - kb).norm() / ka.norm())
+    # He: every ratio near 1 (a ReLU halves the mean square, the factor 2 restores it); PyTorch's default: near 1/6
+    assert all(0.5 < r < 2.0 for r in ratios["he"]), ratios
+    assert all(r < 0.35 for r in ratios["pytorch"]), ratios
+    # so the kernels an untrained KPN predicts depend on the burst, 30 times more than under the default
+    assert change["he"] > 30 * change["pytorch"], change

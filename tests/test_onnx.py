@@ -63,7 +63,7 @@ def test_graph_inputs_outputs_and_metadata(exported):
     proto = onnx.load(str(path))
     inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
     # the exposures are an input, not baked in; so is the flow network's input scale (the whole image's, for tiles)
-    assert set(inputs) == {"burst", "exposures_us", "flow_scale"}
+    assert set(inputs) == {"burst", "exposures_us", "input_scale"}
     assert inputs["burst"][1:3] == [3, 1] and all(isinstance(d, str) for d in (inputs["burst"][i] for i in (0, 3, 4)))
     assert [o.name for o in proto.graph.output] == ["image", "linear", "flows"]
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -91,18 +91,18 @@ def test_session_dynamic_size_and_exposures_as_input(exported, size):
     burst = torch.rand(1, 3, 1, *size, generator=g) * 0.3
     exp = torch.tensor([float(e) for e in EXPOSURES])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    scale = system.flow_scale(burst, exp.double() * 1e-6).float().numpy()
+    scale = system.input_scale(burst, exp.double() * 1e-6).float().numpy()
     image, linear, flows = session.run(None, {"burst": burst.numpy(), "exposures_us": exp.numpy(),
-                                              "flow_scale": scale})
+                                              "input_scale": scale})
     with torch.no_grad():
         ref = system.reconstruct(burst, exp.double() * 1e-6)
     assert linear.shape == (1, 1, *size) and flows.shape == (1, 2, 2, *size)
     assert np.abs(linear - ref.linear.numpy()).max() <= PARITY_TOL
     assert np.abs(image - ref.image.numpy()).max() <= PARITY_TOL
-    half_scale = system.flow_scale(burst / 2, exp.double() * 0.5e-6).float().numpy()
+    half_scale = system.input_scale(burst / 2, exp.double() * 0.5e-6).float().numpy()
     np.testing.assert_allclose(half_scale, scale, rtol=1e-6)  # eq. 14 gives the same normalized reference
     half = session.run(None, {"burst": (burst / 2).numpy(), "exposures_us": (exp / 2).numpy(),
-                              "flow_scale": half_scale})[1]
+                              "input_scale": half_scale})[1]
     np.testing.assert_allclose(half, linear, atol=1e-5)
 
 

@@ -6,10 +6,10 @@
   feeds it), and ``exposures_us`` ``(n,)`` float32, the exposure of each frame in microseconds. The exposures are
   inputs, not baked in: eq. (14) scales frame i by ``T / dt_i`` inside the graph (``T``, the model's budget, is a
   constant of it), so a burst captured with another schedule runs on the same file. A model trained without
-  eq. (14) has no ``exposures_us`` input. With ``model.flow_norm`` (the default), a third input ``flow_scale``
-  ``(B,)`` float32: twice the mean of the exposure-normalized reference frame ``n // 2`` of the *whole* image
-  (``burst[:, n // 2] * T / dt_{n // 2}``, at least 1e-3), which the flow network's input is
-  divided by; a tiled caller computes it once for the image, so all tiles agree.
+  eq. (14) has no ``exposures_us`` input. With ``model.flow_norm`` or ``model.kpn_norm`` (the defaults), a third
+  input ``input_scale`` ``(B,)`` float32: twice the mean of the exposure-normalized reference frame ``n // 2`` of the
+  *whole* image (``burst[:, n // 2] * T / dt_{n // 2}``, at least 1e-3), which the flow network's and the KPN's
+  inputs are divided by; a tiled caller computes it once for the image, so all tiles agree.
 * outputs: ``image`` ``(B, C, H, W)`` display space (the model's display curve), ``linear`` ``(B, C, H, W)`` the
   eq. (15) merge, and, for models with a flow network, ``flows`` ``(B, n-1, 2, H, W)`` in pixels.
 * ``B``, ``H`` and ``W`` are dynamic (any size >= 1; the graph pads to the network's multiple and crops back).
@@ -38,7 +38,7 @@ from gimbal.errors import DataError
 from gimbal.inference.frame_files import UsageError
 from gimbal.io import atomic_path
 from gimbal.models.net import GimbalNet, GimbalOutput
-from gimbal.system import GimbalSystem, exposure_report, load_system, read_system_file, whole_flow_scale
+from gimbal.system import GimbalSystem, exposure_report, load_system, read_system_file, whole_input_scale
 
 log = logging.getLogger("gimbal.onnx")
 
@@ -60,9 +60,9 @@ class MergeGraph(nn.Module):
         self.budget_us = float(system.sensor.camera.budget_s * 1e6)
 
     def forward(self, burst: torch.Tensor, exposures_us: torch.Tensor,
-                flow_scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                input_scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = burst * (self.budget_us / exposures_us).view(1, -1, 1, 1, 1) if self.normalize else burst  # eq. (14)
-        out = self.net(x, flow_scale)
+        out = self.net(x, input_scale)
         return (out.image, out.linear) if out.flows is None else (out.image, out.linear, out.flows)
 
 
@@ -106,8 +106,8 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], opse
     example = (torch.rand(2, n, c, 2 * m + 3, 2 * m + 5, generator=torch.Generator().manual_seed(0)),
                torch.tensor(schedule["durations_us"], dtype=torch.float32), torch.tensor([0.3, 0.5]))
     dyn = torch.export.Dim.DYNAMIC
-    inputs = (["burst", "exposures_us"] if system.normalize else ["burst"]) + (["flow_scale"] if net.flow_norm
-                                                                               else [])
+    inputs = (["burst", "exposures_us"] if system.normalize else ["burst"]) + (["input_scale"] if net.flow_norm
+                                                                               or net.kpn_norm else [])
     outputs = ["image", "linear"] + (["flows"] if net.flow is not None else [])
     torch_log = logging.getLogger("torch.onnx")
     level = torch_log.level
@@ -115,7 +115,7 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], opse
     try:
         with atomic_path(out) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(graph, example, dynamo=True, input_names=["burst", "exposures_us", "flow_scale"],
+            program = torch.onnx.export(graph, example, dynamo=True, input_names=["burst", "exposures_us", "input_scale"],
                                         output_names=outputs,
                                         dynamic_shapes=({0: dyn, 3: dyn, 4: dyn}, None, {0: dyn}),
                                         opset_version=opset, verbose=False)
@@ -171,13 +171,13 @@ def _session(path: str | os.PathLike[str], device: str) -> Any:
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 
-def _run(session: Any, burst: np.ndarray, exposures_us: np.ndarray, flow_scale: np.ndarray) -> list[np.ndarray]:
+def _run(session: Any, burst: np.ndarray, exposures_us: np.ndarray, input_scale: np.ndarray) -> list[np.ndarray]:
     names = {i.name for i in session.get_inputs()}
     feed = {"burst": np.ascontiguousarray(burst, dtype=np.float32)}
     if "exposures_us" in names:
         feed["exposures_us"] = np.ascontiguousarray(exposures_us, dtype=np.float32)
-    if "flow_scale" in names:
-        feed["flow_scale"] = np.ascontiguousarray(flow_scale, dtype=np.float32).reshape(-1)
+    if "input_scale" in names:
+        feed["input_scale"] = np.ascontiguousarray(input_scale, dtype=np.float32).reshape(-1)
     return session.run(None, feed)
 
 
@@ -232,20 +232,20 @@ class OnnxSystem:
             return torch.tensor(self.schedule["durations_us"], dtype=torch.float64) * 1e-6
         return durations_s.detach().cpu()
 
-    def flow_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B,)`` the graph's ``flow_scale`` input for a whole burst (:meth:`GimbalSystem.flow_scale`)."""
-        return whole_flow_scale(self.net, self.sensor.camera.budget_s, self.normalize, burst.detach().cpu(),
+    def input_scale(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B,)`` the graph's ``input_scale`` input for a whole burst (:meth:`GimbalSystem.input_scale`)."""
+        return whole_input_scale(self.net, self.sensor.camera.budget_s, self.normalize, burst.detach().cpu(),
                                 self._durations(durations_s))
 
     def reconstruct(self, burst: torch.Tensor, durations_s: torch.Tensor | None = None,
-                    flow_scale: torch.Tensor | None = None) -> GimbalOutput:
+                    input_scale: torch.Tensor | None = None) -> GimbalOutput:
         """onnxruntime on ``burst (B, n, C, H, W)`` in [0, 1] DN with exposures ``durations_s (n,)`` s;
-        ``flow_scale (B,)``: see :meth:`flow_scale` (``None``: this burst's)."""
+        ``input_scale (B,)``: see :meth:`input_scale` (``None``: this burst's)."""
         durations_s = self._durations(durations_s)
-        if flow_scale is None:
-            flow_scale = self.flow_scale(burst, durations_s)
+        if input_scale is None:
+            input_scale = self.input_scale(burst, durations_s)
         got = _run(self.session, burst.detach().cpu().numpy(), (durations_s * 1e6).float().numpy(),
-                   flow_scale.detach().cpu().float().numpy())
+                   input_scale.detach().cpu().float().numpy())
         image, linear = torch.from_numpy(got[0]), torch.from_numpy(got[1])
         flows = torch.from_numpy(got[2]) if len(got) > 2 else None
         return GimbalOutput(image=image, align_estimate=image, linear=linear, flows=flows)

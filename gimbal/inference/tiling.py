@@ -304,7 +304,7 @@ def reconstruct_tiled(system: torch.nn.Module, burst: torch.Tensor, durations_s:
     for box in boxes:
         groups.setdefault((box[1] - box[0], box[3] - box[2]), []).append(box)
     d = durations_s.to(dev) if durations_s is not None else None
-    scale = system.flow_scale(burst, durations_s).to(dev)  # the whole image's: every tile is scaled alike
+    scale = system.input_scale(burst, durations_s).to(dev)  # the whole image's: every tile is scaled alike
     bar = tqdm(total=len(boxes), desc="merge", unit="tile", file=sys.stderr, disable=not progress or len(boxes) < 2)
     try:
         for group in groups.values():

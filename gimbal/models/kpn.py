@@ -66,7 +66,13 @@ class KPN(nn.Module):
             (Mildenhall et al.: 64, 128, 256, 512, 512 for ``base_channels=64, depth=4``).
         depth: number of 2x down-samplings; inputs need ``H`` and ``W`` divisible by ``2**depth``.
 
-    Initialisation: the output convolution gets small weights and a bias that makes every
+    Initialisation of the trunk (every convolution but the output one): ``trunk_init="he"`` draws its weights from
+    He et al. (2015)'s normal distribution for ReLU (std ``sqrt(2 / fan_in)``) with zero biases, so the input's
+    variation reaches the output layer; ``"pytorch"`` keeps PyTorch's default (the authors' released KPN), whose
+    weights shrink the input's variation by about 0.4 per layer while the biases add constants, so after the U-Net's
+    layers the features hardly depend on the input (measured: docs/results.md). The paper does not say.
+
+    Initialisation of the output convolution: it gets small weights and a bias that makes every
     kernel a centred delta, so an untrained network returns each frame unchanged (the merge of
     eq. (15) then starts as the plain mean of the frames) while gradients still reach all layers.
     With ``init_reference=r`` the bias is instead a delta of weight ``F`` on frame ``r`` and zero
@@ -76,7 +82,8 @@ class KPN(nn.Module):
     """
 
     def __init__(self, frames: int, kernel_size: int = 5, base_channels: int = 64, depth: int = 4,
-                 init_scale: float = 0.1, init_reference: int | None = None, identity_init: bool = True):
+                 init_scale: float = 0.1, init_reference: int | None = None, identity_init: bool = True,
+                 trunk_init: str = "pytorch"):
         super().__init__()
         if frames < 1 or kernel_size < 1 or kernel_size % 2 == 0 or base_channels < 1 or depth < 0:
             raise ShapeError(f"KPN: invalid config frames={frames}, kernel_size={kernel_size} (odd), "
@@ -94,6 +101,13 @@ class KPN(nn.Module):
                                       for level in reversed(range(depth)))
         kk = kernel_size * kernel_size
         self.head = nn.Conv2d(widths[0], frames * kk, 3, padding=1)
+        if trunk_init not in ("he", "pytorch"):
+            raise ShapeError(f"KPN: trunk_init must be 'he' or 'pytorch', got {trunk_init!r}")
+        if trunk_init == "he":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d) and m is not self.head:
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
         if not identity_init:
             return
         with torch.no_grad():

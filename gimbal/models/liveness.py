@@ -165,7 +165,7 @@ def gimbal_liveness(net: nn.Module, normalized_burst: torch.Tensor) -> dict[str,
         out = {"kpn_dead": kpn_dead["all"], "kpn_last_dead": kpn_dead[last_kpn]}
         out.update({f"kernel_{k}": v for k, v in kernel_variation(captured["kernels"]).items()})
         if getattr(net, "flow", None) is not None:
-            x = net.pad(normalized_burst / net.flow_scale(normalized_burst))  # what the flow network sees
+            x = net.pad(net.flow_input(normalized_burst, net.input_scale(normalized_burst)))  # what the flow network sees
             flow_dead = dead_units(net.flow, lambda: net.flow(x))
             last_flow = [k for k in flow_dead if k != "all"][-1]
             out.update({"flow_dead": flow_dead["all"], "flow_last_dead": flow_dead[last_flow],

@@ -49,13 +49,23 @@ class ModelConfig:
             ``released``: PyTorch's default init of the KPN's output layer (the authors' released code: kernels
             near 0, so the merge starts near 0; the paper does not say).
         flow_norm: the flow network sees the burst divided by twice the mean of its reference frame
-            (:meth:`GimbalNet.flow_scale`; values of order 1, mean 0.5, whatever the light); flows are in pixels,
-            so what they mean does not change, and the KPN sees the frames as they are. ``False``: the burst as is
-            (the paper and the released code do not scale it). Measured: the exposure-normalized bursts here have
-            a mean near 0.1 of full scale, and at that scale a flow network trained on known shifts does not
-            learn in 1000 steps (end-point error 0.99 of no flow, against 0.70 at mean 0.5; docs/results.md).
-            The KPN is not scaled: scaling its input too left the kernels of the uniform-exposure models fixed
-            (they changed with the burst by 3e-6, against 0.03 unscaled; docs/results.md).
+            (:meth:`GimbalNet.input_scale`; values of order 1, mean 0.5, whatever the light); flows are in pixels,
+            so what they mean does not change. ``False``: the burst as is (the paper and the released code do not
+            scale it). Measured: the exposure-normalized bursts here have a mean near 0.1 of full scale, and at
+            that scale a flow network trained on known shifts does not learn in 1000 steps (end-point error 0.99
+            of no flow, against 0.70 at mean 0.5; docs/results.md).
+        kpn_trunk_init: the KPN trunk's initial weights: ``pytorch`` (PyTorch's default, the released code; the paper
+            does not say) or ``he`` (He et al. 2015 for ReLU, zero biases). Measured with ``kpn_norm`` on
+            (docs/results.md): under PyTorch's default the untrained kernels change between two bursts by 1e-4 and
+            30-50 % of the trunk's units are dead after 400 steps; under He's, 0.005 and 3-15 %. The val PSNR of the
+            eight burst models was the same within noise (He 0.07 dB lower on average, one seed), so the default
+            stays the released one.
+        kpn_norm: the KPN sees its frames divided by the same scale, minus 0.5 (:meth:`GimbalNet.kpn_input`: zero
+            mean, contrast of order 1, whatever the light); the kernels it predicts filter the frames as they are,
+            so the merge stays linear in the burst. ``False``: the frames as is (the paper and the released code).
+            Not in the paper. Measured (docs/results.md): at the frames' own scale (mean near 0.1, local contrast
+            near 0.03) the trunk's features hardly vary with the input, and two of the ten embedded models kept
+            one fixed filter for all 400 steps; centred, every model's kernels vary with the burst.
     """
 
     learn_exposure: bool = True
@@ -68,7 +78,9 @@ class ModelConfig:
     kpn_base_channels: int = 8
     kpn_depth: int = 2
     kpn_init: Literal["reference", "mean", "released"] = "reference"
+    kpn_trunk_init: Literal["he", "pytorch"] = "pytorch"
     flow_norm: bool = True
+    kpn_norm: bool = True
 
     def __post_init__(self) -> None:
         for key in ("channels", "flow_levels", "kernel_size", "kpn_base_channels"):
@@ -151,18 +163,22 @@ class GimbalNet(nn.Module):
             (it starts as the exposure-normalized middle frame; see :class:`KPN`) or ``"released"``
             (PyTorch's default init of the output layer, as the authors' released KPN).
         target: ``eval.target`` (:data:`gimbal.display.TARGETS`): picks the display curve of the outputs.
-        flow_norm: divide the flow network's input by :meth:`flow_scale` (see :class:`ModelConfig`).
+        flow_norm: divide the flow network's input by :meth:`input_scale` (see :class:`ModelConfig`).
+        kpn_norm: the KPN sees its frames divided by :meth:`input_scale`, minus 0.5 (see :class:`ModelConfig`).
+        kpn_trunk_init: ``"he"`` or ``"pytorch"``, the KPN trunk's initial weights (see :class:`~gimbal.models.kpn.KPN`).
     """
 
     FLOW_EPS = 1e-3
-    """Smallest divisor of :meth:`flow_scale` (full-scale units): a black burst is not blown up."""
+    """Smallest divisor of :meth:`input_scale` (full-scale units): a black burst is not blown up."""
 
     def __init__(self, n: int, channels: int = 3, flow_levels: int = 3, kernel_size: int = 5,
                  kpn_base_channels: int = 64, kpn_depth: int = 4, use_flow: bool = True,
                  flow_channels: tuple[int, ...] = (100, 50, 25), kpn_init: str = "mean",
-                 target: str = "srgb", flow_norm: bool = False):
+                 target: str = "srgb", flow_norm: bool = False, kpn_norm: bool = False,
+                 kpn_trunk_init: str = "pytorch"):
         super().__init__()
         self.flow_norm = flow_norm
+        self.kpn_norm = kpn_norm
         if n < 1 or (use_flow and n < 2):
             raise ParamError(f"GimbalNet: burst length n={n} too small (need n >= 2 with flow, n >= 1 without)")
         if channels < 1:
@@ -173,6 +189,8 @@ class GimbalNet(nn.Module):
         self.flow = FlowNet(n, levels=flow_levels, channels=flow_channels) if use_flow else None
         if kpn_init not in ("mean", "reference", "released"):
             raise ParamError(f"GimbalNet: kpn_init must be 'mean', 'reference' or 'released', got {kpn_init!r}")
+        if kpn_trunk_init not in ("he", "pytorch"):
+            raise ParamError(f"GimbalNet: kpn_trunk_init must be 'he' or 'pytorch', got {kpn_trunk_init!r}")
         if target not in TARGETS:
             raise ParamError(f"GimbalNet: target must be one of {list(TARGETS)}, got {target!r}")
         self.target = target
@@ -180,7 +198,7 @@ class GimbalNet(nn.Module):
         """Display curve of the outputs (linear -> display space)."""
         self.kpn = KPN(2 * n - 1 if use_flow else n, kernel_size=kernel_size, base_channels=kpn_base_channels,
                        depth=kpn_depth, init_reference=n // 2 if kpn_init == "reference" else None,
-                       identity_init=kpn_init != "released")
+                       identity_init=kpn_init != "released", trunk_init=kpn_trunk_init)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, n: int, target: str = "srgb") -> GimbalNet:
@@ -189,20 +207,31 @@ class GimbalNet(nn.Module):
         return cls(n=n, channels=cfg.channels, flow_levels=cfg.flow_levels, kernel_size=cfg.kernel_size,
                    kpn_base_channels=cfg.kpn_base_channels, kpn_depth=cfg.kpn_depth, use_flow=cfg.use_flow,
                    flow_channels=tuple(cfg.flow_channels), kpn_init=cfg.kpn_init, target=target,
-                   flow_norm=cfg.flow_norm)
+                   flow_norm=cfg.flow_norm, kpn_norm=cfg.kpn_norm, kpn_trunk_init=cfg.kpn_trunk_init)
 
-    def flow_scale(self, burst: torch.Tensor) -> torch.Tensor:
-        """The divisor ``(B, 1, 1, 1, 1)`` of the flow network's input for ``burst (B, n, C, H, W)``: twice the mean of
-        the reference frame ``n // 2`` over ``C, H, W`` (at least :attr:`FLOW_EPS`), detached (a fixed scaling of
-        the input, not a path for gradients); ones without ``flow_norm``. A tiled reconstruction passes the
-        whole image's (:func:`gimbal.inference.tiling.reconstruct_tiled`), so every tile sees the same scaling."""
+    def input_scale(self, burst: torch.Tensor) -> torch.Tensor:
+        """The divisor ``(B, 1, 1, 1, 1)`` of the flow network's and the KPN's inputs for ``burst (B, n, C, H, W)``:
+        twice the mean of the reference frame ``n // 2`` over ``C, H, W`` (at least :attr:`FLOW_EPS`), detached (a
+        fixed scaling of the input, not a path for gradients); ones without ``flow_norm`` and ``kpn_norm``. A tiled
+        reconstruction passes the whole image's (:func:`gimbal.inference.tiling.reconstruct_tiled`), so every tile
+        sees the same scaling."""
         return self.reference_scale(burst[:, self.n // 2])
 
     def reference_scale(self, reference: torch.Tensor) -> torch.Tensor:
-        """:meth:`flow_scale` from the exposure-normalized reference frame ``(B, C, H, W)`` alone."""
-        if not self.flow_norm:
+        """:meth:`input_scale` from the exposure-normalized reference frame ``(B, C, H, W)`` alone."""
+        if not (self.flow_norm or self.kpn_norm):
             return torch.ones(reference.shape[0], 1, 1, 1, 1, dtype=reference.dtype, device=reference.device)
         return (2.0 * reference.detach().mean(dim=(1, 2, 3))).clamp_min(self.FLOW_EPS).view(-1, 1, 1, 1, 1)
+
+    def flow_input(self, burst: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """What the flow network sees of ``burst (B, n, C, H, W)``: ``burst / scale`` with ``flow_norm``, else the
+        burst as is; ``scale`` is :meth:`input_scale`'s ``(B, 1, 1, 1, 1)``."""
+        return burst / scale if self.flow_norm else burst
+
+    def kpn_input(self, frames: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """What the KPN sees of its frames ``(B, F, C, H, W)``: ``frames / scale - 0.5`` with ``kpn_norm`` (zero mean
+        for a reference frame of uniform brightness, whatever the light), else the frames as is."""
+        return frames / scale - 0.5 if self.kpn_norm else frames
 
     @property
     def multiple(self) -> int:
@@ -219,15 +248,15 @@ class GimbalNet(nn.Module):
             return burst
         return F.pad(burst.reshape(b, n * c, h, w), (0, pw, 0, ph), mode="replicate").reshape(b, n, c, h + ph, w + pw)
 
-    def forward(self, normalized_burst: torch.Tensor, flow_scale: torch.Tensor | None = None) -> GimbalOutput:
+    def forward(self, normalized_burst: torch.Tensor, input_scale: torch.Tensor | None = None) -> GimbalOutput:
         """Eq. (15): reconstruct the middle frame, the mean over the KPN's input frames of each frame filtered by
         its per-pixel kernels, through the display curve (:attr:`encode`); also the eq. (17) estimate.
 
         Args:
             normalized_burst: ``(B, n, C, H, W)`` exposure-normalized burst (eq. (14)), linear
                 units (each frame scaled to a common exposure), any ``H, W >= 1``.
-            flow_scale: ``(B,)`` or ``(B, 1, 1, 1, 1)`` divisor of the flow network's input (:meth:`flow_scale`);
-                ``None``: this burst's. Ignored without ``flow_norm``.
+            input_scale: ``(B,)`` or ``(B, 1, 1, 1, 1)`` divisor of the flow network's and the KPN's inputs
+                (:meth:`input_scale`); ``None``: this burst's. Ignored without ``flow_norm`` and ``kpn_norm``.
 
         Returns:
             :class:`GimbalOutput` with ``(B, C, H, W)`` images and ``(B, n-1, 2, H, W)`` flows.
@@ -237,16 +266,16 @@ class GimbalNet(nn.Module):
             raise ShapeError(f"GimbalNet: expected a burst (B, n={self.n}, C={self.channels}, H, W), "
                              f"got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        given = flow_scale is not None and self.flow_norm  # without flow_norm, flow_scale(x) is ones
-        scale = flow_scale.to(x.dtype).view(-1, 1, 1, 1, 1) if given else self.flow_scale(x)
+        given = input_scale is not None and (self.flow_norm or self.kpn_norm)  # without both, input_scale(x) is ones
+        scale = input_scale.to(x.dtype).view(-1, 1, 1, 1, 1) if given else self.input_scale(x)
         x = self.pad(x)  # to a multiple of 2**depth / 2**(levels-1); cropped back below
         flows = None
         frames = x
         if self.flow is not None:
-            flows = self.flow(x / scale)  # flows are in pixels: the scaling does not change what they mean
+            flows = self.flow(self.flow_input(x, scale))  # flows are in pixels: the scaling does not change them
             _, others = split_reference(x)
             frames = torch.cat([x, warp(others, flows)], dim=1)  # (B, 2n-1, C, H, W)
-        kernels = self.kpn(frames)  # (B, F, C, k*k, H, W)
+        kernels = self.kpn(self.kpn_input(frames, scale))  # (B, F, C, k*k, H, W): they filter the frames as is
         linear = apply_kernels(frames, kernels).mean(dim=1)  # eq. (15)
         align_linear = align_estimate(frames, kernels, self.n, aligned=self.flow is not None)  # eq. (17)
         linear, align_linear = linear[..., :h, :w], align_linear[..., :h, :w]
