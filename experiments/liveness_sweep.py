@@ -50,11 +50,12 @@ def main() -> None:
     params = load_params(args.overrides)
     cfg = parse_config(params)
     t0 = time.time()
+    weights = flow_weights(cfg, args.variant, Path(args.flow_weights))
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         metrics = train(cfg, args.variant, Path(args.shards), t / "m.pt", t / "metrics.json", t / "exp.json",
                         t / "sched.png", t / "live", t / "ckpt.pt",
-                        flow_weights=flow_weights(cfg, args.variant, Path(args.flow_weights)))
+                        flow_weights=weights)
         curve = {}
         for key in ("psnr", "kernel_input", "kpn_dead", "flow_shift_gain", "flow_alignment"):
             tsv = t / "live" / "plots" / "metrics" / "val" / f"{key}.tsv"
@@ -62,7 +63,7 @@ def main() -> None:
                 rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:]]
                 curve[key] = [(int(r[0]), round(float(r[-1]), 4)) for r in rows]
     record = {"variant": args.variant, "overrides": args.overrides, "kpn_init_scale": args.kpn_init_scale,
-              "flow_weights": str(flow_weights(cfg, args.variant, Path(args.flow_weights))),
+              "flow_weights": str(weights),
               "steps": cfg.train.steps,
               "selected_step": metrics["selected_step"], "val_psnr": metrics["val_psnr"],
               "val_middle_frame_psnr": metrics["val_middle_frame_psnr"], "exposures_us": metrics["exposures_us"],

@@ -42,11 +42,11 @@ __all__ = [
 ]
 
 VARIANT_GROUPS: tuple[str, ...] = ("model", "exposure", "loss")
+"""The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
 
 LEGACY_MODEL_KEYS: dict[str, Any] = {"kpn_norm": False}
 """``model`` keys added after model files were first written, with the value a file that lacks one was trained with
 (its KPN saw the frames as they are): :func:`system_groups` fills them in, so an older file loads as it trained."""
-"""The param groups a model variant may override (``variants.<name>.<group>.<key>``)."""
 
 
 class Variant(NamedTuple):

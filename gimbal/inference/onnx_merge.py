@@ -106,8 +106,8 @@ def export_onnx(model: str | os.PathLike[str], out: str | os.PathLike[str], opse
     example = (torch.rand(2, n, c, 2 * m + 3, 2 * m + 5, generator=torch.Generator().manual_seed(0)),
                torch.tensor(schedule["durations_us"], dtype=torch.float32), torch.tensor([0.3, 0.5]))
     dyn = torch.export.Dim.DYNAMIC
-    inputs = (["burst", "exposures_us"] if system.normalize else ["burst"]) + (["input_scale"] if net.flow_norm
-                                                                               or net.kpn_norm else [])
+    inputs = (["burst", "exposures_us"] if system.normalize else ["burst"]) + (["input_scale"] if net.scales_input
+                                                                               else [])
     outputs = ["image", "linear"] + (["flows"] if net.flow is not None else [])
     torch_log = logging.getLogger("torch.onnx")
     level = torch_log.level

@@ -64,7 +64,7 @@ class ModelConfig:
             mean, contrast of order 1, whatever the light); the kernels it predicts filter the frames as they are,
             so the merge stays linear in the burst. ``False``: the frames as is (the paper and the released code).
             Not in the paper. Measured (docs/results.md): at the frames' own scale (mean near 0.1, local contrast
-            near 0.03) the trunk's features hardly vary with the input, and two of the ten embedded models kept
+            near 0.03) the trunk's features hardly vary with the input, and two of the eight embedded burst models kept
             one fixed filter for all 400 steps; centred, every model's kernels vary with the burst.
     """
 
@@ -179,6 +179,8 @@ class GimbalNet(nn.Module):
         super().__init__()
         self.flow_norm = flow_norm
         self.kpn_norm = kpn_norm
+        self.scales_input = flow_norm or kpn_norm
+        """Whether either network's input is divided by :meth:`input_scale` (else it is ones and never read)."""
         if n < 1 or (use_flow and n < 2):
             raise ParamError(f"GimbalNet: burst length n={n} too small (need n >= 2 with flow, n >= 1 without)")
         if channels < 1:
@@ -219,7 +221,7 @@ class GimbalNet(nn.Module):
 
     def reference_scale(self, reference: torch.Tensor) -> torch.Tensor:
         """:meth:`input_scale` from the exposure-normalized reference frame ``(B, C, H, W)`` alone."""
-        if not (self.flow_norm or self.kpn_norm):
+        if not self.scales_input:
             return torch.ones(reference.shape[0], 1, 1, 1, 1, dtype=reference.dtype, device=reference.device)
         return (2.0 * reference.detach().mean(dim=(1, 2, 3))).clamp_min(self.FLOW_EPS).view(-1, 1, 1, 1, 1)
 
@@ -266,7 +268,7 @@ class GimbalNet(nn.Module):
             raise ShapeError(f"GimbalNet: expected a burst (B, n={self.n}, C={self.channels}, H, W), "
                              f"got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        given = input_scale is not None and (self.flow_norm or self.kpn_norm)  # without both, input_scale(x) is ones
+        given = input_scale is not None and self.scales_input  # else input_scale(x) is ones
         scale = input_scale.to(x.dtype).view(-1, 1, 1, 1, 1) if given else self.input_scale(x)
         x = self.pad(x)  # to a multiple of 2**depth / 2**(levels-1); cropped back below
         flows = None
