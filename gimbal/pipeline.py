@@ -43,13 +43,15 @@ def build_system(cfg: Config, variant: str = "gimbal") -> GimbalSystem:
     return GimbalSystem.from_groups(system_groups(cfg, variant))
 
 
-def gimbal_run(cfg: Config, variant: str, flow_weights: Path | None = None) -> GimbalRun:
+def gimbal_run(cfg: Config, variant: str, flow_weights: Path | None = None, init_model: Path | None = None
+               ) -> GimbalRun:
     """The groups the training of model variant ``variant`` reads, and the params its model file stores;
     ``flow_weights``: the pretrained flow file its flow network starts from (:func:`flow_weights`), then trained
-    at ``flow_pretrain.finetune_lr``."""
+    at ``flow_pretrain.finetune_lr``; ``init_model``: a trained model file whose networks it starts from."""
     return GimbalRun(variant=variant, system=system_groups(cfg, variant), augment=cfg.augment, train=cfg.train,
                      params=cfg.raw, flow_weights=flow_weights,
-                     flow_lr=cfg.flow_pretrain.finetune_lr if flow_weights is not None else None)
+                     flow_lr=cfg.flow_pretrain.finetune_lr if flow_weights is not None else None,
+                     init_model=init_model)
 
 
 def flow_arch(cfg: Config) -> FlowArch:
@@ -79,12 +81,12 @@ def restorer_run(cfg: Config) -> RestorerRun:
 
 
 def train(cfg: Config, variant: str, shards_dir: Path, model_path: Path, metrics_path: Path, exposures_path: Path,
-          schedule_plot: Path, live_dir: Path, checkpoint_path: Path, flow_weights: Path | None = None
-          ) -> dict[str, Any]:
+          schedule_plot: Path, live_dir: Path, checkpoint_path: Path, flow_weights: Path | None = None,
+          init_model: Path | None = None) -> dict[str, Any]:
     """Train model variant ``variant`` (:func:`gimbal.training.burst.train` on :func:`gimbal_run`), its flow network
-    from ``flow_weights`` when given; returns its metrics."""
-    return train_variant(gimbal_run(cfg, variant, flow_weights), shards_dir, model_path, metrics_path, exposures_path,
-                         schedule_plot, live_dir, checkpoint_path)
+    from ``flow_weights`` or its networks from the model file ``init_model`` when given; returns its metrics."""
+    return train_variant(gimbal_run(cfg, variant, flow_weights, init_model), shards_dir, model_path, metrics_path,
+                         exposures_path, schedule_plot, live_dir, checkpoint_path)
 
 
 def trainer(name: str) -> Callable[..., dict[str, Any]]:

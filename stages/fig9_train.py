@@ -11,6 +11,7 @@ exposures.json, exposures.png, dvclive/).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
 from gimbal.pipeline import train
-from gimbal.planning.fig9 import cell_config, cell_name, train_frames, with_camera
+from gimbal.planning.fig9 import cell_config, cell_name, fixed_schedule, train_frames, with_camera
 
 # the params groups this stage reads: its `params:` in sweeps/fig9/dvc.yaml
 USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "variants", "eval")
@@ -31,9 +32,14 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
     check_batch_size(args.shards, "train", cfg.train.batch_size, "train.batch_size", world)
     cfg = with_camera(cfg, args.camera)
     cell = cell_config(cfg, args.light, args.dbar, args.seed, train_frames(cfg.augment, args.shards))
+    if args.exposures_us:  # a merge for a given schedule: the exposures fixed
+        cell = fixed_schedule(cell, args.exposures_us)
+    if args.steps is not None:
+        cell = dataclasses.replace(cell, train=dataclasses.replace(cell.train, steps=args.steps))
     train(cell, "gimbal", shards_dir=Path(args.shards), model_path=out / "model.pt", metrics_path=out / "train.json",
           exposures_path=out / "exposures.json", schedule_plot=out / "exposures.png", live_dir=out / "dvclive",
-          checkpoint_path=Path("checkpoints/fig9") / Path(args.cells).name / name / "last.pt")
+          checkpoint_path=Path("checkpoints/fig9") / Path(args.cells).name / name / "last.pt",
+          init_model=Path(args.init_model) if args.init_model else None)
 
 
 if __name__ == "__main__":
@@ -44,4 +50,9 @@ if __name__ == "__main__":
     parser.add_argument("--camera", default="", help="camera preset file (empty: the params' sensor.camera)")
     parser.add_argument("--shards", default="data/shards", help="shards directory (train and val are read)")
     parser.add_argument("--cells", default="sweeps/fig9/cells", help="directory of the cells' outputs")
+    parser.add_argument("--init-model", default="", help="start the networks from this trained model file (a cell's "
+                        "model.pt: its merge fine-tuned here)")
+    parser.add_argument("--exposures-us", type=float, nargs="+", help="fix the exposures to these durations (us; "
+                        "the idle time last), e.g. a `gimbal plan` schedule: only the networks train")
+    parser.add_argument("--steps", type=int, help="train.steps of this run (default: the params')")
     run_stage(main, parser, USES)

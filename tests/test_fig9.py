@@ -244,8 +244,10 @@ def test_the_sweep_end_to_end_on_a_tiny_grid(tmp_path: Path, monkeypatch: pytest
     monkeypatch.chdir(tmp_path)
     for light in grid["lights"]:
         for dbar in grid["dbars"]:
-            _run("fig9_train", light=light, dbar=dbar, seed=0, camera="", shards=shards, cells="sweep/cells")
-    _run("fig9_train", light=0.5, dbar=2, seed=0, camera="", shards=shards, cells="sweep/heldout")
+            _run("fig9_train", light=light, dbar=dbar, seed=0, camera="", shards=shards, cells="sweep/cells",
+                 init_model="", exposures_us=None, steps=None)
+    _run("fig9_train", light=0.5, dbar=2, seed=0, camera="", shards=shards, cells="sweep/heldout", init_model="",
+         exposures_us=None, steps=None)
     _run("fig9_report", grid="sweep/params.yaml", shards=shards, cells="sweep/cells", metrics="sweep/metrics.json",
          by_cell="sweep/cells.json", figure="sweep/fig9.png", heatmaps="sweep/heatmaps.png", report="sweep/report.md")
     cells = json.loads((sweep / "cells.json").read_text())
@@ -263,3 +265,24 @@ def test_the_sweep_end_to_end_on_a_tiny_grid(tmp_path: Path, monkeypatch: pytest
                  "--dbar", "2", "--json"]) == 0
     assert main(["plan", "--camera", "jetcam19m", "--grid", "sweep/cells.json", "--ebar", str(ebars[0] / 2),
                  "--dbar", "2"]) == 2  # outside the grid: refused
+
+
+def test_fixed_schedule_holds_the_given_exposures_and_fits_the_budget() -> None:
+    """A planned schedule fixed into a cell: the sensor exposes exactly those durations, the idle time is what the
+    budget leaves (T - n x readout - the durations, by hand), and a sum over the free time by the plan's rounding is
+    scaled onto it; a wrong count is refused."""
+    from gimbal.planning.fig9 import fixed_schedule
+    from gimbal.system import build_sensor
+
+    cfg = parse_config(_params())
+    cam = build_sensor(cfg, learn_exposure=False).camera
+    fixed = fixed_schedule(cfg, [700.0, 700.0, 250.0])
+    assert fixed.model.learn_exposure is False
+    report = build_sensor(fixed, learn_exposure=False).schedule_us()
+    assert report["durations_us"] == pytest.approx([700.0, 700.0, 250.0], abs=1e-3)
+    free_us = (cam.budget_s - 3 * cam.readout_s) * 1e6
+    assert report["idle_us"] == pytest.approx(free_us - 1650.0, abs=1e-3)
+    over = fixed_schedule(cfg, [free_us / 3 + 0.1] * 3)  # the plan's 0.1 us rounding
+    assert sum(over.exposure.init_us) == pytest.approx(free_us, rel=1e-12)
+    with pytest.raises(ParamError, match="exposure.n = 3"):
+        fixed_schedule(cfg, [700.0, 700.0])

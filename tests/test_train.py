@@ -552,3 +552,35 @@ def test_a_validation_whose_kernels_do_not_change_with_the_burst_is_not_selected
     p["train"]["min_kernel_change"] = 1.0
     _scripted_validation(monkeypatch, [30.0, 10.0, 20.0], [0.001, 0.005, 0.2])
     assert _run(copy.deepcopy(p), "gimbal", shards, tmp_path / "none")["selected_step"] == 8
+
+
+def test_a_run_started_from_a_model_file_holds_its_networks_and_its_own_exposures(tmp_path: Path) -> None:
+    """``init_model``: before its first step the run's flow and KPN weights are the file's, bit for bit, while the
+    exposures are the run's own; a file whose networks differ in architecture is refused, naming the file."""
+    from gimbal.pipeline import gimbal_run
+    from gimbal.runtime import setup_distributed
+    from gimbal.training.burst import GimbalTask
+
+    params = tiny_params()
+    cfg = parse_config(params)
+    torch.manual_seed(1)
+    source = build_system(cfg, "gimbal")
+    with torch.no_grad():
+        for p in source.net.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # not any fresh initialisation
+    save_system(tmp_path / "cell.pt", source, params, "gimbal")
+    fixed = dict(params, model={**params["model"], "learn_exposure": False},
+                 exposure={**params["exposure"], "init_us": [900.0, 500.0, 300.0], "idle_slot": True})
+    ctx, dev = setup_distributed("cpu")
+    paths = [tmp_path / name for name in ("model.pt", "metrics.json", "exposures.json", "plot.png")]
+    task = GimbalTask(gimbal_run(parse_config(fixed), "gimbal", init_model=tmp_path / "cell.pt"), tmp_path, ctx, dev,
+                      *paths)
+    want = source.net.state_dict()
+    got = task.system.net.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert task.system.sensor.schedule_us()["durations_us"] == pytest.approx([900.0, 500.0, 300.0], abs=1e-3)
+    assert not task.exposure_params  # fixed: only the networks train
+    wider = dict(params, model={**params["model"], "kpn_base_channels": 8})
+    with pytest.raises(ParamError, match="cell.pt has other networks"):
+        GimbalTask(gimbal_run(parse_config(wider), "gimbal", init_model=tmp_path / "cell.pt"), tmp_path, ctx, dev,
+                   *paths)

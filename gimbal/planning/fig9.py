@@ -189,6 +189,24 @@ def cell_config(cfg: G, light: float, dbar: float, seed: int, frames: int) -> G:
     return dataclasses.replace(cfg, augment=aug, seed=int(seed))
 
 
+def fixed_schedule(cfg: G, durations_us: Sequence[float]) -> G:
+    """``cfg`` with its exposures fixed to ``durations_us`` (``model.learn_exposure: false``, ``exposure.init_us``,
+    any idle time after the last readout: ``exposure.idle_slot``), e.g. a :func:`gimbal.planning.plan.plan`
+    schedule; a sum that exceeds the free time ``T - n x readout`` by the plan's 0.1 us rounding is scaled onto it.
+    Raises :class:`ParamError` when the count differs from ``exposure.n``."""
+    exposure = cfg.exposure
+    if len(durations_us) != exposure.n:
+        raise ParamError(f"fig9: a fixed schedule lists exposure.n = {exposure.n} durations, got {list(durations_us)}")
+    camera = build_sensor(cfg, learn_exposure=False).camera
+    free = (camera.budget_s - exposure.n * camera.readout_s) / 1e-6
+    total = sum(durations_us)
+    if total > free:
+        durations_us = [d * free / total for d in durations_us]
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, learn_exposure=False),
+                               exposure=dataclasses.replace(exposure, init_us=tuple(float(d) for d in durations_us),
+                                                            idle_slot=True))
+
+
 @torch.no_grad()
 def score_cell(system: GimbalSystem, cfg: SweepGroups, batches: Sequence[Scenes], seed: int,
                device: torch.device | str = "cpu", gain: float = 1.0) -> dict[str, Any]:

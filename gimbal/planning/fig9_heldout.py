@@ -4,7 +4,6 @@ the grid's cells, the planned schedule merged by the nearest cell's network agai
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,15 @@ from tqdm import tqdm
 
 from gimbal.data.irradiance import fixed_irradiance_set
 from gimbal.io import write_bytes_atomic, write_json_atomic
-from gimbal.planning.fig9 import SweepGrid, SweepGroups, cell_config, cell_name, score_cell, train_frames
+from gimbal.planning.fig9 import (
+    SweepGrid,
+    SweepGroups,
+    cell_config,
+    cell_name,
+    fixed_schedule,
+    score_cell,
+    train_frames,
+)
 from gimbal.planning.plan import load_grid, plan
 from gimbal.planning.working_point import blur_diameter_px, mean_electrons
 from gimbal.runtime import resolve_device
@@ -52,12 +59,8 @@ def validate_heldout(cfg: SweepGroups, grid: SweepGrid, cells_json: Path, cells_
         ebar = mean_electrons([b.irradiance for b in batches], sensor.camera.budget_s)
         dbar_px = blur_diameter_px(cell.augment, frames)
         planned = plan(trained, ebar, dbar_px, sensor.camera)
-        durations = planned["schedule"]["durations_us"]
-        free = planned["schedule"]["budget_us"] - len(durations) * planned["schedule"]["readout_us"]
-        if sum(durations) > free:  # the plan's rounding to 0.1 us
-            durations = [d * free / sum(durations) for d in durations]
-        fixed = dataclasses.replace(cell, exposure=dataclasses.replace(cell.exposure, init_us=tuple(durations),
-                                                                       idle_slot=True))
+        fixed = fixed_schedule(cell, planned["schedule"]["durations_us"])
+        durations = list(fixed.exposure.init_us or ())
         merged = load_system(planned["merge_model"]["path"], device)
         merged.sensor = build_sensor(fixed, learn_exposure=False).to(device)
         gain = planned["merge_model"]["gain"]

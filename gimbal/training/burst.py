@@ -30,7 +30,7 @@ from gimbal.models.liveness import gimbal_liveness
 from gimbal.params import group_dict
 from gimbal.runtime import Dist, Seeds, TrainConfig, setup_distributed
 from gimbal.sensor.plot import plot_schedule
-from gimbal.system import GimbalSystem, StepOutput, exposure_report, middle_frame_image, save_system
+from gimbal.system import GimbalSystem, StepOutput, exposure_report, load_system, middle_frame_image, save_system
 from gimbal.training.flow_pretrain import FlowArch, load_pretrained_flow
 from gimbal.training.loop import Divergence, FitResult, fit, networks_in
 
@@ -60,6 +60,9 @@ class GimbalRun:
             network starts from; ``None``: from scratch (the paper).
         flow_lr: the flow network's Adam learning rate (``None``: ``train.lr``; ``flow_pretrain.finetune_lr`` when
             it starts pretrained).
+        init_model: a trained model file (:func:`gimbal.system.save_system`) whose networks (flow and KPN) the run
+            starts from, e.g. a Fig. 9 cell's merge fine-tuned at another working point; its exposures are not
+            taken (the run's ``exposure`` group sets them). ``None``: the networks' own initialisation.
     """
 
     variant: str
@@ -69,6 +72,7 @@ class GimbalRun:
     params: dict[str, Any]
     flow_weights: Path | None = None
     flow_lr: float | None = None
+    init_model: Path | None = None
 
 
 @torch.no_grad()
@@ -164,7 +168,20 @@ def _fingerprint(run: GimbalRun, shards_dir: Path) -> str:
         "shards": [index.read_bytes().hex() if index.is_file() else None for index in indexes],
         "flow_weights": hashlib.sha256(run.flow_weights.read_bytes()).hexdigest() if run.flow_weights else None,
         "flow_lr": run.flow_lr,
+        "init_model": hashlib.sha256(run.init_model.read_bytes()).hexdigest() if run.init_model else None,
     })
+
+
+def start_from_model(system: GimbalSystem, path: Path, variant: str) -> None:
+    """Copy the networks (flow and KPN) of the trained model file ``path`` into ``system.net``; the exposures
+    stay ``system``'s own. Raises :class:`ParamError` naming the file when its networks differ in architecture."""
+    source = load_system(path)
+    try:
+        system.net.load_state_dict(source.net.state_dict())
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ParamError(f"train {variant}: {path} has other networks than this run's params build ({first}); "
+                         "start from a model trained with the same `model` group") from None
 
 
 class GimbalTask:
@@ -195,6 +212,8 @@ class GimbalTask:
                                  "variant has no flow network (model.use_flow: false)")
             flow = system.net.flow
             load_pretrained_flow(flow, run.flow_weights, FlowArch.for_model(flow.n, run.system.model))
+        if run.init_model is not None:
+            start_from_model(system, run.init_model, run.variant)
         self.exposure_params = [p for p in system.sensor.parameters() if p.requires_grad]
         self.opt = make_optimizer(system.net, tcfg, self.exposure_params, run.flow_lr)
         self.generator = torch.Generator().manual_seed(seeds.data)
