@@ -19,7 +19,8 @@ from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
 from gimbal.pipeline import train
-from gimbal.planning.fig9 import cell_config, cell_name, fixed_schedule, train_frames, with_camera
+from gimbal.planning.fig9 import cell_config, cell_name, train_frames, with_camera
+from gimbal.planning.finetune import fixed_schedule
 
 # the params groups this stage reads: its `params:` in sweeps/fig9/dvc.yaml
 USES = ("seed", "sensor", "exposure", "augment", "loss", "train", "model", "variants", "eval")

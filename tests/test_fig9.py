@@ -121,6 +121,14 @@ def test_read_grid_refuses_a_bad_file(tmp_path: Path) -> None:
         read_grid(path)
     with pytest.raises(ParamError, match="missing"):
         read_grid(tmp_path / "none.yaml")
+    path.write_text("lights: [1]\ndbars: [1]\nseeds: [0]\nfinetune_step: 200\n")
+    with pytest.raises(ParamError, match=r"unknown key\(s\) \['finetune_step'\]"):
+        read_grid(path)
+    path.write_text("lights: [1]\ndbars: [1]\nseeds: [0]\nfinetune_steps: 0\n")
+    with pytest.raises(ParamError, match="'finetune_steps' must be an integer >= 1"):
+        read_grid(path)
+    path.write_text("lights: [1]\ndbars: [1]\nseeds: [0]\nfinetune_steps: 200\n")
+    assert read_grid(path).finetune_steps == 200
 
 
 def test_clipped_fraction_by_hand() -> None:
@@ -239,7 +247,7 @@ def test_the_sweep_end_to_end_on_a_tiny_grid(tmp_path: Path, monkeypatch: pytest
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     grid = {"camera": "", "lights": [0.25, 1], "dbars": [2], "seeds": [0],
-            "heldout": {"a": {"light": 0.5, "dbar": 2, "seed": 0}}}
+            "heldout": {"a": {"light": 0.5, "dbar": 2, "seed": 0}}, "finetune_steps": 1}
     (sweep / "params.yaml").write_text(yaml.safe_dump(grid))
     monkeypatch.chdir(tmp_path)
     for light in grid["lights"]:
@@ -252,11 +260,21 @@ def test_the_sweep_end_to_end_on_a_tiny_grid(tmp_path: Path, monkeypatch: pytest
          by_cell="sweep/cells.json", figure="sweep/fig9.png", heatmaps="sweep/heatmaps.png", report="sweep/report.md")
     cells = json.loads((sweep / "cells.json").read_text())
     assert sorted(cells) == [cell_name(0.25, 2, 0), cell_name(1, 2, 0)]
+    _run("fig9_finetune", light=0.5, dbar=2, seed=0, steps=1, camera="", shards=shards, cells_json="sweep/cells.json",
+         cells="sweep/cells", out="sweep/finetuned")
+    tuned_plan = json.loads((sweep / "finetuned" / cell_name(0.5, 2, 0) / "plan.json").read_text())
+    assert tuned_plan["merge_model"]["cell"] in cells
     _run("fig9_validate", grid="sweep/params.yaml", shards=shards, cells_json="sweep/cells.json", cells="sweep/cells",
-         heldout="sweep/heldout", out="sweep/validation.json", report="sweep/validation.md")
+         heldout="sweep/heldout", out="sweep/validation.json", report="sweep/validation.md", finetuned="sweep/finetuned")
     val = json.loads((sweep / "validation.json").read_text())
     (point,) = val["points"]
     assert point["merge_model"] in cells and len(point["planned_exposures_us"]) == 3
+    assert point["psnr_checked"] == "fine-tuned merge" and [d["seed"] for d in point["finetuned"]] == [0]
+    assert point["planned_exposures_us"] == pytest.approx(tuned_plan["schedule"]["durations_us"], abs=0.11)
+    # the grid's e-bar at x0.5 light (from the cells' e-bar per light scale) is the one measured on the point's scenes
+    from gimbal.planning.plan import ebar_at_light, load_grid
+
+    assert ebar_at_light(load_grid(sweep / "cells.json"), 0.5) == pytest.approx(point["e_bar"], rel=1e-3)
     assert isinstance(point["psnr_within_0_5_db"], bool) and "| x0.5 |" in (sweep / "validation.md").read_text()
     from gimbal.cli import main
 
@@ -271,7 +289,7 @@ def test_fixed_schedule_holds_the_given_exposures_and_fits_the_budget() -> None:
     """A planned schedule fixed into a cell: the sensor exposes exactly those durations, the idle time is what the
     budget leaves (T - n x readout - the durations, by hand), and a sum over the free time by the plan's rounding is
     scaled onto it; a wrong count is refused."""
-    from gimbal.planning.fig9 import fixed_schedule
+    from gimbal.planning.finetune import fixed_schedule
     from gimbal.system import build_sensor
 
     cfg = parse_config(_params())

@@ -117,6 +117,9 @@ def test_plan_at_the_grids_centre_by_hand(tmp_path: Path) -> None:
     assert near["distance"]["e_bar_ratio_to_nearest"] == pytest.approx(1.2)
     # its network learned the brightness of its cell's light (100 e-): a burst at 120 e- is dimmed to it
     assert near["merge_model"]["gain"] == pytest.approx(100 / 120, abs=1e-4)
+    # where the merge may be fine-tuned instead: the light scale whose e-bar is 120 e- (the cells' e-bar per light
+    # scale, 400 e- at x1), and the point's d-bar
+    assert near["merge_model"]["finetune_at"] == {"light": pytest.approx(120 / 400, abs=1e-5), "dbar": 7.0}
     text = summary(out)
     assert "585.0" in text and "expected PSNR 25.10 dB" in text and len(text.splitlines()) <= 20
 

@@ -71,14 +71,17 @@ G = TypeVar("G", bound=SweepGroups)
 @dataclasses.dataclass(frozen=True)
 class SweepGrid:
     """The sweep's own params (sweeps/fig9/params.yaml): ``camera`` (a preset file, or ``None``: the root params'),
-    the ``lights`` (x ``augment.white_level``), ``dbars`` (network px), training ``seeds``, and the ``heldout``
-    working points (name -> ``(light, dbar, seed)``) trained directly to validate ``gimbal plan``."""
+    the ``lights`` (x ``augment.white_level``), ``dbars`` (network px), training ``seeds``, the ``heldout``
+    working points (name -> ``(light, dbar, seed)``) trained directly to validate ``gimbal plan``, and
+    ``finetune_steps`` (the plan's merge fine-tuned at each of them, :mod:`gimbal.planning.finetune`; 0: the key
+    absent, not fine-tuned)."""
 
     camera: str | None
     lights: tuple[float, ...]
     dbars: tuple[float, ...]
     seeds: tuple[int, ...]
     heldout: dict[str, tuple[float, float, int]] = dataclasses.field(default_factory=dict)
+    finetune_steps: int = 0
 
     def cells(self) -> list[tuple[float, float, int]]:
         """Every ``(light, dbar, seed)`` of the grid."""
@@ -109,6 +112,13 @@ def read_grid(path: str | os.PathLike[str]) -> SweepGrid:
             raise ParamError(f"{path}: '{key}' must be integers, got {values!r}")
         return tuple(kind(v) for v in values)
 
+    unknown = sorted(set(data) - {"camera", "lights", "dbars", "seeds", "heldout", "finetune_steps"})
+    if unknown:
+        raise ParamError(f"{path}: unknown key(s) {unknown}; the sweep reads camera, lights, dbars, seeds, heldout "
+                         "and finetune_steps")
+    steps = data.get("finetune_steps", 0)  # absent: no fine-tuning (the sweep's dvc.yaml fine-tunes: >= 1 there)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0 or ("finetune_steps" in data and steps < 1):
+        raise ParamError(f"{path}: 'finetune_steps' must be an integer >= 1, got {steps!r}")
     heldout = {}
     for name, point in (data.get("heldout") or {}).items():
         if not isinstance(point, dict) or set(point) != {"light", "dbar", "seed"}:
@@ -117,7 +127,7 @@ def read_grid(path: str | os.PathLike[str]) -> SweepGrid:
     camera = data.get("camera") or None
     if camera is not None and not isinstance(camera, str):
         raise ParamError(f"{path}: 'camera' must be a preset file path or \"\", got {camera!r}")
-    return SweepGrid(camera, levels("lights", float), levels("dbars", float), levels("seeds", int), heldout)
+    return SweepGrid(camera, levels("lights", float), levels("dbars", float), levels("seeds", int), heldout, steps)
 
 
 def with_camera(cfg: G, camera: str | None) -> G:
@@ -187,24 +197,6 @@ def cell_config(cfg: G, light: float, dbar: float, seed: int, frames: int) -> G:
     aug = dataclasses.replace(cfg.augment, white_level=tuple(light * w for w in cfg.augment.white_level))
     aug = dataclasses.replace(aug, shake_focal_net_px=shake_focal_for_dbar(aug, dbar, frames))
     return dataclasses.replace(cfg, augment=aug, seed=int(seed))
-
-
-def fixed_schedule(cfg: G, durations_us: Sequence[float]) -> G:
-    """``cfg`` with its exposures fixed to ``durations_us`` (``model.learn_exposure: false``, ``exposure.init_us``,
-    any idle time after the last readout: ``exposure.idle_slot``), e.g. a :func:`gimbal.planning.plan.plan`
-    schedule; a sum that exceeds the free time ``T - n x readout`` by the plan's 0.1 us rounding is scaled onto it.
-    Raises :class:`ParamError` when the count differs from ``exposure.n``."""
-    exposure = cfg.exposure
-    if len(durations_us) != exposure.n:
-        raise ParamError(f"fig9: a fixed schedule lists exposure.n = {exposure.n} durations, got {list(durations_us)}")
-    camera = build_sensor(cfg, learn_exposure=False).camera
-    free = (camera.budget_s - exposure.n * camera.readout_s) / 1e-6
-    total = sum(durations_us)
-    if total > free:
-        durations_us = [d * free / total for d in durations_us]
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, learn_exposure=False),
-                               exposure=dataclasses.replace(exposure, init_us=tuple(float(d) for d in durations_us),
-                                                            idle_slot=True))
 
 
 @torch.no_grad()

@@ -50,8 +50,8 @@ from gimbal.errors import DataError, ParamError
 from gimbal.planning.working_point import blur_diameter_px
 from gimbal.sensor.camera import CameraSpec, camera_from_file, get_camera
 
-__all__ = ["LUMINOUS_EFFICACY_LM_W", "Grid", "PlanError", "dbar_from_vibration", "ebar_from_light", "load_grid",
-           "luminosity", "plan", "resolve_camera", "summary"]
+__all__ = ["LUMINOUS_EFFICACY_LM_W", "Grid", "PlanError", "dbar_from_vibration", "ebar_at_light", "ebar_from_light",
+           "load_grid", "luminosity", "plan", "resolve_camera", "summary"]
 
 LUMINOUS_EFFICACY_LM_W = 683.0
 """lm/W at the peak of the photopic luminosity (555 nm): the definition of the candela."""
@@ -233,6 +233,15 @@ def load_grid(cells_json: str | os.PathLike[str], cells_dir: str | os.PathLike[s
                 readout_us=float(first["readout_us"]))
 
 
+def ebar_at_light(grid: Grid, light: float) -> float:
+    """e-bar (mean photo-electrons per pixel over the budget, e-) at light scale ``light`` (x ``augment.white_level``)
+    on ``grid``'s scenes: ``light`` times the mean over its cells of e-bar / light scale. A cell's e-bar is
+    proportional to its light scale (the same scenes, every irradiance scaled), so this is exact while nothing
+    clips; the inverse, ``e-bar / ebar_at_light(grid, 1)``, is the light scale of a working point."""
+    records = [r for rs in grid.cells.values() for r in rs]
+    return light * sum(float(r["mean_electrons"]) / float(r["white_level_scale"]) for r in records) / len(records)
+
+
 def _bracket(levels: Sequence[float], x: float) -> tuple[int, int, float]:
     """Indices ``(lo, hi)`` of the levels around ``x`` and the weight of ``hi``, in log space (x inside)."""
     if len(levels) == 1:
@@ -320,7 +329,10 @@ def plan(grid: Grid, ebar: float, dbar: float, camera: CameraSpec | None = None,
         },
         "merge_model": {"cell": cell, "seed": int(nearest.get("seed", 0)), "path": model.as_posix(),
                         "e_bar": round(grid.ebars[ni], 3), "d_bar_px": round(grid.dbars[nj], 4),
-                        "gain": round(grid.ebars[ni] / ebar, 4)},
+                        "gain": round(grid.ebars[ni] / ebar, 4),
+                        # the sweep's light scale and d-bar of this point: `stages/fig9_finetune.py` fine-tunes the
+                        # merge here (docs/plan.md)
+                        "finetune_at": {"light": round(ebar / ebar_at_light(grid, 1.0), 5), "dbar": round(dbar, 4)}},
         "expected_psnr_db": round(interp("psnr"), 2),
         "distance": {
             "inside_grid": not outside, "extrapolated": bool(outside), "why": "; ".join(outside),
@@ -350,7 +362,9 @@ def summary(result: Mapping[str, Any]) -> str:
         lines.append(f"{s['capture_order'][k]:>5}  {s['starts_us'][k]:>10.1f}  {s['durations_us'][k]:>11.1f}  "
                      f"{s['readout_starts_us'][k]:>13.1f}  {d['seed_spread_us'][k]:>14.1f}")
     lines += [f"merge model: {m['path']} (cell {m['cell']}: e-bar {m['e_bar']:.4g} e-, d-bar {m['d_bar_px']:.3g} px), "
-              f"digital gain x{m['gain']:.4g} on the raw burst first (gimbal infer --gain {m['gain']:.4g})",
+              f"digital gain x{m['gain']:.4g} on the raw burst first (gimbal infer --gain {m['gain']:.4g}); or "
+              f"fine-tune it here: python stages/fig9_finetune.py --light {m['finetune_at']['light']:.5g} --dbar "
+              f"{m['finetune_at']['dbar']:.4g} --seed 0 --steps 200 (then no gain)",
               f"expected PSNR {result['expected_psnr_db']:.2f} dB (test, interpolated between the cells)",
               f"distance: e-bar x{d['e_bar_ratio_to_nearest']:.3g}, d-bar x{d['d_bar_ratio_to_nearest']:.3g} of the "
               f"nearest cell ({d['log2_distance_to_nearest']:.2f} octaves)"]
