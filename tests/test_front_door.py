@@ -164,8 +164,8 @@ def test_the_fig9_sweep_is_its_own_dvc_project() -> None:
         plots = [o.def_path for o in sweep.index.outs if o.plot]
     grid = yaml.safe_load((REPO / SWEEP / "params.yaml").read_text())
     assert stages == {f"train@{light:g}-{dbar:g}-{seed}" for light in grid["lights"] for dbar in grid["dbars"]
-                      for seed in grid["seeds"]} | {f"train_heldout@{k}" for k in grid["heldout"]} | {"report",
-                                                                                                   "validate"}
+                      for seed in grid["seeds"]} | {f"{stage}@{k}" for stage in ("train_heldout", "finetune_heldout")
+                                                    for k in grid["heldout"]} | {"report", "validate"}
     assert metrics == ["cells.json"] and plots == ["fig9.png", "heatmaps.png"]
 
 
