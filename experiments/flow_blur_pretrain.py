@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import kornia
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
+from flow_pretrain_transfer import val_flow_inputs  # noqa: E402
 from inmemory import load_params  # noqa: E402
 
 import gimbal.training.flow_pretrain as tfp  # noqa: E402
@@ -30,9 +30,7 @@ from gimbal.config import parse_config  # noqa: E402
 from gimbal.models import flow_pretrain as fpm  # noqa: E402
 from gimbal.models.flow import reference_index, warp  # noqa: E402
 from gimbal.models.liveness import flow_alignment, flow_shift_gain  # noqa: E402
-from gimbal.pipeline import flow_arch, gimbal_run  # noqa: E402
-from gimbal.runtime import setup_distributed  # noqa: E402
-from gimbal.training.burst import GimbalTask  # noqa: E402
+from gimbal.pipeline import flow_arch  # noqa: E402
 
 LMAX, LOSS, STEPS = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 MAX_SHIFT = float(sys.argv[4]) if len(sys.argv) > 4 else 3.0
@@ -43,13 +41,7 @@ def blurred_translations(generator: torch.Generator, batch: int, n: int, size: i
     """``synthetic_translations`` with a motion blur of its own on every frame (the true shift: the blur's centre)."""
     pad = int(math.ceil(MAX_SHIFT + LMAX / 2)) + 2
     big = size + 2 * pad
-    noise = torch.rand(batch, 1, big, big, generator=generator)
-    lo, hi = blur_sigma
-    sigma = lo + (hi - lo) * torch.rand(batch, generator=generator)
-    ks = 2 * int(math.ceil(3 * hi)) + 1
-    tex = kornia.filters.gaussian_blur2d(noise, (ks, ks), torch.stack([sigma, sigma], dim=1), border_type="reflect")
-    tmin, tmax = tex.amin((2, 3), keepdim=True), tex.amax((2, 3), keepdim=True)
-    tex = (tex - tmin) / (tmax - tmin).clamp_min(1e-8)
+    tex = fpm.random_texture(generator, batch, big, blur_sigma)
     shifts = (2 * torch.rand(batch, n - 1, 2, generator=generator) - 1) * MAX_SHIFT
     r = reference_index(n)
     full = torch.cat([shifts[:, :r], torch.zeros(batch, 1, 2), shifts[:, r:]], dim=1)  # (B, n, 2)
@@ -77,25 +69,12 @@ def main() -> None:
         tfp.FlowPretrainTask.train_step = epe_step  # type: ignore[method-assign]
     torch.set_num_threads(1)
     cfg = parse_config(load_params([]))
-    ctx, dev = setup_distributed("cpu")
     scratch = Path(f"/tmp/flow_blur_pretrain_{LMAX}{LOSS}")
     scratch.mkdir(exist_ok=True)
-    vals: dict[str, list[torch.Tensor]] = {}
-    for variant in ("gimbal", "gimbal_uniform"):
-        host = GimbalTask(gimbal_run(cfg, variant), ROOT / "data/shards", ctx, dev,
-                          *[scratch / n for n in ("m.pt", "m.json", "e.json", "p.png")])
-        host.start(ctx)
-        system, net = host.system, host.system.net
-        gen = torch.Generator().manual_seed(host.seeds.validation)
-        vals[variant] = []
-        with torch.no_grad():
-            for scenes in host.val_batches:
-                cap = system.sensor(scenes.irradiance, 0, gen)
-                x = system.sensor.normalize(cap.burst, cap.durations_s)
-                vals[variant].append(net.pad(net.flow_input(x, net.input_scale(x))))
+    vals = {variant: val_flow_inputs(cfg, variant, scratch) for variant in ("gimbal", "gimbal_uniform")}
     fp = cfg.flow_pretrain
-    task = tfp.FlowPretrainTask(fp, flow_arch(cfg), fp.size or cfg.augment.out_size, dev, scratch / "f.pt",
-                                scratch / "f.json")
+    task = tfp.FlowPretrainTask(fp, flow_arch(cfg), fp.size or cfg.augment.out_size, torch.device("cpu"),
+                                scratch / "f.pt", scratch / "f.json")
     t0 = time.perf_counter()
     for step in range(STEPS + 1):
         if step % 250 == 0:

@@ -19,35 +19,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 
+from flow_pretrain_transfer import val_flow_inputs  # noqa: E402
 from inmemory import load_params  # noqa: E402
 
 from gimbal.config import parse_config  # noqa: E402
 from gimbal.models.liveness import flow_shift_gain  # noqa: E402
-from gimbal.pipeline import flow_arch, gimbal_run  # noqa: E402
-from gimbal.runtime import setup_distributed  # noqa: E402
-from gimbal.training.burst import GimbalTask  # noqa: E402
+from gimbal.pipeline import flow_arch  # noqa: E402
 from gimbal.training.flow_pretrain import FlowPretrainTask, load_pretrained_flow  # noqa: E402
 
 
 def main() -> None:
     torch.set_num_threads(2)
     cfg = parse_config(load_params([]))
-    ctx, dev = setup_distributed("cpu")
     scratch = Path("/tmp/flow_domain_gap")
     scratch.mkdir(exist_ok=True)
-    run = gimbal_run(cfg, sys.argv[1] if len(sys.argv) > 1 else "gimbal_uniform")
-    host = GimbalTask(run, ROOT / "data/shards", ctx, dev, *[scratch / n for n in ("m.pt", "m.json", "e.json", "p.png")])
-    host.start(ctx)
-    system, net = host.system, host.system.net
-    gen = torch.Generator().manual_seed(host.seeds.validation)
-    val = []
-    with torch.no_grad():
-        for scenes in host.val_batches:
-            cap = system.sensor(scenes.irradiance, 0, gen)
-            x = system.sensor.normalize(cap.burst, cap.durations_s)
-            val.append(net.pad(net.flow_input(x, net.input_scale(x))))  # what the flow network sees
+    val = val_flow_inputs(cfg, sys.argv[1] if len(sys.argv) > 1 else "gimbal_uniform", scratch)
     fp = cfg.flow_pretrain
-    task = FlowPretrainTask(fp, flow_arch(cfg), fp.size or cfg.augment.out_size, dev, scratch / "f.pt",
+    task = FlowPretrainTask(fp, flow_arch(cfg), fp.size or cfg.augment.out_size, torch.device("cpu"), scratch / "f.pt",
                             scratch / "f.json")
     load_pretrained_flow(task.flow, ROOT / "models/flow_pretrained.pt", flow_arch(cfg))
     flow = task.flow.eval()

@@ -25,12 +25,31 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from inmemory import load_params  # noqa: E402
 
-from gimbal.config import parse_config  # noqa: E402
+from gimbal.config import Config, parse_config  # noqa: E402
 from gimbal.models.liveness import flow_alignment, flow_shift_gain  # noqa: E402
 from gimbal.pipeline import flow_arch, gimbal_run  # noqa: E402
 from gimbal.runtime import setup_distributed  # noqa: E402
 from gimbal.training.burst import GimbalTask  # noqa: E402
 from gimbal.training.flow_pretrain import FlowPretrainTask, load_pretrained_flow  # noqa: E402
+
+
+def val_flow_inputs(cfg: Config, variant: str, scratch: Path) -> list[torch.Tensor]:
+    """What the flow network sees of the val split's bursts, as variant ``variant``'s training validates them (its
+    fixed val set, schedule and val noise seed): one ``(B, n, C, H, W)`` tensor per val batch. ``scratch``: a folder
+    for the task's unused output paths."""
+    ctx, dev = setup_distributed("cpu")
+    host = GimbalTask(gimbal_run(cfg, variant), ROOT / "data/shards", ctx, dev,
+                      *[scratch / n for n in ("m.pt", "m.json", "e.json", "p.png")])
+    host.start(ctx)
+    system, net = host.system, host.system.net
+    gen = torch.Generator().manual_seed(host.seeds.validation)
+    out = []
+    with torch.no_grad():
+        for scenes in host.val_batches:
+            captured = system.sensor(scenes.irradiance, 0, gen)
+            x = system.sensor.normalize(captured.burst, captured.durations_s)
+            out.append(net.pad(net.flow_input(x, net.input_scale(x))))
+    return out
 
 
 def main() -> None:
@@ -44,19 +63,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = parse_config(load_params(args.overrides))
-    ctx, dev = setup_distributed("cpu")
+    dev = torch.device("cpu")
     scratch = Path("/tmp/flow_pretrain_transfer")
-    run = gimbal_run(cfg, args.variant)
-    host = GimbalTask(run, ROOT / "data/shards", ctx, dev, *[scratch / n for n in ("m.pt", "m.json", "e.json", "p.png")])
-    host.start(ctx)
-    system, net = host.system, host.system.net
-    gen = torch.Generator().manual_seed(host.seeds.validation)
-    val = []
-    with torch.no_grad():
-        for scenes in host.val_batches:
-            captured = system.sensor(scenes.irradiance, 0, gen)
-            x = system.sensor.normalize(captured.burst, captured.durations_s)
-            val.append(net.pad(net.flow_input(x, net.input_scale(x))))  # what the flow network sees
+    val = val_flow_inputs(cfg, args.variant, scratch)
     fp = cfg.flow_pretrain
     task = FlowPretrainTask(fp, flow_arch(cfg), fp.size or cfg.augment.out_size, dev, scratch / "f.pt",
                             scratch / "f.json")

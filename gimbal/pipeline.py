@@ -25,7 +25,7 @@ from gimbal.training.burst import train as train_variant
 from gimbal.training.flow_pretrain import FlowArch
 from gimbal.training.flow_pretrain import pretrain_flow as pretrain_flow_net
 
-__all__ = ["build_system", "flow_arch", "flow_weights", "gimbal_run", "pretrain_flow", "restorer_run", "system_groups", "tier_overrides", "train", "train_baseline",
+__all__ = ["build_system", "flow_arch", "flow_weights", "gimbal_run", "pretrain_flow", "restorer_run", "system_groups", "tier_overrides", "train", "train_baseline", "train_cell",
            "trainer"]
 
 
@@ -87,6 +87,17 @@ def train(cfg: Config, variant: str, shards_dir: Path, model_path: Path, metrics
     from ``flow_weights`` or its networks from the model file ``init_model`` when given; returns its metrics."""
     return train_variant(gimbal_run(cfg, variant, flow_weights, init_model), shards_dir, model_path, metrics_path,
                          exposures_path, schedule_plot, live_dir, checkpoint_path)
+
+
+def train_cell(cfg: Config, out_dir: Path, shards_dir: Path, checkpoint_path: Path, init_model: Path | None = None
+               ) -> dict[str, Any]:
+    """Train a sweep cell's learned-exposure model (variant ``gimbal`` of ``cfg``, :func:`train`) into ``out_dir``:
+    ``model.pt``, ``train.json``, ``exposures.json``, ``exposures.png`` and ``dvclive/``, the layout the Fig. 9
+    report and validation read; ``init_model``: as :func:`train`. Returns its metrics."""
+    return train(cfg, "gimbal", shards_dir=shards_dir, model_path=out_dir / "model.pt",
+                 metrics_path=out_dir / "train.json", exposures_path=out_dir / "exposures.json",
+                 schedule_plot=out_dir / "exposures.png", live_dir=out_dir / "dvclive", checkpoint_path=checkpoint_path,
+                 init_model=init_model)
 
 
 def trainer(name: str) -> Callable[..., dict[str, Any]]:

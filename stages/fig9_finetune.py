@@ -18,7 +18,7 @@ from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
 from gimbal.io import write_json_atomic
-from gimbal.pipeline import train
+from gimbal.pipeline import train_cell
 from gimbal.planning.fig9 import cell_name, train_frames, with_camera
 from gimbal.planning.finetune import finetune_config
 from gimbal.planning.plan import load_grid
@@ -36,10 +36,8 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
     grid = load_grid(args.cells_json, args.cells)
     run, planned = finetune_config(cfg, grid, args.light, args.dbar, args.seed, args.steps,
                                    train_frames(cfg.augment, args.shards))
-    train(run, "gimbal", shards_dir=Path(args.shards), model_path=out / "model.pt", metrics_path=out / "train.json",
-          exposures_path=out / "exposures.json", schedule_plot=out / "exposures.png", live_dir=out / "dvclive",
-          checkpoint_path=Path("checkpoints/fig9") / Path(args.out).name / name / "last.pt",
-          init_model=Path(planned["merge_model"]["path"]))
+    train_cell(run, out, Path(args.shards), Path("checkpoints/fig9") / Path(args.out).name / name / "last.pt",
+               init_model=Path(planned["merge_model"]["path"]))
     write_json_atomic(out / "plan.json", planned)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from gimbal.cli_utils import run_stage, stage_parser
 from gimbal.config import Config
 from gimbal.data.loader import check_batch_size
-from gimbal.pipeline import train
+from gimbal.pipeline import train_cell
 from gimbal.planning.fig9 import cell_config, cell_name, train_frames, with_camera
 from gimbal.planning.finetune import fixed_schedule
 
@@ -37,10 +37,8 @@ def main(cfg: Config, args: argparse.Namespace) -> None:
         cell = fixed_schedule(cell, args.exposures_us)
     if args.steps is not None:
         cell = dataclasses.replace(cell, train=dataclasses.replace(cell.train, steps=args.steps))
-    train(cell, "gimbal", shards_dir=Path(args.shards), model_path=out / "model.pt", metrics_path=out / "train.json",
-          exposures_path=out / "exposures.json", schedule_plot=out / "exposures.png", live_dir=out / "dvclive",
-          checkpoint_path=Path("checkpoints/fig9") / Path(args.cells).name / name / "last.pt",
-          init_model=Path(args.init_model) if args.init_model else None)
+    train_cell(cell, out, Path(args.shards), Path("checkpoints/fig9") / Path(args.cells).name / name / "last.pt",
+               init_model=Path(args.init_model) if args.init_model else None)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ import torch
 from gimbal.errors import ParamError
 from gimbal.models.flow import reference_index, split_reference, warp
 
-__all__ = ["FlowPretrainConfig", "Translations", "end_point_error", "photometric_loss", "synthetic_translations"]
+__all__ = ["FlowPretrainConfig", "Translations", "end_point_error", "photometric_loss", "random_texture",
+           "synthetic_translations"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,19 @@ class Translations(NamedTuple):
     shifts: torch.Tensor  # (B, n-1, 2): (dx, dy) px that align each non-reference frame (flow convention of warp)
 
 
+def random_texture(generator: torch.Generator, batch: int, size: int, blur_sigma: tuple[float, float]
+                   ) -> torch.Tensor:
+    """``(batch, 1, size, size)`` smooth random textures in [0, 1]: white noise blurred by a Gaussian of width
+    uniform in ``blur_sigma`` (px, one per texture), each scaled to span [0, 1]. Drawn from ``generator``."""
+    noise = torch.rand(batch, 1, size, size, generator=generator)
+    lo, hi = blur_sigma
+    sigma = lo + (hi - lo) * torch.rand(batch, generator=generator)
+    ks = 2 * int(math.ceil(3 * hi)) + 1
+    tex = kornia.filters.gaussian_blur2d(noise, (ks, ks), torch.stack([sigma, sigma], dim=1), border_type="reflect")
+    tmin, tmax = tex.amin((2, 3), keepdim=True), tex.amax((2, 3), keepdim=True)
+    return (tex - tmin) / (tmax - tmin).clamp_min(1e-8)
+
+
 def synthetic_translations(generator: torch.Generator, batch: int, n: int, size: int, max_shift_px: float,
                            noise_std: float, blur_sigma: tuple[float, float]) -> Translations:
     """``batch`` bursts of ``n`` frames ``size x size`` px (see the module docstring).
@@ -112,13 +126,7 @@ def synthetic_translations(generator: torch.Generator, batch: int, n: int, size:
     """
     pad = int(math.ceil(max_shift_px)) + 2
     big = size + 2 * pad
-    noise = torch.rand(batch, 1, big, big, generator=generator)
-    lo, hi = blur_sigma
-    sigma = lo + (hi - lo) * torch.rand(batch, generator=generator)
-    ks = 2 * int(math.ceil(3 * hi)) + 1
-    tex = kornia.filters.gaussian_blur2d(noise, (ks, ks), torch.stack([sigma, sigma], dim=1), border_type="reflect")
-    tmin, tmax = tex.amin((2, 3), keepdim=True), tex.amax((2, 3), keepdim=True)
-    tex = (tex - tmin) / (tmax - tmin).clamp_min(1e-8)
+    tex = random_texture(generator, batch, big, blur_sigma)
     shifts = (2 * torch.rand(batch, n - 1, 2, generator=generator) - 1) * max_shift_px
     # frame_j(x, y) = tex(x - s_x, y - s_y): warping the texture with the flow -s moves its content by +... so that
     # warping frame_j with +s gives the texture back

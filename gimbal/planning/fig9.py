@@ -117,7 +117,7 @@ def read_grid(path: str | os.PathLike[str]) -> SweepGrid:
         raise ParamError(f"{path}: unknown key(s) {unknown}; the sweep reads camera, lights, dbars, seeds, heldout "
                          "and finetune_steps")
     steps = data.get("finetune_steps", 0)  # absent: no fine-tuning (the sweep's dvc.yaml fine-tunes: >= 1 there)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0 or ("finetune_steps" in data and steps < 1):
+    if "finetune_steps" in data and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         raise ParamError(f"{path}: 'finetune_steps' must be an integer >= 1, got {steps!r}")
     heldout = {}
     for name, point in (data.get("heldout") or {}).items():

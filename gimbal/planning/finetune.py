@@ -22,7 +22,6 @@ from gimbal.errors import ParamError
 from gimbal.planning.fig9 import SweepGroups, cell_config
 from gimbal.planning.plan import Grid, ebar_at_light, plan
 from gimbal.planning.working_point import blur_diameter_px
-from gimbal.system import build_sensor
 
 __all__ = ["finetune_config", "fixed_schedule"]
 
@@ -37,7 +36,7 @@ def fixed_schedule(cfg: G, durations_us: Sequence[float]) -> G:
     exposure = cfg.exposure
     if len(durations_us) != exposure.n:
         raise ParamError(f"fig9: a fixed schedule lists exposure.n = {exposure.n} durations, got {list(durations_us)}")
-    camera = build_sensor(cfg, learn_exposure=False).camera
+    camera = cfg.sensor.spec()
     free = (camera.budget_s - exposure.n * camera.readout_s) / 1e-6
     total = sum(durations_us)
     if total > free:
@@ -60,8 +59,7 @@ def finetune_config(cfg: G, grid: Grid, light: float, dbar: float, seed: int, st
     if steps < 1:
         raise ParamError(f"fig9: the fine-tuning needs finetune_steps >= 1, got {steps}")
     cell = cell_config(cfg, light, dbar, seed, frames)
-    camera = build_sensor(cell, learn_exposure=False).camera
-    planned = plan(grid, ebar_at_light(grid, light), blur_diameter_px(cell.augment, frames), camera)
+    planned = plan(grid, ebar_at_light(grid, light), blur_diameter_px(cell.augment, frames), cell.sensor.spec())
     run = fixed_schedule(cell, planned["schedule"]["durations_us"])
     run = dataclasses.replace(run, train=dataclasses.replace(run.train, steps=int(steps)))  # type: ignore[arg-type]
     return run, planned
